@@ -1,0 +1,122 @@
+// Package migrations holds the regional schema as embedded SQL and applies it
+// to shard databases with goose.
+package migrations
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"fmt"
+	"io/fs"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+)
+
+//go:embed sql/*.sql
+var embedded embed.FS
+
+// Target is one database to migrate: a shard's name and its owner DSN.
+type Target struct {
+	Name string
+	DSN  string
+}
+
+// Result is what happened to one Target.
+type Result struct {
+	Name    string
+	Before  int64 // version before the run
+	Version int64 // version after the run (for Status: the current version)
+	Latest  int64 // newest version embedded in this binary
+	Applied int   // migrations applied by this run
+	Err     error
+}
+
+// Up applies every pending migration to each target, all targets in
+// parallel, and returns one Result per target in the order given. A
+// concurrent Up on the same database waits on goose's advisory lock, so
+// running it twice, or from several processes, is a no-op the second time.
+func Up(ctx context.Context, targets []Target) []Result {
+	return each(ctx, targets, func(ctx context.Context, p *goose.Provider, r *Result) error {
+		before, err := p.GetDBVersion(ctx)
+		if err != nil {
+			return err
+		}
+		r.Before = before
+		applied, err := p.Up(ctx)
+		r.Applied = len(applied)
+		if err != nil {
+			return err
+		}
+		r.Version, err = p.GetDBVersion(ctx)
+		return err
+	})
+}
+
+// Status reports each target's current version without changing anything.
+func Status(ctx context.Context, targets []Target) []Result {
+	return each(ctx, targets, func(ctx context.Context, p *goose.Provider, r *Result) error {
+		v, err := p.GetDBVersion(ctx)
+		r.Before, r.Version = v, v
+		return err
+	})
+}
+
+func each(ctx context.Context, targets []Target, fn func(context.Context, *goose.Provider, *Result) error) []Result {
+	results := make([]Result, len(targets))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := &results[i]
+			r.Name = t.Name
+			r.Err = withProvider(ctx, t.DSN, func(p *goose.Provider) error {
+				sources := p.ListSources()
+				if len(sources) > 0 {
+					r.Latest = sources[len(sources)-1].Version
+				}
+				return fn(ctx, p, r)
+			})
+			if r.Err != nil {
+				r.Err = fmt.Errorf("migrate %s: %w", t.Name, r.Err)
+			}
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
+func withProvider(ctx context.Context, dsn string, fn func(*goose.Provider) error) error {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return fmt.Errorf("parse dsn: %w", err)
+	}
+	db := stdlib.OpenDB(*cfg)
+	defer db.Close()
+	if err := db.PingContext(ctx); err != nil {
+		return err
+	}
+	p, err := newProvider(db)
+	if err != nil {
+		return err
+	}
+	return fn(p)
+}
+
+func newProvider(db *sql.DB) (*goose.Provider, error) {
+	fsys, err := fs.Sub(embedded, "sql")
+	if err != nil {
+		return nil, err
+	}
+	locker, err := lock.NewPostgresSessionLocker()
+	if err != nil {
+		return nil, err
+	}
+	return goose.NewProvider(goose.DialectPostgres, db, fsys,
+		goose.WithSessionLocker(locker),
+		goose.WithDisableGlobalRegistry(true))
+}

@@ -1,0 +1,310 @@
+// Package pgtest starts or reuses a real PostgreSQL server for tests and
+// builds throwaway shard deployments on it.
+//
+// With PGTEST_DSN set (a superuser DSN, e.g.
+// postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable), or any of
+// PGHOST/PGPORT set, tests reuse that server. Otherwise Start runs initdb from
+// the installed PostgreSQL binaries (as the postgres OS user when running as
+// root) in a temporary directory and starts a server on a free loopback port.
+package pgtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Server is a PostgreSQL server that tests may create databases on.
+type Server struct {
+	// AdminDSN connects as a superuser to the server's postgres database.
+	AdminDSN string
+	// Host and Port locate the server.
+	Host string
+	Port int
+
+	dir   string // data directory when this process started the server
+	bin   string // directory of pg_ctl, initdb and postgres
+	owner string // OS user that owns dir, "" for the current user
+}
+
+// Start returns the server named by PGTEST_DSN or the PG* variables in
+// getenv, or starts a throwaway one. Stop it when done: Stop is a no-op for a
+// server this process did not start.
+func Start(ctx context.Context, getenv func(string) string) (*Server, error) {
+	if dsn := getenv("PGTEST_DSN"); dsn != "" {
+		return reuse(ctx, dsn)
+	}
+	if getenv("PGHOST") != "" || getenv("PGPORT") != "" {
+		return reuse(ctx, "postgres:///postgres?sslmode=disable")
+	}
+	return startCluster(ctx)
+}
+
+func reuse(ctx context.Context, dsn string) (*Server, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("pgtest: parse PGTEST_DSN: %w", err)
+	}
+	s := &Server{AdminDSN: dsn, Host: cfg.Host, Port: int(cfg.Port)}
+	if err := s.ping(ctx, 10*time.Second); err != nil {
+		return nil, fmt.Errorf("pgtest: server %s:%d: %w", cfg.Host, cfg.Port, err)
+	}
+	return s, nil
+}
+
+// BinDir finds the directory holding initdb, pg_ctl and postgres: PG_BINDIR
+// if set, then the newest /usr/lib/postgresql/*/bin, then $PATH.
+func BinDir() (string, error) {
+	if d := os.Getenv("PG_BINDIR"); d != "" {
+		return d, nil
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(dirs, func(i, j int) bool { return pgVersion(dirs[i]) > pgVersion(dirs[j]) })
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
+			return d, nil
+		}
+	}
+	if p, err := exec.LookPath("initdb"); err == nil {
+		return filepath.Dir(p), nil
+	}
+	return "", errors.New("PostgreSQL server binaries not found (install them: apt-get install postgresql)")
+}
+
+func pgVersion(binDir string) int {
+	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
+	return v
+}
+
+func startCluster(ctx context.Context) (*Server, error) {
+	bin, err := BinDir()
+	if err != nil {
+		return nil, fmt.Errorf("pgtest: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "dmsrouter-pgtest-")
+	if err != nil {
+		return nil, fmt.Errorf("pgtest: %w", err)
+	}
+	s := &Server{Host: "127.0.0.1", dir: dir, bin: bin}
+	if os.Geteuid() == 0 {
+		// The server refuses to run as root.
+		s.owner = "postgres"
+		if err := chownTo(dir, s.owner); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("pgtest: %w", err)
+		}
+	}
+	if err := s.initAndStart(ctx); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// StartAt starts (initialising it on first use) a cluster whose data lives in
+// dir, listening on 127.0.0.1:port. It is how the demo keeps its data between
+// runs; Stop leaves dir in place for such a server.
+func StartAt(ctx context.Context, dir string, port int) (*Server, error) {
+	bin, err := BinDir()
+	if err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return nil, err
+	}
+	s := &Server{Host: "127.0.0.1", Port: port, dir: abs, bin: bin}
+	if os.Geteuid() == 0 {
+		s.owner = "postgres"
+		if err := chownTo(abs, s.owner); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.initAndStart(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) initAndStart(ctx context.Context) error {
+	data := filepath.Join(s.dir, "data")
+	if _, err := os.Stat(filepath.Join(data, "PG_VERSION")); err != nil {
+		if out, err := s.pg(ctx, "initdb", "-D", data, "-U", "postgres", "--auth=trust",
+			"--encoding=UTF8", "--locale=C.UTF-8", "--no-sync").CombinedOutput(); err != nil {
+			return fmt.Errorf("pgtest: initdb: %w\n%s", err, out)
+		}
+	}
+	if s.Port == 0 {
+		port, err := freePort()
+		if err != nil {
+			return fmt.Errorf("pgtest: %w", err)
+		}
+		s.Port = port
+	}
+	opts := strings.Join([]string{
+		"-c listen_addresses=127.0.0.1",
+		"-c port=" + strconv.Itoa(s.Port),
+		"-c unix_socket_directories=" + s.dir,
+		"-c max_connections=400",
+		"-c shared_buffers=256MB",
+		"-c fsync=off",
+		"-c synchronous_commit=off",
+		"-c full_page_writes=off",
+		"-c max_locks_per_transaction=256",
+		"-c timezone=UTC",
+	}, " ")
+	logFile := filepath.Join(s.dir, "postgres.log")
+	if out, err := s.pg(ctx, "pg_ctl", "start", "-w", "-t", "60", "-D", data, "-l", logFile, "-o", opts).CombinedOutput(); err != nil {
+		log, _ := os.ReadFile(logFile)
+		return fmt.Errorf("pgtest: pg_ctl start: %w\n%s\n%s", err, out, log)
+	}
+	s.AdminDSN = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", s.Port)
+	return s.ping(ctx, 30*time.Second)
+}
+
+// pg returns a command running the named server binary as the data
+// directory's owner.
+func (s *Server) pg(ctx context.Context, name string, args ...string) *exec.Cmd {
+	path := filepath.Join(s.bin, name)
+	if s.owner != "" {
+		return exec.CommandContext(ctx, "runuser", append([]string{"-u", s.owner, "--", path}, args...)...)
+	}
+	return exec.CommandContext(ctx, path, args...)
+}
+
+// Owned reports whether this process started the server (and so may stop,
+// pause or restart it).
+func (s *Server) Owned() bool { return s.dir != "" }
+
+// Stop stops a server this process started and removes its temporary data
+// directory (not a directory given to StartAt). It is a no-op otherwise.
+func (s *Server) Stop() error {
+	if s.dir == "" {
+		return nil
+	}
+	data := filepath.Join(s.dir, "data")
+	var err error
+	if _, statErr := os.Stat(filepath.Join(data, "postmaster.pid")); statErr == nil {
+		if out, e := s.pg(context.Background(), "pg_ctl", "stop", "-m", "fast", "-w", "-D", data).CombinedOutput(); e != nil {
+			err = fmt.Errorf("pgtest: pg_ctl stop: %w\n%s", e, out)
+		}
+	}
+	if strings.Contains(filepath.Base(s.dir), "dmsrouter-pgtest-") {
+		os.RemoveAll(s.dir)
+	}
+	return err
+}
+
+// Halt stops a server this process started but keeps its data, so Resume
+// can start it again: the way tests take a shard down and bring it back.
+func (s *Server) Halt() error {
+	if s.dir == "" {
+		return errors.New("pgtest: cannot halt a server this process did not start")
+	}
+	out, err := s.pg(context.Background(), "pg_ctl", "stop", "-m", "immediate", "-w", "-D", filepath.Join(s.dir, "data")).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("pgtest: pg_ctl stop: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// Resume starts a halted server again on the same port.
+func (s *Server) Resume(ctx context.Context) error {
+	if s.dir == "" {
+		return errors.New("pgtest: cannot resume a server this process did not start")
+	}
+	return s.initAndStart(ctx)
+}
+
+// DSN returns a DSN for database db as user on this server.
+func (s *Server) DSN(db, user string) string {
+	u, _ := url.Parse(s.AdminDSN)
+	u.User = url.User(user)
+	if pw, ok := userPassword(s.AdminDSN); ok && user == adminUser(s.AdminDSN) {
+		u.User = url.UserPassword(user, pw)
+	}
+	u.Path = "/" + db
+	return u.String()
+}
+
+// AdminDB returns a DSN for database db as the admin user.
+func (s *Server) AdminDB(db string) string { return s.DSN(db, adminUser(s.AdminDSN)) }
+
+func adminUser(dsn string) string {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil || cfg.User == "" {
+		return "postgres"
+	}
+	return cfg.User
+}
+
+func userPassword(dsn string) (string, bool) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil || cfg.Password == "" {
+		return "", false
+	}
+	return cfg.Password, true
+}
+
+// Exec runs sql on the server's postgres database as the admin.
+func (s *Server) Exec(ctx context.Context, sql string, args ...any) error {
+	conn, err := pgx.Connect(ctx, s.AdminDSN)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(ctx, sql, args...)
+	return err
+}
+
+func (s *Server) ping(ctx context.Context, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		conn, err := pgx.Connect(ctx, s.AdminDSN)
+		if err == nil {
+			err = conn.Ping(ctx)
+			conn.Close(context.Background())
+			if err == nil {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func chownTo(dir, name string) error {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return fmt.Errorf("look up OS user %s: %w", name, err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return os.Chown(dir, uid, gid)
+}

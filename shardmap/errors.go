@@ -1,0 +1,119 @@
+package shardmap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/sony/gobreaker/v2"
+)
+
+// UnavailableError reports a shard that cannot serve: its breaker is open,
+// or the database could not be reached or failed as infrastructure
+// (connection refused, too many connections, shutdown). Clients may retry
+// after RetryAfter.
+type UnavailableError struct {
+	Shard      string
+	RetryAfter time.Duration
+	Err        error
+}
+
+func (e *UnavailableError) Error() string {
+	return fmt.Sprintf("shard %s unavailable: %v", e.Shard, e.Err)
+}
+
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
+// TimeoutError reports a shard query that ran out of time: the statement
+// timeout, the request's deadline, or the acquire timeout of a busy pool.
+type TimeoutError struct {
+	Shard string
+	Err   error
+}
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("shard %s timed out: %v", e.Shard, e.Err)
+}
+
+func (e *TimeoutError) Unwrap() error { return e.Err }
+
+// ErrReadOnly reports a write refused because the region's database is
+// read-only (SQLSTATE 25006), as during a maintenance freeze.
+var ErrReadOnly = errors.New("database is read-only")
+
+// IsInfrastructure reports whether err is a failure of the database or the
+// network rather than of the request: a connection error, a timeout, too
+// many connections, a server shutting down. Only these trip a breaker. A
+// canceled request, a missing row, a constraint violation, bad input and a
+// read-only database are not infrastructure failures.
+func IsInfrastructure(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case pgErr.Code == "57014": // query_canceled: the statement timeout
+			return true
+		case len(pgErr.Code) == 5 && (pgErr.Code[:2] == "08" || pgErr.Code[:2] == "53" || pgErr.Code[:2] == "58"):
+			return true // connection exception, insufficient resources, system error
+		case pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03":
+			return true // admin_shutdown, crash_shutdown, cannot_connect_now
+		}
+		return false
+	}
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &connectErr),
+		errors.Is(err, context.DeadlineExceeded),
+		pgconn.Timeout(err),
+		errors.As(err, &netErr),
+		errors.Is(err, io.EOF),
+		errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, net.ErrClosed):
+		return true
+	}
+	// pgx reports a connection lost mid-query with unexported error types;
+	// SafeToRetry and a closed connection are the signals it exports.
+	return pgconn.SafeToRetry(err)
+}
+
+func isTimeout(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "57014"
+	}
+	return errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err)
+}
+
+func isReadOnly(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "25006"
+}
+
+// classify wraps an error returned by a shard operation so that callers can
+// tell infrastructure failures (UnavailableError, TimeoutError) and a
+// read-only database (ErrReadOnly) from the request's own errors, which pass
+// through unchanged.
+func (s *Shard) classify(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests):
+		return &UnavailableError{Shard: s.name, RetryAfter: s.openTimeout, Err: err}
+	case errors.Is(err, context.Canceled):
+		return err
+	case isTimeout(err):
+		return &TimeoutError{Shard: s.name, Err: err}
+	case isReadOnly(err):
+		return fmt.Errorf("shard %s: %w: %w", s.name, ErrReadOnly, err)
+	case IsInfrastructure(err):
+		return &UnavailableError{Shard: s.name, RetryAfter: s.openTimeout, Err: err}
+	}
+	return err
+}

@@ -1,0 +1,169 @@
+// Package shardmap turns the configuration into shards: it validates the
+// shard map (every region on exactly one shard), opens a bounded pool and a
+// circuit breaker per shard, and runs scoped transactions on them.
+package shardmap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/dmshub/dmsrouter/regions"
+)
+
+// ErrNoShard reports a region the map does not serve; a validated map serves all 20.
+var ErrNoShard = errors.New("no shard serves this region")
+
+// Options carries the telemetry providers shards report to; nil providers
+// report nothing.
+type Options struct {
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
+}
+
+// Map is an immutable snapshot of the shard map: which shard serves each
+// region. It is safe for concurrent use.
+type Map struct {
+	cfg      Config
+	shards   []*Shard
+	byName   map[string]*Shard
+	byRegion map[regions.Code]*Shard
+	obs      *observer
+}
+
+// Open validates cfg and opens one Shard per configured shard. Pools connect
+// lazily, so a database that is down at start does not stop the router: its
+// regions answer 503 until it comes back.
+func Open(cfg Config, opts Options) (*Map, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	obs, err := newObserver(opts)
+	if err != nil {
+		return nil, err
+	}
+	m := &Map{cfg: cfg, byName: map[string]*Shard{}, byRegion: map[regions.Code]*Shard{}, obs: obs}
+	for _, sc := range cfg.Shards {
+		s, err := newShard(sc, cfg.Database, obs)
+		if err != nil {
+			m.Close()
+			return nil, err
+		}
+		m.shards = append(m.shards, s)
+		m.byName[s.name] = s
+	}
+	for code, name := range cfg.Regions {
+		r := regions.Code(code)
+		s := m.byName[name]
+		m.byRegion[r] = s
+		s.regions = append(s.regions, r)
+	}
+	for _, s := range m.shards {
+		sort.Slice(s.regions, func(i, j int) bool { return s.regions[i] < s.regions[j] })
+	}
+	if err := obs.watch(m); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// Config returns the configuration the map was built from.
+func (m *Map) Config() Config { return m.cfg }
+
+// For returns the shard that serves region r.
+func (m *Map) For(r regions.Code) (*Shard, error) {
+	s, ok := m.byRegion[r]
+	if !ok {
+		return nil, fmt.Errorf("region %q: %w", r, ErrNoShard)
+	}
+	return s, nil
+}
+
+// Shards returns every shard in configuration order.
+func (m *Map) Shards() []*Shard { return append([]*Shard(nil), m.shards...) }
+
+// Close closes every shard's pools and stops reporting their metrics.
+func (m *Map) Close() {
+	m.obs.unwatch()
+	for _, s := range m.shards {
+		s.Close()
+	}
+}
+
+// observer holds the instruments shards report to.
+type observer struct {
+	tracer        trace.Tracer
+	meter         metric.Meter
+	queryDuration metric.Float64Histogram
+	registration  metric.Registration
+}
+
+func newObserver(opts Options) (*observer, error) {
+	tp, mp := opts.TracerProvider, opts.MeterProvider
+	if tp == nil {
+		tp = tracenoop.NewTracerProvider()
+	}
+	if mp == nil {
+		mp = metricnoop.NewMeterProvider()
+	}
+	o := &observer{
+		tracer: tp.Tracer("github.com/dmshub/dmsrouter/shardmap"),
+		meter:  mp.Meter("github.com/dmshub/dmsrouter/shardmap"),
+	}
+	var err error
+	o.queryDuration, err = o.meter.Float64Histogram("dms.shard.query.duration",
+		metric.WithUnit("s"),
+		metric.WithDescription("Duration of shard operations by shard, region, operation and outcome."),
+		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+	return o, err
+}
+
+// watch registers the gauges that read the map's breakers and pools at
+// collection time.
+func (o *observer) watch(m *Map) error {
+	state, err := o.meter.Int64ObservableGauge("dms.shard.breaker.state",
+		metric.WithDescription("Circuit breaker state per shard: 0 closed, 1 half-open, 2 open."))
+	if err != nil {
+		return err
+	}
+	total, err := o.meter.Int64ObservableGauge("dms.shard.pool.connections",
+		metric.WithDescription("Pool connections per shard by state (acquired, idle, constructing) and the maximum."))
+	if err != nil {
+		return err
+	}
+	waits, err := o.meter.Int64ObservableCounter("dms.shard.pool.empty_acquires",
+		metric.WithDescription("Acquires that waited because the pool had no idle connection."))
+	if err != nil {
+		return err
+	}
+	o.registration, err = o.meter.RegisterCallback(func(_ context.Context, obs metric.Observer) error {
+		for _, s := range m.shards {
+			at := attribute.String("shard", s.name)
+			obs.ObserveInt64(state, int64(s.breaker.State()), metric.WithAttributes(at))
+			st := s.primary.Stat()
+			for _, c := range []struct {
+				state string
+				n     int32
+			}{{"acquired", st.AcquiredConns()}, {"idle", st.IdleConns()}, {"constructing", st.ConstructingConns()}, {"max", st.MaxConns()}} {
+				obs.ObserveInt64(total, int64(c.n), metric.WithAttributes(at, attribute.String("state", c.state)))
+			}
+			obs.ObserveInt64(waits, st.EmptyAcquireCount(), metric.WithAttributes(at))
+		}
+		return nil
+	}, state, total, waits)
+	return err
+}
+
+func (o *observer) unwatch() {
+	if o != nil && o.registration != nil {
+		o.registration.Unregister()
+	}
+}

@@ -1,0 +1,240 @@
+package shardmap
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/sony/gobreaker/v2"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/dmshub/dmsrouter/regions"
+)
+
+// DefaultMaxConns bounds a shard's pool when its config leaves max_conns at 0.
+const DefaultMaxConns = 8
+
+// Shard is one regional database: a bounded pool on its primary, one per
+// replica, and a circuit breaker that opens after consecutive
+// infrastructure failures so that a sick shard fails fast instead of
+// holding requests.
+type Shard struct {
+	name           string
+	cfg            ShardConfig
+	regions        []regions.Code
+	primary        *pgxpool.Pool
+	replicas       []*pgxpool.Pool
+	next           atomic.Uint32
+	breaker        *gobreaker.CircuitBreaker[struct{}]
+	acquireTimeout time.Duration
+	openTimeout    time.Duration
+	obs            *observer
+}
+
+func newShard(cfg ShardConfig, db DatabaseConfig, obs *observer) (*Shard, error) {
+	s := &Shard{
+		name:           cfg.Name,
+		cfg:            cfg,
+		acquireTimeout: db.AcquireTimeout,
+		openTimeout:    db.BreakerOpenTimeout,
+		obs:            obs,
+	}
+	var err error
+	if s.primary, err = newPool(cfg.Name, cfg.Primary, cfg.MaxConns, db); err != nil {
+		return nil, fmt.Errorf("shard %s primary: %w", cfg.Name, err)
+	}
+	for i, dsn := range cfg.Replicas {
+		p, err := newPool(cfg.Name, dsn, cfg.MaxConns, db)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("shard %s replica %d: %w", cfg.Name, i, err)
+		}
+		s.replicas = append(s.replicas, p)
+	}
+	s.breaker = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        cfg.Name,
+		MaxRequests: 1,
+		Timeout:     db.BreakerOpenTimeout,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			return c.ConsecutiveFailures >= db.BreakerFailures
+		},
+		// Only infrastructure failures count; everything else (a missing
+		// row, a constraint, a canceled request) is neither success nor failure.
+		IsExcluded: func(err error) bool { return err != nil && !IsInfrastructure(err) },
+	})
+	return s, nil
+}
+
+func newPool(name, dsn string, maxConns int32, db DatabaseConfig) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	if maxConns <= 0 {
+		maxConns = DefaultMaxConns
+	}
+	pc.MaxConns = maxConns
+	pc.MinConns = 0
+	pc.MaxConnIdleTime = 5 * time.Minute
+	pc.HealthCheckPeriod = 15 * time.Second
+	pc.ConnConfig.ConnectTimeout = db.ConnectTimeout
+	rp := pc.ConnConfig.RuntimeParams
+	if rp["application_name"] == "" {
+		rp["application_name"] = "dmsrouter/" + name
+	}
+	rp["statement_timeout"] = strconv.FormatInt(db.StatementTimeout.Milliseconds(), 10)
+	rp["idle_in_transaction_session_timeout"] = strconv.FormatInt((2 * db.StatementTimeout).Milliseconds(), 10)
+	rp["timezone"] = "Europe/Rome"
+	return pgxpool.NewWithConfig(context.Background(), pc)
+}
+
+// Name returns the shard's name from the configuration.
+func (s *Shard) Name() string { return s.name }
+
+// Regions returns the regions the shard serves, in code order.
+func (s *Shard) Regions() []regions.Code { return append([]regions.Code(nil), s.regions...) }
+
+// Config returns the shard's configuration.
+func (s *Shard) Config() ShardConfig { return s.cfg }
+
+// State returns the breaker's state: "closed", "half-open" or "open".
+func (s *Shard) State() string { return s.breaker.State().String() }
+
+// Stat returns the primary pool's statistics.
+func (s *Shard) Stat() *pgxpool.Stat { return s.primary.Stat() }
+
+// Close closes the shard's pools, waiting for acquired connections to be released.
+func (s *Shard) Close() {
+	if s.primary != nil {
+		s.primary.Close()
+	}
+	for _, p := range s.replicas {
+		p.Close()
+	}
+}
+
+// scopeSQL sets the transaction-local settings that row-level security reads.
+const scopeSQL = `SELECT set_config('dms.region', $1, true), set_config('dms.province', $2, true),
+	set_config('dms.comune', $3, true), set_config('dms.market', $4, true), set_config('dms.user', $5, true)`
+
+// scopeReadOnlySQL is scopeSQL that also makes the transaction read-only.
+const scopeReadOnlySQL = scopeSQL + `, set_config('transaction_read_only', 'on', true)`
+
+func scopeArgs(sc regions.Scope) []any {
+	market := ""
+	if sc.Market != 0 {
+		market = strconv.FormatInt(sc.Market, 10)
+	}
+	return []any{string(sc.Region), sc.Province, sc.Comune, market, sc.User}
+}
+
+// Read runs the queries that queue adds to a batch in one read-only
+// transaction scoped to sc, in a single round trip: the scope settings and
+// the queries travel together and run in the implicit transaction that
+// ends at the batch's Sync. Results are read by the callbacks the queued
+// queries carry (pgx.QueuedQuery.Query, QueryRow, Exec). Reads go to a
+// replica when the shard has any. The error is an *UnavailableError or
+// *TimeoutError for infrastructure failures, otherwise what a callback or
+// the database returned.
+func (s *Shard) Read(ctx context.Context, sc regions.Scope, queue func(b *pgx.Batch)) error {
+	return s.do(ctx, "read", sc, func(ctx context.Context) error {
+		conn, err := s.acquire(ctx, s.readPool())
+		if err != nil {
+			return err
+		}
+		defer conn.Release()
+		b := &pgx.Batch{}
+		b.Queue(scopeReadOnlySQL, scopeArgs(sc)...)
+		queue(b)
+		return conn.SendBatch(ctx, b).Close()
+	})
+}
+
+// Tx runs fn in a transaction on the primary with the given access mode,
+// after setting the scope sc for row-level security. fn's error rolls the
+// transaction back and is returned as is; infrastructure failures come back
+// as *UnavailableError or *TimeoutError, and a read-only database as ErrReadOnly.
+func (s *Shard) Tx(ctx context.Context, sc regions.Scope, mode pgx.TxAccessMode, fn func(pgx.Tx) error) error {
+	return s.do(ctx, "tx", sc, func(ctx context.Context) error {
+		conn, err := s.acquire(ctx, s.primary)
+		if err != nil {
+			return err
+		}
+		defer conn.Release()
+		return pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{AccessMode: mode}, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, scopeSQL, scopeArgs(sc)...); err != nil {
+				return err
+			}
+			return fn(tx)
+		})
+	})
+}
+
+// Ping checks that the primary answers, through the breaker.
+func (s *Shard) Ping(ctx context.Context) error {
+	return s.do(ctx, "ping", regions.Scope{}, func(ctx context.Context) error {
+		conn, err := s.acquire(ctx, s.primary)
+		if err != nil {
+			return err
+		}
+		defer conn.Release()
+		return conn.Ping(ctx)
+	})
+}
+
+func (s *Shard) readPool() *pgxpool.Pool {
+	if len(s.replicas) == 0 {
+		return s.primary
+	}
+	return s.replicas[int(s.next.Add(1))%len(s.replicas)]
+}
+
+func (s *Shard) acquire(ctx context.Context, p *pgxpool.Pool) (*pgxpool.Conn, error) {
+	actx, cancel := context.WithTimeout(ctx, s.acquireTimeout)
+	defer cancel()
+	conn, err := p.Acquire(actx)
+	if err != nil && ctx.Err() == nil && actx.Err() != nil {
+		return nil, fmt.Errorf("acquire connection within %s: %w", s.acquireTimeout, context.DeadlineExceeded)
+	}
+	return conn, err
+}
+
+// do runs op through the breaker with a span and a duration measurement.
+func (s *Shard) do(ctx context.Context, op string, sc regions.Scope, fn func(context.Context) error) error {
+	attrs := []attribute.KeyValue{attribute.String("shard", s.name), attribute.String("op", op)}
+	if sc.Region != "" {
+		attrs = append(attrs, attribute.String("region", string(sc.Region)))
+	}
+	ctx, span := s.obs.tracer.Start(ctx, "shard."+op, trace.WithAttributes(attrs...), trace.WithSpanKind(trace.SpanKindClient))
+	defer span.End()
+	start := time.Now()
+	_, err := s.breaker.Execute(func() (struct{}, error) { return struct{}{}, fn(ctx) })
+	err = s.classify(err)
+	outcome := outcomeOf(err)
+	s.obs.queryDuration.Record(ctx, time.Since(start).Seconds(),
+		metric.WithAttributes(append(attrs, attribute.String("outcome", outcome))...))
+	if err != nil {
+		span.SetStatus(codes.Error, outcome)
+		span.RecordError(err)
+	}
+	return err
+}
+
+func outcomeOf(err error) string {
+	switch err.(type) {
+	case nil:
+		return "ok"
+	case *UnavailableError:
+		return "unavailable"
+	case *TimeoutError:
+		return "timeout"
+	}
+	return "error"
+}

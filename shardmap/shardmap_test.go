@@ -1,0 +1,241 @@
+package shardmap_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/dmshub/dmsrouter/pgtest"
+	"github.com/dmshub/dmsrouter/regions"
+	"github.com/dmshub/dmsrouter/shardmap"
+)
+
+var pg *pgtest.Server
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &pg)) }
+
+// twoShards puts the north-west regions on shard "nw" and the rest on "rest".
+func twoShards() pgtest.Layout {
+	l := pgtest.Layout{}
+	for _, r := range regions.All() {
+		l[r.Code] = "rest"
+	}
+	for _, c := range []regions.Code{"01", "02", "03", "07"} {
+		l[c] = "nw"
+	}
+	return l
+}
+
+func deploy(tb testing.TB, name string, layout pgtest.Layout) shardmap.Config {
+	tb.Helper()
+	ctx := context.Background()
+	cfg, err := pg.Deployment(ctx, pgtest.Prefix(name), layout)
+	if err != nil {
+		tb.Fatalf("Deployment: %v", err)
+	}
+	tb.Cleanup(func() { pg.DropDeployment(context.Background(), cfg) })
+	return cfg
+}
+
+func adminExec(tb testing.TB, dsn, sql string, args ...any) {
+	tb.Helper()
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), sql, args...); err != nil {
+		tb.Fatalf("exec %q: %v", sql, err)
+	}
+}
+
+// insertMarkets writes two markets of Lombardia (one in Milano, one in
+// Bergamo) and one of Piemonte on the "nw" shard as its owner.
+func insertMarkets(tb testing.TB, cfg shardmap.Config) {
+	tb.Helper()
+	admin := cfg.Shards[0].AdminDSN()
+	if cfg.Shards[0].Name != "nw" {
+		admin = cfg.Shards[1].AdminDSN()
+	}
+	adminExec(tb, admin, `INSERT INTO markets (id, region_id, code, name, province, comune) VALUES
+		(dms.next_id('markets', 3::smallint), 3, 'MI001', 'Mercato di Milano', '015', '015146'),
+		(dms.next_id('markets', 3::smallint), 3, 'BG001', 'Mercato di Bergamo', '016', '016024'),
+		(dms.next_id('markets', 1::smallint), 1, 'TO001', 'Mercato di Torino', '001', '001272')`)
+}
+
+func marketNames(tb testing.TB, sh *shardmap.Shard, sc regions.Scope, sql string) []string {
+	tb.Helper()
+	var names []string
+	err := sh.Read(context.Background(), sc, func(b *pgx.Batch) {
+		b.Queue(sql).Query(func(rows pgx.Rows) error {
+			var err error
+			names, err = pgx.CollectRows(rows, pgx.RowTo[string])
+			return err
+		})
+	})
+	if err != nil {
+		tb.Fatalf("Read: %v", err)
+	}
+	return names
+}
+
+func TestReadAppliesRowLevelSecurity(t *testing.T) {
+	cfg := deploy(t, "rls", twoShards())
+	insertMarkets(t, cfg)
+	m, err := shardmap.Open(cfg, shardmap.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	sh, err := m.For("03")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No region filter in the SQL: only row-level security narrows it.
+	const all = `SELECT name FROM markets ORDER BY name`
+	tests := []struct {
+		name  string
+		scope regions.Scope
+		want  string
+	}{
+		{"region 03", regions.Scope{Region: "03"}, "Mercato di Bergamo,Mercato di Milano"},
+		{"region 01 on the same shard", regions.Scope{Region: "01"}, "Mercato di Torino"},
+		{"province 016", regions.Scope{Region: "03", Province: "016"}, "Mercato di Bergamo"},
+		{"comune 015146", regions.Scope{Region: "03", Province: "015", Comune: "015146"}, "Mercato di Milano"},
+		{"other comune", regions.Scope{Region: "03", Comune: "015999"}, ""},
+		{"no scope", regions.Scope{}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := strings.Join(marketNames(t, sh, tt.scope, all), ",")
+			if got != tt.want {
+				t.Errorf("Read(%+v) = %q, want %q", tt.scope, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestReadIsReadOnlyAndScopeDoesNotLeak(t *testing.T) {
+	cfg := deploy(t, "ro", twoShards())
+	insertMarkets(t, cfg)
+	m, err := shardmap.Open(cfg, shardmap.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	sh, _ := m.For("03")
+	ctx := context.Background()
+	err = sh.Read(ctx, regions.Scope{Region: "03"}, func(b *pgx.Batch) {
+		b.Queue(`UPDATE markets SET name = 'x'`)
+	})
+	if !errors.Is(err, err) || err == nil || !strings.Contains(err.Error(), "read-only") {
+		t.Fatalf("Read(UPDATE) error = %v, want a read-only transaction error", err)
+	}
+	// The settings are transaction-local: the next use of the same
+	// connection without a scope sees nothing.
+	for range 10 {
+		var n int
+		err := sh.Tx(ctx, regions.Scope{}, pgx.ReadOnly, func(tx pgx.Tx) error {
+			return tx.QueryRow(ctx, `SELECT count(*) FROM markets`).Scan(&n)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != 0 {
+			t.Fatalf("unscoped count = %d, want 0", n)
+		}
+	}
+}
+
+func TestAppRoleIsBoundByRLS(t *testing.T) {
+	cfg := deploy(t, "role", twoShards())
+	conn, err := pgx.Connect(context.Background(), cfg.Shards[0].Primary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var super, bypass, owner bool
+	err = conn.QueryRow(context.Background(), `SELECT rolsuper, rolbypassrls,
+		(SELECT tableowner = current_user FROM pg_tables WHERE tablename = 'markets')
+		FROM pg_roles WHERE rolname = current_user`).Scan(&super, &bypass, &owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if super || bypass || owner {
+		t.Errorf("dms_app: superuser=%v bypassrls=%v owner=%v, want all false", super, bypass, owner)
+	}
+	var forced int
+	err = conn.QueryRow(context.Background(), `SELECT count(*) FROM pg_class
+		WHERE relname IN ('markets','stalls','vendors','concessions','vendor_presences','audit_log')
+		AND relrowsecurity AND relforcerowsecurity`).Scan(&forced)
+	if err != nil || forced != 6 {
+		t.Errorf("tables with forced RLS = %d (%v), want 6", forced, err)
+	}
+}
+
+func TestLoadConfig(t *testing.T) {
+	dir := t.TempDir()
+	write := func(body string) string {
+		p := filepath.Join(dir, "c.yaml")
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	var regionLines strings.Builder
+	for _, r := range regions.All() {
+		regionLines.WriteString("  \"" + string(r.Code) + "\": s1\n")
+	}
+	good := "server:\n  addr: \"127.0.0.1:9\"\nauth:\n  hs256_secret: \"0123456789abcdef\"\nshards:\n  - name: s1\n    primary: \"postgres://dms_app@127.0.0.1:5432/dms?sslmode=disable\"\n    max_conns: 4\nregions:\n" + regionLines.String()
+	noenv := func(string) string { return "" }
+
+	cfg, err := shardmap.Load(write(good), noenv)
+	if err != nil {
+		t.Fatalf("Load(good) error: %v", err)
+	}
+	if cfg.Server.Addr != "127.0.0.1:9" || cfg.Database.StatementTimeout != 5*time.Second || len(cfg.Regions) != 20 {
+		t.Errorf("Load(good) = %+v", cfg)
+	}
+
+	env := map[string]string{
+		"DMSROUTER_AUTH_HS256_SECRET":    "from-the-environment",
+		"DMSROUTER_SHARDS_S1_PRIMARY":    "postgres://other@127.0.0.1:5433/x",
+		"DMSROUTER_DATABASE_ACQUIRE_TIMEOUT": "250ms",
+	}
+	cfg, err = shardmap.Load(write(good), func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatalf("Load(env) error: %v", err)
+	}
+	if cfg.Auth.HS256Secret != "from-the-environment" || cfg.Shards[0].Primary != env["DMSROUTER_SHARDS_S1_PRIMARY"] || cfg.Database.AcquireTimeout != 250*time.Millisecond {
+		t.Errorf("Load(env) = %+v, want environment overrides", cfg)
+	}
+
+	bad := []struct {
+		name, body, want string
+	}{
+		{"region missing", strings.Replace(good, "  \"07\": s1\n", "", 1), "regions.07"},
+		{"unknown shard", strings.Replace(good, "\"07\": s1", "\"07\": s9", 1), `regions.07: unknown shard "s9"`},
+		{"unquoted region", strings.Replace(good, "\"07\": s1", "7: s1", 1), "regions.7"},
+		{"unknown region", good + "  \"21\": s1\n", "regions.21"},
+		{"region mapped twice", good + "  \"07\": s1\n", "07"},
+		{"bad dsn", strings.Replace(good, "postgres://dms_app@127.0.0.1:5432/dms?sslmode=disable", "postgres://x@host:notaport/db", 1), "shards[0].primary"},
+		{"unknown key", good + "extra: 1\n", "extra"},
+		{"unknown nested key", strings.Replace(good, "max_conns: 4", "max_conns: 4\n    maxconns: 4", 1), "maxconns"},
+		{"no secret", strings.Replace(good, "hs256_secret: \"0123456789abcdef\"", "hs256_secret: \"\"", 1), "auth"},
+		{"duplicate shard", strings.Replace(good, "regions:", "  - name: s1\n    primary: \"postgres://a@b/c\"\nregions:", 1), "defined twice"},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := shardmap.Load(write(tt.body), noenv)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Load(%s) error = %v, want it to name %q", tt.name, err, tt.want)
+			}
+		})
+	}
+}
