@@ -204,8 +204,8 @@ func TestLoadConfig(t *testing.T) {
 	}
 
 	env := map[string]string{
-		"DMSROUTER_AUTH_HS256_SECRET":    "from-the-environment",
-		"DMSROUTER_SHARDS_S1_PRIMARY":    "postgres://other@127.0.0.1:5433/x",
+		"DMSROUTER_AUTH_HS256_SECRET":        "from-the-environment",
+		"DMSROUTER_SHARDS_S1_PRIMARY":        "postgres://other@127.0.0.1:5433/x",
 		"DMSROUTER_DATABASE_ACQUIRE_TIMEOUT": "250ms",
 	}
 	cfg, err = shardmap.Load(write(good), func(k string) string { return env[k] })

@@ -1,0 +1,89 @@
+package registry
+
+import (
+	"context"
+	"errors"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/dmshub/dmsrouter/regions"
+	"github.com/dmshub/dmsrouter/shardmap"
+)
+
+// listSpec describes one list: how to select its rows, how to order them,
+// and how a keyset cursor continues after the last row of a page.
+type listSpec[T any] struct {
+	name   string // names the list inside its cursors
+	from   string // "FROM table alias" plus any joins
+	cols   string // the select list, with names matching T's db tags
+	order  string // ORDER BY columns; the last one is the unique id
+	after  func(q *query, c cursor)
+	cursor func(last T) cursor
+}
+
+// run reads one page of the list and its exact total in one round trip.
+// guard, when not empty, is a query that must return a row for the list to
+// exist at all (the parent market of a stall list, say); without a row the
+// result is ErrNotFound rather than an empty list.
+func (s listSpec[T]) run(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, q query, p Page, guard string, guardArgs ...any) (List[T], error) {
+	out := List[T]{Items: []T{}, Limit: p.Limit, Offset: p.Offset}
+	countSQL := "SELECT count(*) " + s.from + " WHERE " + q.clause()
+	countArgs := append([]any(nil), q.args...)
+	if p.Cursor != "" {
+		c, err := decodeCursor(s.name, p.Cursor)
+		if err != nil {
+			return out, err
+		}
+		s.after(&q, c)
+	}
+	pageSQL := "SELECT " + s.cols + " " + s.from + " WHERE " + q.clause() +
+		" ORDER BY " + s.order + " LIMIT " + q.arg(p.Limit+1) + " OFFSET " + q.arg(p.Offset)
+	found := guard == ""
+	err := sh.Read(ctx, sc, func(b *pgx.Batch) {
+		if guard != "" {
+			b.Queue(guard, guardArgs...).Query(func(rows pgx.Rows) error {
+				found = rows.Next()
+				rows.Close()
+				return rows.Err()
+			})
+		}
+		b.Queue(pageSQL, q.args...).Query(func(rows pgx.Rows) error {
+			items, err := pgx.CollectRows(rows, pgx.RowToStructByName[T])
+			out.Items = items
+			return err
+		})
+		b.Queue(countSQL, countArgs...).QueryRow(func(row pgx.Row) error {
+			return row.Scan(&out.Total)
+		})
+	})
+	if err != nil {
+		return out, err
+	}
+	if !found {
+		return out, ErrNotFound
+	}
+	if len(out.Items) > p.Limit {
+		out.Items = out.Items[:p.Limit]
+		out.NextCursor = s.cursor(out.Items[len(out.Items)-1]).encode()
+	}
+	if out.Items == nil {
+		out.Items = []T{}
+	}
+	return out, nil
+}
+
+// getOne reads the single row of sql in scope sc, or ErrNotFound.
+func getOne[T any](ctx context.Context, sh *shardmap.Shard, sc regions.Scope, sql string, args ...any) (T, error) {
+	var out T
+	err := sh.Read(ctx, sc, func(b *pgx.Batch) {
+		b.Queue(sql, args...).Query(func(rows pgx.Rows) error {
+			var err error
+			out, err = pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[T])
+			return err
+		})
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return out, ErrNotFound
+	}
+	return out, err
+}

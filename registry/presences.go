@@ -1,0 +1,48 @@
+package registry
+
+import (
+	"context"
+	"time"
+
+	"github.com/dmshub/dmsrouter/regions"
+	"github.com/dmshub/dmsrouter/shardmap"
+)
+
+// Presence is a vendor's check-in at a market on a market day.
+type Presence struct {
+	ID         int64      `json:"id" db:"id"`
+	Region     string     `json:"region" db:"region"`
+	MarketID   int64      `json:"market_id" db:"market_id"`
+	VendorID   int64      `json:"vendor_id" db:"vendor_id"`
+	StallID    *int64     `json:"stall_id" db:"stall_id"`
+	Date       string     `json:"date" db:"date"`
+	Kind       string     `json:"kind" db:"kind"`
+	CheckinAt  time.Time  `json:"checkin_at" db:"checkin_at"`
+	CheckoutAt *time.Time `json:"checkout_at" db:"checkout_at"`
+}
+
+const presenceCols = `p.id, lpad(p.region_id::text, 2, '0') AS region, p.market_id, p.vendor_id, p.stall_id,
+	to_char(p.date, 'YYYY-MM-DD') AS date, p.kind, p.checkin_at, p.checkout_at`
+
+var presenceList = listSpec[Presence]{
+	name:  "presences",
+	from:  "FROM vendor_presences p",
+	cols:  presenceCols,
+	order: "p.id",
+	after: func(q *query, c cursor) {
+		q.conds = append(q.conds, "p.id > "+q.arg(c.ID))
+	},
+	cursor: func(p Presence) cursor { return cursor{List: "presences", ID: p.ID} },
+}
+
+// ListPresences returns one page of the presences of market marketID on
+// day, ordered by id, or ErrNotFound when the market is not visible in
+// scope sc.
+func ListPresences(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, marketID int64, day time.Time, p Page) (List[Presence], error) {
+	var q query
+	q.scoped(sc, "p.", "market_id")
+	q.where("p.market_id = %s", marketID)
+	q.where("p.date = %s", day)
+	guard, args := marketGuard(sc, marketID)
+	return presenceList.run(ctx, sh, sc, q, p, guard, args...)
+}

@@ -1,0 +1,65 @@
+package registry
+
+import (
+	"context"
+
+	"github.com/dmshub/dmsrouter/regions"
+	"github.com/dmshub/dmsrouter/shardmap"
+)
+
+// Stall is a numbered pitch (posteggio) of a market.
+type Stall struct {
+	ID       int64    `json:"id" db:"id"`
+	Region   string   `json:"region" db:"region"`
+	MarketID int64    `json:"market_id" db:"market_id"`
+	Number   int32    `json:"number" db:"number"`
+	Type     string   `json:"type" db:"type"`
+	Status   string   `json:"status" db:"status"`
+	AreaMq   float64  `json:"area_mq" db:"area_mq"`
+	WidthM   *float64 `json:"width_m" db:"width_m"`
+	DepthM   *float64 `json:"depth_m" db:"depth_m"`
+}
+
+// StallFilter narrows a stall list; empty fields do not filter.
+type StallFilter struct {
+	Status string
+	Type   string
+}
+
+const stallCols = `s.id, lpad(s.region_id::text, 2, '0') AS region, s.market_id, s.number, s.type, s.status,
+	s.area_mq::float8 AS area_mq, s.width_m::float8 AS width_m, s.depth_m::float8 AS depth_m`
+
+var stallList = listSpec[Stall]{
+	name:  "stalls",
+	from:  "FROM stalls s",
+	cols:  stallCols,
+	order: "s.number, s.id",
+	after: func(q *query, c cursor) {
+		q.conds = append(q.conds, "(s.number, s.id) > ("+q.arg(int32(c.Num))+", "+q.arg(c.ID)+")")
+	},
+	cursor: func(s Stall) cursor { return cursor{List: "stalls", Num: int64(s.Number), ID: s.ID} },
+}
+
+// ListStalls returns one page of the stalls of market marketID, ordered by
+// number, or ErrNotFound when the market is not visible in scope sc.
+func ListStalls(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, marketID int64, f StallFilter, p Page) (List[Stall], error) {
+	var q query
+	q.scoped(sc, "s.", "market_id")
+	q.where("s.market_id = %s", marketID)
+	if f.Status != "" {
+		q.where("s.status = %s", f.Status)
+	}
+	if f.Type != "" {
+		q.where("s.type = %s", f.Type)
+	}
+	guard, args := marketGuard(sc, marketID)
+	return stallList.run(ctx, sh, sc, q, p, guard, args...)
+}
+
+// GetStall returns stall id if it lies in scope sc, else ErrNotFound.
+func GetStall(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, id int64) (Stall, error) {
+	var q query
+	q.scoped(sc, "s.", "market_id")
+	q.where("s.id = %s", id)
+	return getOne[Stall](ctx, sh, sc, "SELECT "+stallCols+" FROM stalls s WHERE "+q.clause(), q.args...)
+}

@@ -1,0 +1,241 @@
+package router
+
+import (
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/dmshub/dmsrouter/regions"
+	"github.com/dmshub/dmsrouter/shardmap"
+)
+
+// Principal is the authenticated caller.
+type Principal struct {
+	Subject   string            // JWT "sub"
+	Role      string            // JWT "role": one of super_admin, admin_pa, market_manager, suap_operator, municipal_police, auditor, business_owner
+	Territory regions.Territory // JWT "territory", parsed with regions.ParseTerritory
+}
+
+// ErrUnauthenticated is wrapped by every Verify failure (missing, malformed,
+// expired, not yet valid, wrongly signed, alg none or unexpected alg, unknown
+// role, bad territory, missing sub).
+var ErrUnauthenticated = errors.New("unauthenticated")
+
+const (
+	// authLeeway is the clock skew tolerated on exp, nbf and iat.
+	authLeeway = 30 * time.Second
+	// minHS256Secret is the shortest HS256 secret NewVerifier and SignHS256 accept.
+	minHS256Secret = 16
+	// minRSABits is the smallest RSA modulus NewVerifier accepts.
+	minRSABits = 2048
+)
+
+// Roles returns the known role names, a new slice on every call.
+func Roles() []string {
+	return []string{
+		"super_admin",
+		"admin_pa",
+		"market_manager",
+		"suap_operator",
+		"municipal_police",
+		"auditor",
+		"business_owner",
+	}
+}
+
+// CanWrite reports whether role may write: super_admin, admin_pa,
+// market_manager and suap_operator may; every other role, known or not, may not.
+func CanWrite(role string) bool {
+	switch role {
+	case "super_admin", "admin_pa", "market_manager", "suap_operator":
+		return true
+	}
+	return false
+}
+
+// Verifier checks bearer tokens. It holds only the keys and is safe for
+// concurrent use.
+type Verifier struct {
+	hsSecret []byte           // HS256 key, nil when HS256 is not configured
+	pubKey   crypto.PublicKey // *rsa.PublicKey or ed25519.PublicKey, nil when not configured
+	pubAlg   string           // "RS256" or "EdDSA", the only alg pubKey verifies
+	methods  []string         // the algs accepted, for jwt.WithValidMethods
+}
+
+// NewVerifier builds a verifier from the auth config: HS256 with
+// cfg.HS256Secret when set; RS256 or EdDSA with the PEM public key in
+// cfg.PublicKeyFile when set (PKIX "PUBLIC KEY" for RSA or Ed25519, or PKCS #1
+// "RSA PUBLIC KEY"). When both are set, tokens signed either way are accepted,
+// each alg only with its own key. NewVerifier returns an error when neither is
+// set, when the secret is shorter than 16 bytes, or when the key file cannot be
+// read, holds no PEM block, holds a block of another type, or holds a key that
+// is not RSA (of at least 2048 bits) or Ed25519.
+func NewVerifier(cfg shardmap.AuthConfig) (*Verifier, error) {
+	if cfg.HS256Secret == "" && cfg.PublicKeyFile == "" {
+		return nil, errors.New("auth: no key configured: set hs256_secret or public_key_file")
+	}
+	v := &Verifier{}
+	if cfg.HS256Secret != "" {
+		if len(cfg.HS256Secret) < minHS256Secret {
+			return nil, fmt.Errorf("auth.hs256_secret: %d bytes is too short, want at least %d", len(cfg.HS256Secret), minHS256Secret)
+		}
+		v.hsSecret = []byte(cfg.HS256Secret)
+		v.methods = append(v.methods, jwt.SigningMethodHS256.Alg())
+	}
+	if cfg.PublicKeyFile != "" {
+		key, alg, err := readPublicKey(cfg.PublicKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("auth.public_key_file: %w", err)
+		}
+		v.pubKey, v.pubAlg = key, alg
+		v.methods = append(v.methods, alg)
+	}
+	return v, nil
+}
+
+// readPublicKey reads the first PEM block of the file at path and returns its
+// RSA or Ed25519 public key with the one JWT alg it verifies.
+func readPublicKey(path string) (crypto.PublicKey, string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, "", err
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, "", fmt.Errorf("%s: no PEM block found", path)
+	}
+	var key any
+	switch block.Type {
+	case "PUBLIC KEY":
+		key, err = x509.ParsePKIXPublicKey(block.Bytes)
+	case "RSA PUBLIC KEY":
+		key, err = x509.ParsePKCS1PublicKey(block.Bytes)
+	default:
+		return nil, "", fmt.Errorf("%s: PEM block %q, want \"PUBLIC KEY\" or \"RSA PUBLIC KEY\"", path, block.Type)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: parse %s: %w", path, block.Type, err)
+	}
+	switch k := key.(type) {
+	case *rsa.PublicKey:
+		if n := k.N.BitLen(); n < minRSABits {
+			return nil, "", fmt.Errorf("%s: RSA key of %d bits is too small, want at least %d", path, n, minRSABits)
+		}
+		return k, jwt.SigningMethodRS256.Alg(), nil
+	case ed25519.PublicKey:
+		return k, jwt.SigningMethodEdDSA.Alg(), nil
+	default:
+		return nil, "", fmt.Errorf("%s: unsupported key type %T, want RSA or Ed25519", path, key)
+	}
+}
+
+// authClaims are the claims Verify reads and SignHS256 writes.
+type authClaims struct {
+	jwt.RegisteredClaims
+	Role      string `json:"role"`
+	Territory string `json:"territory"`
+}
+
+// Verify parses and checks token at time now and returns its principal. The
+// token must be signed with one of the configured algs and keys (never alg
+// "none"), must carry exp, a non-empty sub, a known role and a territory that
+// regions.ParseTerritory accepts, and must be valid at now: exp, nbf and iat
+// are checked with 30 seconds of leeway. Every error wraps ErrUnauthenticated;
+// its text says why, for logs, and is not meant for clients.
+func (v *Verifier) Verify(token string, now time.Time) (Principal, error) {
+	if token == "" {
+		return Principal{}, fmt.Errorf("%w: no token", ErrUnauthenticated)
+	}
+	if len(v.methods) == 0 {
+		// A Verifier not made by NewVerifier: without this check the parser
+		// would accept any alg.
+		return Principal{}, fmt.Errorf("%w: verifier has no keys", ErrUnauthenticated)
+	}
+	p := jwt.NewParser(
+		jwt.WithValidMethods(v.methods),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(authLeeway),
+		jwt.WithTimeFunc(func() time.Time { return now }),
+	)
+	var c authClaims
+	if _, err := p.ParseWithClaims(token, &c, v.key); err != nil {
+		return Principal{}, fmt.Errorf("%w: %w", ErrUnauthenticated, err)
+	}
+	if c.Subject == "" {
+		return Principal{}, fmt.Errorf("%w: token has no sub", ErrUnauthenticated)
+	}
+	if !slices.Contains(Roles(), c.Role) {
+		return Principal{}, fmt.Errorf("%w: unknown role %q", ErrUnauthenticated, c.Role)
+	}
+	t, err := regions.ParseTerritory(c.Territory)
+	if err != nil {
+		return Principal{}, fmt.Errorf("%w: territory: %w", ErrUnauthenticated, err)
+	}
+	return Principal{Subject: c.Subject, Role: c.Role, Territory: t}, nil
+}
+
+// key returns the key that verifies t: the HS256 secret for HS256, the public
+// key for its own alg. The parser has already refused algs not configured.
+func (v *Verifier) key(t *jwt.Token) (any, error) {
+	switch alg := t.Method.Alg(); {
+	case alg == jwt.SigningMethodHS256.Alg() && v.hsSecret != nil:
+		return v.hsSecret, nil
+	case alg == v.pubAlg && v.pubKey != nil:
+		return v.pubKey, nil
+	default:
+		return nil, fmt.Errorf("no key for alg %q", alg)
+	}
+}
+
+// TokenFromRequest extracts the token: "Authorization: Bearer <t>" (scheme
+// case-insensitive) first, else the cookie named "dms_token". An Authorization
+// header with another scheme, or with an empty token, is ignored. It returns ""
+// when neither is present.
+func TokenFromRequest(r *http.Request) string {
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if ok && strings.EqualFold(scheme, "Bearer") {
+		if tok = strings.TrimSpace(tok); tok != "" {
+			return tok
+		}
+	}
+	if c, err := r.Cookie("dms_token"); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
+// SignHS256 signs a development token for p valid for ttl from now, with the
+// claims sub, role, territory (p.Territory.String()), iat and exp. It does not
+// check p, so tests can sign tokens that Verify refuses. It returns an error
+// when secret is shorter than 16 bytes, which NewVerifier would refuse.
+func SignHS256(secret string, p Principal, ttl time.Duration, now time.Time) (string, error) {
+	if len(secret) < minHS256Secret {
+		return "", fmt.Errorf("sign HS256: secret of %d bytes is too short, want at least %d", len(secret), minHS256Secret)
+	}
+	c := authClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject:   p.Subject,
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+		},
+		Role:      p.Role,
+		Territory: p.Territory.String(),
+	}
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(secret))
+	if err != nil {
+		return "", fmt.Errorf("sign HS256: %w", err)
+	}
+	return s, nil
+}

@@ -1,0 +1,236 @@
+// Package router is the HTTP face of dmsrouter: authentication, territory
+// scoping, the read API over the shard map, problem+json errors and
+// telemetry. Gin stays inside this package.
+package router
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/dmshub/dmsrouter/shardmap"
+)
+
+// Keys of the values middleware stores on a request.
+const (
+	ctxPrincipal = "dms.principal"
+	ctxRequestID = "dms.request_id"
+	ctxRegion    = "dms.region"
+)
+
+// Server serves the API over one shard map.
+type Server struct {
+	shards   *shardmap.Map
+	verifier *Verifier
+	log      *slog.Logger
+	tel      *Telemetry
+	rome     *time.Location
+	now      func() time.Time
+	engine   *gin.Engine
+	requests metric.Float64Histogram
+	tracer   trace.Tracer
+
+	readyMu    sync.Mutex
+	readyAt    time.Time
+	readyState readiness
+}
+
+// Options configures a Server. Nil fields get defaults: a discarding
+// logger, fresh telemetry, the wall clock.
+type Options struct {
+	Logger    *slog.Logger
+	Telemetry *Telemetry
+	Now       func() time.Time
+}
+
+// New returns a Server for the shard map m that authenticates with v.
+func New(m *shardmap.Map, v *Verifier, opts Options) (*Server, error) {
+	rome, err := time.LoadLocation("Europe/Rome")
+	if err != nil {
+		return nil, fmt.Errorf("load Europe/Rome: %w", err)
+	}
+	s := &Server{shards: m, verifier: v, log: opts.Logger, tel: opts.Telemetry, now: opts.Now, rome: rome}
+	if s.log == nil {
+		s.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.tel == nil {
+		if s.tel, err = NewTelemetry(); err != nil {
+			return nil, err
+		}
+	}
+	s.tracer = s.tel.TracerProvider.Tracer("github.com/dmshub/dmsrouter/router")
+	s.requests, err = s.tel.MeterProvider.Meter("github.com/dmshub/dmsrouter/router").Float64Histogram(
+		"http.server.request.duration", metric.WithUnit("s"),
+		metric.WithDescription("Duration of HTTP requests by route, method, status and region."),
+		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+	if err != nil {
+		return nil, err
+	}
+	s.engine = s.routes()
+	return s, nil
+}
+
+// ServeHTTP serves the API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.engine.ServeHTTP(w, r) }
+
+// routes lists every route in one place.
+func (s *Server) routes() *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	e.RedirectTrailingSlash = false
+	e.RedirectFixedPath = false
+	e.Use(s.observe, s.recover)
+	e.NoRoute(s.handle(func(*gin.Context) error { return errNotFound }))
+	e.NoMethod(s.handle(func(c *gin.Context) error {
+		return &methodError{}
+	}))
+
+	e.GET("/healthz", s.handle(s.healthz))
+	e.GET("/readyz", s.handle(s.readyz))
+	e.GET("/metrics", gin.WrapH(s.tel.MetricsHandler()))
+
+	v1 := e.Group("/v1", s.authenticate)
+	v1.GET("/regions", s.handle(s.listRegions))
+	v1.GET("/markets", s.handle(s.listMarkets))
+	v1.GET("/markets/:id", s.handle(s.getMarket))
+	v1.GET("/markets/:id/stalls", s.handle(s.listStalls))
+	v1.GET("/markets/:id/presences", s.handle(s.listPresences))
+	v1.GET("/stalls/:id", s.handle(s.getStall))
+	v1.GET("/vendors", s.handle(s.listVendors))
+	v1.GET("/vendors/:id", s.handle(s.getVendor))
+	v1.GET("/concessions", s.handle(s.listConcessions))
+	v1.GET("/concessions/:id", s.handle(s.getConcession))
+	return e
+}
+
+// methodError is a known route asked with a method it does not serve.
+type methodError struct{}
+
+func (*methodError) Error() string { return "method not allowed" }
+
+// handle adapts a handler that returns an error: nil means the handler
+// wrote its response; an error becomes problem+json.
+func (s *Server) handle(h func(*gin.Context) error) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if err := h(c); err != nil {
+			var me *methodError
+			if errors.As(err, &me) {
+				c.Header("Content-Type", "application/problem+json")
+				c.Status(http.StatusMethodNotAllowed)
+				_ = jsonEncode(c.Writer, Problem{Type: "/problems/method-not-allowed", Title: "Method not allowed", Status: http.StatusMethodNotAllowed})
+				return
+			}
+			s.writeProblem(c, err)
+		}
+	}
+}
+
+// writeJSON writes v with status 200.
+func writeJSON(c *gin.Context, v any) error {
+	c.Header("Content-Type", "application/json; charset=utf-8")
+	c.Status(http.StatusOK)
+	return jsonEncode(c.Writer, v)
+}
+
+func jsonEncode(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// authenticate verifies the bearer token and stores the principal.
+func (s *Server) authenticate(c *gin.Context) {
+	p, err := s.verifier.Verify(TokenFromRequest(c.Request), s.now())
+	if err != nil {
+		s.writeProblem(c, err)
+		return
+	}
+	c.Set(ctxPrincipal, p)
+	trace.SpanFromContext(c.Request.Context()).SetAttributes(
+		attribute.String("enduser.id", p.Subject), attribute.String("dms.territory", p.Territory.String()))
+	c.Next()
+}
+
+func principal(c *gin.Context) Principal {
+	p, _ := c.Get(ctxPrincipal)
+	return p.(Principal)
+}
+
+var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// observe gives every request an id, a span, a log line and a duration
+// measurement.
+func (s *Server) observe(c *gin.Context) {
+	start := time.Now()
+	id := c.GetHeader("X-Request-ID")
+	if !requestIDPattern.MatchString(id) {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
+	}
+	c.Set(ctxRequestID, id)
+	c.Header("X-Request-ID", id)
+	route := c.FullPath()
+	if route == "" {
+		route = "unmatched"
+	}
+	ctx, span := s.tracer.Start(c.Request.Context(), c.Request.Method+" "+route,
+		trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("http.route", route), attribute.String("http.request.method", c.Request.Method)))
+	c.Request = c.Request.WithContext(ctx)
+	c.Next()
+	status := c.Writer.Status()
+	region := c.GetString(ctxRegion)
+	span.SetAttributes(attribute.Int("http.response.status_code", status), attribute.String("region", region))
+	if status >= 500 {
+		span.SetStatus(codes.Error, http.StatusText(status))
+	}
+	span.End()
+	elapsed := time.Since(start)
+	s.requests.Record(context.Background(), elapsed.Seconds(), metric.WithAttributes(
+		attribute.String("http.route", route),
+		attribute.String("http.request.method", c.Request.Method),
+		attribute.String("http.response.status_code", strconv.Itoa(status)),
+		attribute.String("region", region)))
+	s.log.LogAttrs(ctx, slog.LevelInfo, "request",
+		slog.String("request_id", id),
+		slog.String("trace_id", span.SpanContext().TraceID().String()),
+		slog.String("method", c.Request.Method),
+		slog.String("route", route),
+		slog.Int("status", status),
+		slog.String("region", region),
+		slog.Duration("duration", elapsed))
+}
+
+// recover turns a panic into a 500 problem and a logged stack.
+func (s *Server) recover(c *gin.Context) {
+	defer func() {
+		if r := recover(); r != nil {
+			if r == http.ErrAbortHandler {
+				panic(r)
+			}
+			s.writeProblem(c, fmt.Errorf("panic: %v", r))
+		}
+	}()
+	c.Next()
+}
