@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -36,12 +37,21 @@ type Map struct {
 	byName   map[string]*Shard
 	byRegion map[regions.Code]*Shard
 	obs      *observer
+	// owned are the shards this map opened and must close; a map made by
+	// a reload shares its unchanged shards with the map before it.
+	owned []*Shard
 }
 
 // Open validates cfg and opens one Shard per configured shard. Pools connect
 // lazily, so a database that is down at start does not stop the router: its
 // regions answer 503 until it comes back.
 func Open(cfg Config, opts Options) (*Map, error) {
+	return open(cfg, opts, nil)
+}
+
+// open builds a map for cfg, taking over the shards of prev whose
+// configuration is unchanged instead of opening new pools for them.
+func open(cfg Config, opts Options, prev *Map) (*Map, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -51,28 +61,52 @@ func Open(cfg Config, opts Options) (*Map, error) {
 	}
 	m := &Map{cfg: cfg, byName: map[string]*Shard{}, byRegion: map[regions.Code]*Shard{}, obs: obs}
 	for _, sc := range cfg.Shards {
-		s, err := newShard(sc, cfg.Database, obs)
-		if err != nil {
-			m.Close()
-			return nil, err
+		s := prev.reusable(sc, cfg.Database)
+		if s == nil {
+			if s, err = newShard(sc, cfg.Database, obs); err != nil {
+				for _, o := range m.owned {
+					o.Close()
+				}
+				return nil, err
+			}
+			m.owned = append(m.owned, s)
 		}
 		m.shards = append(m.shards, s)
 		m.byName[s.name] = s
 	}
 	for code, name := range cfg.Regions {
-		r := regions.Code(code)
-		s := m.byName[name]
-		m.byRegion[r] = s
-		s.regions = append(s.regions, r)
-	}
-	for _, s := range m.shards {
-		sort.Slice(s.regions, func(i, j int) bool { return s.regions[i] < s.regions[j] })
+		m.byRegion[regions.Code(code)] = m.byName[name]
 	}
 	if err := obs.watch(m); err != nil {
 		m.Close()
 		return nil, err
 	}
 	return m, nil
+}
+
+// reusable returns prev's shard for sc when its configuration and the
+// database settings are unchanged, or nil.
+func (m *Map) reusable(sc ShardConfig, db DatabaseConfig) *Shard {
+	if m == nil {
+		return nil
+	}
+	s := m.byName[sc.Name]
+	if s == nil || s.db != db || !reflect.DeepEqual(s.cfg, sc) {
+		return nil
+	}
+	return s
+}
+
+// RegionsOf returns the regions shard name serves in this map, in code order.
+func (m *Map) RegionsOf(name string) []regions.Code {
+	var out []regions.Code
+	for r, s := range m.byRegion {
+		if s.name == name {
+			out = append(out, r)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
 }
 
 // Config returns the configuration the map was built from.
@@ -91,6 +125,8 @@ func (m *Map) For(r regions.Code) (*Shard, error) {
 func (m *Map) Shards() []*Shard { return append([]*Shard(nil), m.shards...) }
 
 // Close closes every shard's pools and stops reporting their metrics.
+// Close a map only when no later map made by a Holder's reload shares its
+// shards; the Holder closes replaced shards itself.
 func (m *Map) Close() {
 	m.obs.unwatch()
 	for _, s := range m.shards {

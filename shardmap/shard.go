@@ -28,7 +28,7 @@ const DefaultMaxConns = 8
 type Shard struct {
 	name           string
 	cfg            ShardConfig
-	regions        []regions.Code
+	db             DatabaseConfig
 	primary        *pgxpool.Pool
 	replicas       []*pgxpool.Pool
 	next           atomic.Uint32
@@ -42,6 +42,7 @@ func newShard(cfg ShardConfig, db DatabaseConfig, obs *observer) (*Shard, error)
 	s := &Shard{
 		name:           cfg.Name,
 		cfg:            cfg,
+		db:             db,
 		acquireTimeout: db.AcquireTimeout,
 		openTimeout:    db.BreakerOpenTimeout,
 		obs:            obs,
@@ -97,9 +98,6 @@ func newPool(name, dsn string, maxConns int32, db DatabaseConfig) (*pgxpool.Pool
 
 // Name returns the shard's name from the configuration.
 func (s *Shard) Name() string { return s.name }
-
-// Regions returns the regions the shard serves, in code order.
-func (s *Shard) Regions() []regions.Code { return append([]regions.Code(nil), s.regions...) }
 
 // Config returns the shard's configuration.
 func (s *Shard) Config() ShardConfig { return s.cfg }

@@ -3,6 +3,7 @@ package shardmap_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -237,5 +238,149 @@ func TestLoadConfig(t *testing.T) {
 				t.Errorf("Load(%s) error = %v, want it to name %q", tt.name, err, tt.want)
 			}
 		})
+	}
+}
+
+func TestHolderReload(t *testing.T) {
+	cfg := deploy(t, "reload", twoShards())
+	insertMarkets(t, cfg)
+	h, err := shardmap.NewHolder(cfg, shardmap.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	before := h.Map()
+	nw, _ := before.For("03")
+	rest, _ := before.For("05")
+
+	// A bad configuration leaves the current map in place.
+	bad := cfg
+	bad.Regions = map[string]string{"03": "nw"}
+	if _, err := h.Reload(bad); err == nil || h.Map() != before {
+		t.Fatalf("Reload(bad) = %v, map replaced: %v; want an error and the old map", err, h.Map() != before)
+	}
+
+	// Move Lombardia to a new shard "lom" (here: the same database under
+	// another name) and change nothing else.
+	moved := cfg
+	moved.Regions = map[string]string{}
+	for k, v := range cfg.Regions {
+		moved.Regions[k] = v
+	}
+	moved.Regions["03"] = "lom"
+	moved.Shards = append(append([]shardmap.ShardConfig(nil), cfg.Shards...), shardmap.ShardConfig{
+		Name: "lom", Primary: nw.Config().Primary, Admin: nw.Config().Admin, MaxConns: 2,
+	})
+	changes, err := h.Reload(moved)
+	if err != nil {
+		t.Fatalf("Reload(moved): %v", err)
+	}
+	want := []shardmap.Change{{Kind: "shard added", Name: "lom"}, {Kind: "region moved", Name: "03", Detail: "nw -> lom"}}
+	if fmt.Sprint(changes) != fmt.Sprint(want) {
+		t.Errorf("Reload changes = %v, want %v", changes, want)
+	}
+	after := h.Map()
+	if s, _ := after.For("05"); s != rest {
+		t.Errorf("unchanged shard was reopened")
+	}
+	if s, _ := after.For("01"); s != nw {
+		t.Errorf("shard nw (still serving 01) was reopened")
+	}
+	lom, _ := after.For("03")
+	if lom.Name() != "lom" || strings.Join(regionStrings(after.RegionsOf("nw")), ",") != "01,02,07" {
+		t.Errorf("after the move: 03 on %s, nw serves %v", lom.Name(), after.RegionsOf("nw"))
+	}
+	if got := marketNames(t, lom, regions.Scope{Region: "03"}, `SELECT name FROM markets ORDER BY name`); len(got) != 2 {
+		t.Errorf("markets of 03 on the new shard = %v", got)
+	}
+}
+
+func regionStrings(rs []regions.Code) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, string(r))
+	}
+	return out
+}
+
+func TestBreakerCountsOnlyInfrastructureFailures(t *testing.T) {
+	cfg := deploy(t, "breaker", twoShards())
+	// Shard "rest" points at a port where nothing listens.
+	for i := range cfg.Shards {
+		if cfg.Shards[i].Name == "rest" {
+			cfg.Shards[i].Primary = "postgres://dms_app@127.0.0.1:1/nothing?sslmode=disable"
+		}
+	}
+	cfg.Database.BreakerFailures = 3
+	cfg.Database.BreakerOpenTimeout = 300 * time.Millisecond
+	m, err := shardmap.Open(cfg, shardmap.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx := context.Background()
+	nw, _ := m.For("03")
+	sc := regions.Scope{Region: "03"}
+
+	clientErrors := map[string]func() error{
+		"syntax error": func() error {
+			return nw.Read(ctx, sc, func(b *pgx.Batch) { b.Queue(`SELEC 1`) })
+		},
+		"unique violation": func() error {
+			return nw.Tx(ctx, sc, pgx.ReadWrite, func(tx pgx.Tx) error {
+				_, err := tx.Exec(ctx, `INSERT INTO markets (id, region_id, code, name, province, comune) VALUES
+					(dms.next_id('markets', 3::smallint), 3, 'XX001', 'a', '015', '015146'),
+					(dms.next_id('markets', 3::smallint), 3, 'XX001', 'b', '015', '015146')`)
+				return err
+			})
+		},
+		"no rows": func() error {
+			return nw.Read(ctx, sc, func(b *pgx.Batch) {
+				b.Queue(`SELECT 1 WHERE false`).QueryRow(func(row pgx.Row) error { var n int; return row.Scan(&n) })
+			})
+		},
+		"canceled request": func() error {
+			cctx, cancel := context.WithCancel(ctx)
+			cancel()
+			return nw.Read(cctx, sc, func(b *pgx.Batch) { b.Queue(`SELECT pg_sleep(1)`) })
+		},
+		"callback error": func() error {
+			return nw.Tx(ctx, sc, pgx.ReadOnly, func(pgx.Tx) error { return errors.New("validation failed") })
+		},
+	}
+	for name, fn := range clientErrors {
+		t.Run(name, func(t *testing.T) {
+			for range 5 {
+				err := fn()
+				if err == nil {
+					t.Fatalf("%s: no error", name)
+				}
+				if shardmap.IsInfrastructure(err) {
+					t.Fatalf("IsInfrastructure(%v) = true, want false", err)
+				}
+			}
+			if got := nw.State(); got != "closed" {
+				t.Errorf("breaker after 5 x %s = %s, want closed", name, got)
+			}
+		})
+	}
+
+	dead, _ := m.For("05")
+	var unavailable *shardmap.UnavailableError
+	for i := range 3 {
+		err := dead.Read(ctx, regions.Scope{Region: "05"}, func(b *pgx.Batch) { b.Queue(`SELECT 1`) })
+		if !errors.As(err, &unavailable) {
+			t.Fatalf("read %d on a dead shard: %v, want *UnavailableError", i, err)
+		}
+	}
+	if got := dead.State(); got != "open" {
+		t.Fatalf("breaker after 3 connection failures = %s, want open", got)
+	}
+	if got := nw.State(); got != "closed" {
+		t.Errorf("a dead shard changed another shard's breaker to %s", got)
+	}
+	time.Sleep(350 * time.Millisecond)
+	if got := dead.State(); got != "half-open" {
+		t.Errorf("breaker after its open timeout = %s, want half-open", got)
 	}
 }
