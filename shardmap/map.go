@@ -182,16 +182,21 @@ func (o *observer) watch(m *Map) error {
 	}
 	o.registration, err = o.meter.RegisterCallback(func(_ context.Context, obs metric.Observer) error {
 		for _, s := range m.shards {
-			at := attribute.String("shard", s.name)
-			obs.ObserveInt64(state, int64(s.breaker.State()), metric.WithAttributes(at))
-			st := s.primary.Stat()
-			for _, c := range []struct {
-				state string
-				n     int32
-			}{{"acquired", st.AcquiredConns()}, {"idle", st.IdleConns()}, {"constructing", st.ConstructingConns()}, {"max", st.MaxConns()}} {
-				obs.ObserveInt64(total, int64(c.n), metric.WithAttributes(at, attribute.String("state", c.state)))
+			for i, b := range append([]*backend{s.primary}, s.replicas...) {
+				at := []attribute.KeyValue{attribute.String("shard", s.name), attribute.String("db.role", b.role)}
+				if b.role == "replica" {
+					at = append(at, attribute.Int("replica", i-1))
+				}
+				obs.ObserveInt64(state, int64(b.breaker.State()), metric.WithAttributes(at...))
+				st := b.pool.Stat()
+				for _, c := range []struct {
+					state string
+					n     int32
+				}{{"acquired", st.AcquiredConns()}, {"idle", st.IdleConns()}, {"constructing", st.ConstructingConns()}, {"max", st.MaxConns()}} {
+					obs.ObserveInt64(total, int64(c.n), metric.WithAttributes(append(at, attribute.String("state", c.state))...))
+				}
+				obs.ObserveInt64(waits, st.EmptyAcquireCount(), metric.WithAttributes(at...))
 			}
-			obs.ObserveInt64(waits, st.EmptyAcquireCount(), metric.WithAttributes(at))
 		}
 		return nil
 	}, state, total, waits)

@@ -2,6 +2,7 @@ package shardmap
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync/atomic"
@@ -21,21 +22,27 @@ import (
 // DefaultMaxConns bounds a shard's pool when its config leaves max_conns at 0.
 const DefaultMaxConns = 8
 
-// Shard is one regional database: a bounded pool on its primary, one per
-// replica, and a circuit breaker that opens after consecutive
-// infrastructure failures so that a sick shard fails fast instead of
-// holding requests.
+// Shard is one regional database: a bounded pool on its primary and one
+// per replica, each behind its own circuit breaker, which opens after
+// consecutive infrastructure failures so that a sick database fails fast
+// instead of holding requests.
 type Shard struct {
 	name           string
 	cfg            ShardConfig
 	db             DatabaseConfig
-	primary        *pgxpool.Pool
-	replicas       []*pgxpool.Pool
+	primary        *backend
+	replicas       []*backend
 	next           atomic.Uint32
-	breaker        *gobreaker.CircuitBreaker[struct{}]
 	acquireTimeout time.Duration
 	openTimeout    time.Duration
 	obs            *observer
+}
+
+// backend is one database server of a shard: its pool and its breaker.
+type backend struct {
+	role    string // "primary" or "replica"
+	pool    *pgxpool.Pool
+	breaker *gobreaker.CircuitBreaker[struct{}]
 }
 
 func newShard(cfg ShardConfig, db DatabaseConfig, obs *observer) (*Shard, error) {
@@ -48,19 +55,27 @@ func newShard(cfg ShardConfig, db DatabaseConfig, obs *observer) (*Shard, error)
 		obs:            obs,
 	}
 	var err error
-	if s.primary, err = newPool(cfg.Name, cfg.Primary, cfg.MaxConns, db); err != nil {
+	if s.primary, err = newBackend(cfg.Name, "primary", cfg.Primary, cfg.MaxConns, db); err != nil {
 		return nil, fmt.Errorf("shard %s primary: %w", cfg.Name, err)
 	}
 	for i, dsn := range cfg.Replicas {
-		p, err := newPool(cfg.Name, dsn, cfg.MaxConns, db)
+		b, err := newBackend(fmt.Sprintf("%s/replica%d", cfg.Name, i), "replica", dsn, cfg.MaxConns, db)
 		if err != nil {
 			s.Close()
 			return nil, fmt.Errorf("shard %s replica %d: %w", cfg.Name, i, err)
 		}
-		s.replicas = append(s.replicas, p)
+		s.replicas = append(s.replicas, b)
 	}
-	s.breaker = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
-		Name:        cfg.Name,
+	return s, nil
+}
+
+func newBackend(name, role, dsn string, maxConns int32, db DatabaseConfig) (*backend, error) {
+	pool, err := newPool(name, dsn, maxConns, db)
+	if err != nil {
+		return nil, err
+	}
+	return &backend{role: role, pool: pool, breaker: gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        name,
 		MaxRequests: 1,
 		Timeout:     db.BreakerOpenTimeout,
 		ReadyToTrip: func(c gobreaker.Counts) bool {
@@ -69,8 +84,7 @@ func newShard(cfg ShardConfig, db DatabaseConfig, obs *observer) (*Shard, error)
 		// Only infrastructure failures count; everything else (a missing
 		// row, a constraint, a canceled request) is neither success nor failure.
 		IsExcluded: func(err error) bool { return err != nil && !IsInfrastructure(err) },
-	})
-	return s, nil
+	})}, nil
 }
 
 func newPool(name, dsn string, maxConns int32, db DatabaseConfig) (*pgxpool.Pool, error) {
@@ -102,19 +116,19 @@ func (s *Shard) Name() string { return s.name }
 // Config returns the shard's configuration.
 func (s *Shard) Config() ShardConfig { return s.cfg }
 
-// State returns the breaker's state: "closed", "half-open" or "open".
-func (s *Shard) State() string { return s.breaker.State().String() }
+// State returns the primary's breaker state: "closed", "half-open" or "open".
+func (s *Shard) State() string { return s.primary.breaker.State().String() }
 
 // Stat returns the primary pool's statistics.
-func (s *Shard) Stat() *pgxpool.Stat { return s.primary.Stat() }
+func (s *Shard) Stat() *pgxpool.Stat { return s.primary.pool.Stat() }
 
 // Close closes the shard's pools, waiting for acquired connections to be released.
 func (s *Shard) Close() {
 	if s.primary != nil {
-		s.primary.Close()
+		s.primary.pool.Close()
 	}
-	for _, p := range s.replicas {
-		p.Close()
+	for _, b := range s.replicas {
+		b.pool.Close()
 	}
 }
 
@@ -138,12 +152,17 @@ func scopeArgs(sc regions.Scope) []any {
 // the queries travel together and run in the implicit transaction that
 // ends at the batch's Sync. Results are read by the callbacks the queued
 // queries carry (pgx.QueuedQuery.Query, QueryRow, Exec). Reads go to a
-// replica when the shard has any. The error is an *UnavailableError or
+// replica when the shard has any whose breaker is not open, otherwise to
+// the primary. The error is an *UnavailableError or
 // *TimeoutError for infrastructure failures, otherwise what a callback or
 // the database returned.
+//
+// A read that a replica cannot serve (down, or its breaker open) is retried
+// once on the primary, so queue may be called twice: its callbacks must
+// assign their results, not append to them.
 func (s *Shard) Read(ctx context.Context, sc regions.Scope, queue func(b *pgx.Batch)) error {
-	return s.do(ctx, "read", sc, func(ctx context.Context) error {
-		conn, err := s.acquire(ctx, s.readPool())
+	read := func(ctx context.Context, pool *pgxpool.Pool) error {
+		conn, err := s.acquire(ctx, pool)
 		if err != nil {
 			return err
 		}
@@ -152,7 +171,14 @@ func (s *Shard) Read(ctx context.Context, sc regions.Scope, queue func(b *pgx.Ba
 		b.Queue(scopeReadOnlySQL, scopeArgs(sc)...)
 		queue(b)
 		return conn.SendBatch(ctx, b).Close()
-	})
+	}
+	backend := s.reader()
+	err := s.do(ctx, "read", sc, backend, read)
+	var unavailable *UnavailableError
+	if backend != s.primary && errors.As(err, &unavailable) {
+		err = s.do(ctx, "read", sc, s.primary, read)
+	}
+	return err
 }
 
 // Tx runs fn in a transaction on the primary with the given access mode,
@@ -160,8 +186,8 @@ func (s *Shard) Read(ctx context.Context, sc regions.Scope, queue func(b *pgx.Ba
 // transaction back and is returned as is; infrastructure failures come back
 // as *UnavailableError or *TimeoutError, and a read-only database as ErrReadOnly.
 func (s *Shard) Tx(ctx context.Context, sc regions.Scope, mode pgx.TxAccessMode, fn func(pgx.Tx) error) error {
-	return s.do(ctx, "tx", sc, func(ctx context.Context) error {
-		conn, err := s.acquire(ctx, s.primary)
+	return s.do(ctx, "tx", sc, s.primary, func(ctx context.Context, pool *pgxpool.Pool) error {
+		conn, err := s.acquire(ctx, pool)
 		if err != nil {
 			return err
 		}
@@ -177,8 +203,8 @@ func (s *Shard) Tx(ctx context.Context, sc regions.Scope, mode pgx.TxAccessMode,
 
 // Ping checks that the primary answers, through the breaker.
 func (s *Shard) Ping(ctx context.Context) error {
-	return s.do(ctx, "ping", regions.Scope{}, func(ctx context.Context) error {
-		conn, err := s.acquire(ctx, s.primary)
+	return s.do(ctx, "ping", regions.Scope{}, s.primary, func(ctx context.Context, pool *pgxpool.Pool) error {
+		conn, err := s.acquire(ctx, pool)
 		if err != nil {
 			return err
 		}
@@ -187,11 +213,18 @@ func (s *Shard) Ping(ctx context.Context) error {
 	})
 }
 
-func (s *Shard) readPool() *pgxpool.Pool {
-	if len(s.replicas) == 0 {
-		return s.primary
+// reader picks the backend for a read: the replicas in turn, skipping
+// those whose breaker is open, else the primary.
+func (s *Shard) reader() *backend {
+	n := len(s.replicas)
+	start := int(s.next.Add(1))
+	for i := range n {
+		b := s.replicas[(start+i)%n]
+		if b.breaker.State() != gobreaker.StateOpen {
+			return b
+		}
 	}
-	return s.replicas[int(s.next.Add(1))%len(s.replicas)]
+	return s.primary
 }
 
 func (s *Shard) acquire(ctx context.Context, p *pgxpool.Pool) (*pgxpool.Conn, error) {
@@ -204,16 +237,17 @@ func (s *Shard) acquire(ctx context.Context, p *pgxpool.Pool) (*pgxpool.Conn, er
 	return conn, err
 }
 
-// do runs op through the breaker with a span and a duration measurement.
-func (s *Shard) do(ctx context.Context, op string, sc regions.Scope, fn func(context.Context) error) error {
-	attrs := []attribute.KeyValue{attribute.String("shard", s.name), attribute.String("op", op)}
+// do runs op on backend b through its breaker, with a span and a duration
+// measurement.
+func (s *Shard) do(ctx context.Context, op string, sc regions.Scope, b *backend, fn func(context.Context, *pgxpool.Pool) error) error {
+	attrs := []attribute.KeyValue{attribute.String("shard", s.name), attribute.String("op", op), attribute.String("db.role", b.role)}
 	if sc.Region != "" {
 		attrs = append(attrs, attribute.String("region", string(sc.Region)))
 	}
 	ctx, span := s.obs.tracer.Start(ctx, "shard."+op, trace.WithAttributes(attrs...), trace.WithSpanKind(trace.SpanKindClient))
 	defer span.End()
 	start := time.Now()
-	_, err := s.breaker.Execute(func() (struct{}, error) { return struct{}{}, fn(ctx) })
+	_, err := b.breaker.Execute(func() (struct{}, error) { return struct{}{}, fn(ctx, b.pool) })
 	err = s.classify(err)
 	outcome := outcomeOf(err)
 	s.obs.queryDuration.Record(ctx, time.Since(start).Seconds(),

@@ -384,3 +384,56 @@ func TestBreakerCountsOnlyInfrastructureFailures(t *testing.T) {
 		t.Errorf("breaker after its open timeout = %s, want half-open", got)
 	}
 }
+
+func TestReplicas(t *testing.T) {
+	cfg := deploy(t, "replica", twoShards())
+	insertMarkets(t, cfg)
+	const dead = "postgres://dms_app@127.0.0.1:1/nothing?sslmode=disable"
+	ctx := context.Background()
+	for i := range cfg.Shards {
+		if cfg.Shards[i].Name == "nw" {
+			real := cfg.Shards[i].Primary
+			cfg.Shards[i].Replicas = []string{real + "&application_name=replica0", dead}
+		}
+	}
+	m, err := shardmap.Open(cfg, shardmap.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	sh, _ := m.For("03")
+	sc := regions.Scope{Region: "03"}
+	// Reads alternate between the replicas; the dead one's reads fall back
+	// to the primary, so every read answers.
+	seen := map[string]int{}
+	for range 12 {
+		err := sh.Read(ctx, sc, func(b *pgx.Batch) {
+			b.Queue(`SELECT current_setting('application_name')`).QueryRow(func(row pgx.Row) error {
+				var app string
+				err := row.Scan(&app)
+				seen[app]++
+				return err
+			})
+		})
+		if err != nil {
+			t.Fatalf("Read with a dead replica: %v", err)
+		}
+	}
+	if seen["replica0"] == 0 || seen["dmsrouter/nw"] == 0 {
+		t.Errorf("reads served by %v, want both the live replica and the primary", seen)
+	}
+	// Writes always go to the primary.
+	err = sh.Tx(ctx, sc, pgx.ReadWrite, func(tx pgx.Tx) error {
+		var app string
+		if err := tx.QueryRow(ctx, `SELECT current_setting('application_name')`).Scan(&app); err != nil {
+			return err
+		}
+		if app != "dmsrouter/nw" {
+			return fmt.Errorf("write ran on %s", app)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+}
