@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dmshub/dmsrouter/pgtest"
+	"github.com/dmshub/dmsrouter/router"
+	"github.com/dmshub/dmsrouter/shardmap"
+)
+
+var pg *pgtest.Server
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &pg)) }
+
+// writeConfig writes cfg as the YAML the commands read.
+func writeConfig(tb testing.TB, cfg shardmap.Config) string {
+	tb.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "server:\n  addr: %q\nauth:\n  hs256_secret: %q\nshards:\n", cfg.Server.Addr, cfg.Auth.HS256Secret)
+	for _, s := range cfg.Shards {
+		fmt.Fprintf(&b, "  - name: %s\n    primary: %q\n    admin: %q\n    max_conns: 4\n", s.Name, s.Primary, s.Admin)
+	}
+	b.WriteString("regions:\n")
+	for code, name := range cfg.Regions {
+		fmt.Fprintf(&b, "  %q: %s\n", code, name)
+	}
+	path := filepath.Join(tb.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
+func noenv(string) string { return "" }
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestMigrateServeAndToken(t *testing.T) {
+	ctx := context.Background()
+	cfg, err := pg.Deployment(ctx, pgtest.Prefix("cmd"), pgtest.OnePerRegion())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pg.DropDeployment(context.Background(), cfg) })
+	path := writeConfig(t, cfg)
+
+	// The deployment is migrated already: up again is a no-op on every shard.
+	var out, errOut bytes.Buffer
+	if err := run(ctx, []string{"migrate", "up", "--config", path}, noenv, &out, &errOut); err != nil {
+		t.Fatalf("migrate up: %v\n%s", err, errOut.String())
+	}
+	if n := strings.Count(out.String(), "up to date"); n != 20 {
+		t.Errorf("migrate up printed %d shards up to date, want 20:\n%s", n, out.String())
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n")[1:] {
+		if f := strings.Fields(line); len(f) < 4 || f[3] != "0" {
+			t.Errorf("migrate up applied something the second time: %q", line)
+		}
+	}
+	out.Reset()
+	if err := run(ctx, []string{"migrate", "status", "--config", path}, noenv, &out, &errOut); err != nil {
+		t.Fatalf("migrate status: %v", err)
+	}
+	if !strings.Contains(out.String(), "s20") {
+		t.Errorf("migrate status = %s", out.String())
+	}
+
+	out.Reset()
+	args := []string{"token", "--config", path, "--sub", "u1", "--role", "admin_pa", "--territory", "comune:015146", "--ttl", "10m"}
+	if err := run(ctx, args, noenv, &out, &errOut); err != nil {
+		t.Fatalf("token: %v", err)
+	}
+	token := strings.TrimSpace(out.String())
+	v, _ := router.NewVerifier(cfg.Auth)
+	p, err := v.Verify(token, time.Now())
+	if err != nil || p.Subject != "u1" || p.Territory.String() != "comune:015146" {
+		t.Fatalf("token verifies as %+v, %v", p, err)
+	}
+	for _, bad := range [][]string{
+		{"token", "--config", path, "--sub", "u1", "--role", "king", "--territory", "national"},
+		{"token", "--config", path, "--sub", "u1", "--role", "admin_pa", "--territory", "region:21"},
+		{"token", "--config", path, "--role", "admin_pa", "--territory", "national"},
+		{"nosuchcommand"},
+	} {
+		if err := run(ctx, bad, noenv, &out, &errOut); err == nil {
+			t.Errorf("run(%v) = nil, want an error", bad)
+		}
+	}
+
+	// serve on a free port until the context is canceled.
+	sctx, cancel := context.WithCancel(ctx)
+	logs := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(sctx, []string{"serve", "--config", path, "--addr", "127.0.0.1:0"}, noenv, &out, logs) }()
+	addr := waitForAddr(t, logs)
+	for _, tc := range []struct {
+		path   string
+		token  string
+		status int
+	}{
+		{"/healthz", "", 200},
+		{"/readyz", "", 200},
+		{"/v1/markets", token, 200},
+		{"/v1/markets", "", 401},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+tc.path, nil)
+		if tc.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != tc.status {
+			t.Errorf("GET %s = %d, want %d", tc.path, res.StatusCode, tc.status)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve returned %v after cancel, want nil", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop after cancel")
+	}
+}
+
+// waitForAddr reads the listen address from serve's "serving" log line.
+func waitForAddr(t *testing.T, logs *syncBuffer) string {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, line := range strings.Split(logs.String(), "\n") {
+			var rec struct {
+				Msg  string `json:"msg"`
+				Addr string `json:"addr"`
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "serving" {
+				return rec.Addr
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("serve did not log its address:\n%s", logs.String())
+	return ""
+}
