@@ -9,8 +9,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/dmshub/dmsrouter/registry"
 	"github.com/dmshub/dmsrouter/regions"
+	"github.com/dmshub/dmsrouter/registry"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
 

@@ -78,7 +78,7 @@ const lazioSQL = `INSERT INTO markets (id, region_id, code, name, province, comu
 
 type env struct {
 	srv    *httptest.Server
-	m      *shardmap.Map
+	m      *shardmap.Holder
 	owned  *pgtest.Server // the server of shard "lazio"
 	spans  *tracetest.SpanRecorder
 	tokens map[string]string
@@ -124,7 +124,7 @@ func newEnv(t *testing.T, name string, withOwned bool) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.m, err = shardmap.Open(cfg, shardmap.Options{TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
+	e.m, err = shardmap.NewHolder(cfg, shardmap.Options{TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,7 @@ const (
 
 // Server serves the API over one shard map.
 type Server struct {
-	shards   *shardmap.Map
+	shards   *shardmap.Holder
 	verifier *Verifier
 	log      *slog.Logger
 	tel      *Telemetry
@@ -59,8 +59,9 @@ type Options struct {
 	Now       func() time.Time
 }
 
-// New returns a Server for the shard map m that authenticates with v.
-func New(m *shardmap.Map, v *Verifier, opts Options) (*Server, error) {
+// New returns a Server that routes through the shard map m holds (and
+// follows its reloads) and authenticates with v.
+func New(m *shardmap.Holder, v *Verifier, opts Options) (*Server, error) {
 	rome, err := time.LoadLocation("Europe/Rome")
 	if err != nil {
 		return nil, fmt.Errorf("load Europe/Rome: %w", err)

@@ -99,3 +99,12 @@ func diff(old, next *Map) []Change {
 	}
 	return out
 }
+
+// For returns the shard that serves region r in the current map.
+func (h *Holder) For(r regions.Code) (*Shard, error) { return h.Map().For(r) }
+
+// Shards returns the shards of the current map in configuration order.
+func (h *Holder) Shards() []*Shard { return h.Map().Shards() }
+
+// Config returns the configuration of the current map.
+func (h *Holder) Config() Config { return h.Map().Config() }

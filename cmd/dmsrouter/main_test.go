@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -117,7 +118,9 @@ func TestMigrateServeAndToken(t *testing.T) {
 	sctx, cancel := context.WithCancel(ctx)
 	logs := &syncBuffer{}
 	done := make(chan error, 1)
-	go func() { done <- run(sctx, []string{"serve", "--config", path, "--addr", "127.0.0.1:0"}, noenv, &out, logs) }()
+	go func() {
+		done <- run(sctx, []string{"serve", "--config", path, "--addr", "127.0.0.1:0"}, noenv, &out, logs)
+	}()
 	addr := waitForAddr(t, logs)
 	for _, tc := range []struct {
 		path   string
@@ -142,6 +145,34 @@ func TestMigrateServeAndToken(t *testing.T) {
 			t.Errorf("GET %s = %d, want %d", tc.path, res.StatusCode, tc.status)
 		}
 	}
+
+	// Move Lombardia to a new shard name in the file and send SIGHUP: the
+	// router follows; a broken file afterwards is refused and changes nothing.
+	moved := cfg
+	moved.Regions = map[string]string{}
+	for k, v := range cfg.Regions {
+		moved.Regions[k] = v
+	}
+	moved.Regions["03"] = "lombardia"
+	for _, s := range cfg.Shards {
+		if s.Name == "s03" {
+			s.Name = "lombardia"
+			moved.Shards = append(append([]shardmap.ShardConfig(nil), cfg.Shards...), s)
+		}
+	}
+	os.WriteFile(path, []byte(readFile(t, writeConfig(t, moved))), 0o600)
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	waitForLog(t, logs, `"change":"region moved","name":"03","detail":"s03 -> lombardia"`)
+	if got := regionShard(t, addr, token, "03"); got != "lombardia" {
+		t.Errorf("after reload region 03 is on %q, want lombardia", got)
+	}
+	os.WriteFile(path, []byte("shards: [\n"), 0o600)
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	waitForLog(t, logs, "reload refused")
+	if got := regionShard(t, addr, token, "03"); got != "lombardia" {
+		t.Errorf("after a refused reload region 03 is on %q, want lombardia", got)
+	}
+
 	cancel()
 	select {
 	case err := <-done:
@@ -170,5 +201,49 @@ func waitForAddr(t *testing.T, logs *syncBuffer) string {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("serve did not log its address:\n%s", logs.String())
+	return ""
+}
+
+func readFile(tb testing.TB, path string) string {
+	tb.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return string(b)
+}
+
+func waitForLog(t *testing.T, logs *syncBuffer, want string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(logs.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line contains %s:\n%s", want, logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// regionShard returns the shard /v1/regions names for region code.
+func regionShard(t *testing.T, addr, token, code string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/v1/regions", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var body struct {
+		Items []struct{ Code, Shard string }
+	}
+	if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range body.Items {
+		if it.Code == code {
+			return it.Shard
+		}
+	}
 	return ""
 }

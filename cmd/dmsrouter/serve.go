@@ -8,6 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 	_ "time/tzdata" // Europe/Rome on machines without a zoneinfo database
 
@@ -32,24 +35,39 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 		cfg.Server.Addr = *addr
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
-	return serve(ctx, cfg, log, func(a net.Addr) {
+	reload := func() (shardmap.Config, error) {
+		next, err := shardmap.Load(*path, getenv)
+		if err == nil && *addr != "" {
+			next.Server.Addr = *addr
+		}
+		return next, err
+	}
+	return serve(ctx, cfg, log, reload, func(a net.Addr) {
 		log.Info("serving", slog.String("addr", a.String()), slog.Int("shards", len(cfg.Shards)))
 	})
 }
 
 // serve runs the router for cfg until ctx is done. ready is called with
-// the bound address once the listener is open.
-func serve(ctx context.Context, cfg shardmap.Config, log *slog.Logger, ready func(net.Addr)) error {
+// the bound address once the listener is open. On SIGHUP the shard map is
+// replaced by what reload returns, when reload is not nil and its
+// configuration is valid; the listener and the auth keys stay as they are.
+func serve(ctx context.Context, cfg shardmap.Config, log *slog.Logger, reload func() (shardmap.Config, error), ready func(net.Addr)) error {
 	tel, err := router.NewTelemetry()
 	if err != nil {
 		return err
 	}
 	defer tel.Shutdown(context.Background())
-	m, err := shardmap.Open(cfg, shardmap.Options{TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
+	m, err := shardmap.NewHolder(cfg, shardmap.Options{TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
 	if err != nil {
 		return err
 	}
 	defer m.Close()
+	if reload != nil {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go reloadOnSignal(ctx, hup, m, reload, log)
+	}
 	v, err := router.NewVerifier(cfg.Auth)
 	if err != nil {
 		return err
@@ -90,4 +108,28 @@ func serve(ctx context.Context, cfg shardmap.Config, log *slog.Logger, ready fun
 		return err
 	}
 	return nil
+}
+
+// reloadOnSignal reloads the shard map each time hup fires, logging what
+// changed or why the new configuration was refused.
+func reloadOnSignal(ctx context.Context, hup <-chan os.Signal, m *shardmap.Holder, reload func() (shardmap.Config, error), log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		cfg, err := reload()
+		if err == nil {
+			var changes []shardmap.Change
+			if changes, err = m.Reload(cfg); err == nil {
+				for _, c := range changes {
+					log.Info("shard map reloaded", slog.String("change", c.Kind), slog.String("name", c.Name), slog.String("detail", c.Detail))
+				}
+				log.Info("shard map reloaded", slog.Int("changes", len(changes)))
+				continue
+			}
+		}
+		log.Error("shard map reload refused; the previous map stays", slog.String("error", err.Error()))
+	}
 }
