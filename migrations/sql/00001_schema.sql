@@ -219,14 +219,16 @@ CREATE INDEX audit_log_region_at ON audit_log (region_id, at);
 
 -- Row-level security: enabled and forced on every regional table. Every
 -- policy requires the row's region to be the transaction's dms.region; the
--- narrower settings (province, comune, market) narrow further when set.
+-- narrower settings (province, comune, market) narrow further when set. The
+-- settings are read in scalar subqueries, which the planner evaluates once
+-- per query (an InitPlan) instead of once per row.
 ALTER TABLE markets ENABLE ROW LEVEL SECURITY;
 ALTER TABLE markets FORCE ROW LEVEL SECURITY;
 CREATE POLICY markets_scope ON markets
-    USING (region_id = dms.scope_region()
-       AND (dms.scope_text('dms.province') IS NULL OR province = dms.scope_text('dms.province'))
-       AND (dms.scope_text('dms.comune') IS NULL OR comune = dms.scope_text('dms.comune'))
-       AND (dms.scope_market() IS NULL OR id = dms.scope_market()));
+    USING (region_id = (SELECT dms.scope_region())
+       AND ((SELECT dms.scope_text('dms.province')) IS NULL OR province = (SELECT dms.scope_text('dms.province')))
+       AND ((SELECT dms.scope_text('dms.comune')) IS NULL OR comune = (SELECT dms.scope_text('dms.comune')))
+       AND ((SELECT dms.scope_market()) IS NULL OR id = (SELECT dms.scope_market())));
 
 -- +goose StatementBegin
 DO $$
@@ -239,10 +241,10 @@ BEGIN
         EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
         EXECUTE format($p$CREATE POLICY %I ON %I
-            USING (region_id = dms.scope_region()
-               AND (dms.scope_text('dms.province') IS NULL OR left(comune, 3) = dms.scope_text('dms.province'))
-               AND (dms.scope_text('dms.comune') IS NULL OR comune = dms.scope_text('dms.comune'))
-               AND (dms.scope_market() IS NULL OR market_id = dms.scope_market()))$p$,
+            USING (region_id = (SELECT dms.scope_region())
+               AND ((SELECT dms.scope_text('dms.province')) IS NULL OR left(comune, 3) = (SELECT dms.scope_text('dms.province')))
+               AND ((SELECT dms.scope_text('dms.comune')) IS NULL OR comune = (SELECT dms.scope_text('dms.comune')))
+               AND ((SELECT dms.scope_market()) IS NULL OR market_id = (SELECT dms.scope_market())))$p$,
             t || '_scope', t);
     END LOOP;
     -- Vendors are the region's registry: a comune office must find a
@@ -251,7 +253,7 @@ BEGIN
     FOREACH t IN ARRAY ARRAY['vendors', 'audit_log'] LOOP
         EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
-        EXECUTE format('CREATE POLICY %I ON %I USING (region_id = dms.scope_region())', t || '_scope', t);
+        EXECUTE format('CREATE POLICY %I ON %I USING (region_id = (SELECT dms.scope_region()))', t || '_scope', t);
     END LOOP;
 END
 $$;
