@@ -1,0 +1,70 @@
+package jobs
+
+import (
+	"context"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/dmshub/dmsrouter/pgtest"
+	"github.com/dmshub/dmsrouter/shardmap"
+)
+
+var pg *pgtest.Server
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &pg)) }
+
+func TestPartitions(t *testing.T) {
+	ctx := context.Background()
+	cfg, err := pg.Deployment(ctx, pgtest.Prefix("jobs"), pgtest.SingleShard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.DropDeployment(ctx, cfg)
+	m, err := shardmap.Open(cfg, shardmap.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	count := func() int {
+		conn, err := pgx.Connect(ctx, cfg.Shards[0].AdminDSN())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		var n int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_inherits WHERE inhparent = 'vendor_presences'::regclass`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := count() // the migration made 13 months back through 3 ahead
+
+	// Several routers at once: the lock lets one work; together they make
+	// the 9 missing months up to 12 ahead exactly once.
+	job := &Partitions{Shards: m.Shards, Ahead: 12}
+	var wg sync.WaitGroup
+	results := make([][]Result, 4)
+	for i := range results {
+		wg.Add(1)
+		go func() { defer wg.Done(); results[i] = job.RunOnce(ctx) }()
+	}
+	wg.Wait()
+	created := 0
+	for _, rs := range results {
+		for _, r := range rs {
+			if r.Err != nil {
+				t.Fatalf("RunOnce: %v", r.Err)
+			}
+			created += r.Created
+		}
+	}
+	if created != 9 || count() != before+9 {
+		t.Errorf("created %d partitions (now %d, before %d), want 9", created, count(), before)
+	}
+	if again := job.RunOnce(ctx); again[0].Created != 0 || again[0].Err != nil {
+		t.Errorf("second run = %+v, want nothing created", again[0])
+	}
+}
