@@ -192,7 +192,13 @@ func (s *Shard) Tx(ctx context.Context, sc regions.Scope, mode pgx.TxAccessMode,
 			return err
 		}
 		defer conn.Release()
-		return pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{AccessMode: mode}, func(tx pgx.Tx) error {
+		opts := pgx.TxOptions{AccessMode: mode}
+		if mode == pgx.ReadWrite {
+			// A plain BEGIN: an explicit READ WRITE would override a
+			// database frozen with default_transaction_read_only.
+			opts.AccessMode = ""
+		}
+		return pgx.BeginTxFunc(ctx, conn, opts, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, scopeSQL, scopeArgs(sc)...); err != nil {
 				return err
 			}

@@ -437,3 +437,31 @@ func TestReplicas(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestFrozenDatabaseRefusesWrites(t *testing.T) {
+	cfg := deploy(t, "frozen", twoShards())
+	for _, s := range cfg.Shards {
+		c, _ := pgx.ParseConfig(s.AdminDSN())
+		adminExec(t, s.AdminDSN(), "ALTER DATABASE "+pgx.Identifier{c.Database}.Sanitize()+" SET default_transaction_read_only = on")
+	}
+	m, err := shardmap.Open(cfg, shardmap.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	sh, _ := m.For("03")
+	ctx := context.Background()
+	for range 6 {
+		err := sh.Tx(ctx, regions.Scope{Region: "03"}, pgx.ReadWrite, func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, `INSERT INTO markets (id, region_id, code, name, province, comune) VALUES
+				(dms.next_id('markets', 3::smallint), 3, 'MI009', 'x', '015', '015146')`)
+			return err
+		})
+		if !errors.Is(err, shardmap.ErrReadOnly) {
+			t.Fatalf("write to a frozen database: %v, want ErrReadOnly", err)
+		}
+	}
+	if got := sh.State(); got != "closed" {
+		t.Errorf("breaker after refused writes = %s, want closed", got)
+	}
+}
