@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -229,6 +230,58 @@ func (s *Server) Resume(ctx context.Context) error {
 		return errors.New("pgtest: cannot resume a server this process did not start")
 	}
 	return s.initAndStart(ctx)
+}
+
+// Pause freezes a server this process started, as a hung host would: it
+// sends SIGSTOP to the postmaster and then to every process it has forked,
+// so connections stay open and queries hang until Continue. Connecting
+// still succeeds at the TCP level (the kernel accepts), but nothing answers.
+func (s *Server) Pause() error { return s.signalAll(syscall.SIGSTOP) }
+
+// Continue resumes a server that Pause froze. It is harmless on a server
+// that is not paused.
+func (s *Server) Continue() error { return s.signalAll(syscall.SIGCONT) }
+
+// signalAll sends sig to the postmaster of the data directory first, then to
+// its children (backends and auxiliary processes), found through /proc. A
+// stopped postmaster forks nothing new, so none is missed.
+func (s *Server) signalAll(sig syscall.Signal) error {
+	if s.dir == "" {
+		return errors.New("pgtest: cannot signal a server this process did not start")
+	}
+	pidFile, err := os.ReadFile(filepath.Join(s.dir, "data", "postmaster.pid"))
+	if err != nil {
+		return fmt.Errorf("pgtest: read postmaster.pid: %w", err)
+	}
+	first, _, _ := strings.Cut(string(pidFile), "\n")
+	pm, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil || pm <= 0 {
+		return fmt.Errorf("pgtest: postmaster.pid holds no pid: %q", first)
+	}
+	if err := syscall.Kill(pm, sig); err != nil {
+		return fmt.Errorf("pgtest: signal postmaster %d: %w", pm, err)
+	}
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, path := range stats {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue // the process is gone
+		}
+		// The fields after the parenthesised command name: state, then ppid.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(string(b[i+1:]))
+		if len(fields) < 2 || fields[1] != strconv.Itoa(pm) {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(path)))
+		if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("pgtest: signal backend %d: %w", pid, err)
+		}
+	}
+	return nil
 }
 
 // DSN returns a DSN for database db as user on this server.

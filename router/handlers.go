@@ -169,14 +169,18 @@ func (s *Server) listRegions(c *gin.Context) error {
 }
 
 func (s *Server) listMarkets(c *gin.Context) error {
-	q := queryParams(c, "region", "province", "comune", "status", "q")
+	q := queryParams(c, "region", "province", "comune", "status", "q", "partial")
 	explicit := q.region("region")
 	province, provRegion := q.province("province")
 	comune, comRegion := q.comune("comune")
 	f := registry.MarketFilter{Province: province, Comune: comune, Status: q.oneOf("status", "active", "inactive"), Q: q.str("q")}
 	pg := q.page()
+	complete := completeParam(q)
 	if err := q.err(); err != nil {
 		return err
+	}
+	if explicit == "" && provRegion == "" && comRegion == "" && isNational(c) {
+		return s.nationalMarkets(c, f, pg, complete)
 	}
 	r, err := s.listRegion(c, explicit, provRegion, comRegion)
 	if err != nil {
@@ -264,7 +268,7 @@ func (s *Server) getStall(c *gin.Context) error {
 }
 
 func (s *Server) listVendors(c *gin.Context) error {
-	q := queryParams(c, "region", "partita_iva", "codice_fiscale", "q")
+	q := queryParams(c, "region", "partita_iva", "codice_fiscale", "q", "partial")
 	explicit := q.region("region")
 	f := registry.VendorFilter{PartitaIVA: q.str("partita_iva"), CodiceFiscale: q.str("codice_fiscale"), Q: q.str("q")}
 	if f.PartitaIVA != "" && !partitaIVAPattern.MatchString(f.PartitaIVA) {
@@ -274,8 +278,12 @@ func (s *Server) listVendors(c *gin.Context) error {
 		q.bad("codice_fiscale", "want 16 letters and digits or 11 digits")
 	}
 	pg := q.page()
+	complete := completeParam(q)
 	if err := q.err(); err != nil {
 		return err
+	}
+	if explicit == "" && f.PartitaIVA != "" && f.CodiceFiscale == "" && f.Q == "" && isNational(c) {
+		return s.nationalVendor(c, f.PartitaIVA, complete)
 	}
 	r, err := s.listRegion(c, explicit)
 	if err != nil {

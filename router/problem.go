@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -23,6 +24,9 @@ type Problem struct {
 	Detail  string       `json:"detail,omitempty"`
 	Errors  []FieldError `json:"errors,omitempty"`
 	Regions []string     `json:"regions,omitempty"`
+	// Result is what a refused request would have done, such as the
+	// counts of a rejected presence batch.
+	Result any `json:"result,omitempty"`
 }
 
 // FieldError names one bad input field and what is wrong with it.
@@ -56,6 +60,10 @@ func forbidden(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errForbidden, fmt.Sprintf(format, args...))
 }
 
+// statusClientClosedRequest is the status logged for a request whose
+// client disconnected before the answer (nginx's 499).
+const statusClientClosedRequest = 499
+
 // toProblem is the one table that maps errors to statuses. Client-facing
 // text comes from the error only for client errors; anything unknown is a
 // 500 whose detail stays in the log.
@@ -64,6 +72,11 @@ func toProblem(err error) (Problem, http.Header) {
 	var bad *badRequestError
 	var unavailable *shardmap.UnavailableError
 	var timeout *shardmap.TimeoutError
+	var partial *partialError
+	var missing *registry.MissingError
+	var conflict *registry.ConflictError
+	var invalid *registry.InvalidError
+	var rejected *registry.RejectedError
 	switch {
 	case errors.As(err, &bad):
 		return Problem{Type: "/problems/bad-request", Title: "Bad request", Status: http.StatusBadRequest,
@@ -75,10 +88,45 @@ func toProblem(err error) (Problem, http.Header) {
 		h.Set("WWW-Authenticate", `Bearer realm="dmsrouter"`)
 		return Problem{Type: "/problems/unauthenticated", Title: "Unauthenticated", Status: http.StatusUnauthorized,
 			Detail: "a valid bearer token is required"}, h
+	case errors.Is(err, errTooLarge):
+		return Problem{Type: "/problems/too-large", Title: "Request too large", Status: http.StatusRequestEntityTooLarge,
+			Detail: strings.TrimPrefix(err.Error(), errTooLarge.Error()+": ")}, h
+	case errors.Is(err, errMediaType):
+		return Problem{Type: "/problems/unsupported-media-type", Title: "Unsupported media type", Status: http.StatusUnsupportedMediaType,
+			Detail: "send the body as application/json"}, h
+	case errors.Is(err, errRoleReadOnly):
+		return Problem{Type: "/problems/forbidden", Title: "Forbidden", Status: http.StatusForbidden, Detail: err.Error()}, h
+	case errors.Is(err, registry.ErrOutsideScope):
+		return Problem{Type: "/problems/forbidden", Title: "Forbidden", Status: http.StatusForbidden,
+			Detail: "the row lies outside your territory"}, h
+	case errors.As(err, &missing):
+		return Problem{Type: "/problems/not-found", Title: "Not found", Status: http.StatusNotFound,
+			Detail: "the body names something that does not exist in your territory",
+			Errors: []FieldError{{Field: missing.Field, Message: "not found in your territory"}}}, h
+	case errors.As(err, &conflict):
+		return Problem{Type: "/problems/conflict", Title: "Conflict", Status: http.StatusConflict, Detail: conflict.Reason}, h
+	case errors.Is(err, registry.ErrKeyReused):
+		return Problem{Type: "/problems/idempotency-key-reused", Title: "Idempotency key reused", Status: http.StatusUnprocessableEntity,
+			Detail: "this Idempotency-Key was used for a different request",
+			Errors: []FieldError{{Field: "Idempotency-Key", Message: "already used for a different request"}}}, h
+	case errors.As(err, &invalid):
+		return Problem{Type: "/problems/unprocessable", Title: "Unprocessable request", Status: http.StatusUnprocessableEntity,
+			Detail: "the request does not fit the data it names", Errors: []FieldError{{Field: invalid.Field, Message: invalid.Reason}}}, h
+	case errors.As(err, &rejected):
+		fields := make([]FieldError, len(rejected.Rows))
+		for i, r := range rejected.Rows {
+			fields[i] = FieldError{Field: fmt.Sprintf("rows[%d].%s", r.Row, r.Field), Message: r.Reason}
+		}
+		return Problem{Type: "/problems/batch-rejected", Title: "Batch rejected", Status: http.StatusUnprocessableEntity,
+			Detail: "some rows were rejected, so none was written", Errors: fields, Result: rejected.Outcome}, h
 	case errors.Is(err, errForbidden):
 		return Problem{Type: "/problems/forbidden", Title: "Forbidden", Status: http.StatusForbidden, Detail: err.Error()}, h
 	case errors.Is(err, registry.ErrNotFound), errors.Is(err, errNotFound):
 		return Problem{Type: "/problems/not-found", Title: "Not found", Status: http.StatusNotFound}, h
+	case errors.As(err, &partial):
+		h.Set("Retry-After", retryAfter(partial.retryAfter))
+		return Problem{Type: "/problems/regions-unavailable", Title: "Regions unavailable", Status: http.StatusServiceUnavailable,
+			Detail: "these regions did not answer; retry later, or accept a partial answer", Regions: partial.missing}, h
 	case errors.As(err, &unavailable):
 		h.Set("Retry-After", retryAfter(unavailable.RetryAfter))
 		return Problem{Type: "/problems/region-unavailable", Title: "Region unavailable", Status: http.StatusServiceUnavailable,
@@ -87,6 +135,9 @@ func toProblem(err error) (Problem, http.Header) {
 		h.Set("Retry-After", "30")
 		return Problem{Type: "/problems/region-read-only", Title: "Region read-only", Status: http.StatusServiceUnavailable,
 			Detail: "the region is frozen for maintenance; retry later"}, h
+	case errors.Is(err, context.Canceled):
+		// The client went away; nobody reads this, but it is not our failure.
+		return Problem{Type: "/problems/client-closed-request", Title: "Client closed request", Status: statusClientClosedRequest}, h
 	case errors.As(err, &timeout), errors.Is(err, context.DeadlineExceeded):
 		return Problem{Type: "/problems/timeout", Title: "Gateway timeout", Status: http.StatusGatewayTimeout,
 			Detail: "the region's database did not answer in time"}, h

@@ -260,7 +260,11 @@ func TestReadAPI(t *testing.T) {
 				t.Errorf("national comune=016024 codes = %s", got)
 			}
 		}},
-		{"national without region", "national", "/v1/markets", 400, nil},
+		{"national without region merges every region", "national", "/v1/markets", 200, func(t *testing.T, r response) {
+			if got := r.field("code"); got != "BG001,RM001,TO001,MI001" || r.body["partial"] != false {
+				t.Errorf("national markets = %s", r.raw)
+			}
+		}},
 		{"stalls of a market", "milano", "/v1/markets/" + id(milano) + "/stalls", 200, func(t *testing.T, r response) {
 			if got := r.field("number"); got != "1,2" {
 				t.Errorf("stall numbers = %s", got)

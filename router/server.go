@@ -45,6 +45,7 @@ type Server struct {
 	engine   *gin.Engine
 	requests metric.Float64Histogram
 	tracer   trace.Tracer
+	national *national // the fan-out of national requests, set by nationalRoutes
 
 	readyMu    sync.Mutex
 	readyAt    time.Time
@@ -121,6 +122,8 @@ func (s *Server) routes() *gin.Engine {
 	v1.GET("/vendors/:id", s.handle(s.getVendor))
 	v1.GET("/concessions", s.handle(s.listConcessions))
 	v1.GET("/concessions/:id", s.handle(s.getConcession))
+	s.writeRoutes(v1)
+	s.nationalRoutes(v1)
 	return e
 }
 

@@ -26,6 +26,7 @@ type Config struct {
 	Server   ServerConfig      `mapstructure:"server"`
 	Auth     AuthConfig        `mapstructure:"auth"`
 	Database DatabaseConfig    `mapstructure:"database"`
+	National NationalConfig    `mapstructure:"national"`
 	Shards   []ShardConfig     `mapstructure:"shards"`
 	Regions  map[string]string `mapstructure:"regions"`
 }
@@ -52,6 +53,39 @@ type DatabaseConfig struct {
 	BreakerFailures uint32 `mapstructure:"breaker_failures"`
 	// BreakerOpenTimeout is how long an open breaker refuses before it lets a probe through.
 	BreakerOpenTimeout time.Duration `mapstructure:"breaker_open_timeout"`
+}
+
+// NationalConfig tunes the national fan-out, which asks every region in
+// parallel and merges the answers.
+type NationalConfig struct {
+	// LegTimeout is the deadline of each region's leg; a region that has not
+	// answered by then is reported as timed out. 0 means DefaultLegTimeout.
+	LegTimeout time.Duration `mapstructure:"leg_timeout"`
+	// Concurrency bounds the legs of one fan-out running at once. 0 means
+	// DefaultNationalConcurrency.
+	Concurrency int `mapstructure:"concurrency"`
+	// CacheTTL is how long a complete national answer is served from memory
+	// (per request and principal scope); 0 disables the cache.
+	CacheTTL time.Duration `mapstructure:"cache_ttl"`
+}
+
+// Defaults of the national fan-out.
+const (
+	DefaultLegTimeout          = 2 * time.Second
+	DefaultNationalConcurrency = 8
+	DefaultNationalCacheTTL    = 3 * time.Second
+)
+
+// WithDefaults returns n with its zero LegTimeout and Concurrency replaced by
+// their defaults. A zero CacheTTL stays zero: it disables the cache.
+func (n NationalConfig) WithDefaults() NationalConfig {
+	if n.LegTimeout == 0 {
+		n.LegTimeout = DefaultLegTimeout
+	}
+	if n.Concurrency == 0 {
+		n.Concurrency = DefaultNationalConcurrency
+	}
+	return n
 }
 
 // ShardConfig is one shard: a primary database, its replicas, and the
@@ -82,6 +116,9 @@ var defaults = map[string]any{
 	"database.statement_timeout":    "5s",
 	"database.breaker_failures":     5,
 	"database.breaker_open_timeout": "10s",
+	"national.leg_timeout":          DefaultLegTimeout.String(),
+	"national.concurrency":          DefaultNationalConcurrency,
+	"national.cache_ttl":            DefaultNationalCacheTTL.String(),
 }
 
 // Load reads the YAML file at path, applies environment overrides from
@@ -178,6 +215,16 @@ func (c *Config) Validate() error {
 	}
 	if d.BreakerFailures == 0 {
 		bad("database.breaker_failures", "must be at least 1")
+	}
+	n := c.National
+	if n.LegTimeout < 0 || n.LegTimeout > time.Minute {
+		bad("national.leg_timeout", "%s is outside 0..1m (0 means the default, %s)", n.LegTimeout, DefaultLegTimeout)
+	}
+	if n.Concurrency < 0 || n.Concurrency > 64 {
+		bad("national.concurrency", "%d is outside 0..64 (0 means the default, %d)", n.Concurrency, DefaultNationalConcurrency)
+	}
+	if n.CacheTTL < 0 || n.CacheTTL > time.Minute {
+		bad("national.cache_ttl", "%s is outside 0..1m (0 disables the cache)", n.CacheTTL)
 	}
 	if len(c.Shards) == 0 {
 		bad("shards", "at least one shard is required")

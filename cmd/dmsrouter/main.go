@@ -37,6 +37,9 @@ func commands() []command {
 		{"serve", "serve the HTTP API (--config F)", serveCmd},
 		{"migrate", "apply (up) or show (status) the schema on every shard (--config F)", migrateCmd},
 		{"token", "print a signed development token (--config F --sub --role --territory [--ttl])", tokenCmd},
+		{"seed", "fill every shard with deterministic synthetic data (--config F --markets N --days D)", seedCmd},
+		{"demo", "start a local PostgreSQL, seed it on first use and serve it (--config F [--markets N --days D --data DIR])", demoCmd},
+		{"bench", "measure direct SQL, the router and a monolith side by side (--config F [--monolith F2 --duration --concurrency --out])", benchCmd},
 	}
 }
 

@@ -1,0 +1,527 @@
+// Command dmsingest measures the write paths of one regional shard, side by
+// side in one run on the same database:
+//
+//   - bulk presence ingest through the router's POST /v1/presences/batch
+//     (10,000-row requests: COPY into a staging table, one validated
+//     INSERT ... SELECT), against the scaling plan's 1,000-row multi-row
+//     INSERT batches and a raw COPY straight into the table (the floor);
+//   - single check-ins through POST /v1/markets/{id}/presences with
+//     concurrent clients: latency percentiles from every sample.
+//
+// It starts a throwaway PostgreSQL cluster (or uses the server PGTEST_DSN
+// names), deploys the schema on one shard, fills region 03 (Lombardia) with
+// markets, stalls, holders, concessions and --prefill presences (about 4
+// million is Lombardia's share, 17%, of the 24 million presences of a
+// national year; every market here is held daily with 10 presences), then
+// measures. Usage:
+//
+//	go run ./cmd/dmsingest [--markets 1360] [--prefill 4000000] [--rows 80000] [--clients 16]
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/dmshub/dmsrouter/pgtest"
+	"github.com/dmshub/dmsrouter/regions"
+	"github.com/dmshub/dmsrouter/router"
+	"github.com/dmshub/dmsrouter/shardmap"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "dmsingest:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// options are the command's flags.
+type options struct {
+	markets   int
+	prefill   int
+	rows      int
+	batch     int
+	planBatch int
+	clients   int
+	checkins  int
+	maxConns  int
+}
+
+// The region measured and the fixed shape of its data: every market has
+// stallsPerMarket stalls, the first holdersPerMarket held by a concession
+// each, and every market day brings one presence per held stall.
+const (
+	region           = regions.Code("03")
+	stallsPerMarket  = 15
+	holdersPerMarket = 10
+)
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dmsingest", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	fs.IntVar(&o.markets, "markets", 1360, "markets in region 03 (Lombardia's 17% of 8,000)")
+	fs.IntVar(&o.prefill, "prefill", 4_000_000, "presences stored before measuring (rounded to whole market days)")
+	fs.IntVar(&o.rows, "rows", 80_000, "presences each ingest method writes")
+	fs.IntVar(&o.batch, "batch", 10_000, "rows per request to the batch endpoint")
+	fs.IntVar(&o.planBatch, "plan-batch", 1_000, "rows per multi-row INSERT of the plan's method")
+	fs.IntVar(&o.clients, "clients", 16, "concurrent clients of the check-in measurement")
+	fs.IntVar(&o.checkins, "checkins", 12_800, "single check-ins in all, at most one market day of presences")
+	fs.IntVar(&o.maxConns, "max-conns", shardmap.DefaultMaxConns, "the shard's pool size")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	perDay := o.markets * holdersPerMarket
+	if o.checkins > perDay {
+		return fmt.Errorf("--checkins %d: at most a market day's %d presences", o.checkins, perDay)
+	}
+
+	fmt.Fprintln(stderr, "starting PostgreSQL")
+	srv, err := pgtest.Start(ctx, getenv)
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+	layout := pgtest.Layout{}
+	for _, r := range regions.All() {
+		layout[r.Code] = "rest"
+	}
+	layout[region] = "lombardia"
+	cfg, err := srv.Deployment(ctx, fmt.Sprintf("ingest%d", os.Getpid()), layout)
+	if err != nil {
+		return err
+	}
+	defer srv.DropDeployment(context.Background(), cfg)
+	var shardCfg shardmap.ShardConfig
+	for i := range cfg.Shards {
+		cfg.Shards[i].MaxConns = int32(o.maxConns)
+		if cfg.Shards[i].Name == "lombardia" {
+			shardCfg = cfg.Shards[i]
+		}
+	}
+	admin, err := pgx.Connect(ctx, shardCfg.AdminDSN())
+	if err != nil {
+		return err
+	}
+	defer admin.Close(context.Background())
+
+	rome, err := time.LoadLocation("Europe/Rome")
+	if err != nil {
+		return err
+	}
+	y, m, d := time.Now().In(rome).Date()
+	today := time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+	// Days, newest first, that the measurements write: three ingest methods
+	// and the check-ins, each on days of its own, all before today and
+	// inside the partitions the schema keeps (the past 13 months).
+	days := (o.rows + perDay - 1) / perDay
+	measured := 4*days + 1
+	prefillDays := o.prefill / perDay
+	first := today.AddDate(0, 0, -(prefillDays + measured + 1))
+	if first.Before(today.AddDate(0, -12, 0)) {
+		return fmt.Errorf("--prefill %d needs %d market days: more than the 12 months of stored partitions hold at %d markets; use more --markets",
+			o.prefill, prefillDays+measured, o.markets)
+	}
+
+	t0 := time.Now()
+	fmt.Fprintf(stderr, "filling region %s: %d markets, %d stalls, %d holders\n", region, o.markets, o.markets*stallsPerMarket, perDay)
+	if err := fill(ctx, admin, o.markets); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "prefilling %d presences (%d market days)\n", prefillDays*perDay, prefillDays)
+	if err := prefill(ctx, admin, first, prefillDays); err != nil {
+		return err
+	}
+	if _, err := admin.Exec(ctx, `VACUUM ANALYZE`); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "data ready in %s\n", time.Since(t0).Round(time.Second))
+	stored, err := count(ctx, admin, `SELECT count(*) FROM vendor_presences`)
+	if err != nil {
+		return err
+	}
+
+	holder, err := shardmap.NewHolder(cfg, shardmap.Options{})
+	if err != nil {
+		return err
+	}
+	defer holder.Close()
+	sh, err := holder.For(region)
+	if err != nil {
+		return err
+	}
+	v, err := router.NewVerifier(cfg.Auth)
+	if err != nil {
+		return err
+	}
+	api, err := router.New(holder, v, router.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: api}
+	go hs.Serve(ln)
+	defer hs.Close()
+	base := "http://" + ln.Addr().String()
+	terr, _ := regions.ParseTerritory("region:" + string(region))
+	token, err := router.SignHS256(pgtest.TestSecret, router.Principal{Subject: "dmsingest", Role: "admin_pa", Territory: terr}, 24*time.Hour, time.Now())
+	if err != nil {
+		return err
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
+	holders, err := readHolders(ctx, admin)
+	if err != nil {
+		return err
+	}
+	day := first.AddDate(0, 0, prefillDays)
+	next := func() time.Time { d := day; day = day.AddDate(0, 0, 1); return d }
+	var batchDays, planDays, nextIDDays, copyDays []time.Time
+	for range days {
+		batchDays = append(batchDays, next())
+	}
+	for range days {
+		planDays = append(planDays, next())
+	}
+	for range days {
+		nextIDDays = append(nextIDDays, next())
+	}
+	for range days {
+		copyDays = append(copyDays, next())
+	}
+	checkinDay := next()
+
+	// The three ingest methods run in rounds of o.batch rows each, one
+	// method after the other within a round, so that all three see the same
+	// background load (this machine is shared); each method's time is the
+	// sum of its rounds.
+	batchRows := presenceRows(holders, batchDays, rome)[:o.rows]
+	planRows := presenceRows(holders, planDays, rome)[:o.rows]
+	nextIDRows := presenceRows(holders, nextIDDays, rome)[:o.rows]
+	copyRows := presenceRows(holders, copyDays, rome)[:o.rows]
+	var bodies [][]byte
+	for i := 0; i < len(batchRows); i += o.batch {
+		b, err := json.Marshal(map[string]any{"rows": batchRows[i:min(i+o.batch, len(batchRows))]})
+		if err != nil {
+			return err
+		}
+		bodies = append(bodies, b)
+	}
+	idRows, err := admin.Query(ctx, `SELECT dms.next_id('vendor_presences', 3::smallint) FROM generate_series(1, $1)`, len(copyRows))
+	if err != nil {
+		return err
+	}
+	copyIDs, err := pgx.CollectRows(idRows, pgx.RowTo[int64])
+	if err != nil {
+		return err
+	}
+	sc := regions.Scope{Region: region, User: "dmsingest"}
+	var batchTime, planTime, nextIDTime, copyTime time.Duration
+	for round, b := range bodies {
+		lo, hi := round*o.batch, min((round+1)*o.batch, o.rows)
+
+		// 1. The batch endpoint: one request of o.batch rows.
+		start := time.Now()
+		status, body, err := post(ctx, client, base+"/v1/presences/batch", token, b, fmt.Sprintf("dmsingest-%d", round))
+		if err != nil {
+			return err
+		}
+		if status != http.StatusCreated {
+			return fmt.Errorf("batch %d: %d %s", round, status, body)
+		}
+		bt := time.Since(start)
+		batchTime += bt
+
+		// 2. The plan's multi-row INSERTs of o.planBatch rows, each in its
+		// own transaction with the scope set, as dms_app: ids from the
+		// region's sequence, as a serial column would give them, and (2b)
+		// from dms.next_id per row, as bench/ writes them.
+		plan := func(rows []row, ids string) (time.Duration, error) {
+			start := time.Now()
+			for i := lo; i < hi; i += o.planBatch {
+				part := rows[i:min(i+o.planBatch, hi)]
+				err := sh.Tx(ctx, sc, "", func(tx pgx.Tx) error {
+					_, err := tx.Exec(ctx, insertSQL(len(part), ids), insertArgs(part)...)
+					return err
+				})
+				if err != nil {
+					return 0, fmt.Errorf("plan insert: %w", err)
+				}
+			}
+			return time.Since(start), nil
+		}
+		pt, err := plan(planRows, "(3::bigint << 48) | nextval('dms.vendor_presences_id_03'::regclass)")
+		if err != nil {
+			return err
+		}
+		planTime += pt
+		nt, err := plan(nextIDRows, "dms.next_id('vendor_presences', 3::smallint)")
+		if err != nil {
+			return err
+		}
+		nextIDTime += nt
+
+		// 3. Raw COPY into the table as its owner: no validation, no RLS
+		// (the floor).
+		start = time.Now()
+		_, err = admin.CopyFrom(ctx, pgx.Identifier{"vendor_presences"},
+			[]string{"id", "region_id", "market_id", "comune", "vendor_id", "stall_id", "date", "kind", "checkin_at"},
+			pgx.CopyFromSlice(hi-lo, func(i int) ([]any, error) {
+				r := copyRows[lo+i]
+				return []any{copyIDs[lo+i], int16(region.Num()), r.MarketID, r.comune, r.VendorID, r.StallID, r.day, r.Kind, r.at}, nil
+			}))
+		if err != nil {
+			return fmt.Errorf("raw copy: %w", err)
+		}
+		ct := time.Since(start)
+		copyTime += ct
+		fmt.Fprintf(stderr, "round %d: batch %s, plan %s, plan with dms.next_id %s, copy %s\n", round,
+			bt.Round(time.Millisecond), pt.Round(time.Millisecond), nt.Round(time.Millisecond), ct.Round(time.Millisecond))
+	}
+
+	// 4. Single check-ins, o.clients at a time.
+	rows := presenceRows(holders, []time.Time{checkinDay}, rome)[:o.checkins]
+	lat := make([]time.Duration, len(rows))
+	var wg sync.WaitGroup
+	work := make(chan int)
+	var failed error
+	var mu sync.Mutex
+	start := time.Now()
+	for range o.clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				r := rows[i]
+				b := fmt.Sprintf(`{"vendor_id":%d,"kind":"CONCESSION","stall_id":%d,"checkin_at":%q}`, r.VendorID, *r.StallID, *r.CheckinAt)
+				t := time.Now()
+				status, body, err := post(ctx, client, fmt.Sprintf("%s/v1/markets/%d/presences", base, r.MarketID), token, []byte(b), "")
+				lat[i] = time.Since(t)
+				if err == nil && status != http.StatusCreated {
+					err = fmt.Errorf("check-in: %d %s", status, body)
+				}
+				if err != nil {
+					mu.Lock()
+					failed = err
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range rows {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	checkinTime := time.Since(start)
+	if failed != nil {
+		return failed
+	}
+
+	// Every method wrote exactly its rows, and the rollup kept up.
+	for _, c := range []struct {
+		name string
+		days []time.Time
+		want int
+	}{{"batch", batchDays, o.rows}, {"plan", planDays, o.rows}, {"plan with dms.next_id", nextIDDays, o.rows}, {"copy", copyDays, o.rows}, {"check-ins", []time.Time{checkinDay}, o.checkins}} {
+		n, err := count(ctx, admin, `SELECT count(*) FROM vendor_presences WHERE date = ANY($1)`, c.days)
+		if err != nil {
+			return err
+		}
+		if n != int64(c.want) {
+			return fmt.Errorf("%s wrote %d rows, want %d", c.name, n, c.want)
+		}
+	}
+	bad, err := count(ctx, admin, `SELECT count(*) FROM (
+		SELECT market_id, date, kind, count(*)::int AS n FROM vendor_presences GROUP BY 1, 2, 3) p
+		FULL JOIN (SELECT market_id, date, kind, n FROM presence_daily WHERE n > 0) d USING (market_id, date, kind)
+		WHERE p.n IS DISTINCT FROM d.n`)
+	if err == nil && bad != 0 {
+		return fmt.Errorf("presence_daily differs from the presences in %d groups", bad)
+	}
+
+	rate := func(d time.Duration) float64 { return float64(o.rows) / d.Seconds() }
+	slices.Sort(lat)
+	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+	var sb strings.Builder
+	load, _ := os.ReadFile("/proc/loadavg")
+	fmt.Fprintf(&sb, "dmsingest: %s, %d cores, Go %s, load average %s; region %s on one shard: %d markets, %d stalls, %d presences stored before the run\n\n",
+		time.Now().Format(time.DateOnly), runtime.NumCPU(), runtime.Version(), strings.Join(strings.Fields(string(load))[:3], " "),
+		region, o.markets, o.markets*stallsPerMarket, stored)
+	fmt.Fprintf(&sb, "| ingest of %d presences | requests | seconds | rows/s | vs plan |\n|---|---|---|---|---|\n", o.rows)
+	fmt.Fprintf(&sb, "| POST /v1/presences/batch (COPY to staging + validated INSERT ... SELECT) | %d x %d rows | %.2f | %.0f | %.2fx |\n",
+		len(bodies), o.batch, batchTime.Seconds(), rate(batchTime), planTime.Seconds()/batchTime.Seconds())
+	fmt.Fprintf(&sb, "| plan: multi-row INSERT, ids by nextval, dms_app with scope | %d x %d rows | %.2f | %.0f | 1.00x |\n",
+		(o.rows+o.planBatch-1)/o.planBatch, o.planBatch, planTime.Seconds(), rate(planTime))
+	fmt.Fprintf(&sb, "| plan: multi-row INSERT, ids by dms.next_id per row (as bench/) | %d x %d rows | %.2f | %.0f | %.2fx |\n",
+		(o.rows+o.planBatch-1)/o.planBatch, o.planBatch, nextIDTime.Seconds(), rate(nextIDTime), planTime.Seconds()/nextIDTime.Seconds())
+	fmt.Fprintf(&sb, "| raw COPY into vendor_presences as owner (no validation, floor) | 1 | %.2f | %.0f | %.2fx |\n\n",
+		copyTime.Seconds(), rate(copyTime), planTime.Seconds()/copyTime.Seconds())
+	fmt.Fprintf(&sb, "| single check-in, %d clients | check-ins | p50 ms | p95 ms | p99 ms | max ms | check-ins/s |\n|---|---|---|---|---|---|---|\n", o.clients)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	fmt.Fprintf(&sb, "| POST /v1/markets/{id}/presences | %d | %.2f | %.2f | %.2f | %.2f | %.0f |\n",
+		len(lat), ms(pct(0.50)), ms(pct(0.95)), ms(pct(0.99)), ms(lat[len(lat)-1]), float64(len(lat))/checkinTime.Seconds())
+	fmt.Fprint(stdout, sb.String())
+	return nil
+}
+
+// post sends body and returns the status and the response body.
+func post(ctx context.Context, client *http.Client, url, token string, body []byte, key string) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	return res.StatusCode, string(b), err
+}
+
+// fill creates the region's markets, stalls, holders and their concessions.
+func fill(ctx context.Context, admin *pgx.Conn, markets int) error {
+	for _, sql := range []string{
+		`INSERT INTO markets (id, region_id, code, name, province, comune, comune_name, days)
+		SELECT dms.next_id('markets', 3::smallint), 3, 'LB' || lpad(m::text, 5, '0'), 'Mercato ' || m,
+			'015', '015' || lpad((m % 999 + 1)::text, 3, '0'), 'Comune ' || (m % 999 + 1), '{1,2,3,4,5,6,7}'
+		FROM generate_series(1, @markets::int) m`,
+		`INSERT INTO stalls (id, region_id, market_id, comune, number, type, status, area_mq)
+		SELECT dms.next_id('stalls', 3::smallint), 3, m.id, m.comune, n, CASE WHEN n <= @holders THEN 'fisso' ELSE 'spunta' END,
+			CASE WHEN n <= @holders THEN 'occupato' ELSE 'libero' END, 12
+		FROM markets m, generate_series(1, @stalls::int) n ORDER BY m.id, n`,
+		`INSERT INTO vendors (id, region_id, partita_iva, codice_fiscale, denominazione, comune)
+		SELECT dms.next_id('vendors', 3::smallint), 3, lpad(v::text, 11, '0'), lpad(v::text, 11, '0'), 'Impresa ' || v, '015146'
+		FROM generate_series(1, @markets::int * @holders::int) v`,
+		`INSERT INTO concessions (id, region_id, market_id, comune, stall_id, vendor_id, valid_from, valid_to, status)
+		SELECT dms.next_id('concessions', 3::smallint), 3, s.market_id, s.comune, s.id,
+			(3::bigint << 48) | ((s.market_id & 281474976710655) - 1) * @holders + s.number, '2020-01-01', '2029-12-31', 'ATTIVA'
+		FROM stalls s WHERE s.number <= @holders ORDER BY s.id`,
+	} {
+		if _, err := admin.Exec(ctx, sql, pgx.NamedArgs{"markets": markets, "holders": holdersPerMarket, "stalls": stallsPerMarket}); err != nil {
+			return fmt.Errorf("fill: %w", err)
+		}
+	}
+	return nil
+}
+
+// prefill stores a presence of every holder on each of n market days from first.
+func prefill(ctx context.Context, admin *pgx.Conn, first time.Time, n int) error {
+	for d := range n {
+		_, err := admin.Exec(ctx, `INSERT INTO vendor_presences (id, region_id, market_id, comune, vendor_id, stall_id, date, kind, checkin_at)
+			SELECT dms.next_id('vendor_presences', 3::smallint), 3, c.market_id, c.comune, c.vendor_id, c.stall_id, $1::date,
+				'CONCESSION', $1::date + time '07:00' + (c.id % 90) * interval '1 minute'
+			FROM concessions c ORDER BY c.id`, first.AddDate(0, 0, d))
+		if err != nil {
+			return fmt.Errorf("prefill day %d: %w", d, err)
+		}
+	}
+	return nil
+}
+
+// holder is a concession: who holds which stall of which market.
+type holder struct {
+	Market int64  `db:"market_id"`
+	Comune string `db:"comune"`
+	Stall  int64  `db:"stall_id"`
+	Vendor int64  `db:"vendor_id"`
+}
+
+func readHolders(ctx context.Context, admin *pgx.Conn) ([]holder, error) {
+	rows, err := admin.Query(ctx, `SELECT market_id, comune, stall_id, vendor_id FROM concessions ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowToStructByName[holder])
+}
+
+// row is one presence as the batch endpoint reads it, with what the other
+// methods need besides.
+type row struct {
+	MarketID  int64   `json:"market_id"`
+	VendorID  int64   `json:"vendor_id"`
+	StallID   *int64  `json:"stall_id"`
+	Date      string  `json:"date"`
+	Kind      string  `json:"kind"`
+	CheckinAt *string `json:"checkin_at"`
+
+	comune string
+	day    time.Time
+	at     time.Time
+}
+
+// presenceRows returns every holder's presence on each of days.
+func presenceRows(holders []holder, days []time.Time, rome *time.Location) []row {
+	out := make([]row, 0, len(holders)*len(days))
+	for _, d := range days {
+		for i, h := range holders {
+			at := time.Date(d.Year(), d.Month(), d.Day(), 7, i%90, 0, 0, rome)
+			s := at.Format(time.RFC3339)
+			stall := h.Stall
+			out = append(out, row{MarketID: h.Market, VendorID: h.Vendor, StallID: &stall, Date: d.Format(time.DateOnly),
+				Kind: "CONCESSION", CheckinAt: &s, comune: h.Comune, day: d, at: at})
+		}
+	}
+	return out
+}
+
+// insertSQL is the plan's multi-row INSERT of n presences, their ids given
+// by the SQL expression ids.
+func insertSQL(n int, ids string) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO vendor_presences (id, region_id, market_id, comune, vendor_id, stall_id, date, kind, checkin_at) VALUES `)
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		p := i*7 + 1
+		fmt.Fprintf(&b, "(%s, 3, $%d, $%d, $%d, $%d, $%d, $%d, $%d)", ids, p, p+1, p+2, p+3, p+4, p+5, p+6)
+	}
+	return b.String()
+}
+
+func insertArgs(rows []row) []any {
+	args := make([]any, 0, 7*len(rows))
+	for _, r := range rows {
+		args = append(args, r.MarketID, r.comune, r.VendorID, r.StallID, r.day, r.Kind, r.at)
+	}
+	return args
+}
+
+func count(ctx context.Context, conn *pgx.Conn, sql string, args ...any) (int64, error) {
+	var n int64
+	err := conn.QueryRow(ctx, sql, args...).Scan(&n)
+	return n, err
+}

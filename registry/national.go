@@ -1,0 +1,363 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/dmshub/dmsrouter/regions"
+	"github.com/dmshub/dmsrouter/shardmap"
+)
+
+// The queries of the national dashboards. Each reads one region, in one
+// round trip, for a fan-out leg; the router merges the regions. Lists that
+// are merged across regions order text in byte order (COLLATE "C"), the
+// order the router's k-way merge compares in, whatever the database's
+// default collation.
+
+// StallStatuses and ConcessionStatuses are the values the summary counts, in
+// the order the schema lists them.
+var (
+	StallStatuses      = []string{"libero", "occupato", "riservato"}
+	ConcessionStatuses = []string{"ATTIVA", "SOSPESA", "REVOCATA", "CESSATA", "SCADUTA"}
+)
+
+// RegionSummary is one region's figures for the national summary.
+type RegionSummary struct {
+	MarketsActive int64
+	Stalls        map[string]int64 // by status, every status present
+	Concessions   map[string]int64 // by status, every status present
+	Vendors       int64            // distinct partite IVA in the region; set only with PartiteIVA
+	PartiteIVA    []int64          // the region's partite IVA as numbers, ascending; nil when VendorsUnchanged
+	// VendorsVersion stamps the set of partite IVA (0 when the database keeps
+	// no stamp), and VendorsUnchanged reports that it equals the known
+	// version given to Summary, so the caller's copy of the set is current.
+	VendorsVersion   int64
+	VendorsUnchanged bool
+	PresencesDay     int64 // presences on the day asked for
+	PresencesMonth   int64 // presences in that day's month
+}
+
+// Summary reads the national summary's figures of region sc.Region: active
+// markets, stalls and concessions by status (from the region_status_counts
+// rollup), the region's partite IVA (so that the national count of distinct
+// vendors is exact) and the presences on day and in its month (from the
+// presence_daily and presence_monthly rollups). The set of partite IVA is
+// read only when its version differs from knownVersion (0: not known):
+// otherwise VendorsUnchanged is set and PartiteIVA is nil.
+func Summary(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, day time.Time, knownVersion int64) (RegionSummary, error) {
+	r := int16(sc.Region.Num())
+	month := time.Date(day.Year(), day.Month(), 1, 0, 0, 0, 0, time.UTC)
+	out := RegionSummary{Stalls: zeroCounts(StallStatuses), Concessions: zeroCounts(ConcessionStatuses)}
+	err := sh.Read(ctx, sc, func(b *pgx.Batch) {
+		b.Queue(`SELECT count(*) FROM markets m WHERE m.region_id = $1 AND m.status = 'active'`, r).
+			QueryRow(func(row pgx.Row) error { return row.Scan(&out.MarketsActive) })
+		b.Queue(countsSQL, r).QueryRow(func(row pgx.Row) error {
+			dest := make([]any, 0, len(StallStatuses)+len(ConcessionStatuses))
+			vals := make([]int64, cap(dest))
+			for i := range vals {
+				dest = append(dest, &vals[i])
+			}
+			if err := row.Scan(dest...); err != nil {
+				return err
+			}
+			for i, st := range StallStatuses {
+				out.Stalls[st] = vals[i]
+			}
+			for i, st := range ConcessionStatuses {
+				out.Concessions[st] = vals[len(StallStatuses)+i]
+			}
+			return nil
+		})
+		// The stamp and, when it is not the known one, the set, in one
+		// snapshot; the set in the order of the unique index on (region_id,
+		// partita_iva), which an index-only scan reads without sorting.
+		b.Queue(`SELECT s.version, s.version IS NOT NULL AND s.version = $2,
+			    CASE WHEN s.version IS NULL OR s.version <> $2 THEN (
+			        SELECT coalesce(array_agg(p), '{}') FROM (
+			            SELECT v.partita_iva::int8 AS p FROM vendors v WHERE v.region_id = $1 ORDER BY v.partita_iva) x)
+			    END
+			FROM (SELECT) one LEFT JOIN vendor_set_versions s ON s.region_id = $1`, r, knownVersion).
+			QueryRow(func(row pgx.Row) error {
+				var version *int64
+				if err := row.Scan(&version, &out.VendorsUnchanged, &out.PartiteIVA); err != nil {
+					return err
+				}
+				if version != nil {
+					out.VendorsVersion = *version
+				}
+				return nil
+			})
+		b.Queue(`SELECT coalesce(sum(d.n), 0) FROM presence_daily d WHERE d.region_id = $1 AND d.date = $2`, r, day).
+			QueryRow(func(row pgx.Row) error { return row.Scan(&out.PresencesDay) })
+		b.Queue(`SELECT coalesce(sum(m.n), 0) FROM presence_monthly m WHERE m.region_id = $1 AND m.month = $2`, r, month).
+			QueryRow(func(row pgx.Row) error { return row.Scan(&out.PresencesMonth) })
+	})
+	if err != nil {
+		return out, err
+	}
+	if out.VendorsUnchanged {
+		out.PartiteIVA = nil
+		return out, nil
+	}
+	// Eleven-digit strings sort as their numbers in any sane collation;
+	// make sure, since the national merge relies on it.
+	if !slices.IsSorted(out.PartiteIVA) {
+		slices.Sort(out.PartiteIVA)
+	}
+	if out.PartiteIVA == nil {
+		out.PartiteIVA = []int64{}
+	}
+	out.Vendors = int64(len(out.PartiteIVA))
+	return out, nil
+}
+
+// countsSQL reads a region's stalls and concessions by status from the
+// region_status_counts rollup (at most 16 stripes per status): one column per status of StallStatuses, then
+// one per status of ConcessionStatuses (the CHECK constraints of stalls and
+// concessions allow no other).
+var countsSQL = func() string {
+	var cols []string
+	for _, e := range []struct {
+		entity   string
+		statuses []string
+	}{{"stalls", StallStatuses}, {"concessions", ConcessionStatuses}} {
+		for _, st := range e.statuses {
+			cols = append(cols, fmt.Sprintf("coalesce(sum(c.n) FILTER (WHERE c.entity = '%s' AND c.status = '%s'), 0)::int8", e.entity, st))
+		}
+	}
+	return "SELECT " + strings.Join(cols, ", ") + " FROM region_status_counts c WHERE c.region_id = $1"
+}()
+
+func zeroCounts(keys []string) map[string]int64 {
+	m := make(map[string]int64, len(keys))
+	for _, k := range keys {
+		m[k] = 0
+	}
+	return m
+}
+
+// DayCount is the number of presences on one day.
+type DayCount struct {
+	Date string `db:"date"` // YYYY-MM-DD
+	N    int64  `db:"n"`
+}
+
+// PresencesByDay returns the presences of region sc.Region on each day from
+// from to to inclusive that has any, ordered by date, from the presence_daily
+// rollup.
+func PresencesByDay(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, from, to time.Time) ([]DayCount, error) {
+	var out []DayCount
+	err := sh.Read(ctx, sc, func(b *pgx.Batch) {
+		b.Queue(`SELECT to_char(d.date, 'YYYY-MM-DD') AS date, sum(d.n)::int8 AS n
+			FROM presence_daily d WHERE d.region_id = $1 AND d.date BETWEEN $2 AND $3
+			GROUP BY d.date ORDER BY d.date`, int16(sc.Region.Num()), from, to).
+			Query(func(rows pgx.Rows) error {
+				var err error
+				out, err = pgx.CollectRows(rows, pgx.RowToStructByName[DayCount])
+				return err
+			})
+	})
+	return out, err
+}
+
+// PresencesByMonth returns the presences of region sc.Region from from to
+// to inclusive per month (Date is "YYYY-MM"), for the months that have any,
+// in order: whole months from the presence_monthly rollup, the days of a
+// month the range covers only in part from presence_daily.
+func PresencesByMonth(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, from, to time.Time) ([]DayCount, error) {
+	r := int16(sc.Region.Num())
+	// Whole months: [fullFrom, fullTo).
+	fullFrom := time.Date(from.Year(), from.Month(), 1, 0, 0, 0, 0, time.UTC)
+	if from.Day() != 1 {
+		fullFrom = fullFrom.AddDate(0, 1, 0)
+	}
+	fullTo := time.Date(to.Year(), to.Month(), 1, 0, 0, 0, 0, time.UTC)
+	if to.AddDate(0, 0, 1).Day() == 1 {
+		fullTo = fullTo.AddDate(0, 1, 0)
+	}
+	if !fullFrom.Before(fullTo) {
+		fullFrom, fullTo = to.AddDate(0, 0, 1), to.AddDate(0, 0, 1) // none: every day from presence_daily
+	}
+	sums := map[string]int64{}
+	collect := func(rows pgx.Rows) error {
+		counts, err := pgx.CollectRows(rows, pgx.RowToStructByName[DayCount])
+		for _, c := range counts {
+			sums[c.Date] += c.N
+		}
+		return err
+	}
+	err := sh.Read(ctx, sc, func(b *pgx.Batch) {
+		b.Queue(`SELECT to_char(m.month, 'YYYY-MM') AS date, sum(m.n)::int8 AS n
+			FROM presence_monthly m WHERE m.region_id = $1 AND m.month >= $2 AND m.month < $3
+			GROUP BY m.month`, r, fullFrom, fullTo).Query(collect)
+		b.Queue(`SELECT to_char(d.date, 'YYYY-MM') AS date, sum(d.n)::int8 AS n
+			FROM presence_daily d WHERE d.region_id = $1 AND d.date >= $2 AND d.date <= $3 AND (d.date < $4 OR d.date >= $5)
+			GROUP BY 1`, r, from, to, fullFrom, fullTo).Query(collect)
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]DayCount, 0, len(sums))
+	for k, n := range sums {
+		out = append(out, DayCount{Date: k, N: n})
+	}
+	slices.SortFunc(out, func(a, b DayCount) int { return strings.Compare(a.Date, b.Date) })
+	return out, nil
+}
+
+// expiringList names the cursors of the national list of expiring concessions.
+const expiringList = "expiring"
+
+// ExpiringCursor returns the cursor that continues a list of expiring
+// concessions after c.
+func ExpiringCursor(c Concession) string {
+	return cursor{List: expiringList, Text: c.ValidTo, ID: c.ID}.encode()
+}
+
+// ExpiringConcessions returns the first n ATTIVA concessions of region
+// sc.Region whose valid_to lies between from and until inclusive, ordered by
+// (valid_to, id), after the position of cur (from ExpiringCursor; "" for the
+// start), and the total of such concessions regardless of cur. A cursor this
+// package did not issue for the list is ErrBadCursor.
+func ExpiringConcessions(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, from, until time.Time, cur string, n int) ([]Concession, int64, error) {
+	var q query
+	q.scoped(sc, "c.", "market_id")
+	q.conds = append(q.conds, "c.status = 'ATTIVA'")
+	q.where("c.valid_to >= %s", from)
+	q.where("c.valid_to <= %s", until)
+	countSQL, countArgs := "SELECT count(*) FROM concessions c WHERE "+q.clause(), slices.Clone(q.args)
+	if cur != "" {
+		c, err := decodeCursor(expiringList, cur)
+		if err != nil {
+			return nil, 0, err
+		}
+		after, err := time.Parse(time.DateOnly, c.Text)
+		if err != nil {
+			return nil, 0, ErrBadCursor
+		}
+		q.conds = append(q.conds, "(c.valid_to, c.id) > ("+q.arg(after)+"::date, "+q.arg(c.ID)+")")
+	}
+	pageSQL := "SELECT " + concessionCols + " FROM concessions c WHERE " + q.clause() +
+		" ORDER BY c.valid_to, c.id LIMIT " + q.arg(n)
+	var (
+		items []Concession
+		total int64
+	)
+	err := sh.Read(ctx, sc, func(b *pgx.Batch) {
+		b.Queue(pageSQL, q.args...).Query(func(rows pgx.Rows) error {
+			var err error
+			items, err = pgx.CollectRows(rows, pgx.RowToStructByName[Concession])
+			return err
+		})
+		b.Queue(countSQL, countArgs...).QueryRow(func(row pgx.Row) error { return row.Scan(&total) })
+	})
+	return items, total, err
+}
+
+// nationalMarketsList names the cursors of the national list of markets.
+const nationalMarketsList = "national-markets"
+
+// NationalMarketsCursor returns the cursor that continues the national list
+// of markets after m.
+func NationalMarketsCursor(m Market) string {
+	return cursor{List: nationalMarketsList, Text: m.Name, ID: m.ID}.encode()
+}
+
+// MarketsByName returns the first n markets of region sc.Region matching f
+// (its Province and Comune are ignored: they name a region, which the router
+// serves from one shard), ordered by name in byte order and id, after the
+// position of cur (from NationalMarketsCursor; "" for the start), and the
+// total of the matching markets regardless of cur. A cursor this package did
+// not issue for the list is ErrBadCursor.
+func MarketsByName(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, f MarketFilter, cur string, n int) ([]Market, int64, error) {
+	var q query
+	marketScope(&q, sc)
+	if f.Status != "" {
+		q.where("m.status = %s", f.Status)
+	}
+	if f.Q != "" {
+		q.where("m.name ILIKE %s", "%"+escapeLike(f.Q)+"%")
+	}
+	countSQL, countArgs := "SELECT count(*) FROM markets m WHERE "+q.clause(), slices.Clone(q.args)
+	if cur != "" {
+		c, err := decodeCursor(nationalMarketsList, cur)
+		if err != nil {
+			return nil, 0, err
+		}
+		q.conds = append(q.conds, `(m.name COLLATE "C", m.id) > (`+q.arg(c.Text)+", "+q.arg(c.ID)+")")
+	}
+	pageSQL := "SELECT " + marketCols + ` FROM markets m WHERE ` + q.clause() +
+		` ORDER BY m.name COLLATE "C", m.id LIMIT ` + q.arg(n)
+	var (
+		items []Market
+		total int64
+	)
+	err := sh.Read(ctx, sc, func(b *pgx.Batch) {
+		b.Queue(pageSQL, q.args...).Query(func(rows pgx.Rows) error {
+			var err error
+			items, err = pgx.CollectRows(rows, pgx.RowToStructByName[Market])
+			return err
+		})
+		b.Queue(countSQL, countArgs...).QueryRow(func(row pgx.Row) error { return row.Scan(&total) })
+	})
+	return items, total, err
+}
+
+// MaxVendorConcessions bounds the concessions VendorInRegion lists.
+const MaxVendorConcessions = 100
+
+// VendorRegion is a vendor as one region knows it.
+type VendorRegion struct {
+	Vendor            Vendor       `json:"vendor"`
+	Concessions       []Concession `json:"concessions"`         // by id, at most MaxVendorConcessions
+	ConcessionsTotal  int64        `json:"concessions_total"`   // all of them
+	PresencesThisYear int64        `json:"presences_this_year"` // from yearStart on
+}
+
+// VendorInRegion returns the vendor with partita IVA piva as region
+// sc.Region knows it, with its concessions there and its presences there
+// since yearStart, or ErrNotFound when the region has no such vendor.
+func VendorInRegion(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, piva string, yearStart time.Time) (VendorRegion, error) {
+	r := int16(sc.Region.Num())
+	out := VendorRegion{Concessions: []Concession{}}
+	found := false
+	// The vendor's row: vendors are scoped by region only.
+	vendor := `SELECT v.id FROM vendors v WHERE v.region_id = $1 AND v.partita_iva = $2`
+	err := sh.Read(ctx, sc, func(b *pgx.Batch) {
+		b.Queue("SELECT "+vendorCols+" FROM vendors v WHERE v.region_id = $1 AND v.partita_iva = $2", r, piva).
+			Query(func(rows pgx.Rows) error {
+				v, err := pgx.CollectRows(rows, pgx.RowToStructByName[Vendor])
+				if len(v) == 1 {
+					out.Vendor, found = v[0], true
+				}
+				return err
+			})
+		b.Queue("SELECT "+concessionCols+" FROM concessions c WHERE c.region_id = $1 AND c.vendor_id = ("+vendor+
+			") ORDER BY c.id LIMIT $3", r, piva, MaxVendorConcessions).
+			Query(func(rows pgx.Rows) error {
+				var err error
+				out.Concessions, err = pgx.CollectRows(rows, pgx.RowToStructByName[Concession])
+				return err
+			})
+		b.Queue("SELECT count(*) FROM concessions c WHERE c.region_id = $1 AND c.vendor_id = ("+vendor+")", r, piva).
+			QueryRow(func(row pgx.Row) error { return row.Scan(&out.ConcessionsTotal) })
+		b.Queue("SELECT count(*) FROM vendor_presences p WHERE p.region_id = $1 AND p.vendor_id = ("+vendor+
+			") AND p.date >= $3", r, piva, yearStart).
+			QueryRow(func(row pgx.Row) error { return row.Scan(&out.PresencesThisYear) })
+	})
+	if err != nil {
+		return out, err
+	}
+	if !found {
+		return out, ErrNotFound
+	}
+	if out.Concessions == nil {
+		out.Concessions = []Concession{}
+	}
+	return out, nil
+}

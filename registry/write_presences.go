@@ -1,0 +1,488 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/dmshub/dmsrouter/regions"
+	"github.com/dmshub/dmsrouter/shardmap"
+)
+
+// CheckIn is one vendor's check-in at a market on a market day.
+type CheckIn struct {
+	MarketID int64
+	VendorID int64
+	StallID  *int64 // nil: the concession's stall, or no stall yet for a spuntista
+	Kind     string // CONCESSION or SPUNTA
+	Date     time.Time
+	// CheckinAt is when the vendor checked in; Given says whether the
+	// client set it, in which case an identical retry must match it.
+	CheckinAt time.Time
+	Given     bool
+}
+
+// checkState is what a check-in is validated against, read in one round trip.
+type checkState struct {
+	Comune      *string `db:"comune"`
+	Stato       *string `db:"stato"`
+	StallMarket *int64  `db:"stall_market"`
+	ConcStatus  *string `db:"conc_status"`
+	ConcStall   *int64  `db:"conc_stall"`
+}
+
+// concessionOfRow is the lateral subquery that finds the concession of a
+// check-in's vendor in its market on its day: the one on the given stall
+// first, an ATTIVA one before others. Its outer query names the row r with
+// columns vendor_id, market_id, date and stall_id.
+const concessionOfRow = `SELECT c.status, c.stall_id FROM concessions c
+	WHERE c.vendor_id = r.vendor_id AND c.market_id = r.market_id
+	  AND r.date BETWEEN c.valid_from AND c.valid_to AND c.status IN ('ATTIVA', 'SOSPESA', 'REVOCATA')
+	ORDER BY c.stall_id = r.stall_id DESC NULLS LAST, c.status = 'ATTIVA' DESC, c.id
+	LIMIT 1`
+
+// CheckInVendor records check-in in in scope sc. A CONCESSION check-in
+// needs the vendor's concession in that market on that day, and takes its
+// stall when none is given; a SPUNTA check-in is refused to a holder of an
+// ATTIVA concession there. A holder whose concession is SOSPESA or REVOCATA,
+// a vendor that is not ATTIVA, and a second check-in of the vendor or the
+// stall that day are *ConflictError, except that a check-in identical to
+// the one recorded (same vendor, kind, the stall and time when given)
+// returns the recorded presence with Created false. The market not in scope
+// is ErrNotFound; a vendor or stall not in scope a *MissingError.
+func CheckInVendor(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, in CheckIn) (Result[Presence], error) {
+	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Presence, bool, error) {
+		region := int16(sc.Region.Num())
+		rows, err := tx.Query(ctx, `SELECT m.comune, v.stato, s.market_id AS stall_market,
+				c.status AS conc_status, c.stall_id AS conc_stall
+			FROM (SELECT @market::bigint AS market_id, @vendor::bigint AS vendor_id, @stall::bigint AS stall_id, @date::date AS date) r
+			LEFT JOIN markets m ON m.id = r.market_id AND m.region_id = @region
+			LEFT JOIN vendors v ON v.id = r.vendor_id AND v.region_id = @region
+			LEFT JOIN stalls s ON s.id = r.stall_id AND s.region_id = @region
+			LEFT JOIN LATERAL (`+concessionOfRow+`) c ON true`,
+			pgx.NamedArgs{"region": region, "market": in.MarketID, "vendor": in.VendorID, "stall": in.StallID, "date": in.Date})
+		st, err := collectOne[checkState](rows, err)
+		if err != nil {
+			return Presence{}, false, err
+		}
+		stall := in.StallID
+		switch {
+		case st.Comune == nil:
+			return Presence{}, false, ErrNotFound
+		case st.Stato == nil:
+			return Presence{}, false, &MissingError{Field: "vendor_id"}
+		case *st.Stato != "ATTIVA":
+			return Presence{}, false, conflict("the vendor is %s", *st.Stato)
+		case in.StallID != nil && (st.StallMarket == nil || *st.StallMarket != in.MarketID):
+			return Presence{}, false, &MissingError{Field: "stall_id"}
+		case st.ConcStatus != nil && *st.ConcStatus != "ATTIVA":
+			return Presence{}, false, conflict("the vendor's concession in this market is %s", *st.ConcStatus)
+		case in.Kind == "CONCESSION" && st.ConcStatus == nil:
+			return Presence{}, false, conflict("the vendor holds no concession in this market on %s", in.Date.Format(time.DateOnly))
+		case in.Kind == "CONCESSION" && in.StallID != nil && *st.ConcStall != *in.StallID:
+			return Presence{}, false, conflict("the vendor's concession is for stall %d", *st.ConcStall)
+		case in.Kind == "SPUNTA" && st.ConcStatus != nil:
+			return Presence{}, false, conflict("the vendor holds an ATTIVA concession in this market: check in as CONCESSION")
+		case in.Kind == "CONCESSION" && in.StallID == nil:
+			stall = st.ConcStall
+		}
+		args := writeArgs(sc, w, pgx.NamedArgs{"market": in.MarketID, "comune": *st.Comune, "vendor": in.VendorID,
+			"stall": stall, "date": in.Date, "kind": in.Kind, "checkin": in.CheckinAt})
+		rows, err = tx.Query(ctx, `WITH ins AS (
+				INSERT INTO vendor_presences (id, region_id, market_id, comune, vendor_id, stall_id, date, kind, checkin_at)
+				VALUES (dms.next_id('vendor_presences', @region::smallint), @region, @market, @comune, @vendor, @stall,
+					@date, @kind, @checkin)
+				ON CONFLICT DO NOTHING
+				RETURNING *
+			), `+auditCTE("audit", "checkin", "presence", "n.id, NULL, to_jsonb(n) FROM ins n")+`
+			SELECT `+presenceCols+` FROM ins p`, args)
+		if err != nil {
+			return Presence{}, false, err
+		}
+		made, err := pgx.CollectRows(rows, pgx.RowToStructByName[Presence])
+		if err != nil || len(made) == 1 {
+			return first(made), true, err
+		}
+		// The vendor or the stall has a presence that day already (perhaps
+		// one a concurrent request has just committed): the same check-in
+		// again is answered with it, anything else is a conflict.
+		rows, err = tx.Query(ctx, `SELECT `+presenceCols+` FROM vendor_presences p
+			WHERE p.market_id = $1 AND p.date = $2 AND (p.vendor_id = $3 OR p.stall_id = $4)
+			ORDER BY p.vendor_id = $3 DESC`, in.MarketID, in.Date, in.VendorID, stall)
+		if err != nil {
+			return Presence{}, false, err
+		}
+		found, err := pgx.CollectRows(rows, pgx.RowToStructByName[Presence])
+		if err != nil {
+			return Presence{}, false, err
+		}
+		if len(found) == 0 {
+			return Presence{}, false, errRetry // the conflicting row went away
+		}
+		p := found[0]
+		if p.VendorID != in.VendorID {
+			return Presence{}, false, conflict("the stall is already taken on %s", in.Date.Format(time.DateOnly))
+		}
+		if p.Kind != in.Kind || (in.StallID != nil && (p.StallID == nil || *p.StallID != *in.StallID)) ||
+			(in.Given && !p.CheckinAt.Equal(in.CheckinAt)) {
+			return Presence{}, false, conflict("the vendor has already checked in at this market on %s (presence %d)",
+				in.Date.Format(time.DateOnly), p.ID)
+		}
+		return p, false, nil
+	})
+}
+
+func first[T any](s []T) T {
+	var zero T
+	if len(s) == 0 {
+		return zero
+	}
+	return s[0]
+}
+
+// MaxBatchRows is the most rows IngestPresences takes in one call.
+const MaxBatchRows = 10_000
+
+// batchStatementTimeout bounds each statement of a bulk ingest.
+const batchStatementTimeout = "30s"
+
+// PresenceRow is one row of a bulk presence ingest.
+type PresenceRow struct {
+	MarketID  int64
+	VendorID  int64
+	StallID   *int64
+	Date      time.Time
+	Kind      string
+	CheckinAt *time.Time // nil: now on today, else the day's midnight in Rome
+}
+
+// BatchOutcome counts what a bulk ingest did with its rows.
+type BatchOutcome struct {
+	Rows      int `json:"rows"`
+	Inserted  int `json:"inserted"`
+	Duplicate int `json:"duplicate"` // already stored, or repeated within the batch
+	Rejected  int `json:"rejected"`
+}
+
+// RowError says why one row of a batch was rejected. Row is its index in
+// the batch, from 0.
+type RowError struct {
+	Row    int    `json:"row"`
+	Field  string `json:"field"`
+	Reason string `json:"reason"`
+}
+
+// RejectedError reports a batch that wrote nothing because some rows were
+// rejected: the counts as they would have been, and why each row was refused.
+type RejectedError struct {
+	Outcome BatchOutcome
+	Rows    []RowError
+}
+
+func (e *RejectedError) Error() string {
+	return fmt.Sprintf("batch rejected: %d of %d rows", e.Outcome.Rejected, e.Outcome.Rows)
+}
+
+// stagingSQL creates the session's staging table once per connection. Its
+// rows last until the end of the transaction.
+const stagingSQL = `CREATE TEMP TABLE IF NOT EXISTS presence_staging_v1 (
+	row_no     integer NOT NULL,
+	market_id  bigint NOT NULL,
+	vendor_id  bigint NOT NULL,
+	stall_id   bigint,
+	date       date NOT NULL,
+	kind       text NOT NULL,
+	checkin_at timestamptz
+) ON COMMIT DELETE ROWS`
+
+// stagedSQL is the common table expression s over the staged rows: each
+// row with what validating it needs (its market's comune, its vendor's
+// state, its stall's market, the vendor's concession there that day, the
+// one on the given stall first and an ATTIVA one before others, whether its
+// month has a partition: all of them do when every month from @first to
+// @last has one, the common case, checked once) and the stall it takes, for
+// a CONCESSION row without one its concession's. Its statement needs
+// @region, @first and @last.
+const stagedSQL = `conc AS (
+	SELECT DISTINCT ON (r.row_no) r.row_no, c.status, c.stall_id
+	FROM presence_staging_v1 r
+	JOIN concessions c ON c.vendor_id = r.vendor_id AND c.market_id = r.market_id
+		AND r.date BETWEEN c.valid_from AND c.valid_to AND c.status IN ('ATTIVA', 'SOSPESA', 'REVOCATA')
+	ORDER BY r.row_no, c.stall_id = r.stall_id DESC NULLS LAST, c.status = 'ATTIVA' DESC, c.id
+), s AS (
+	SELECT r.row_no, r.market_id, r.vendor_id, r.date, r.kind, r.checkin_at AS given_checkin, r.stall_id AS given_stall,
+		m.comune, m.id IS NOT NULL AS market_ok, vd.stato AS vendor_stato, sl.market_id AS stall_market,
+		c.status AS conc_status, c.stall_id AS conc_stall,
+		CASE WHEN (SELECT bool_and(to_regclass(format('public.vendor_presences_%s', to_char(mo, 'YYYY_MM'))) IS NOT NULL)
+				FROM generate_series(date_trunc('month', @first::date), @last::date, interval '1 month') mo)
+			THEN true
+			ELSE to_regclass(format('public.vendor_presences_%s', to_char(r.date, 'YYYY_MM'))) IS NOT NULL
+		END AS partition_ok,
+		CASE WHEN r.kind = 'CONCESSION' THEN coalesce(r.stall_id, c.stall_id) ELSE r.stall_id END AS stall_id
+	FROM presence_staging_v1 r
+	LEFT JOIN markets m ON m.id = r.market_id AND m.region_id = @region
+	LEFT JOIN vendors vd ON vd.id = r.vendor_id AND vd.region_id = @region
+	LEFT JOIN stalls sl ON sl.id = r.stall_id AND sl.region_id = @region
+	LEFT JOIN conc c ON c.row_no = r.row_no
+)`
+
+// rowCodeSQL is why a row of s is refused on its own, or NULL.
+const rowCodeSQL = `CASE
+	WHEN NOT market_ok THEN 'market'
+	WHEN NOT partition_ok THEN 'partition'
+	WHEN vendor_stato IS NULL THEN 'vendor'
+	WHEN vendor_stato <> 'ATTIVA' THEN 'vendor_state'
+	WHEN given_stall IS NOT NULL AND stall_market IS DISTINCT FROM market_id THEN 'stall'
+	WHEN conc_status IN ('SOSPESA', 'REVOCATA') THEN 'suspended'
+	WHEN kind = 'CONCESSION' AND conc_status IS NULL THEN 'no_concession'
+	WHEN kind = 'CONCESSION' AND given_stall IS NOT NULL AND conc_stall <> given_stall THEN 'wrong_stall'
+	WHEN kind = 'SPUNTA' AND conc_status = 'ATTIVA' THEN 'holder'
+END`
+
+// rowDetailSQL is the detail of rowCodeSQL's reason.
+const rowDetailSQL = `CASE
+	WHEN vendor_stato <> 'ATTIVA' THEN vendor_stato
+	WHEN conc_status IN ('SOSPESA', 'REVOCATA') THEN conc_status
+	WHEN kind = 'CONCESSION' AND given_stall IS NOT NULL THEN conc_stall::text
+	ELSE ''
+END`
+
+// classifySQL is the common table expression v over s: every row with a
+// code, NULL for a row to insert, 'dup' for a row identical to an earlier
+// row of the batch, or why the row is refused (with a detail): on its own
+// (rowCodeSQL), or because an earlier row of the batch has the same vendor
+// that day with other data, or another vendor on the same stall.
+const classifySQL = stagedSQL + `, w AS (
+	SELECT s.*,
+		first_value(row_no) OVER wv AS v_row, first_value(stall_id) OVER wv AS v_stall,
+		first_value(kind) OVER wv AS v_kind, first_value(given_checkin) OVER wv AS v_checkin,
+		first_value(row_no) OVER ws AS s_row, first_value(vendor_id) OVER ws AS s_vendor
+	FROM s
+	WINDOW wv AS (PARTITION BY market_id, date, vendor_id ORDER BY row_no),
+	       ws AS (PARTITION BY market_id, date, stall_id ORDER BY row_no)
+), v AS (
+	SELECT w.*, coalesce(` + rowCodeSQL + `, CASE
+		WHEN v_row <> row_no AND (v_stall IS DISTINCT FROM stall_id OR v_kind <> kind
+			OR v_checkin IS DISTINCT FROM given_checkin) THEN 'row_vendor'
+		WHEN v_row <> row_no THEN 'dup'
+		WHEN stall_id IS NOT NULL AND s_row <> row_no AND s_vendor <> vendor_id THEN 'row_stall'
+	END) AS code,
+	CASE WHEN ` + rowCodeSQL + ` IS NOT NULL THEN ` + rowDetailSQL + `
+		WHEN v_row <> row_no THEN v_row::text
+		WHEN s_row <> row_no THEN s_row::text
+		ELSE '' END AS detail
+	FROM w
+)`
+
+// insertSQL inserts the rows of v whose code is NULL, unless some row is
+// refused, and selects how many it inserted, how many rows were to be
+// inserted, how many were duplicates within the batch, and the refused rows
+// as JSON. %s is the insert's conflict clause; the statement needs @region
+// and @today, and NN replaced by the region's code (see regionSQL).
+const insertSQL = `, ins AS (
+	INSERT INTO vendor_presences (id, region_id, market_id, comune, vendor_id, stall_id, date, kind, checkin_at)
+	SELECT (@region::bigint << 48) | nextval('dms.vendor_presences_id_NN'::regclass), @region, market_id, comune, vendor_id, stall_id, date, kind,
+		coalesce(given_checkin, CASE WHEN date = @today::date THEN now() ELSE date::timestamp AT TIME ZONE 'Europe/Rome' END)
+	FROM v
+	WHERE code IS NULL AND NOT EXISTS (SELECT 1 FROM v WHERE code IS NOT NULL AND code <> 'dup')
+	%s
+	RETURNING 1
+)
+SELECT (SELECT count(*) FROM ins)::int, (SELECT count(*) FROM v WHERE code IS NULL)::int,
+	(SELECT count(*) FROM v WHERE code = 'dup')::int,
+	(SELECT coalesce(json_agg(json_build_object('row', row_no, 'code', code, 'detail', detail) ORDER BY row_no), '[]')
+		FROM v WHERE code <> 'dup')`
+
+// fastSQL is the common case of a batch: rows that are new and distinct.
+// It checks each row on its own and inserts without a conflict clause, so a
+// row that meets a stored presence or another row of the batch fails it
+// with a unique violation, and the batch goes the careful way (slowSQL).
+var fastSQL = `WITH ` + stagedSQL + `, v AS (
+	SELECT s.*, ` + rowCodeSQL + ` AS code, ` + rowDetailSQL + ` AS detail FROM s
+)` + fmt.Sprintf(insertSQL, "")
+
+// slowSQL classifies rows against each other too, and inserts with ON
+// CONFLICT DO NOTHING: rows already stored, or stored meanwhile by a
+// concurrent writer (the insert waits for it), are skipped, and
+// conflictingRows sorts the skipped rows into duplicates and conflicts.
+var slowSQL = `WITH ` + classifySQL + fmt.Sprintf(insertSQL, "ON CONFLICT DO NOTHING")
+
+// rowCodes turn the codes of classifySQL and of the conflict check into
+// the field and reason of a RowError; %s is the code's detail.
+var rowCodes = map[string]RowError{
+	"market":        {Field: "market_id", Reason: "no such market in your territory"},
+	"partition":     {Field: "date", Reason: "outside the stored range: no presences are kept for this month"},
+	"vendor":        {Field: "vendor_id", Reason: "no such vendor in the region"},
+	"vendor_state":  {Field: "vendor_id", Reason: "the vendor is %s"},
+	"stall":         {Field: "stall_id", Reason: "no such stall in this market"},
+	"suspended":     {Field: "vendor_id", Reason: "the vendor's concession in this market is %s"},
+	"no_concession": {Field: "vendor_id", Reason: "the vendor holds no concession in this market on this day"},
+	"wrong_stall":   {Field: "stall_id", Reason: "the vendor's concession is for stall %s"},
+	"holder":        {Field: "kind", Reason: "the vendor holds an ATTIVA concession in this market: a holder is not a spuntista there"},
+	"row_vendor":    {Field: "vendor_id", Reason: "row %s has the same vendor, market and day with different data"},
+	"row_stall":     {Field: "stall_id", Reason: "row %s takes the same stall on the same day"},
+	"vendor_taken":  {Field: "vendor_id", Reason: "the vendor already has a different presence on this day (presence %s)"},
+	"stall_taken":   {Field: "stall_id", Reason: "the stall is already taken on this day"},
+}
+
+// rowCode is one classified row, as the ingest statements return them.
+type rowCode struct {
+	Row    int    `json:"row"`
+	Code   string `json:"code"`
+	Detail string `json:"detail"`
+}
+
+func (c rowCode) rowError() RowError {
+	e, ok := rowCodes[c.Code]
+	if !ok {
+		e = RowError{Field: "row", Reason: c.Code}
+	}
+	e.Row = c.Row
+	if strings.Contains(e.Reason, "%s") {
+		e.Reason = fmt.Sprintf(e.Reason, c.Detail)
+	}
+	return e
+}
+
+// IngestPresences writes rows (at most MaxBatchRows, all of region sc.Region)
+// in one transaction: all of them or none. The rows are COPYed into a
+// temporary staging table and moved with one validated INSERT ... SELECT:
+// markets, vendors and stalls must exist in scope, CONCESSION rows need the
+// vendor's concession (SOSPESA and REVOCATA holders are refused), SPUNTA rows
+// are refused to ATTIVA holders. Rows identical to a presence already stored,
+// or to an earlier row of the batch, count as duplicates and are not written
+// again, so a retried batch writes nothing twice. Any refused row makes the
+// whole batch a *RejectedError, with the reason of each refused row. today
+// is the current day in Europe/Rome.
+//
+// New, distinct rows, the common case, go through fastSQL; a batch that
+// meets stored presences or repeats a row fails it with a unique violation,
+// is rolled back to a savepoint and goes through slowSQL and
+// conflictingRows, which sort its rows into inserted, duplicate and refused.
+func IngestPresences(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, rows []PresenceRow, today time.Time) (Result[BatchOutcome], error) {
+	if len(rows) == 0 || len(rows) > MaxBatchRows {
+		return Result[BatchOutcome]{}, fmt.Errorf("ingest presences: %d rows, want 1 to %d", len(rows), MaxBatchRows)
+	}
+	fastSQL, slowSQL := regionSQL(fastSQL, sc.Region), regionSQL(slowSQL, sc.Region)
+	first, last := rows[0].Date, rows[0].Date
+	for _, r := range rows {
+		if r.Date.Before(first) {
+			first = r.Date
+		}
+		if r.Date.After(last) {
+			last = r.Date
+		}
+	}
+	return write(ctx, sh, sc, w, func(tx pgx.Tx) (BatchOutcome, bool, error) {
+		out := BatchOutcome{Rows: len(rows)}
+		// One statement validates and writes up to 10,000 rows: more than
+		// the shard's per-statement timeout, sized for reads, may allow on a
+		// busy server, and a timeout would count against the breaker.
+		if _, err := tx.Exec(ctx, `SET LOCAL statement_timeout = '`+batchStatementTimeout+`'; `+stagingSQL); err != nil {
+			return out, false, err
+		}
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{"presence_staging_v1"},
+			[]string{"row_no", "market_id", "vendor_id", "stall_id", "date", "kind", "checkin_at"},
+			pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
+				r := rows[i]
+				return []any{int32(i), r.MarketID, r.VendorID, r.StallID, r.Date, r.Kind, r.CheckinAt}, nil
+			}))
+		if err != nil {
+			return out, false, fmt.Errorf("copy to staging: %w", err)
+		}
+		var (
+			eligible int
+			rejected []byte
+		)
+		args := pgx.NamedArgs{"region": int16(sc.Region.Num()), "today": today, "first": first, "last": last}
+		fast, err := tx.Begin(ctx)
+		if err != nil {
+			return out, false, err
+		}
+		err = fast.QueryRow(ctx, fastSQL, args).Scan(&out.Inserted, &eligible, &out.Duplicate, &rejected)
+		if isPgCode(err, "23505") {
+			if err := fast.Rollback(ctx); err != nil {
+				return out, false, err
+			}
+			err = tx.QueryRow(ctx, slowSQL, args).Scan(&out.Inserted, &eligible, &out.Duplicate, &rejected)
+		} else if err == nil {
+			err = fast.Commit(ctx)
+		}
+		if err != nil {
+			return out, false, err
+		}
+		codes, err := decodeCodes(rejected)
+		if err != nil {
+			return out, false, err
+		}
+		if len(codes) == 0 && out.Inserted < eligible {
+			// Some rows met a presence already stored (perhaps by a
+			// concurrent batch, which the insert waited for): identical
+			// ones are duplicates, any other refuses the batch.
+			if codes, err = conflictingRows(ctx, tx, args); err != nil {
+				return out, false, err
+			}
+			out.Duplicate += eligible - out.Inserted - len(codes)
+		}
+		if len(codes) > 0 {
+			out.Rejected = len(codes)
+			e := &RejectedError{Outcome: out}
+			e.Outcome.Inserted = 0
+			for _, c := range codes {
+				e.Rows = append(e.Rows, c.rowError())
+			}
+			return out, false, e
+		}
+		after, err := json.Marshal(out)
+		if err != nil {
+			return out, false, err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO audit_log (id, region_id, user_sub, role, action, entity, entity_id, before, after)
+			VALUES (dms.next_id('audit_log', $1::smallint), $1, $2, $3, 'batch', 'presence', NULL, NULL, $4)`,
+			int16(sc.Region.Num()), w.Actor.User, w.Actor.Role, string(after))
+		return out, out.Inserted > 0, err
+	})
+}
+
+// regionSQL names region r's presence id sequence in sql, so that the
+// sequence is resolved once per statement rather than once per row.
+func regionSQL(sql string, r regions.Code) string {
+	return strings.ReplaceAll(sql, "dms.vendor_presences_id_NN", fmt.Sprintf("dms.vendor_presences_id_%02d", r.Num()))
+}
+
+func decodeCodes(b []byte) ([]rowCode, error) {
+	var codes []rowCode
+	if err := json.Unmarshal(b, &codes); err != nil {
+		return nil, fmt.Errorf("decode rejected rows: %w", err)
+	}
+	return codes, nil
+}
+
+// conflictingRows returns the staged rows to be inserted that met a
+// different presence already stored: the vendor's presence that day
+// differs (same rule as a single check-in), or another vendor holds the
+// stall. Rows this transaction inserted are identical to themselves.
+func conflictingRows(ctx context.Context, tx pgx.Tx, args pgx.NamedArgs) ([]rowCode, error) {
+	var b []byte
+	err := tx.QueryRow(ctx, `WITH `+classifySQL+`
+		SELECT coalesce(json_agg(json_build_object('row', v.row_no,
+				'code', CASE WHEN ev.id IS NULL THEN 'stall_taken' ELSE 'vendor_taken' END,
+				'detail', coalesce(ev.id::text, '')) ORDER BY v.row_no), '[]')
+		FROM v
+		LEFT JOIN LATERAL (
+			SELECT p.id, p.stall_id, p.kind, p.checkin_at FROM vendor_presences p
+			WHERE p.market_id = v.market_id AND p.date = v.date AND p.vendor_id = v.vendor_id
+		) ev ON true
+		WHERE v.code IS NULL AND (ev.id IS NULL OR ev.kind <> v.kind
+			OR (v.given_stall IS NOT NULL AND ev.stall_id IS DISTINCT FROM v.given_stall)
+			OR (v.given_checkin IS NOT NULL AND ev.checkin_at <> v.given_checkin))`,
+		args).Scan(&b)
+	if err != nil {
+		return nil, err
+	}
+	return decodeCodes(b)
+}

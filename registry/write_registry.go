@@ -1,0 +1,324 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/dmshub/dmsrouter/regions"
+	"github.com/dmshub/dmsrouter/shardmap"
+)
+
+// Field is one field of a patch: Set says whether the patch changes it, V
+// is the new value.
+type Field[T any] struct {
+	Set bool
+	V   T
+}
+
+// patch collects the SET clause of an UPDATE from the fields a patch sets.
+type patch struct {
+	sets []string
+	args pgx.NamedArgs
+}
+
+func setField[T any](p *patch, column string, f Field[T]) {
+	if !f.Set {
+		return
+	}
+	if p.args == nil {
+		p.args = pgx.NamedArgs{}
+	}
+	p.sets = append(p.sets, column+" = @set_"+column)
+	p.args["set_"+column] = f.V
+}
+
+// update runs one audited UPDATE of row id of table (aliased alias in cols,
+// the select list of the row's API form) with the patch's SET clause plus
+// extra assignments, and returns the updated row, or ErrNotFound when the
+// row is not in scope.
+func update[T any](ctx context.Context, tx pgx.Tx, sc regions.Scope, w Write, table, alias, entity, cols string, id int64, p patch, extra ...string) (T, error) {
+	sets := append(append([]string(nil), p.sets...), extra...)
+	sql := fmt.Sprintf(`WITH old AS (
+			SELECT * FROM %[1]s WHERE id = @id AND region_id = @region FOR UPDATE
+		), upd AS (
+			UPDATE %[1]s t SET %[2]s FROM old WHERE t.id = old.id RETURNING t.*
+		), %[3]s
+		SELECT %[4]s FROM upd %[5]s`,
+		table, strings.Join(sets, ", "),
+		auditCTE("audit", "update", entity, "n.id, to_jsonb(o), to_jsonb(n) FROM old o JOIN upd n ON n.id = o.id"),
+		cols, alias)
+	args := writeArgs(sc, w, p.args)
+	args["id"] = id
+	rows, err := tx.Query(ctx, sql, args)
+	return collectOne[T](rows, err)
+}
+
+// NewMarket is a market to create in the scope's region.
+type NewMarket struct {
+	Code       string
+	Name       string
+	Comune     string // six-digit ISTAT code; the province is its first three digits
+	ComuneName string
+	Days       []int16
+	Status     string
+	CostPerSqm float64
+}
+
+// CreateMarket creates a market in scope sc. A code already taken is a
+// *ConflictError.
+func CreateMarket(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, in NewMarket) (Result[Market], error) {
+	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Market, bool, error) {
+		rows, err := tx.Query(ctx, `WITH ins AS (
+				INSERT INTO markets (id, region_id, code, name, province, comune, comune_name, days, status, cost_per_sqm)
+				VALUES (dms.next_id('markets', @region::smallint), @region, @code, @name, left(@comune::text, 3), @comune,
+					@comune_name, @days, @status, @cost)
+				RETURNING *
+			), `+auditCTE("audit", "create", "market", "n.id, NULL, to_jsonb(n) FROM ins n")+`
+			SELECT `+marketCols+` FROM ins m`,
+			writeArgs(sc, w, pgx.NamedArgs{"code": in.Code, "name": in.Name, "comune": in.Comune,
+				"comune_name": in.ComuneName, "days": in.Days, "status": in.Status, "cost": in.CostPerSqm}))
+		m, err := collectOne[Market](rows, err)
+		return m, true, err
+	})
+}
+
+// MarketPatch changes the fields it sets. A market's comune never changes:
+// its stalls, concessions and presences carry it.
+type MarketPatch struct {
+	Code       Field[string]
+	Name       Field[string]
+	ComuneName Field[string]
+	Days       Field[[]int16]
+	Status     Field[string]
+	CostPerSqm Field[float64]
+}
+
+// UpdateMarket applies p to market id in scope sc, or returns ErrNotFound.
+func UpdateMarket(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, id int64, p MarketPatch) (Result[Market], error) {
+	var up patch
+	setField(&up, "code", p.Code)
+	setField(&up, "name", p.Name)
+	setField(&up, "comune_name", p.ComuneName)
+	setField(&up, "days", p.Days)
+	setField(&up, "status", p.Status)
+	setField(&up, "cost_per_sqm", p.CostPerSqm)
+	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Market, bool, error) {
+		m, err := update[Market](ctx, tx, sc, w, "markets", "m", "market", marketCols, id, up, "updated_at = now()")
+		return m, false, err
+	})
+}
+
+// NewStall is a stall to create in a market.
+type NewStall struct {
+	Number int32
+	Type   string
+	Status string
+	AreaMq float64
+	WidthM *float64
+	DepthM *float64
+}
+
+// CreateStall creates a stall in market marketID, or returns ErrNotFound
+// when the market is not in scope sc. A number the market already has is a
+// *ConflictError.
+func CreateStall(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, marketID int64, in NewStall) (Result[Stall], error) {
+	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Stall, bool, error) {
+		rows, err := tx.Query(ctx, `WITH mk AS (
+				SELECT id, comune FROM markets WHERE id = @market AND region_id = @region
+			), ins AS (
+				INSERT INTO stalls (id, region_id, market_id, comune, number, type, status, area_mq, width_m, depth_m)
+				SELECT dms.next_id('stalls', @region::smallint), @region, mk.id, mk.comune, @number, @type, @status,
+					@area, @width, @depth
+				FROM mk
+				RETURNING *
+			), `+auditCTE("audit", "create", "stall", "n.id, NULL, to_jsonb(n) FROM ins n")+`
+			SELECT `+stallCols+` FROM ins s`,
+			writeArgs(sc, w, pgx.NamedArgs{"market": marketID, "number": in.Number, "type": in.Type, "status": in.Status,
+				"area": in.AreaMq, "width": in.WidthM, "depth": in.DepthM}))
+		s, err := collectOne[Stall](rows, err)
+		return s, true, err
+	})
+}
+
+// StallPatch changes the fields it sets; WidthM and DepthM may be set to nil.
+type StallPatch struct {
+	Number Field[int32]
+	Type   Field[string]
+	Status Field[string]
+	AreaMq Field[float64]
+	WidthM Field[*float64]
+	DepthM Field[*float64]
+}
+
+// UpdateStall applies p to stall id in scope sc, or returns ErrNotFound.
+func UpdateStall(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, id int64, p StallPatch) (Result[Stall], error) {
+	var up patch
+	setField(&up, "number", p.Number)
+	setField(&up, "type", p.Type)
+	setField(&up, "status", p.Status)
+	setField(&up, "area_mq", p.AreaMq)
+	setField(&up, "width_m", p.WidthM)
+	setField(&up, "depth_m", p.DepthM)
+	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Stall, bool, error) {
+		s, err := update[Stall](ctx, tx, sc, w, "stalls", "s", "stall", stallCols, id, up)
+		return s, false, err
+	})
+}
+
+// NewVendor is a vendor to register in the scope's region.
+type NewVendor struct {
+	PartitaIVA    string
+	CodiceFiscale string
+	Denominazione string
+	Comune        string // the registered office, anywhere in Italy
+	Stato         string
+}
+
+// CreateVendor registers a vendor in scope sc's region. A partita IVA or
+// codice fiscale the region already has is a *ConflictError.
+func CreateVendor(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, in NewVendor) (Result[Vendor], error) {
+	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Vendor, bool, error) {
+		rows, err := tx.Query(ctx, `WITH ins AS (
+				INSERT INTO vendors (id, region_id, partita_iva, codice_fiscale, denominazione, comune, stato)
+				VALUES (dms.next_id('vendors', @region::smallint), @region, @piva, @cf, @den, @comune, @stato)
+				RETURNING *
+			), `+auditCTE("audit", "create", "vendor", "n.id, NULL, to_jsonb(n) FROM ins n")+`
+			SELECT `+vendorCols+` FROM ins v`,
+			writeArgs(sc, w, pgx.NamedArgs{"piva": in.PartitaIVA, "cf": in.CodiceFiscale, "den": in.Denominazione,
+				"comune": in.Comune, "stato": in.Stato}))
+		v, err := collectOne[Vendor](rows, err)
+		return v, true, err
+	})
+}
+
+// VendorPatch changes the fields it sets.
+type VendorPatch struct {
+	PartitaIVA    Field[string]
+	CodiceFiscale Field[string]
+	Denominazione Field[string]
+	Comune        Field[string]
+	Stato         Field[string]
+}
+
+// UpdateVendor applies p to vendor id in scope sc's region, or returns ErrNotFound.
+func UpdateVendor(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, id int64, p VendorPatch) (Result[Vendor], error) {
+	var up patch
+	setField(&up, "partita_iva", p.PartitaIVA)
+	setField(&up, "codice_fiscale", p.CodiceFiscale)
+	setField(&up, "denominazione", p.Denominazione)
+	setField(&up, "comune", p.Comune)
+	setField(&up, "stato", p.Stato)
+	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Vendor, bool, error) {
+		v, err := update[Vendor](ctx, tx, sc, w, "vendors", "v", "vendor", vendorCols, id, up)
+		return v, false, err
+	})
+}
+
+// NewConcession is a concession to grant: vendor VendorID on stall StallID
+// of market MarketID, from ValidFrom to ValidTo inclusive.
+type NewConcession struct {
+	MarketID  int64
+	StallID   int64
+	VendorID  int64
+	ValidFrom time.Time
+	ValidTo   time.Time
+}
+
+// CreateConcession grants an ATTIVA concession in scope sc. A market, stall
+// or vendor not in scope is a *MissingError, a stall of another market an
+// *InvalidError, a vendor that is not ATTIVA or another ATTIVA concession on
+// the stall overlapping the dates a *ConflictError.
+func CreateConcession(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, in NewConcession) (Result[Concession], error) {
+	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Concession, bool, error) {
+		var (
+			comune, stato *string
+			stallMarket   *int64
+		)
+		err := tx.QueryRow(ctx, `SELECT
+				(SELECT comune FROM markets WHERE id = @market AND region_id = @region),
+				(SELECT market_id FROM stalls WHERE id = @stall AND region_id = @region),
+				(SELECT stato FROM vendors WHERE id = @vendor AND region_id = @region)`,
+			pgx.NamedArgs{"region": int16(sc.Region.Num()), "market": in.MarketID, "stall": in.StallID, "vendor": in.VendorID}).
+			Scan(&comune, &stallMarket, &stato)
+		switch {
+		case err != nil:
+			return Concession{}, false, err
+		case comune == nil:
+			return Concession{}, false, &MissingError{Field: "market_id"}
+		case stallMarket == nil:
+			return Concession{}, false, &MissingError{Field: "stall_id"}
+		case *stallMarket != in.MarketID:
+			return Concession{}, false, &InvalidError{Field: "stall_id", Reason: "not a stall of this market"}
+		case stato == nil:
+			return Concession{}, false, &MissingError{Field: "vendor_id"}
+		case *stato != "ATTIVA":
+			return Concession{}, false, conflict("the vendor is %s", *stato)
+		}
+		rows, err := tx.Query(ctx, `WITH ins AS (
+				INSERT INTO concessions (id, region_id, market_id, comune, stall_id, vendor_id, valid_from, valid_to, status)
+				VALUES (dms.next_id('concessions', @region::smallint), @region, @market, @comune, @stall, @vendor,
+					@from, @to, 'ATTIVA')
+				RETURNING *
+			), `+auditCTE("audit", "create", "concession", "n.id, NULL, to_jsonb(n) FROM ins n")+`
+			SELECT `+concessionCols+` FROM ins c`,
+			writeArgs(sc, w, pgx.NamedArgs{"market": in.MarketID, "comune": *comune, "stall": in.StallID,
+				"vendor": in.VendorID, "from": in.ValidFrom, "to": in.ValidTo}))
+		c, err := collectOne[Concession](rows, err)
+		return c, true, err
+	})
+}
+
+// concessionTransitions are the status changes a request may make. SCADUTA
+// is never set by hand: it follows from valid_to.
+var concessionTransitions = map[string][]string{
+	"ATTIVA":  {"SOSPESA", "REVOCATA", "CESSATA"},
+	"SOSPESA": {"ATTIVA", "REVOCATA", "CESSATA"},
+}
+
+// SetConcessionStatus moves concession id in scope sc to status, recording
+// reason in the audit log. Only ATTIVA <-> SOSPESA, ATTIVA or SOSPESA ->
+// REVOCATA and ATTIVA or SOSPESA -> CESSATA are allowed; any other change,
+// reactivating a concession whose valid_to is before today, or reactivating
+// one whose stall meanwhile has another ATTIVA concession is a
+// *ConflictError. A concession not in scope is ErrNotFound.
+func SetConcessionStatus(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, id int64, status, reason string, today time.Time) (Result[Concession], error) {
+	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Concession, bool, error) {
+		var (
+			from    string
+			validTo time.Time
+		)
+		err := tx.QueryRow(ctx, `SELECT status, valid_to FROM concessions WHERE id = $1 AND region_id = $2 FOR UPDATE`,
+			id, int16(sc.Region.Num())).Scan(&from, &validTo)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return Concession{}, false, ErrNotFound
+		}
+		if err != nil {
+			return Concession{}, false, err
+		}
+		allowed := false
+		for _, to := range concessionTransitions[from] {
+			allowed = allowed || to == status
+		}
+		if !allowed {
+			return Concession{}, false, conflict("a %s concession cannot become %s", from, status)
+		}
+		if status == "ATTIVA" && validTo.Before(today) {
+			return Concession{}, false, conflict("the concession expired on %s: it is SCADUTA", validTo.Format(time.DateOnly))
+		}
+		sql := `WITH old AS (
+				SELECT * FROM concessions WHERE id = @id AND region_id = @region
+			), upd AS (
+				UPDATE concessions t SET status = @status FROM old WHERE t.id = old.id RETURNING t.*
+			), ` + auditCTE("audit", "status", "concession",
+			"n.id, to_jsonb(o), to_jsonb(n) || jsonb_build_object('reason', @reason::text) FROM old o JOIN upd n ON n.id = o.id") + `
+			SELECT ` + concessionCols + ` FROM upd c`
+		rows, err := tx.Query(ctx, sql, writeArgs(sc, w, pgx.NamedArgs{"id": id, "status": status, "reason": reason}))
+		c, err := collectOne[Concession](rows, err)
+		return c, false, err
+	})
+}

@@ -1,0 +1,452 @@
+// Package seed fills every shard of a deployment with deterministic
+// synthetic data at national scale: markets spread over the regions by
+// population, their stalls, the vendors (some in several regions, with the
+// same tax codes in each), concessions and the presences of the last market
+// days.
+//
+// The same Options give byte-identical rows: everything is drawn from
+// PCG streams derived from Options.Seed and the region or market they
+// belong to, so neither the number of shards nor the order in which regions
+// are loaded changes a single value. Rows are written with binary COPY, the
+// shards in parallel; ids are region<<48 | a per-region sequence number, and
+// the sequences are moved past the loaded ids afterwards.
+package seed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/dmshub/dmsrouter/migrations"
+	"github.com/dmshub/dmsrouter/regions"
+	"github.com/dmshub/dmsrouter/shardmap"
+)
+
+// Options says what to seed.
+type Options struct {
+	Markets int       // markets nationally, spread over the regions by population
+	Days    int       // market days with presences, per market, ending at Today
+	Seed    int64     // the same Seed (and other options) gives the same rows
+	Reset   bool      // empty the tables first; without it, shards holding data are refused
+	Today   time.Time // the Europe/Rome calendar day the presences end at; zero means today in Europe/Rome
+	// Progress receives progress lines (nil discards them).
+	Progress io.Writer
+	// Terminal draws progress bars redrawn in place (\r) instead of plain lines.
+	Terminal bool
+	// Parallel is how many COPY streams run at once over all shards; 0
+	// means DefaultParallel.
+	Parallel int
+}
+
+// DefaultParallel is the number of concurrent COPY streams when
+// Options.Parallel is 0. Each stream keeps one server backend and one
+// generating goroutine busy, so on a small machine more streams only add
+// contention.
+const DefaultParallel = 2
+
+// Limits of Options.
+const (
+	MaxMarkets = 200_000 // market codes have at most five digits per province
+	MaxDays    = 1_000
+)
+
+// TableStats is what Run loaded into one table over all shards.
+type TableStats struct {
+	Table   string
+	Rows    int64
+	Elapsed time.Duration
+}
+
+// ErrNotEmpty is returned by Run when a shard already holds data and
+// Options.Reset is false. Nothing has been written then.
+var ErrNotEmpty = errors.New("shards already hold data: pass --reset to delete it and seed again")
+
+// ErrPrivilege is returned by Run when a shard's admin DSN connects as a
+// role that row-level security binds.
+var ErrPrivilege = errors.New("seed needs a superuser or BYPASSRLS role")
+
+// loadedTables are the tables Run fills, in load order.
+var loadedTables = []string{"markets", "stalls", "vendors", "concessions", "vendor_presences"}
+
+// resetSQL empties what Reset replaces: the loaded tables, every table with
+// a foreign key to them (CASCADE: spunta_runs), and the audit log and the
+// idempotency keys, whose entries describe rows that will no longer exist.
+// The rollups (presence_daily, presence_monthly, region_status_counts) empty
+// themselves through the TRUNCATE triggers of the tables they count.
+const resetSQL = "TRUNCATE markets, stalls, vendors, concessions, vendor_presences, audit_log, idempotency_keys CASCADE"
+
+// regionalTablesSQL lists the shard's regional tables, derived ones
+// included: every table (not partition) of the public schema with a
+// region_id column.
+const regionalTablesSQL = `
+	SELECT c.oid::regclass::text
+	FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid
+	WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
+	  AND NOT c.relispartition AND a.attname = 'region_id' AND NOT a.attisdropped
+	ORDER BY 1`
+
+// Run seeds every shard of cfg, connecting through each shard's AdminDSN,
+// and returns the rows loaded per table in load order. COPY into a table
+// with row-level security requires a role that bypasses it, so the admin
+// role must be a superuser or have BYPASSRLS; otherwise Run returns an error
+// wrapping ErrPrivilege. When a shard already holds markets, vendors or
+// presences and opts.Reset is false, Run returns an error wrapping
+// ErrNotEmpty and writes nothing; with Reset it first truncates the tables
+// it loads and those that depend on them (see resetSQL). Every shard must be
+// migrated to the newest schema this binary embeds.
+// A failure part-way leaves the shards partly loaded: run again with Reset.
+func Run(ctx context.Context, cfg shardmap.Config, opts Options) ([]TableStats, error) {
+	if opts.Markets < 1 || opts.Markets > MaxMarkets {
+		return nil, fmt.Errorf("seed: markets %d is outside 1..%d", opts.Markets, MaxMarkets)
+	}
+	if opts.Days < 0 || opts.Days > MaxDays {
+		return nil, fmt.Errorf("seed: days %d is outside 0..%d", opts.Days, MaxDays)
+	}
+	if opts.Parallel <= 0 {
+		opts.Parallel = DefaultParallel
+	}
+	rome, err := time.LoadLocation("Europe/Rome")
+	if err != nil {
+		return nil, fmt.Errorf("seed: load time zone: %w", err)
+	}
+	t := opts.Today
+	if t.IsZero() {
+		t = time.Now().In(rome)
+	}
+	today := dayOf(t.Date())
+	shards, err := shardsOf(cfg, opts.Parallel)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, sh := range shards {
+			sh.pool.Close()
+		}
+	}()
+	pr := &progress{w: opts.Progress, terminal: opts.Terminal}
+	if pr.w == nil {
+		pr.w = io.Discard
+	}
+
+	if err := preflight(ctx, shards, opts.Reset); err != nil {
+		return nil, err
+	}
+
+	begin := time.Now()
+	g := &generator{plan: newPlan(opts, today), rome: rome}
+	g.generate()
+	pr.logf("%d markets in 20 regions on %d shards, %d market days each up to %s, seed %d (planned in %s)",
+		opts.Markets, len(shards), opts.Days, today.time().Format(time.DateOnly), opts.Seed,
+		time.Since(begin).Round(time.Millisecond))
+
+	if opts.Reset {
+		if err := eachShard(ctx, shards, len(shards), func(ctx context.Context, conn *pgx.Conn, _ *shard) error {
+			_, err := conn.Exec(ctx, resetSQL)
+			return err
+		}); err != nil {
+			return nil, fmt.Errorf("seed: reset: %w", err)
+		}
+	}
+	if err := eachShard(ctx, shards, len(shards), func(ctx context.Context, conn *pgx.Conn, sh *shard) error {
+		first, last := g.presenceSpan(sh.regions)
+		if first > last {
+			return nil
+		}
+		_, err := conn.Exec(ctx, "SELECT dms.ensure_presence_partitions($1, $2)", first.time(), last.time())
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("seed: presence partitions: %w", err)
+	}
+
+	var stats []TableStats
+	for _, tb := range tables {
+		st, err := g.load(ctx, shards, tb, opts.Parallel, pr)
+		if err != nil {
+			return stats, fmt.Errorf("seed: %s: %w (rerun with --reset)", tb.name, err)
+		}
+		stats = append(stats, st)
+	}
+	st, err := g.loadPresences(ctx, shards, opts.Parallel, opts.Reset, pr)
+	if err != nil {
+		return stats, fmt.Errorf("seed: vendor_presences: %w (rerun with --reset)", err)
+	}
+	stats = append(stats, st)
+
+	begin = time.Now()
+	if err := eachShard(ctx, shards, opts.Parallel, func(ctx context.Context, conn *pgx.Conn, sh *shard) error {
+		return g.finish(ctx, conn, sh)
+	}); err != nil {
+		return stats, fmt.Errorf("seed: finish: %w", err)
+	}
+	pr.logf("sequences and statistics in %s", time.Since(begin).Round(time.Millisecond))
+	return stats, nil
+}
+
+// shard is one database of the deployment and the regions it holds.
+type shard struct {
+	name    string
+	dsn     string
+	regions []regions.Code
+	pool    *pgxpool.Pool // admin connections, as many as the shard's concurrent COPYs
+}
+
+// shardsOf returns the shards of cfg that hold a region, each with a pool
+// of admin connections (connected on first use) for at most parallel
+// concurrent COPY streams.
+func shardsOf(cfg shardmap.Config, parallel int) ([]*shard, error) {
+	byName := map[string]*shard{}
+	var shards []*shard
+	for _, sc := range cfg.Shards {
+		sh := &shard{name: sc.Name, dsn: sc.AdminDSN()}
+		byName[sc.Name] = sh
+		shards = append(shards, sh)
+	}
+	for _, r := range regions.All() {
+		name, ok := cfg.Regions[string(r.Code)]
+		if !ok {
+			return nil, fmt.Errorf("seed: region %s (%s) is not mapped to a shard", r.Code, r.Name)
+		}
+		sh := byName[name]
+		if sh == nil {
+			return nil, fmt.Errorf("seed: region %s is mapped to unknown shard %q", r.Code, name)
+		}
+		sh.regions = append(sh.regions, r.Code)
+	}
+	shards = slices.DeleteFunc(shards, func(sh *shard) bool { return len(sh.regions) == 0 })
+	for i, sh := range shards {
+		pc, err := pgxpool.ParseConfig(sh.dsn)
+		if err == nil {
+			pc.MaxConns = int32(max(1, min(parallel, len(sh.regions))))
+			sh.pool, err = pgxpool.NewWithConfig(context.Background(), pc)
+		}
+		if err != nil {
+			for _, prev := range shards[:i] {
+				prev.pool.Close()
+			}
+			return nil, fmt.Errorf("seed: shard %s: %w", sh.name, err)
+		}
+	}
+	return shards, nil
+}
+
+// eachShard runs fn on a fresh admin connection to every shard, at most
+// limit at a time, and returns the errors joined, each naming its shard.
+func eachShard(ctx context.Context, shards []*shard, limit int, fn func(context.Context, *pgx.Conn, *shard) error) error {
+	var (
+		mu   sync.Mutex
+		errs []error
+		eg   errgroup.Group
+	)
+	eg.SetLimit(limit)
+	for _, sh := range shards {
+		eg.Go(func() error {
+			err := withConn(ctx, sh, func(conn *pgx.Conn) error { return fn(ctx, conn, sh) })
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("shard %s: %w", sh.name, err))
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	eg.Wait()
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+	return errors.Join(errs...)
+}
+
+// withConn runs fn on one of the shard's admin connections.
+func withConn(ctx context.Context, sh *shard, fn func(*pgx.Conn) error) error {
+	return sh.pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error { return fn(c.Conn()) })
+}
+
+// preflight checks, before anything is written, that every shard's admin
+// role may COPY past row-level security, that the shard is migrated to the
+// newest schema and, unless reset, that it holds no data.
+func preflight(ctx context.Context, shards []*shard, reset bool) error {
+	var (
+		mu       sync.Mutex
+		nonEmpty []string
+	)
+	err := eachShard(ctx, shards, len(shards), func(ctx context.Context, conn *pgx.Conn, sh *shard) error {
+		var role string
+		var bypass bool
+		err := conn.QueryRow(ctx, "SELECT current_user, rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user").Scan(&role, &bypass)
+		if err != nil {
+			return err
+		}
+		if !bypass {
+			return fmt.Errorf("%w: the admin DSN connects as %q, which is neither superuser nor BYPASSRLS, and COPY cannot load tables under row-level security; set shards[].admin to a superuser (or BYPASSRLS) DSN", ErrPrivilege, role)
+		}
+		st := migrations.Status(ctx, []migrations.Target{{Name: sh.name, DSN: sh.dsn}})[0]
+		if st.Err != nil {
+			return st.Err
+		}
+		if st.Version != st.Latest {
+			return fmt.Errorf("the schema is at version %d, this binary's is %d: run dmsrouter migrate first", st.Version, st.Latest)
+		}
+		if reset {
+			return nil
+		}
+		var has bool
+		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM markets) OR EXISTS (SELECT FROM vendors)
+			OR EXISTS (SELECT FROM vendor_presences)`).Scan(&has); err != nil {
+			return err
+		}
+		if has {
+			mu.Lock()
+			nonEmpty = append(nonEmpty, sh.name)
+			mu.Unlock()
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	if len(nonEmpty) > 0 {
+		slices.Sort(nonEmpty)
+		return fmt.Errorf("seed: %s: %w", strings.Join(nonEmpty, ", "), ErrNotEmpty)
+	}
+	return nil
+}
+
+// generator holds the plan and every region's generated rows.
+type generator struct {
+	plan    *plan
+	rome    *time.Location
+	regions [21]*regionData // by region number
+}
+
+// generate builds all regions, in parallel: each depends only on the plan.
+func (g *generator) generate() {
+	var eg errgroup.Group
+	eg.SetLimit(runtime.GOMAXPROCS(0))
+	for _, r := range regions.All() {
+		eg.Go(func() error {
+			g.regions[r.Code.Num()] = g.plan.generateRegion(r.Code, g.rome)
+			return nil
+		})
+	}
+	eg.Wait()
+}
+
+// presenceSpan returns the first and last presence day over regions rs.
+func (g *generator) presenceSpan(rs []regions.Code) (first, last day) {
+	first, last = g.plan.today+1, g.plan.today
+	for _, r := range rs {
+		rd := g.regions[r.Num()]
+		if rd.firstDay <= rd.lastDay {
+			first, last = min(first, rd.firstDay), max(last, rd.lastDay)
+		}
+	}
+	return first, last
+}
+
+// load copies every region's rows of table tb into its shard, at most
+// parallel COPY streams at a time, the biggest regions first so that the
+// last to finish is a small one.
+func (g *generator) load(ctx context.Context, shards []*shard, tb table, parallel int, pr *progress) (TableStats, error) {
+	type job struct {
+		sh    *shard
+		rd    *regionData
+		units int64
+	}
+	var jobs []job
+	var total int64
+	for _, sh := range shards {
+		for _, r := range sh.regions {
+			rd := g.regions[r.Num()]
+			if n := tb.units(rd); n > 0 {
+				jobs = append(jobs, job{sh, rd, n})
+				total += n
+			}
+		}
+	}
+	slices.SortStableFunc(jobs, func(a, b job) int { return int(b.units - a.units) })
+
+	begin := time.Now()
+	pr.begin(tb.name, total)
+	var (
+		mu   sync.Mutex
+		rows int64
+	)
+	eg, ctx := errgroup.WithContext(ctx)
+	eg.SetLimit(parallel)
+	for _, j := range jobs {
+		eg.Go(func() error {
+			err := withConn(ctx, j.sh, func(conn *pgx.Conn) error {
+				src := newCopySource(tb.source(ctx, g, j.rd, pr.add))
+				tag, err := conn.PgConn().CopyFrom(ctx, src, tb.copy)
+				mu.Lock()
+				rows += tag.RowsAffected()
+				mu.Unlock()
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("region %s on shard %s: %w", j.rd.code, j.sh.name, err)
+			}
+			return nil
+		})
+	}
+	err := eg.Wait()
+	elapsed := time.Since(begin)
+	pr.end(rows, elapsed, err)
+	return TableStats{Table: tb.name, Rows: rows, Elapsed: elapsed}, err
+}
+
+// finish moves every sequence of the shard's regions past the ids loaded,
+// so that later inserts (dms.next_id) never collide with seeded rows, and
+// collects planner statistics on every regional table. The rollup of
+// presences per market, day and kind (presence_daily) needs nothing here:
+// the statement triggers of vendor_presences fill it during the COPY.
+func (g *generator) finish(ctx context.Context, conn *pgx.Conn, sh *shard) error {
+	var names []string
+	var last []int64
+	for _, r := range sh.regions {
+		rd := g.regions[r.Num()]
+		for _, tb := range loadedTables {
+			names = append(names, fmt.Sprintf("dms.%s_id_%s", tb, r))
+			last = append(last, rd.rows(tb))
+		}
+	}
+	if _, err := conn.Exec(ctx, `
+		SELECT setval(seq::regclass, greatest(n, 1), n > 0)
+		FROM unnest($1::text[], $2::bigint[]) AS s(seq, n)`, names, last); err != nil {
+		return fmt.Errorf("set sequences: %w", err)
+	}
+	rows, _ := conn.Query(ctx, regionalTablesSQL)
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("list tables: %w", err)
+	}
+	if _, err := conn.Exec(ctx, "ANALYZE "+strings.Join(tables, ", ")); err != nil {
+		return fmt.Errorf("analyze: %w", err)
+	}
+	return nil
+}
+
+// rows returns how many rows region rd loaded into table tb.
+func (rd *regionData) rows(tb string) int64 {
+	switch tb {
+	case "markets":
+		return int64(len(rd.markets))
+	case "stalls":
+		return int64(len(rd.stalls))
+	case "vendors":
+		return int64(len(rd.vendors))
+	case "concessions":
+		return int64(len(rd.concessions))
+	case "vendor_presences":
+		return rd.presences
+	}
+	panic("seed: unknown table " + tb)
+}

@@ -1,0 +1,124 @@
+package seed
+
+import (
+	"context"
+)
+
+// table is one table the seed loads: its COPY statement and how a region's
+// rows are written to it.
+type table struct {
+	name string
+	copy string // COPY ... FROM STDIN (FORMAT binary)
+	// units returns how many rows region rd has for this table.
+	units func(rd *regionData) int64
+	// source returns the fill function that writes rd's rows; add reports
+	// progress (units done, rows written).
+	source func(ctx context.Context, g *generator, rd *regionData, add func(units, rows int64)) func(e *encoder) (bool, error)
+}
+
+// tables are the small tables, loaded in this order, which the foreign keys
+// require; the presences follow (see loadPresences).
+var tables = []table{
+	{
+		name:  "markets",
+		copy:  `COPY markets (id, region_id, code, name, province, comune, comune_name, days, status, cost_per_sqm, created_at, updated_at) FROM STDIN (FORMAT binary)`,
+		units: func(rd *regionData) int64 { return int64(len(rd.markets)) },
+		source: func(ctx context.Context, _ *generator, rd *regionData, add func(int64, int64)) func(*encoder) (bool, error) {
+			return rowsOf(ctx, len(rd.markets), add, func(e *encoder, i int) {
+				m := &rd.markets[i]
+				e.row(12)
+				e.int8(rd.id(i))
+				e.int2(int16(rd.num))
+				e.text(m.code)
+				e.text(m.name)
+				e.text(m.province)
+				e.text(m.comune)
+				e.text(m.comuneName)
+				e.int2Array(m.days)
+				if m.active {
+					e.text("active")
+				} else {
+					e.text("inactive")
+				}
+				e.numeric2(m.costCents)
+				e.timestamp(m.created)
+				e.timestamp(m.updated)
+			})
+		},
+	},
+	{
+		name:  "stalls",
+		copy:  `COPY stalls (id, region_id, market_id, comune, number, type, status, area_mq, width_m, depth_m) FROM STDIN (FORMAT binary)`,
+		units: func(rd *regionData) int64 { return int64(len(rd.stalls)) },
+		source: func(ctx context.Context, _ *generator, rd *regionData, add func(int64, int64)) func(*encoder) (bool, error) {
+			return rowsOf(ctx, len(rd.stalls), add, func(e *encoder, i int) {
+				s := &rd.stalls[i]
+				e.row(10)
+				e.int8(rd.id(i))
+				e.int2(int16(rd.num))
+				e.int8(rd.id(int(s.market)))
+				e.text(rd.markets[s.market].comune)
+				e.int4(s.number)
+				e.text(stallTypes[s.typ])
+				e.text(stallStatuses[s.status])
+				e.numeric2(s.area)
+				e.numeric2(s.width)
+				e.numeric2(s.depth)
+			})
+		},
+	},
+	{
+		name:  "vendors",
+		copy:  `COPY vendors (id, region_id, partita_iva, codice_fiscale, denominazione, comune, stato) FROM STDIN (FORMAT binary)`,
+		units: func(rd *regionData) int64 { return int64(len(rd.vendors)) },
+		source: func(ctx context.Context, g *generator, rd *regionData, add func(int64, int64)) func(*encoder) (bool, error) {
+			return rowsOf(ctx, len(rd.vendors), add, func(e *encoder, i int) {
+				v := &g.plan.vendors[rd.vendors[i]]
+				e.row(7)
+				e.int8(rd.id(i))
+				e.int2(int16(rd.num))
+				e.text(v.partitaIVA)
+				e.text(v.codiceFiscale)
+				e.text(v.denominazione)
+				e.text(v.comune)
+				e.text(v.stato)
+			})
+		},
+	},
+	{
+		name:  "concessions",
+		copy:  `COPY concessions (id, region_id, market_id, comune, stall_id, vendor_id, valid_from, valid_to, status) FROM STDIN (FORMAT binary)`,
+		units: func(rd *regionData) int64 { return int64(len(rd.concessions)) },
+		source: func(ctx context.Context, _ *generator, rd *regionData, add func(int64, int64)) func(*encoder) (bool, error) {
+			return rowsOf(ctx, len(rd.concessions), add, func(e *encoder, i int) {
+				c := &rd.concessions[i]
+				e.row(9)
+				e.int8(rd.id(i))
+				e.int2(int16(rd.num))
+				e.int8(rd.id(int(c.market)))
+				e.text(rd.markets[c.market].comune)
+				e.int8(rd.id(int(c.stall)))
+				e.int8(rd.id(int(c.vendor)))
+				e.date(c.from)
+				e.date(c.to)
+				e.text(concStatuses[c.status])
+			})
+		},
+	},
+}
+
+// rowsOf returns a fill function writing rows 0..n-1 with row.
+func rowsOf(ctx context.Context, n int, add func(units, rows int64), row func(e *encoder, i int)) func(*encoder) (bool, error) {
+	i := 0
+	return func(e *encoder) (bool, error) {
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		start := i
+		for ; i < n && len(e.buf) < copyChunk; i++ {
+			row(e, i)
+		}
+		add(int64(i-start), int64(i-start))
+		return i < n, nil
+	}
+}

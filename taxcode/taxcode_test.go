@@ -1,0 +1,52 @@
+package taxcode
+
+import "testing"
+
+func TestValidPartitaIVA(t *testing.T) {
+	tests := []struct {
+		in   string
+		want bool
+	}{
+		{"01234567897", true},
+		{"12345678903", true},
+		{"00743110157", true}, // a real company's, published on its invoices
+		{"01234567890", false},
+		{"12345678901", false},
+		{"00000000000", false},
+		{"1234567890", false},
+		{"123456789012", false},
+		{"0123456789A", false},
+		{"0123456789 ", false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		if got := ValidPartitaIVA(tt.in); got != tt.want {
+			t.Errorf("ValidPartitaIVA(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestValidCodiceFiscale(t *testing.T) {
+	tests := []struct {
+		in   string
+		want bool
+	}{
+		{"RSSMRA80A01H501U", true},  // Mario Rossi, born in Rome on 1 January 1980
+		{"RSSMRA80A41H501Y", true},  // the same date for a woman: day + 40
+		{"RSSMRA80A01H50MM", true},  // omocodia: the last digit of the place as a letter
+		{"RSSMRA80A01H501X", false}, // wrong check letter
+		{"RSSMRA80Z01H501U", false}, // Z is no month
+		{"RSSMRA80A32H501U", false}, // day 32
+		{"RSSMRA80A00H501U", false}, // day 0
+		{"rssmra80a01h501u", false}, // lower case
+		{"RSSMRA80A01H501", false},
+		{"12345678903", true}, // a company's: its partita IVA
+		{"12345678901", false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		if got := ValidCodiceFiscale(tt.in); got != tt.want {
+			t.Errorf("ValidCodiceFiscale(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
