@@ -33,16 +33,6 @@ const (
 	maxWithinDays = 3650
 )
 
-// nationalRoutes adds the /v1/national endpoints, which only a national
-// principal may call.
-func (s *Server) nationalRoutes(v1 *gin.RouterGroup) {
-	s.national = newNational(s)
-	g := v1.Group("/national", s.requireNational)
-	g.GET("/summary", s.handle(s.nationalSummary))
-	g.GET("/presences", s.handle(s.nationalPresences))
-	g.GET("/concessions/expiring", s.handle(s.nationalExpiring))
-}
-
 // requireNational refuses principals whose territory is narrower than the
 // whole country.
 func (s *Server) requireNational(c *gin.Context) {

@@ -122,8 +122,27 @@ func (s *Server) routes() *gin.Engine {
 	v1.GET("/vendors/:id", s.handle(s.getVendor))
 	v1.GET("/concessions", s.handle(s.listConcessions))
 	v1.GET("/concessions/:id", s.handle(s.getConcession))
-	s.writeRoutes(v1)
-	s.nationalRoutes(v1)
+	v1.GET("/markets/:id/graduatoria", s.handle(s.getGraduatoria))
+
+	// Writes: roles that may write, inside their territory.
+	w := v1.Group("", s.requireWriter)
+	w.POST("/markets", s.handle(s.createMarket))
+	w.PATCH("/markets/:id", s.handle(s.updateMarket))
+	w.POST("/markets/:id/stalls", s.handle(s.createStall))
+	w.PATCH("/stalls/:id", s.handle(s.updateStall))
+	w.POST("/vendors", s.handle(s.createVendor))
+	w.PATCH("/vendors/:id", s.handle(s.updateVendor))
+	w.POST("/concessions", s.handle(s.createConcession))
+	w.POST("/concessions/:id/status", s.handle(s.setConcessionStatus))
+	w.POST("/markets/:id/presences", s.handle(s.checkIn))
+	w.POST("/presences/batch", s.handle(s.ingestPresences))
+	w.POST("/markets/:id/spunta", s.handle(s.runSpunta))
+
+	// National dashboards: national principals only, fanned out to every region.
+	n := v1.Group("/national", s.requireNational)
+	n.GET("/summary", s.handle(s.nationalSummary))
+	n.GET("/presences", s.handle(s.nationalPresences))
+	n.GET("/concessions/expiring", s.handle(s.nationalExpiring))
 	return e
 }
 

@@ -13,26 +13,6 @@ import (
 	"github.com/dmshub/dmsrouter/registry"
 )
 
-// writeRoutes adds the write API (and the graduatoria it ranks by) to v1.
-// Every write runs in one transaction on the primary of its region's
-// shard, with its audit row and its Idempotency-Key.
-func (s *Server) writeRoutes(v1 *gin.RouterGroup) {
-	v1.GET("/markets/:id/graduatoria", s.handle(s.getGraduatoria))
-
-	w := v1.Group("", s.requireWriter)
-	w.POST("/markets", s.handle(s.createMarket))
-	w.PATCH("/markets/:id", s.handle(s.updateMarket))
-	w.POST("/markets/:id/stalls", s.handle(s.createStall))
-	w.PATCH("/stalls/:id", s.handle(s.updateStall))
-	w.POST("/vendors", s.handle(s.createVendor))
-	w.PATCH("/vendors/:id", s.handle(s.updateVendor))
-	w.POST("/concessions", s.handle(s.createConcession))
-	w.POST("/concessions/:id/status", s.handle(s.setConcessionStatus))
-	w.POST("/markets/:id/presences", s.handle(s.checkIn))
-	w.POST("/presences/batch", s.handle(s.ingestPresences))
-	w.POST("/markets/:id/spunta", s.handle(s.runSpunta))
-}
-
 // readWrite reads a write request's body into dst and returns the write's
 // metadata. Write requests take no query parameters but those allowed.
 func readWrite(c *gin.Context, dst any, allowed ...string) (registry.Write, error) {
