@@ -87,6 +87,7 @@ func New(m *shardmap.Holder, v *Verifier, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.national = newNational(s)
 	s.engine = s.routes()
 	return s, nil
 }
