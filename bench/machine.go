@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -245,4 +246,32 @@ func serverCPU(pids map[int]bool) time.Duration {
 		ticks += u + s
 	}
 	return time.Duration(ticks) * clockTick
+}
+
+// cpuTime returns the user and system CPU time of the process so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// runQueueTime returns how long the process's threads have waited on a run
+// queue so far: the second field of each /proc/self/task/*/schedstat
+// (threads that exited are not counted; the Go runtime rarely ends one).
+func runQueueTime() time.Duration {
+	tasks, _ := filepath.Glob("/proc/self/task/*/schedstat")
+	var total time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		if f := strings.Fields(string(b)); len(f) >= 2 {
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			total += time.Duration(n)
+		}
+	}
+	return total
 }

@@ -52,7 +52,7 @@ func demoCmd(ctx context.Context, args []string, getenv func(string) string, std
 	if cfg.Auth.HS256Secret == "" {
 		return errors.New("demo: auth.hs256_secret is not set: the demo's tokens need it")
 	}
-	if _, err := pgtest.BinDir(); err != nil {
+	if !serverInstalled() {
 		fmt.Fprint(stderr, `PostgreSQL's server binaries (initdb, pg_ctl, postgres) are not installed.
 Install them and run the demo again; on Debian or Ubuntu:
 
@@ -141,6 +141,21 @@ Install them and run the demo again; on Debian or Ubuntu:
 	})
 	fmt.Fprintln(stdout, "router stopped")
 	return err
+}
+
+// serverInstalled reports whether PostgreSQL's server binaries are where
+// pgtest looks for them.
+func serverInstalled() bool {
+	bin, err := pgtest.BinDir()
+	if err != nil {
+		return false
+	}
+	for _, name := range []string{"initdb", "pg_ctl", "postgres"} {
+		if _, err := os.Stat(filepath.Join(bin, name)); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // localPort returns the one loopback port every DSN of cfg names, or an

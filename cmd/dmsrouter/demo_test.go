@@ -106,6 +106,20 @@ func TestDemo(t *testing.T) {
 	}
 }
 
+// TestDemoWithoutPostgres checks that without PostgreSQL's server binaries
+// the demo says how to install them and fails.
+func TestDemoWithoutPostgres(t *testing.T) {
+	t.Setenv("PG_BINDIR", t.TempDir())
+	var out, errOut syncBuffer
+	err := run(context.Background(), []string{"demo", "--config", filepath.Join("..", "..", "configs", "dev.yaml"), "--data", t.TempDir()}, noenv, &out, &errOut)
+	if err == nil || !strings.Contains(errOut.String(), "apt-get install postgresql") {
+		t.Errorf("demo without binaries = %v, stderr:\n%s\nwant an error and the install command", err, errOut.String())
+	}
+	if out.String() != "" {
+		t.Errorf("demo without binaries printed %q to stdout, want nothing", out.String())
+	}
+}
+
 func freePort(tb testing.TB) int {
 	tb.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
