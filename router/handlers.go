@@ -82,6 +82,27 @@ func checkInside(p Principal, level regions.Level, code string) error {
 	return forbidden("%s is outside territory %s", u, p.Territory)
 }
 
+// getByID answers GET /{id} routes: the id's region picks the shard, an id
+// outside the territory is not found, and get reads the row in scope.
+func getByID[T any](s *Server, c *gin.Context, get func(context.Context, *shardmap.Shard, regions.Scope, int64) (T, error)) error {
+	if err := queryParams(c).err(); err != nil {
+		return err
+	}
+	id, r, err := pathID(c)
+	if err != nil {
+		return err
+	}
+	sh, sc, err := s.targetID(c, r)
+	if err != nil {
+		return err
+	}
+	v, err := get(c.Request.Context(), sh, sc, id)
+	if err != nil {
+		return err
+	}
+	return writeJSON(c, v)
+}
+
 func (s *Server) healthz(c *gin.Context) error {
 	return writeJSON(c, gin.H{"status": "ok"})
 }
@@ -205,22 +226,7 @@ func (s *Server) listMarkets(c *gin.Context) error {
 }
 
 func (s *Server) getMarket(c *gin.Context) error {
-	if err := queryParams(c).err(); err != nil {
-		return err
-	}
-	id, r, err := pathID(c)
-	if err != nil {
-		return err
-	}
-	sh, sc, err := s.targetID(c, r)
-	if err != nil {
-		return err
-	}
-	m, err := registry.GetMarket(c.Request.Context(), sh, sc, id)
-	if err != nil {
-		return err
-	}
-	return writeJSON(c, m)
+	return getByID(s, c, registry.GetMarket)
 }
 
 func (s *Server) listStalls(c *gin.Context) error {
@@ -249,22 +255,7 @@ func (s *Server) listStalls(c *gin.Context) error {
 }
 
 func (s *Server) getStall(c *gin.Context) error {
-	if err := queryParams(c).err(); err != nil {
-		return err
-	}
-	id, r, err := pathID(c)
-	if err != nil {
-		return err
-	}
-	sh, sc, err := s.targetID(c, r)
-	if err != nil {
-		return err
-	}
-	st, err := registry.GetStall(c.Request.Context(), sh, sc, id)
-	if err != nil {
-		return err
-	}
-	return writeJSON(c, st)
+	return getByID(s, c, registry.GetStall)
 }
 
 func (s *Server) listVendors(c *gin.Context) error {
@@ -301,22 +292,7 @@ func (s *Server) listVendors(c *gin.Context) error {
 }
 
 func (s *Server) getVendor(c *gin.Context) error {
-	if err := queryParams(c).err(); err != nil {
-		return err
-	}
-	id, r, err := pathID(c)
-	if err != nil {
-		return err
-	}
-	sh, sc, err := s.targetID(c, r)
-	if err != nil {
-		return err
-	}
-	v, err := registry.GetVendor(c.Request.Context(), sh, sc, id)
-	if err != nil {
-		return err
-	}
-	return writeJSON(c, v)
+	return getByID(s, c, registry.GetVendor)
 }
 
 func (s *Server) listConcessions(c *gin.Context) error {
@@ -350,22 +326,7 @@ func (s *Server) listConcessions(c *gin.Context) error {
 }
 
 func (s *Server) getConcession(c *gin.Context) error {
-	if err := queryParams(c).err(); err != nil {
-		return err
-	}
-	id, r, err := pathID(c)
-	if err != nil {
-		return err
-	}
-	sh, sc, err := s.targetID(c, r)
-	if err != nil {
-		return err
-	}
-	v, err := registry.GetConcession(c.Request.Context(), sh, sc, id)
-	if err != nil {
-		return err
-	}
-	return writeJSON(c, v)
+	return getByID(s, c, registry.GetConcession)
 }
 
 // today returns the calendar day in Europe/Rome as a UTC-midnight time.
