@@ -24,9 +24,12 @@ import (
 // without its constraints.
 //
 // Writing to the partitions directly bypasses the statement triggers of the
-// parent that maintain presence_daily (and through it presence_monthly), so
-// the transaction fills presence_daily itself with one INSERT ... SELECT, as
-// migration 00002 requires of anyone writing to partitions.
+// parent that maintain presence_daily, so the transaction fills
+// presence_daily itself, as migration 00002 requires of anyone writing to
+// partitions: the generator counts every market day's presences by kind as
+// it writes them and COPYs the counts, which costs far less than
+// aggregating millions of rows again; presence_daily's own triggers keep
+// presence_monthly. The tests check presence_daily against the presences.
 
 // rebuildMarketDays is the number of market days (about ten presences each)
 // from which a shard's load drops and rebuilds the indexes: below it,
@@ -36,13 +39,14 @@ var rebuildMarketDays int64 = 5_000
 // presenceColumns are the columns of every presence COPY.
 const presenceColumns = "(id, region_id, market_id, comune, vendor_id, stall_id, date, kind, checkin_at, checkout_at)"
 
-// presenceRollupSQL fills presence_daily from the presences, exactly as its
-// triggers would have.
-const presenceRollupSQL = `
-	INSERT INTO presence_daily (region_id, market_id, comune, date, kind, n)
-	SELECT min(region_id), market_id, min(comune), date, kind, count(*)
-	FROM vendor_presences
-	GROUP BY market_id, date, kind`
+// dailyCount is the number of presences of each kind of one market day,
+// what presence_daily holds.
+type dailyCount struct {
+	market     int32 // market row of the region
+	date       day
+	concession int32
+	spunta     int32
+}
 
 // partitionName returns the monthly partition of vendor_presences that holds
 // day d, as dms.ensure_presence_partitions names it.
@@ -52,7 +56,8 @@ func partitionName(d day) string {
 }
 
 // loadPresences loads the presences of every shard, at most parallel shards
-// at a time, the biggest first.
+// at a time, the biggest first, and finishes each shard as soon as its
+// presences are in (see finish), so its elapsed time includes that.
 func (g *generator) loadPresences(ctx context.Context, shards []*shard, parallel int, reset bool, pr *progress) (TableStats, error) {
 	type job struct {
 		sh    *shard
@@ -61,10 +66,11 @@ func (g *generator) loadPresences(ctx context.Context, shards []*shard, parallel
 	var jobs []job
 	var total int64
 	for _, sh := range shards {
-		if n := g.marketDays(sh); n > 0 {
-			jobs = append(jobs, job{sh, n})
-			total += n
-		}
+		// Every shard, even one without presences to load: the transaction
+		// also empties the table (Reset leaves that to it).
+		n := g.marketDays(sh)
+		jobs = append(jobs, job{sh, n})
+		total += n
 	}
 	slices.SortStableFunc(jobs, func(a, b job) int { return int(b.units - a.units) })
 
@@ -83,7 +89,12 @@ func (g *generator) loadPresences(ctx context.Context, shards []*shard, parallel
 				mu.Lock()
 				rows += n
 				mu.Unlock()
-				return err
+				if err != nil {
+					return err
+				}
+				// At once, before autovacuum comes to analyze the new
+				// partitions itself, concurrently with other shards' loads.
+				return g.finish(ctx, conn, j.sh)
 			})
 			if err != nil {
 				return fmt.Errorf("shard %s: %w", j.sh.name, err)
@@ -145,9 +156,13 @@ func (g *generator) presencesTx(ctx context.Context, conn *pgx.Conn, sh *shard, 
 			return 0, fmt.Errorf("drop index %s: %w", ix.name, err)
 		}
 	}
-	// COPY FREEZE needs the partitions truncated in this transaction.
-	if _, err := tx.Exec(ctx, "TRUNCATE vendor_presences"); err != nil {
-		return 0, err
+	// COPY FREEZE needs the tables truncated in this transaction. The
+	// TRUNCATE trigger of each empties its rollup, so they cannot be
+	// truncated in one statement.
+	for _, q := range []string{"TRUNCATE vendor_presences", "TRUNCATE presence_daily"} {
+		if _, err := tx.Exec(ctx, q); err != nil {
+			return 0, err
+		}
 	}
 	var rows int64
 	for _, r := range sh.regions {
@@ -167,10 +182,66 @@ func (g *generator) presencesTx(ctx context.Context, conn *pgx.Conn, sh *shard, 
 			return rows, fmt.Errorf("rebuild index %s: %w", ix.name, err)
 		}
 	}
-	if _, err := tx.Exec(ctx, presenceRollupSQL); err != nil {
+	if err := g.copyDaily(ctx, tx, sh); err != nil {
 		return rows, fmt.Errorf("fill presence_daily: %w", err)
 	}
 	return rows, tx.Commit(ctx)
+}
+
+// copyDaily COPYs the presence counts of every market day of the shard's
+// regions into presence_daily, in key order, as its triggers would have
+// counted them (a kind with no presence that day has no row); its own
+// triggers keep presence_monthly.
+func (g *generator) copyDaily(ctx context.Context, tx pgx.Tx, sh *shard) error {
+	var all []*regionData
+	total := 0
+	for _, r := range sh.regions {
+		rd := g.regions[r.Num()]
+		// Generated a month at a time: put each market's days together.
+		slices.SortFunc(rd.daily, func(a, b dailyCount) int {
+			if a.market != b.market {
+				return int(a.market - b.market)
+			}
+			return int(a.date - b.date)
+		})
+		all = append(all, rd)
+		total += len(rd.daily)
+	}
+	if total == 0 {
+		return nil
+	}
+	ri, i := 0, 0
+	src := newCopySource(func(e *encoder) (bool, error) {
+		for ri < len(all) && len(e.buf) < copyChunk {
+			rd := all[ri]
+			if i == len(rd.daily) {
+				rd.daily = nil // done with it
+				ri, i = ri+1, 0
+				continue
+			}
+			c := &rd.daily[i]
+			i++
+			m := &rd.markets[c.market]
+			for _, k := range [...]struct {
+				kind string
+				n    int32
+			}{{"CONCESSION", c.concession}, {"SPUNTA", c.spunta}} {
+				if k.n == 0 {
+					continue
+				}
+				e.row(6)
+				e.int2(int16(rd.num))
+				e.int8(rd.id(int(c.market)))
+				e.text(m.comune)
+				e.date(c.date)
+				e.text(k.kind)
+				e.int4(k.n)
+			}
+		}
+		return ri < len(all), nil
+	})
+	_, err := tx.Conn().PgConn().CopyFrom(ctx, src, "COPY presence_daily (region_id, market_id, comune, date, kind, n) FROM STDIN (FORMAT binary, FREEZE)")
+	return err
 }
 
 // index is a secondary index of vendor_presences and the statements that
@@ -231,6 +302,7 @@ type presenceGen struct {
 
 func newPresenceGen(ctx context.Context, g *generator, rd *regionData, add func(int64, int64)) *presenceGen {
 	pg := &presenceGen{ctx: ctx, rd: rd, today: g.plan.today, add: add}
+	rd.daily = make([]dailyCount, 0, rd.marketDays)
 	if rd.firstDay > rd.lastDay {
 		pg.done = true
 		return pg
@@ -297,6 +369,7 @@ func (pg *presenceGen) marketDay(e *encoder, mi int32, m *market, d day) {
 	marketID := rd.id(int(mi))
 	stalls := rd.stalls[m.firstStall : m.firstStall+m.nStalls]
 	openToday := d == pg.today
+	first := pg.seq
 	pg.free = pg.free[:0]
 	for k := range stalls {
 		s := &stalls[k]
@@ -311,6 +384,7 @@ func (pg *presenceGen) marketDay(e *encoder, mi int32, m *market, d day) {
 			pg.free = append(pg.free, int32(k))
 		}
 	}
+	concession := pg.seq - first
 	next := 0
 	for k, v := range m.spunta {
 		r := rng.Uint64()
@@ -323,6 +397,9 @@ func (pg *presenceGen) marketDay(e *encoder, mi int32, m *market, d day) {
 			next++
 		}
 		pg.row(e, marketID, m.comune, v, stallID, d, "SPUNTA", midnight+(7*3600+30*60)*1e6, r, openToday)
+	}
+	if pg.seq > first {
+		rd.daily = append(rd.daily, dailyCount{mi, d, int32(concession), int32(pg.seq - first - concession)})
 	}
 }
 

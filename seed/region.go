@@ -38,7 +38,7 @@ var concStatuses = [...]string{"ATTIVA", "SOSPESA", "REVOCATA", "CESSATA", "SCAD
 
 // Presence behaviour.
 const (
-	holderAttendancePct = 85   // a concession holder comes on a market day, percent
+	holderAttendancePct = 82   // a concession holder comes on a market day, percent
 	spuntaPoolShare     = 0.27 // spuntisti registered at a market, per stall
 	spuntaTop           = 0.90 // the best-ranked spuntista comes this often,
 	spuntaBottom        = 0.30 // the worst this often
@@ -55,9 +55,10 @@ type regionData struct {
 	vendors     []int32 // vendor number (plan.vendors) of each vendor row
 	concessions []concession
 
-	firstDay, lastDay day   // span of the presences; firstDay > lastDay when none
-	marketDays        int64 // number of (market, day) pairs with presences
-	presences         int64 // presences written, once they all are
+	firstDay, lastDay day          // span of the presences; firstDay > lastDay when none
+	marketDays        int64        // number of (market, day) pairs with presences
+	presences         int64        // presences written, once they all are
+	daily             []dailyCount // presences per market day, as they are written
 }
 
 type market struct {

@@ -1,6 +1,7 @@
 package seed_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -385,17 +386,15 @@ func checkInvariants(t *testing.T, d *db, stats []seed.TableStats) {
 	t.Run("presences", func(t *testing.T) {
 		today := "'" + tinyToday.Format(time.DateOnly) + "'::date"
 		for what, q := range map[string]string{
-			"after today":              "SELECT count(*) FROM vendor_presences WHERE date > $today",
-			"not on a market weekday":  "SELECT count(*) FROM vendor_presences p JOIN markets m ON m.id = p.market_id WHERE NOT extract(isodow FROM p.date)::smallint = ANY (m.days)",
-			"comune not the market's":  "SELECT count(*) FROM vendor_presences p JOIN markets m ON m.id = p.market_id WHERE p.comune <> m.comune",
-			"market missing":           "SELECT count(*) FROM vendor_presences p WHERE NOT EXISTS (SELECT FROM markets WHERE id = p.market_id)",
-			"stall of another market":  "SELECT count(*) FROM vendor_presences p JOIN stalls s ON s.id = p.stall_id WHERE s.market_id <> p.market_id",
-			"CONCESSION without stall": "SELECT count(*) FROM vendor_presences WHERE kind = 'CONCESSION' AND (stall_id IS NULL)",
-			"checkout before checkin":  "SELECT count(*) FROM vendor_presences WHERE checkout_at < checkin_at",
-			"checked out today":        "SELECT count(*) FROM vendor_presences WHERE date = $today AND checkout_at IS NOT NULL",
-			"checkin not on its day":   "SELECT count(*) FROM vendor_presences WHERE (checkin_at AT TIME ZONE 'Europe/Rome')::date <> date",
-			"not counted in presence_daily": `SELECT count(*) FROM (SELECT market_id, date, kind, count(*) AS n FROM vendor_presences GROUP BY 1, 2, 3) p
-				FULL JOIN presence_daily r USING (market_id, date, kind) WHERE p.n IS DISTINCT FROM r.n`,
+			"after today":                "SELECT count(*) FROM vendor_presences WHERE date > $today",
+			"not on a market weekday":    "SELECT count(*) FROM vendor_presences p JOIN markets m ON m.id = p.market_id WHERE NOT extract(isodow FROM p.date)::smallint = ANY (m.days)",
+			"comune not the market's":    "SELECT count(*) FROM vendor_presences p JOIN markets m ON m.id = p.market_id WHERE p.comune <> m.comune",
+			"market missing":             "SELECT count(*) FROM vendor_presences p WHERE NOT EXISTS (SELECT FROM markets WHERE id = p.market_id)",
+			"stall of another market":    "SELECT count(*) FROM vendor_presences p JOIN stalls s ON s.id = p.stall_id WHERE s.market_id <> p.market_id",
+			"CONCESSION without stall":   "SELECT count(*) FROM vendor_presences WHERE kind = 'CONCESSION' AND (stall_id IS NULL)",
+			"checkout before checkin":    "SELECT count(*) FROM vendor_presences WHERE checkout_at < checkin_at",
+			"checked out today":          "SELECT count(*) FROM vendor_presences WHERE date = $today AND checkout_at IS NOT NULL",
+			"checkin not on its day":     "SELECT count(*) FROM vendor_presences WHERE (checkin_at AT TIME ZONE 'Europe/Rome')::date <> date",
 			"checkin before 6:30 (Rome)": "SELECT count(*) FROM vendor_presences WHERE (checkin_at AT TIME ZONE 'Europe/Rome')::time < '06:30'",
 			"CONCESSION not by holder":   "SELECT count(*) FROM vendor_presences p WHERE kind = 'CONCESSION' AND NOT EXISTS (SELECT FROM concessions c WHERE c.stall_id = p.stall_id AND c.vendor_id = p.vendor_id AND p.date BETWEEN c.valid_from AND c.valid_to)",
 			"SPUNTA by an ATTIVA holder": "SELECT count(*) FROM vendor_presences p WHERE kind = 'SPUNTA' AND EXISTS (SELECT FROM concessions c WHERE c.market_id = p.market_id AND c.vendor_id = p.vendor_id AND c.status = 'ATTIVA' AND p.date BETWEEN c.valid_from AND c.valid_to)",
@@ -424,6 +423,26 @@ func checkInvariants(t *testing.T, d *db, stats []seed.TableStats) {
 		}
 		if n := count(t, d, "SELECT count(*) FROM vendor_presences WHERE kind = 'SPUNTA' AND stall_id IS NOT NULL"); n == 0 {
 			t.Errorf("no spuntista got a stall")
+		}
+	})
+
+	t.Run("rollups agree with their tables", func(t *testing.T) {
+		for what, q := range map[string]string{
+			"presence_daily": `SELECT count(*) FROM (SELECT market_id, date, kind, count(*) AS n FROM vendor_presences GROUP BY 1, 2, 3) p
+				FULL JOIN presence_daily r USING (market_id, date, kind) WHERE p.n IS DISTINCT FROM r.n`,
+			"presence_monthly": `SELECT count(*) FROM
+				(SELECT region_id, date_trunc('month', date)::date AS month, kind, count(*) AS n FROM vendor_presences GROUP BY 1, 2, 3) p
+				FULL JOIN (SELECT region_id, month, kind, sum(n) AS n FROM presence_monthly GROUP BY 1, 2, 3) r USING (region_id, month, kind)
+				WHERE coalesce(p.n, 0) <> coalesce(r.n, 0)`,
+			"region_status_counts": `SELECT count(*) FROM
+				(SELECT region_id, 'stalls' AS entity, status, count(*) AS n FROM stalls GROUP BY 1, 3
+				 UNION ALL SELECT region_id, 'concessions', status, count(*) FROM concessions GROUP BY 1, 3) p
+				FULL JOIN (SELECT region_id, entity, status, sum(n) AS n FROM region_status_counts GROUP BY 1, 2, 3) r USING (region_id, entity, status)
+				WHERE coalesce(p.n, 0) <> coalesce(r.n, 0)`,
+		} {
+			if n := count(t, d, q); n != 0 {
+				t.Errorf("%s: %d keys disagree", what, n)
+			}
 		}
 	})
 
@@ -555,5 +574,36 @@ func TestRejectsBadOptions(t *testing.T) {
 		if _, err := seed.Run(context.Background(), cfg, opts); err == nil {
 			t.Errorf("Run(%+v) = nil error, want one", opts)
 		}
+	}
+}
+
+func TestBinaryEncoding(t *testing.T) {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pg.AdminDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "SET TimeZone = 'UTC'; CREATE TEMP TABLE enc (n numeric(8, 2), a smallint[], d date, t timestamptz, s text, i bigint)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.PgConn().CopyFrom(ctx, bytes.NewReader(seed.EncodeSample()), "COPY enc FROM STDIN (FORMAT binary)"); err != nil {
+		t.Fatalf("COPY: %v", err)
+	}
+	rows, _ := conn.Query(ctx, "SELECT concat_ws('|', n, a, d, coalesce(t::text, 'NULL'), s, coalesce(i::text, 'NULL')) FROM enc")
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"12.50|{1,3}|2026-05-04|2026-05-04 06:30:00+00|Forlì|281474976710657",
+		"0.05|{}|1999-12-31|NULL||NULL",
+		"0.00|{7}|2000-01-01|2000-01-01 00:00:00.000001+00|x|-1",
+		"123456.78|{1,2,3,4,5,6}|2000-02-29|1999-12-31 23:59:59.999999+00|CONCESSION|1",
+		"999999.99|{2}|2030-01-01|NULL|a|NULL",
+		"10000.00|{2}|2030-01-01|NULL|b|NULL",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("binary COPY round trip:\n got %q\nwant %q", got, want)
 	}
 }

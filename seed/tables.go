@@ -1,8 +1,6 @@
 package seed
 
-import (
-	"context"
-)
+import "context"
 
 // table is one table the seed loads: its COPY statement and how a region's
 // rows are written to it.
