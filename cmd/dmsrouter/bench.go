@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -31,11 +30,8 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	seed := fs.Uint64("seed", 1, "seed of the clients' request streams")
 	out := fs.String("out", "", "append the markdown report to this file (it is always printed)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the router arm's loaded run to this file")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("bench: unexpected arguments %q", fs.Args())
 	}
 	cfg, err := shardmap.Load(*path, getenv)
 	if err != nil {

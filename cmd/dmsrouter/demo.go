@@ -36,11 +36,8 @@ func demoCmd(ctx context.Context, args []string, getenv func(string) string, std
 	seedValue := fs.Int64("seed", 1, "random seed of the data")
 	data := fs.String("data", ".dmsdata", "directory of the local PostgreSQL cluster")
 	addr := fs.String("addr", "", "listen address (overrides server.addr)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("demo: unexpected arguments %q", fs.Args())
 	}
 	cfg, err := shardmap.Load(*path, getenv)
 	if err != nil {

@@ -108,6 +108,7 @@ func TestMigrateServeAndToken(t *testing.T) {
 		{"token", "--config", path, "--sub", "u1", "--role", "admin_pa", "--territory", "region:21"},
 		{"token", "--config", path, "--role", "admin_pa", "--territory", "national"},
 		{"nosuchcommand"},
+		{"migrate", "up", "--config", path, "extra"},
 	} {
 		if err := run(ctx, bad, noenv, &out, &errOut); err == nil {
 			t.Errorf("run(%v) = nil, want an error", bad)

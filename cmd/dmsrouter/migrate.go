@@ -19,7 +19,7 @@ func migrateCmd(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	fs := newFlags("migrate "+args[0], stderr)
 	path := fs.String("config", "configs/dev.yaml", "configuration file")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseArgs(fs, args[1:]); err != nil {
 		return err
 	}
 	cfg, err := shardmap.Load(*path, getenv)

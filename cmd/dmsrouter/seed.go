@@ -26,11 +26,8 @@ func seedCmd(ctx context.Context, args []string, getenv func(string) string, std
 	reset := fs.Bool("reset", false, "delete the data the shards hold before seeding")
 	today := fs.String("today", "", "last day of presences, `YYYY-MM-DD` (default: today in Europe/Rome)")
 	parallel := fs.Int("parallel", 0, "concurrent COPY streams over all shards (default "+fmt.Sprint(seed.DefaultParallel)+")")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("seed: unexpected arguments %q", fs.Args())
 	}
 	if *configPath == "" || *markets <= 0 {
 		fs.Usage()

@@ -25,7 +25,7 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 	fs := newFlags("serve", stderr)
 	path := fs.String("config", "configs/dev.yaml", "configuration file")
 	addr := fs.String("addr", "", "listen address (overrides server.addr)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	cfg, err := shardmap.Load(*path, getenv)

@@ -22,7 +22,7 @@ func tokenCmd(ctx context.Context, args []string, getenv func(string) string, st
 	role := fs.String("role", "", "role: "+strings.Join(router.Roles(), ", "))
 	territory := fs.String("territory", "", "territory: national, region:03, province:015, comune:015146 or market:<id>")
 	ttl := fs.Duration("ttl", time.Hour, "lifetime")
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
 	cfg, err := shardmap.Load(*path, getenv)
