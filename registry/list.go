@@ -19,6 +19,9 @@ type listSpec[T any] struct {
 	order  string // ORDER BY columns; the last one is the unique id
 	after  func(q *query, c cursor)
 	cursor func(last T) cursor
+	// prelude, when set, is a statement without arguments that the batch
+	// runs before the list's own (a transaction-local setting, say).
+	prelude string
 }
 
 // run reads one page of the list and its exact total in one round trip.
@@ -40,6 +43,9 @@ func (s listSpec[T]) run(ctx context.Context, sh *shardmap.Shard, sc regions.Sco
 		" ORDER BY " + s.order + " LIMIT " + q.arg(p.Limit+1) + " OFFSET " + q.arg(p.Offset)
 	found := guard == ""
 	err := sh.Read(ctx, sc, func(b *pgx.Batch) {
+		if s.prelude != "" {
+			b.Queue(s.prelude)
+		}
 		if guard != "" {
 			b.Queue(guard, guardArgs...).Query(func(rows pgx.Rows) error {
 				found = rows.Next()

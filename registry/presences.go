@@ -32,8 +32,17 @@ var presenceList = listSpec[Presence]{
 	after: func(q *query, c cursor) {
 		q.conds = append(q.conds, "p.id > "+q.arg(c.ID))
 	},
-	cursor: func(p Presence) cursor { return cursor{List: "presences", ID: p.ID} },
+	cursor:  func(p Presence) cursor { return cursor{List: "presences", ID: p.ID} },
+	prelude: customPlans,
 }
+
+// customPlans makes the rest of a read's transaction plan every statement
+// for its parameter values. vendor_presences has a partition per month, and
+// years of them once a region has history: a plan made for the values
+// reads one partition, while the generic plan the plan cache would
+// otherwise build (once per connection and statement) covers them all and
+// takes tens of milliseconds to make, a spike on some unlucky request.
+const customPlans = `SELECT set_config('plan_cache_mode', 'force_custom_plan', true)`
 
 // ListPresences returns one page of the presences of market marketID on
 // day, ordered by id, or ErrNotFound when the market is not visible in

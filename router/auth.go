@@ -71,6 +71,7 @@ type Verifier struct {
 	pubKey   crypto.PublicKey // *rsa.PublicKey or ed25519.PublicKey, nil when not configured
 	pubAlg   string           // "RS256" or "EdDSA", the only alg pubKey verifies
 	methods  []string         // the algs accepted, for jwt.WithValidMethods
+	cache    tokenCache       // tokens verified before, until their exp
 }
 
 // NewVerifier builds a verifier from the auth config: HS256 with
@@ -153,6 +154,10 @@ type authClaims struct {
 // regions.ParseTerritory accepts, and must be valid at now: exp, nbf and iat
 // are checked with 30 seconds of leeway. Every error wraps ErrUnauthenticated;
 // its text says why, for logs, and is not meant for clients.
+//
+// A token that passed every check is remembered (a bounded number of them)
+// with its validity window, so a client's next requests with it cost a map
+// lookup instead of a signature check; the window is checked at every use.
 func (v *Verifier) Verify(token string, now time.Time) (Principal, error) {
 	if token == "" {
 		return Principal{}, fmt.Errorf("%w: no token", ErrUnauthenticated)
@@ -161,6 +166,9 @@ func (v *Verifier) Verify(token string, now time.Time) (Principal, error) {
 		// A Verifier not made by NewVerifier: without this check the parser
 		// would accept any alg.
 		return Principal{}, fmt.Errorf("%w: verifier has no keys", ErrUnauthenticated)
+	}
+	if p, ok := v.cache.get(token, now); ok {
+		return p, nil
 	}
 	p := jwt.NewParser(
 		jwt.WithValidMethods(v.methods),
@@ -183,7 +191,15 @@ func (v *Verifier) Verify(token string, now time.Time) (Principal, error) {
 	if err != nil {
 		return Principal{}, fmt.Errorf("%w: territory: %w", ErrUnauthenticated, err)
 	}
-	return Principal{Subject: c.Subject, Role: c.Role, Territory: t}, nil
+	pr := Principal{Subject: c.Subject, Role: c.Role, Territory: t}
+	e := verified{p: pr, till: c.ExpiresAt.Add(authLeeway)}
+	for _, d := range []*jwt.NumericDate{c.NotBefore, c.IssuedAt} {
+		if d != nil && d.Add(-authLeeway).After(e.from) {
+			e.from = d.Add(-authLeeway)
+		}
+	}
+	v.cache.put(token, e, now)
+	return pr, nil
 }
 
 // key returns the key that verifies t: the HS256 secret for HS256, the public

@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -440,5 +441,75 @@ func TestRolesAndCanWrite(t *testing.T) {
 		if got := CanWrite(tt.role); got != tt.want {
 			t.Errorf("CanWrite(%q) = %v, want %v", tt.role, got, tt.want)
 		}
+	}
+}
+
+// TestVerifyCachedToken checks that a token remembered after its first
+// verification is still held to its validity window on every later use.
+func TestVerifyCachedToken(t *testing.T) {
+	v := newAuthVerifier(t, shardmap.AuthConfig{HS256Secret: authSecret})
+	nbf := authNow.Add(10 * time.Minute)
+	exp := authNow.Add(time.Hour)
+	tok := signAuthToken(t, jwt.SigningMethodHS256, []byte(authSecret),
+		validAuthClaims(claimSet("nbf", nbf.Unix()), claimSet("exp", exp.Unix())))
+	want := Principal{Subject: "user-42", Role: "market_manager", Territory: mustAuthTerritory(t, "province:015")}
+
+	if _, err := v.Verify(tok, authNow); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("Verify before nbf = %v, want ErrUnauthenticated", err)
+	}
+	if got, err := v.Verify(tok, nbf); err != nil || got != want {
+		t.Fatalf("Verify at nbf = %+v, %v, want %+v, nil", got, err, want)
+	}
+	tests := []struct {
+		name string
+		at   time.Time
+		ok   bool
+	}{
+		{"again at nbf", nbf, true},
+		{"nbf minus leeway", nbf.Add(-authLeeway), true},
+		{"before nbf minus leeway", nbf.Add(-authLeeway - time.Second), false},
+		{"exp plus leeway minus 1s", exp.Add(authLeeway - time.Second), true},
+		{"exp plus leeway", exp.Add(authLeeway), false},
+	}
+	for _, tt := range tests {
+		got, err := v.Verify(tok, tt.at)
+		if tt.ok && (err != nil || got != want) {
+			t.Errorf("%s: Verify = %+v, %v, want %+v, nil", tt.name, got, err, want)
+		}
+		if !tt.ok && !errors.Is(err, ErrUnauthenticated) {
+			t.Errorf("%s: Verify = %+v, %v, want ErrUnauthenticated", tt.name, got, err)
+		}
+	}
+	// The cache is keyed by the whole token: a changed signature misses it.
+	forged := tok[:len(tok)-2] + "AA"
+	if forged == tok {
+		forged = tok[:len(tok)-2] + "BB"
+	}
+	if _, err := v.Verify(forged, nbf); !errors.Is(err, ErrUnauthenticated) {
+		t.Errorf("Verify(forged signature) = %v, want ErrUnauthenticated", err)
+	}
+}
+
+func TestTokenCacheBounded(t *testing.T) {
+	var c tokenCache
+	e := verified{till: authNow.Add(time.Hour)}
+	for i := range tokenCacheSize + 100 {
+		c.put(fmt.Sprint("token-", i), e, authNow)
+	}
+	if n := len(c.entries); n > tokenCacheSize {
+		t.Errorf("cache holds %d entries, want at most %d", n, tokenCacheSize)
+	}
+	last := fmt.Sprint("token-", tokenCacheSize+99)
+	if _, ok := c.get(last, authNow); !ok {
+		t.Errorf("the entry put last is missing")
+	}
+	// Expired entries go first.
+	var d tokenCache
+	for i := range tokenCacheSize {
+		d.put(fmt.Sprint("old-", i), verified{till: authNow}, authNow.Add(-time.Minute))
+	}
+	d.put("new", e, authNow)
+	if n := len(d.entries); n != 1 {
+		t.Errorf("after expiry the cache holds %d entries, want 1", n)
 	}
 }
