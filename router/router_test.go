@@ -507,11 +507,11 @@ func TestPagination(t *testing.T) {
 		t.Fatalf("page 1 has no next_cursor: %s", r.raw)
 	}
 	r = e.get(t, "lombardia", "/v1/markets?limit=1&cursor="+cur)
-	if r.field("code") != "MI001" || r.body["next_cursor"] != nil {
+	if r.field("code") != "MI001" || r.body["next_cursor"] != nil || r.body["total"] != 2.0 {
 		t.Errorf("page 2 by cursor = %s", r.raw)
 	}
 	r = e.get(t, "lombardia", "/v1/markets?limit=1&offset=1")
-	if r.field("code") != "MI001" || r.body["offset"] != 1.0 {
+	if r.field("code") != "MI001" || r.body["offset"] != 1.0 || r.body["total"] != 2.0 {
 		t.Errorf("page 2 by offset = %s", r.raw)
 	}
 	r = e.get(t, "lombardia", "/v1/markets?offset=50")
