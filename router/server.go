@@ -4,6 +4,7 @@
 package router
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -171,9 +172,18 @@ func (s *Server) handle(h func(*gin.Context) error) gin.HandlerFunc {
 
 // writeJSON writes v with status 200.
 func writeJSON(c *gin.Context, v any) error {
+	// Encoded whole before anything is sent: an encoding error can still be
+	// answered with a problem, and the body goes out with its length in one
+	// write instead of in chunks.
+	var buf bytes.Buffer
+	if err := jsonEncode(&buf, v); err != nil {
+		return err
+	}
 	c.Header("Content-Type", "application/json; charset=utf-8")
+	c.Header("Content-Length", strconv.Itoa(buf.Len()))
 	c.Status(http.StatusOK)
-	return jsonEncode(c.Writer, v)
+	_, err := c.Writer.Write(buf.Bytes())
+	return err
 }
 
 func jsonEncode(w io.Writer, v any) error {

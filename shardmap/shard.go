@@ -139,6 +139,18 @@ const scopeSQL = `SELECT set_config('dms.region', $1, true), set_config('dms.pro
 // scopeReadOnlySQL is scopeSQL that also makes the transaction read-only.
 const scopeReadOnlySQL = scopeSQL + `, set_config('transaction_read_only', 'on', true)`
 
+// scopeRegionReadSQL is scopeReadOnlySQL that also switches the transaction
+// to the role RegionReader, for reads whose scope is a whole region.
+const scopeRegionReadSQL = scopeReadOnlySQL + `, set_config('role', '` + RegionReader + `', true)`
+
+// RegionReader is the database role of reads whose scope is a whole region
+// (migration 00005): it may only read, and its row-level security policies
+// compare the region alone, which the planner estimates well, where the
+// login role's policies also narrow by province, comune and market when
+// those are set. The login role switches to it for one transaction and
+// holds none of its rights otherwise.
+const RegionReader = "dms_region"
+
 func scopeArgs(sc regions.Scope) []any {
 	market := ""
 	if sc.Market != 0 {
@@ -150,7 +162,8 @@ func scopeArgs(sc regions.Scope) []any {
 // Read runs the queries that queue adds to a batch in one read-only
 // transaction scoped to sc, in a single round trip: the scope settings and
 // the queries travel together and run in the implicit transaction that
-// ends at the batch's Sync. Results are read by the callbacks the queued
+// ends at the batch's Sync. A scope of a whole region reads as the role
+// RegionReader. Results are read by the callbacks the queued
 // queries carry (pgx.QueuedQuery.Query, QueryRow, Exec). Reads go to a
 // replica when the shard has any whose breaker is not open, otherwise to
 // the primary. The error is an *UnavailableError or
@@ -168,7 +181,11 @@ func (s *Shard) Read(ctx context.Context, sc regions.Scope, queue func(b *pgx.Ba
 		}
 		defer conn.Release()
 		b := &pgx.Batch{}
-		b.Queue(scopeReadOnlySQL, scopeArgs(sc)...)
+		scope := scopeReadOnlySQL
+		if sc.Province == "" && sc.Comune == "" && sc.Market == 0 {
+			scope = scopeRegionReadSQL
+		}
+		b.Queue(scope, scopeArgs(sc)...)
 		queue(b)
 		return conn.SendBatch(ctx, b).Close()
 	}

@@ -180,6 +180,90 @@ func TestAppRoleIsBoundByRLS(t *testing.T) {
 	}
 }
 
+// TestRegionReader checks the role a read runs as, and what that role may
+// do when the router is bypassed.
+func TestRegionReader(t *testing.T) {
+	cfg := deploy(t, "rrole", twoShards())
+	insertMarkets(t, cfg)
+	m, err := shardmap.Open(cfg, shardmap.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	sh, err := m.For("03")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, tt := range []struct {
+		scope regions.Scope
+		want  string
+	}{
+		{regions.Scope{Region: "03"}, shardmap.RegionReader},
+		{regions.Scope{Region: "03", Province: "016"}, "dms_app"},
+		{regions.Scope{Region: "03", Province: "015", Comune: "015146"}, "dms_app"},
+		{regions.Scope{Region: "03", Market: 1}, "dms_app"},
+	} {
+		if got := strings.Join(marketNames(t, sh, tt.scope, `SELECT current_user::text`), ""); got != tt.want {
+			t.Errorf("Read(%+v) runs as %q, want %q", tt.scope, got, tt.want)
+		}
+		// The switch ends with the read: a write transaction on the
+		// same pool runs as the login role.
+		var user string
+		err := sh.Tx(ctx, tt.scope, pgx.ReadWrite, func(tx pgx.Tx) error {
+			return tx.QueryRow(ctx, `SELECT current_user::text`).Scan(&user)
+		})
+		if err != nil || user != "dms_app" {
+			t.Errorf("Tx(%+v) after a read runs as %q (%v), want dms_app", tt.scope, user, err)
+		}
+	}
+
+	conn, err := pgx.Connect(ctx, sh.Config().Primary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	sql := func(q string) error {
+		_, err := conn.Exec(ctx, q)
+		return err
+	}
+	// dms_region may read its region, and nothing else.
+	if err := sql(`BEGIN; SET LOCAL ROLE dms_region; SELECT set_config('dms.region', '3', true)`); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM markets`).Scan(&n); err != nil || n != 2 {
+		t.Errorf("dms_region in region 03 counts %d markets (%v), want 2", n, err)
+	}
+	for _, q := range []string{
+		`UPDATE markets SET name = 'x'`,
+		`INSERT INTO audit_log (region_id) VALUES (3)`,
+		`SELECT * FROM audit_log`,
+		`SELECT * FROM idempotency_keys`,
+	} {
+		if err := sql(`SAVEPOINT s; ` + q); err == nil || !strings.Contains(err.Error(), "permission denied") {
+			t.Errorf("as dms_region, %s: %v, want permission denied", q, err)
+		}
+		if err := sql(`ROLLBACK TO SAVEPOINT s`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sql(`ROLLBACK`); err != nil {
+		t.Fatal(err)
+	}
+	// Without the switch, dms_app holds none of dms_region's policies: a
+	// comune scope still narrows.
+	if err := sql(`BEGIN; SELECT set_config('dms.region', '3', true), set_config('dms.comune', '015146', true)`); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM markets`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("dms_app in comune 015146 counts %d markets (%v), want 1", n, err)
+	}
+	if err := sql(`ROLLBACK`); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestLoadConfig(t *testing.T) {
 	dir := t.TempDir()
 	write := func(body string) string {
