@@ -70,6 +70,13 @@ type national struct {
 	// when the database's stamp differs (registry.Summary).
 	vendorMu   sync.Mutex
 	vendorSets map[string]vendorSet
+	// distinct is the last national count of distinct partite IVA and the
+	// region sets it merged (shard/region@version, in region order): while
+	// no region's set changes, the count is the same.
+	distinct struct {
+		of string
+		n  int64
+	}
 
 	// Hooks for tests: legs counts the legs run; onLeg, when set, is called
 	// as each leg starts; settings, when set, replaces the configuration's

@@ -1362,3 +1362,28 @@ func TestStatusCountsRollup(t *testing.T) {
 		t.Errorf("after TRUNCATE of concessions, %d stall counts are left (%v); want them kept", n, err)
 	}
 }
+
+func TestCountDistinctRemembersVersions(t *testing.T) {
+	var n national
+	a := [][]int64{{1, 2, 3}, {2, 3, 4}}
+	if got := n.countDistinct("01@7 02@9 ", a); got != 4 {
+		t.Fatalf("countDistinct = %d, want 4", got)
+	}
+	// The same versions name the same sets: the count is remembered (the
+	// sets passed are not even looked at).
+	if got := n.countDistinct("01@7 02@9 ", nil); got != 4 {
+		t.Errorf("countDistinct of the same versions = %d, want the remembered 4", got)
+	}
+	// A changed version is counted afresh.
+	b := [][]int64{{1, 2, 3}, {2, 3, 4, 5, 6}}
+	if got := n.countDistinct("01@7 02@10 ", b); got != 6 {
+		t.Errorf("countDistinct after a change = %d, want 6", got)
+	}
+	// A region without a stamp is never taken from memory.
+	if got := n.countDistinct("01@7 02@0 ", a); got != 4 {
+		t.Errorf("countDistinct with an unstamped set = %d, want 4", got)
+	}
+	if got := n.countDistinct("01@7 02@0 ", b); got != 6 {
+		t.Errorf("countDistinct with an unstamped set = %d, want 6", got)
+	}
+}

@@ -189,7 +189,7 @@ func (g *generator) presencesTx(ctx context.Context, conn *pgx.Conn, sh *shard, 
 }
 
 // copyDaily COPYs the presence counts of every market day of the shard's
-// regions into presence_daily, in key order, as its triggers would have
+// regions into presence_daily, day after day, as its triggers would have
 // counted them (a kind with no presence that day has no row); its own
 // triggers keep presence_monthly.
 func (g *generator) copyDaily(ctx context.Context, tx pgx.Tx, sh *shard) error {
@@ -197,12 +197,13 @@ func (g *generator) copyDaily(ctx context.Context, tx pgx.Tx, sh *shard) error {
 	total := 0
 	for _, r := range sh.regions {
 		rd := g.regions[r.Num()]
-		// Generated a month at a time: put each market's days together.
+		// In the order market days write them: a day's rows together,
+		// as the national summary reads them (one region, one date).
 		slices.SortFunc(rd.daily, func(a, b dailyCount) int {
-			if a.market != b.market {
-				return int(a.market - b.market)
+			if a.date != b.date {
+				return int(a.date - b.date)
 			}
-			return int(a.date - b.date)
+			return int(a.market - b.market)
 		})
 		all = append(all, rd)
 		total += len(rd.daily)
