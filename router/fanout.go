@@ -71,8 +71,8 @@ type national struct {
 	vendorMu   sync.Mutex
 	vendorSets map[string]vendorSet
 	// distinct is the last national count of distinct partite IVA and the
-	// region sets it merged (shard/region@version, in region order): while
-	// no region's set changes, the count is the same.
+	// sets it merged (region@version, in region order): while no region's
+	// set changes, the count is the same.
 	distinct struct {
 		of string
 		n  int64

@@ -157,7 +157,8 @@ func (s *Server) nationalSummary(c *gin.Context) error {
 			ByRegion: []regionFigures{},
 		}
 		var sets [][]int64
-		var versions strings.Builder
+		var versions strings.Builder // region@version of each set merged; "" when one has no stamp
+		stamped := true
 		for _, o := range l.ok {
 			v := o.value
 			f := summaryFigures{MarketsActive: v.MarketsActive, Stalls: v.Stalls, Concessions: v.Concessions,
@@ -175,6 +176,10 @@ func (s *Server) nationalSummary(c *gin.Context) error {
 			}
 			sets = append(sets, v.PartiteIVA)
 			fmt.Fprintf(&versions, "%s@%d ", o.region, v.VendorsVersion)
+			stamped = stamped && v.VendorsVersion != 0
+		}
+		if !stamped {
+			versions.Reset()
 		}
 		res.Total.Vendors = s.national.countDistinct(versions.String(), sets)
 		return finish(ctx, s.national, "/v1/national/summary", l, res)
@@ -195,25 +200,25 @@ func (n *national) vendorSet(key string) vendorSet {
 }
 
 // countDistinct returns the number of distinct partite IVA in sets, the
-// regions' sets that versions names (every region's version stamp, in
-// region order). Merging 40,000-odd numbers costs milliseconds, and a
-// set with a version is never changed, so the count of the same versions
-// is remembered. A region whose set has no stamp (version 0) is merged
-// afresh every time.
+// regions' sets that versions names (each region's version stamp, in region
+// order). Merging 40,000-odd numbers costs milliseconds, and a set with a
+// stamp never changes, so the count of the same versions is remembered.
+// Empty versions (some set has no stamp) are merged afresh every time.
 func (n *national) countDistinct(versions string, sets [][]int64) int64 {
-	if strings.Contains(versions, "@0 ") {
-		return countDistinct(sets)
+	if versions != "" {
+		n.vendorMu.Lock()
+		d := n.distinct
+		n.vendorMu.Unlock()
+		if d.of == versions {
+			return d.n
+		}
 	}
-	n.vendorMu.Lock()
-	if n.distinct.of == versions {
-		defer n.vendorMu.Unlock()
-		return n.distinct.n
-	}
-	n.vendorMu.Unlock()
 	c := countDistinct(sets)
-	n.vendorMu.Lock()
-	defer n.vendorMu.Unlock()
-	n.distinct.of, n.distinct.n = versions, c
+	if versions != "" {
+		n.vendorMu.Lock()
+		n.distinct.of, n.distinct.n = versions, c
+		n.vendorMu.Unlock()
+	}
 	return c
 }
 
