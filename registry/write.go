@@ -235,6 +235,12 @@ func checkField(constraint string) string {
 	return "body"
 }
 
+// isPgConstraint reports whether err is a PostgreSQL error about constraint name.
+func isPgConstraint(err error, name string) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.ConstraintName == name
+}
+
 func isPgCode(err error, codes ...string) bool {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) {

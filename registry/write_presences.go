@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -26,15 +27,6 @@ type CheckIn struct {
 	Given     bool
 }
 
-// checkState is what a check-in is validated against, read in one round trip.
-type checkState struct {
-	Comune      *string `db:"comune"`
-	Stato       *string `db:"stato"`
-	StallMarket *int64  `db:"stall_market"`
-	ConcStatus  *string `db:"conc_status"`
-	ConcStall   *int64  `db:"conc_stall"`
-}
-
 // concessionOfRow is the lateral subquery that finds the concession of a
 // check-in's vendor in its market on its day: the one on the given stall
 // first, an ATTIVA one before others. Its outer query names the row r with
@@ -45,6 +37,66 @@ const concessionOfRow = `SELECT c.status, c.stall_id FROM concessions c
 	ORDER BY c.stall_id = r.stall_id DESC NULLS LAST, c.status = 'ATTIVA' DESC, c.id
 	LIMIT 1`
 
+// presenceJSON is presence p as JSON, the way Presence decodes it, with
+// times in UTC.
+const presenceJSON = `json_build_object('id', p.id, 'region', lpad(p.region_id::text, 2, '0'),
+	'market_id', p.market_id, 'vendor_id', p.vendor_id, 'stall_id', p.stall_id,
+	'date', to_char(p.date, 'YYYY-MM-DD'), 'kind', p.kind,
+	'checkin_at', to_char(p.checkin_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+	'checkout_at', to_char(p.checkout_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))`
+
+// checkInStatement validates one check-in by the rules of a batch row (the
+// row v, coded by rowCodeSQL) and, when it passes, records it with its
+// audit row, unless the vendor or the stall has a presence that day already
+// (ON CONFLICT DO NOTHING: a concurrent check-in of either is waited for).
+// It selects the code and its detail, the stall the check-in takes, and the
+// presence it recorded as JSON (NULL when none). extra is a further common
+// table expression over out, the recorded presence, or "". The statement
+// needs writeArgs and @market, @vendor, @stall, @date, @kind and @checkin.
+func checkInStatement(extra string) string {
+	return `WITH r AS (
+	SELECT @market::bigint AS market_id, @vendor::bigint AS vendor_id, @stall::bigint AS stall_id,
+		@date::date AS date, @kind::text AS kind
+), s AS (
+	SELECT r.market_id, r.vendor_id, r.date, r.kind, r.stall_id AS given_stall,
+		m.comune, m.id IS NOT NULL AS market_ok, vd.stato AS vendor_stato, sl.market_id AS stall_market,
+		c.status AS conc_status, c.stall_id AS conc_stall,
+		to_regclass(format('public.vendor_presences_%s', to_char(r.date, 'YYYY_MM'))) IS NOT NULL AS partition_ok,
+		CASE WHEN r.kind = 'CONCESSION' THEN coalesce(r.stall_id, c.stall_id) ELSE r.stall_id END AS stall_id
+	FROM r
+	LEFT JOIN markets m ON m.id = r.market_id AND m.region_id = @region
+	LEFT JOIN vendors vd ON vd.id = r.vendor_id AND vd.region_id = @region
+	LEFT JOIN stalls sl ON sl.id = r.stall_id AND sl.region_id = @region
+	LEFT JOIN LATERAL (` + concessionOfRow + `) c ON true
+), v AS (
+	SELECT s.*, ` + rowCodeSQL + ` AS code, ` + rowDetailSQL + ` AS detail FROM s
+), ins AS (
+	INSERT INTO vendor_presences (id, region_id, market_id, comune, vendor_id, stall_id, date, kind, checkin_at)
+	SELECT dms.next_id('vendor_presences', @region::smallint), @region, market_id, comune, vendor_id, stall_id,
+		date, kind, @checkin
+	FROM v WHERE code IS NULL
+	ON CONFLICT DO NOTHING
+	RETURNING *
+), ` + auditCTE("audit", "checkin", "presence", "n.id, NULL, to_jsonb(n) FROM ins n") + `,
+out AS (
+	SELECT ` + presenceJSON + ` AS body FROM ins p
+)` + extra + `
+SELECT v.code, v.detail, v.stall_id, (SELECT body FROM out) FROM v`
+}
+
+var (
+	// checkInSQL is a check-in without an Idempotency-Key.
+	checkInSQL = checkInStatement("")
+	// checkInKeptSQL is a check-in with an Idempotency-Key, which it stores
+	// with the recorded presence; it fails with a unique violation when the
+	// key is stored already or a concurrent request holds it (whose commit
+	// it waits for). It also needs @key_user, @key and @fingerprint.
+	checkInKeptSQL = checkInStatement(`, kept AS (
+	INSERT INTO idempotency_keys (region_id, user_sub, key, fingerprint, created, response)
+	SELECT @region, @key_user, @key, @fingerprint, true, body FROM out
+)`)
+)
+
 // CheckInVendor records check-in in in scope sc. A CONCESSION check-in
 // needs the vendor's concession in that market on that day, and takes its
 // stall when none is given; a SPUNTA check-in is refused to a holder of an
@@ -54,94 +106,120 @@ const concessionOfRow = `SELECT c.status, c.stall_id FROM concessions c
 // the one recorded (same vendor, kind, the stall and time when given)
 // returns the recorded presence with Created false. The market not in scope
 // is ErrNotFound; a vendor or stall not in scope a *MissingError.
+//
+// A new check-in, the common case, is one statement sent in one round
+// trip with its scope and committed with it (Shard.Batch), key included:
+// the check-ins of one market day serialize on its rollup row, which each
+// holds from its insert to its commit, so that time must not include a
+// round trip to the router. A check-in that meets a recorded presence or a
+// stored Idempotency-Key goes the general way (write), which replays,
+// refuses or answers with the recorded presence.
 func CheckInVendor(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, in CheckIn) (Result[Presence], error) {
+	args := writeArgs(sc, w, pgx.NamedArgs{"market": in.MarketID, "vendor": in.VendorID, "stall": in.StallID,
+		"date": in.Date, "kind": in.Kind, "checkin": in.CheckinAt})
+	sql := checkInSQL
+	if w.Key != "" {
+		sql = checkInKeptSQL
+		args["key_user"], args["key"], args["fingerprint"] = sc.User, w.Key, w.Fingerprint
+	}
+	var row checkInRow
+	err := sh.Batch(ctx, sc, func(b *pgx.Batch) {
+		b.Queue(sql, args).QueryRow(row.scan)
+	})
+	switch {
+	case isPgConstraint(err, "idempotency_keys_pkey") || isPgCode(err, "40001", "40P01"):
+		// The key is stored or was being stored; or the race was lost.
+	case err != nil:
+		return Result[Presence]{}, mapError(err)
+	case row.code != nil:
+		return Result[Presence]{}, row.err()
+	case row.body != nil:
+		p, err := row.presence()
+		return Result[Presence]{Value: p, Created: true}, err
+	}
 	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Presence, bool, error) {
-		region := int16(sc.Region.Num())
-		rows, err := tx.Query(ctx, `SELECT m.comune, v.stato, s.market_id AS stall_market,
-				c.status AS conc_status, c.stall_id AS conc_stall
-			FROM (SELECT @market::bigint AS market_id, @vendor::bigint AS vendor_id, @stall::bigint AS stall_id, @date::date AS date) r
-			LEFT JOIN markets m ON m.id = r.market_id AND m.region_id = @region
-			LEFT JOIN vendors v ON v.id = r.vendor_id AND v.region_id = @region
-			LEFT JOIN stalls s ON s.id = r.stall_id AND s.region_id = @region
-			LEFT JOIN LATERAL (`+concessionOfRow+`) c ON true`,
-			pgx.NamedArgs{"region": region, "market": in.MarketID, "vendor": in.VendorID, "stall": in.StallID, "date": in.Date})
-		st, err := collectOne[checkState](rows, err)
-		if err != nil {
+		var row checkInRow
+		if err := row.scan(tx.QueryRow(ctx, checkInSQL, args)); err != nil {
 			return Presence{}, false, err
 		}
-		stall := in.StallID
-		switch {
-		case st.Comune == nil:
-			return Presence{}, false, ErrNotFound
-		case st.Stato == nil:
-			return Presence{}, false, &MissingError{Field: "vendor_id"}
-		case *st.Stato != "ATTIVA":
-			return Presence{}, false, conflict("the vendor is %s", *st.Stato)
-		case in.StallID != nil && (st.StallMarket == nil || *st.StallMarket != in.MarketID):
-			return Presence{}, false, &MissingError{Field: "stall_id"}
-		case st.ConcStatus != nil && *st.ConcStatus != "ATTIVA":
-			return Presence{}, false, conflict("the vendor's concession in this market is %s", *st.ConcStatus)
-		case in.Kind == "CONCESSION" && st.ConcStatus == nil:
-			return Presence{}, false, conflict("the vendor holds no concession in this market on %s", in.Date.Format(time.DateOnly))
-		case in.Kind == "CONCESSION" && in.StallID != nil && *st.ConcStall != *in.StallID:
-			return Presence{}, false, conflict("the vendor's concession is for stall %d", *st.ConcStall)
-		case in.Kind == "SPUNTA" && st.ConcStatus != nil:
-			return Presence{}, false, conflict("the vendor holds an ATTIVA concession in this market: check in as CONCESSION")
-		case in.Kind == "CONCESSION" && in.StallID == nil:
-			stall = st.ConcStall
+		if row.code != nil {
+			return Presence{}, false, row.err()
 		}
-		args := writeArgs(sc, w, pgx.NamedArgs{"market": in.MarketID, "comune": *st.Comune, "vendor": in.VendorID,
-			"stall": stall, "date": in.Date, "kind": in.Kind, "checkin": in.CheckinAt})
-		rows, err = tx.Query(ctx, `WITH ins AS (
-				INSERT INTO vendor_presences (id, region_id, market_id, comune, vendor_id, stall_id, date, kind, checkin_at)
-				VALUES (dms.next_id('vendor_presences', @region::smallint), @region, @market, @comune, @vendor, @stall,
-					@date, @kind, @checkin)
-				ON CONFLICT DO NOTHING
-				RETURNING *
-			), `+auditCTE("audit", "checkin", "presence", "n.id, NULL, to_jsonb(n) FROM ins n")+`
-			SELECT `+presenceCols+` FROM ins p`, args)
-		if err != nil {
-			return Presence{}, false, err
+		if row.body != nil {
+			p, err := row.presence()
+			return p, true, err
 		}
-		made, err := pgx.CollectRows(rows, pgx.RowToStructByName[Presence])
-		if err != nil || len(made) == 1 {
-			return first(made), true, err
-		}
-		// The vendor or the stall has a presence that day already (perhaps
-		// one a concurrent request has just committed): the same check-in
-		// again is answered with it, anything else is a conflict.
-		rows, err = tx.Query(ctx, `SELECT `+presenceCols+` FROM vendor_presences p
-			WHERE p.market_id = $1 AND p.date = $2 AND (p.vendor_id = $3 OR p.stall_id = $4)
-			ORDER BY p.vendor_id = $3 DESC`, in.MarketID, in.Date, in.VendorID, stall)
-		if err != nil {
-			return Presence{}, false, err
-		}
-		found, err := pgx.CollectRows(rows, pgx.RowToStructByName[Presence])
-		if err != nil {
-			return Presence{}, false, err
-		}
-		if len(found) == 0 {
-			return Presence{}, false, errRetry // the conflicting row went away
-		}
-		p := found[0]
-		if p.VendorID != in.VendorID {
-			return Presence{}, false, conflict("the stall is already taken on %s", in.Date.Format(time.DateOnly))
-		}
-		if p.Kind != in.Kind || (in.StallID != nil && (p.StallID == nil || *p.StallID != *in.StallID)) ||
-			(in.Given && !p.CheckinAt.Equal(in.CheckinAt)) {
-			return Presence{}, false, conflict("the vendor has already checked in at this market on %s (presence %d)",
-				in.Date.Format(time.DateOnly), p.ID)
-		}
-		return p, false, nil
+		return recordedPresence(ctx, tx, in, row.stall)
 	})
 }
 
-func first[T any](s []T) T {
-	var zero T
-	if len(s) == 0 {
-		return zero
+// checkInRow is what checkInSQL selects.
+type checkInRow struct {
+	code, detail *string
+	stall        *int64
+	body         []byte
+}
+
+func (r *checkInRow) scan(row pgx.Row) error { return row.Scan(&r.code, &r.detail, &r.stall, &r.body) }
+
+// err is the error of the row's code: the batch row's reason, as a
+// *ConflictError unless something named does not exist.
+func (r *checkInRow) err() error {
+	c := rowCode{Code: *r.code}
+	if r.detail != nil {
+		c.Detail = *r.detail
 	}
-	return s[0]
+	switch c.Code {
+	case "market":
+		return ErrNotFound
+	case "vendor", "stall":
+		return &MissingError{Field: c.rowError().Field}
+	case "partition":
+		return &InvalidError{Field: "checkin_at", Reason: "outside the stored range: no presences are kept for that month"}
+	}
+	return &ConflictError{Reason: c.rowError().Reason}
+}
+
+func (r *checkInRow) presence() (Presence, error) {
+	var p Presence
+	if err := json.Unmarshal(r.body, &p); err != nil {
+		return p, fmt.Errorf("decode check-in: %w", err)
+	}
+	return p, nil
+}
+
+// recordedPresence answers check-in in, which takes stall, when it met a
+// presence of its vendor or stall that day (perhaps one a concurrent
+// request has just committed): the same check-in again is answered with
+// it, anything else is a conflict.
+func recordedPresence(ctx context.Context, tx pgx.Tx, in CheckIn, stall *int64) (Presence, bool, error) {
+	rows, err := tx.Query(ctx, `SELECT `+presenceJSON+` FROM vendor_presences p
+		WHERE p.market_id = $1 AND p.date = $2 AND (p.vendor_id = $3 OR p.stall_id = $4)
+		ORDER BY p.vendor_id = $3 DESC
+		LIMIT 1`, in.MarketID, in.Date, in.VendorID, stall)
+	if err != nil {
+		return Presence{}, false, err
+	}
+	body, err := pgx.CollectExactlyOneRow(rows, pgx.RowTo[[]byte])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Presence{}, false, errRetry // the conflicting row went away
+	}
+	if err != nil {
+		return Presence{}, false, err
+	}
+	p, err := (&checkInRow{body: body}).presence()
+	if err != nil {
+		return p, false, err
+	}
+	if p.VendorID != in.VendorID {
+		return Presence{}, false, conflict("the stall is already taken on %s", in.Date.Format(time.DateOnly))
+	}
+	if p.Kind != in.Kind || (in.StallID != nil && (p.StallID == nil || *p.StallID != *in.StallID)) ||
+		(in.Given && !p.CheckinAt.Equal(in.CheckinAt)) {
+		return Presence{}, false, conflict("the vendor has already checked in at this market on %s (presence %d)",
+			in.Date.Format(time.DateOnly), p.ID)
+	}
+	return p, false, nil
 }
 
 // MaxBatchRows is the most rows IngestPresences takes in one call.

@@ -570,52 +570,69 @@ func TestConcurrentCheckIns(t *testing.T) {
 	e := newEnv(t, "wconc", false)
 	nw := e.shardDSN(t, "nw")
 	exec(t, nw, `INSERT INTO vendors (id, region_id, partita_iva, codice_fiscale, denominazione, comune)
-		VALUES (dms.next_id('vendors', 3::smallint), 3, '00000000101', '00000000101', 'Spuntista', '015146')`)
-	vendor := regions.MakeID("03", 3)
-	body := fmt.Sprintf(`{"vendor_id":%d,"kind":"SPUNTA"}`, vendor)
-	const n = 32
-	statuses := make([]int, n)
-	presenceIDs := make([]any, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, _ := http.NewRequest("POST", e.srv.URL+"/v1/markets/"+ids(milano)+"/presences", strings.NewReader(body))
-			req.Header.Set("Authorization", "Bearer "+e.tokens["milano"])
-			res, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Error(err)
-				return
+		SELECT dms.next_id('vendors', 3::smallint), 3, lpad(n::text, 11, '0'), lpad(n::text, 11, '0'), 'Spuntista ' || n, '015146'
+		FROM generate_series(101, 102) n`)
+	// 32 check-ins of one vendor at once, without a key and then (another
+	// vendor) all with the same key: one presence each time, answered to all.
+	for _, tt := range []struct {
+		vendor     int64
+		key        string
+		replayWant int // the status of the check-ins that did not create it
+	}{
+		{regions.MakeID("03", 3), "", 200},
+		{regions.MakeID("03", 4), "same-key", 201},
+	} {
+		body := fmt.Sprintf(`{"vendor_id":%d,"kind":"SPUNTA"}`, tt.vendor)
+		const n = 32
+		statuses := make([]int, n)
+		presenceIDs := make([]any, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, _ := http.NewRequest("POST", e.srv.URL+"/v1/markets/"+ids(milano)+"/presences", strings.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+e.tokens["milano"])
+				if tt.key != "" {
+					req.Header.Set("Idempotency-Key", tt.key)
+				}
+				res, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer res.Body.Close()
+				var v map[string]any
+				_ = json.NewDecoder(res.Body).Decode(&v)
+				statuses[i], presenceIDs[i] = res.StatusCode, v["id"]
+			}()
+		}
+		wg.Wait()
+		created := 0
+		for i, s := range statuses {
+			switch {
+			case s == 201 && tt.key == "":
+				created++
+			case s == tt.replayWant:
+			default:
+				t.Errorf("key %q: check-in %d = %d, want 201 once and %d otherwise", tt.key, i, s, tt.replayWant)
 			}
-			defer res.Body.Close()
-			var v map[string]any
-			_ = json.NewDecoder(res.Body).Decode(&v)
-			statuses[i], presenceIDs[i] = res.StatusCode, v["id"]
-		}()
-	}
-	wg.Wait()
-	created := 0
-	for i, s := range statuses {
-		switch s {
-		case 201:
-			created++
-		case 200:
-		default:
-			t.Errorf("check-in %d = %d, want 201 once and 200 otherwise", i, s)
+			if presenceIDs[i] != presenceIDs[0] {
+				t.Errorf("key %q: check-in %d answered presence %v, check-in 0 presence %v", tt.key, i, presenceIDs[i], presenceIDs[0])
+			}
 		}
-		if presenceIDs[i] != presenceIDs[0] {
-			t.Errorf("check-in %d answered presence %v, check-in 0 presence %v", i, presenceIDs[i], presenceIDs[0])
+		if tt.key == "" && created != 1 {
+			t.Errorf("%d check-ins created a presence, want 1", created)
+		}
+		if got := scalar(t, nw, `SELECT count(*) FROM vendor_presences WHERE vendor_id = $1`, tt.vendor); got != 1 {
+			t.Errorf("key %q: 32 concurrent check-ins left %d rows, want 1", tt.key, got)
+		}
+		if got := scalar(t, nw, `SELECT count(*) FROM audit_log WHERE entity = 'presence' AND after->>'vendor_id' = $1`, ids(tt.vendor)); got != 1 {
+			t.Errorf("key %q: audit rows of the check-in = %d, want 1", tt.key, got)
 		}
 	}
-	if created != 1 {
-		t.Errorf("%d check-ins created a presence, want 1", created)
-	}
-	if got := scalar(t, nw, `SELECT count(*) FROM vendor_presences WHERE vendor_id = $1`, vendor); got != 1 {
-		t.Errorf("32 concurrent check-ins left %d rows, want 1", got)
-	}
-	if got := scalar(t, nw, `SELECT count(*) FROM audit_log WHERE entity = 'presence' AND after->>'vendor_id' = $1`, ids(vendor)); got != 1 {
-		t.Errorf("audit rows of the check-in = %d, want 1", got)
+	if got := scalar(t, nw, `SELECT count(*) FROM idempotency_keys WHERE key = 'same-key' AND created`); got != 1 {
+		t.Errorf("stored keys = %d, want 1", got)
 	}
 	checkRollup(t, nw)
 	if sh, _ := e.m.For("03"); sh.State() != "closed" {
@@ -878,9 +895,21 @@ func TestIdempotencyKey(t *testing.T) {
 	checkin := fmt.Sprintf(`{"vendor_id":%d,"kind":"SPUNTA","checkin_at":"2026-06-14T07:00:00+02:00"}`, vendorFB)
 	c1 := e.do(t, "milano", "POST", "/v1/markets/"+ids(milano)+"/presences", checkin, "Idempotency-Key", "c1")
 	c2 := e.do(t, "milano", "POST", "/v1/markets/"+ids(milano)+"/presences", checkin, "Idempotency-Key", "c1")
-	if c1.status != 201 || c2.status != 201 || c1.raw != c2.raw {
+	if c1.status != 201 || c2.status != 201 || c1.raw != c2.raw || c2.header.Get("Idempotent-Replayed") != "true" {
 		t.Errorf("check-in and its replay = %d %s / %d %s", c1.status, c1.raw, c2.status, c2.raw)
 	}
+	// The same key with another check-in, one that would be written: 422,
+	// and nothing of it is.
+	exec(t, nw, `INSERT INTO vendors (id, region_id, partita_iva, codice_fiscale, denominazione, comune)
+		VALUES (dms.next_id('vendors', 3::smallint), 3, '00000000103', '00000000103', 'Spuntista', '015146')`)
+	other := fmt.Sprintf(`{"vendor_id":%d,"kind":"SPUNTA","stall_id":%d,"checkin_at":"2026-06-14T07:00:00+02:00"}`, regions.MakeID("03", 3), stallMI2)
+	before := writtenRows(t, nw)
+	wantStatus(t, "same key, another check-in", e.do(t, "milano", "POST", "/v1/markets/"+ids(milano)+"/presences", other, "Idempotency-Key", "c1"), 422)
+	if after := writtenRows(t, nw); after != before {
+		t.Errorf("a check-in refused for its key wrote:\nbefore %s\nafter  %s", before, after)
+	}
+	wantStatus(t, "that check-in with its own key", e.do(t, "milano", "POST", "/v1/markets/"+ids(milano)+"/presences", other, "Idempotency-Key", "c2"), 201)
+	checkRollup(t, nw)
 }
 
 // TestSpunta computes the graduatoria and the assignment by hand:
@@ -1001,6 +1030,7 @@ func TestReadOnlyRegion(t *testing.T) {
 		{"stall", "POST", "/v1/markets/" + ids(roma) + "/stalls", `{"number":1,"type":"fisso","area_mq":9}`},
 		{"vendor", "POST", "/v1/vendors", `{"partita_iva":"` + partitaIVA("0777777777") + `","codice_fiscale":"RSSMRA80A01H501U","denominazione":"x","comune":"058091"}`},
 		{"batch", "POST", "/v1/presences/batch", fmt.Sprintf(`{"rows":[{"market_id":%d,"vendor_id":%d,"date":"2026-06-10","kind":"SPUNTA"}]}`, roma, regions.MakeID("12", 1))},
+		{"check-in", "POST", "/v1/markets/" + ids(roma) + "/presences", fmt.Sprintf(`{"vendor_id":%d,"kind":"SPUNTA"}`, regions.MakeID("12", 1))},
 		{"spunta", "POST", "/v1/markets/" + ids(roma) + "/spunta", ``},
 	}
 	for i := range 2 {

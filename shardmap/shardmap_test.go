@@ -549,3 +549,66 @@ func TestFrozenDatabaseRefusesWrites(t *testing.T) {
 		t.Errorf("breaker after refused writes = %s, want closed", got)
 	}
 }
+
+// TestBatchIsOneTransaction checks that Batch's statements commit together
+// or not at all, under the scope's row-level security.
+func TestBatchIsOneTransaction(t *testing.T) {
+	cfg := deploy(t, "batch", twoShards())
+	m, err := shardmap.Open(cfg, shardmap.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	sh, _ := m.For("03")
+	ctx := context.Background()
+	sc := regions.Scope{Region: "03"}
+	insert := func(code string) string {
+		return `INSERT INTO markets (id, region_id, code, name, province, comune)
+			VALUES (dms.next_id('markets', 3::smallint), 3, '` + code + `', 'x', '015', '015146')`
+	}
+	count := func() int {
+		var n int
+		err := sh.Read(ctx, sc, func(b *pgx.Batch) {
+			b.Queue(`SELECT count(*) FROM markets`).QueryRow(func(r pgx.Row) error { return r.Scan(&n) })
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	// The second statement fails: the first one's row is gone too.
+	err = sh.Batch(ctx, sc, func(b *pgx.Batch) {
+		b.Queue(insert("MI001"))
+		b.Queue(`SELECT 1 / 0`)
+	})
+	if err == nil || !strings.Contains(err.Error(), "division by zero") {
+		t.Fatalf("Batch with a failing statement = %v, want division by zero", err)
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("a failed batch left %d markets, want 0", n)
+	}
+	// A row of another region is refused by row-level security, and the
+	// whole batch with it.
+	err = sh.Batch(ctx, sc, func(b *pgx.Batch) {
+		b.Queue(insert("MI002"))
+		b.Queue(`INSERT INTO markets (id, region_id, code, name, province, comune)
+			VALUES (dms.next_id('markets', 1::smallint), 1, 'TO001', 'x', '001', '001272')`)
+	})
+	if err == nil || !strings.Contains(err.Error(), "row-level security") {
+		t.Fatalf("Batch writing outside its region = %v, want a row-level security error", err)
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("a refused batch left %d markets, want 0", n)
+	}
+	err = sh.Batch(ctx, sc, func(b *pgx.Batch) {
+		b.Queue(insert("MI003"))
+		b.Queue(insert("MI004"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 2 {
+		t.Fatalf("markets after a good batch = %d, want 2", n)
+	}
+}
