@@ -138,7 +138,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// and the check-ins, each on days of its own, all before today and
 	// inside the partitions the schema keeps (the past 13 months).
 	days := (o.rows + perDay - 1) / perDay
-	measured := 4*days + 1
+	measured := 4*days + 2
 	prefillDays := o.prefill / perDay
 	first := today.AddDate(0, 0, -(prefillDays + measured + 1))
 	if first.Before(today.AddDate(0, -12, 0)) {
@@ -215,7 +215,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	for range days {
 		copyDays = append(copyDays, next())
 	}
-	checkinDay := next()
+	checkinDay, keyedDay := next(), next()
 
 	// The three ingest methods run in rounds of o.batch rows each, one
 	// method after the other within a round, so that all three see the same
@@ -305,43 +305,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			bt.Round(time.Millisecond), pt.Round(time.Millisecond), nt.Round(time.Millisecond), ct.Round(time.Millisecond))
 	}
 
-	// 4. Single check-ins, o.clients at a time.
-	rows := presenceRows(holders, []time.Time{checkinDay}, rome)[:o.checkins]
-	lat := make([]time.Duration, len(rows))
-	var wg sync.WaitGroup
-	work := make(chan int)
-	var failed error
-	var mu sync.Mutex
-	start := time.Now()
-	for range o.clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				r := rows[i]
-				b := fmt.Sprintf(`{"vendor_id":%d,"kind":"CONCESSION","stall_id":%d,"checkin_at":%q}`, r.VendorID, *r.StallID, *r.CheckinAt)
-				t := time.Now()
-				status, body, err := post(ctx, client, fmt.Sprintf("%s/v1/markets/%d/presences", base, r.MarketID), token, []byte(b), "")
-				lat[i] = time.Since(t)
-				if err == nil && status != http.StatusCreated {
-					err = fmt.Errorf("check-in: %d %s", status, body)
-				}
-				if err != nil {
-					mu.Lock()
-					failed = err
-					mu.Unlock()
-				}
-			}
-		}()
+	// 4. Single check-ins, o.clients at a time: without an Idempotency-Key,
+	// and on the next day with one per check-in, as a client that retries
+	// safely sends them.
+	plain, err := checkIns(ctx, client, base, token, presenceRows(holders, []time.Time{checkinDay}, rome)[:o.checkins], o.clients, "")
+	if err != nil {
+		return err
 	}
-	for i := range rows {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	checkinTime := time.Since(start)
-	if failed != nil {
-		return failed
+	keyed, err := checkIns(ctx, client, base, token, presenceRows(holders, []time.Time{keyedDay}, rome)[:o.checkins], o.clients, "checkin-")
+	if err != nil {
+		return err
 	}
 
 	// Every method wrote exactly its rows, and the rollup kept up.
@@ -349,7 +322,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		name string
 		days []time.Time
 		want int
-	}{{"batch", batchDays, o.rows}, {"plan", planDays, o.rows}, {"plan with dms.next_id", nextIDDays, o.rows}, {"copy", copyDays, o.rows}, {"check-ins", []time.Time{checkinDay}, o.checkins}} {
+	}{{"batch", batchDays, o.rows}, {"plan", planDays, o.rows}, {"plan with dms.next_id", nextIDDays, o.rows}, {"copy", copyDays, o.rows}, {"check-ins", []time.Time{checkinDay}, o.checkins}, {"check-ins with a key", []time.Time{keyedDay}, o.checkins}} {
 		n, err := count(ctx, admin, `SELECT count(*) FROM vendor_presences WHERE date = ANY($1)`, c.days)
 		if err != nil {
 			return err
@@ -367,8 +340,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	rate := func(d time.Duration) float64 { return float64(o.rows) / d.Seconds() }
-	slices.Sort(lat)
-	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
 	var sb strings.Builder
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Fprintf(&sb, "dmsingest: %s, %d cores, Go %s, load average %s; region %s on one shard: %d markets, %d stalls, %d presences stored before the run\n\n",
@@ -384,11 +355,73 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fmt.Fprintf(&sb, "| raw COPY into vendor_presences as owner (no validation, floor) | 1 | %.2f | %.0f | %.2fx |\n\n",
 		copyTime.Seconds(), rate(copyTime), planTime.Seconds()/copyTime.Seconds())
 	fmt.Fprintf(&sb, "| single check-in, %d clients | check-ins | p50 ms | p95 ms | p99 ms | max ms | check-ins/s |\n|---|---|---|---|---|---|---|\n", o.clients)
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	fmt.Fprintf(&sb, "| POST /v1/markets/{id}/presences | %d | %.2f | %.2f | %.2f | %.2f | %.0f |\n",
-		len(lat), ms(pct(0.50)), ms(pct(0.95)), ms(pct(0.99)), ms(lat[len(lat)-1]), float64(len(lat))/checkinTime.Seconds())
+	for _, c := range []struct {
+		name string
+		r    checkInRun
+	}{{"POST /v1/markets/{id}/presences", plain}, {"the same with an Idempotency-Key", keyed}} {
+		fmt.Fprintf(&sb, "| %s | %d | %.2f | %.2f | %.2f | %.2f | %.0f |\n",
+			c.name, len(c.r.lat), c.r.ms(0.50), c.r.ms(0.95), c.r.ms(0.99), c.r.ms(1), float64(len(c.r.lat))/c.r.took.Seconds())
+	}
 	fmt.Fprint(stdout, sb.String())
 	return nil
+}
+
+// checkInRun is a run of single check-ins: every latency, sorted, and the
+// run's wall time.
+type checkInRun struct {
+	lat  []time.Duration
+	took time.Duration
+}
+
+// ms returns the latency at percentile p (nearest rank), 1 the maximum,
+// in milliseconds.
+func (r checkInRun) ms(p float64) float64 {
+	d := r.lat[min(len(r.lat)-1, int(p*float64(len(r.lat))))]
+	return float64(d.Microseconds()) / 1000
+}
+
+// checkIns checks in the holders of rows, clients at a time, each with
+// the Idempotency-Key keyPrefix and its index unless keyPrefix is "".
+func checkIns(ctx context.Context, client *http.Client, base, token string, rows []row, clients int, keyPrefix string) (checkInRun, error) {
+	lat := make([]time.Duration, len(rows))
+	var wg sync.WaitGroup
+	work := make(chan int)
+	var failed error
+	var mu sync.Mutex
+	start := time.Now()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				r := rows[i]
+				b := fmt.Sprintf(`{"vendor_id":%d,"kind":"CONCESSION","stall_id":%d,"checkin_at":%q}`, r.VendorID, *r.StallID, *r.CheckinAt)
+				key := ""
+				if keyPrefix != "" {
+					key = fmt.Sprintf("%s%d", keyPrefix, i)
+				}
+				t := time.Now()
+				status, body, err := post(ctx, client, fmt.Sprintf("%s/v1/markets/%d/presences", base, r.MarketID), token, []byte(b), key)
+				lat[i] = time.Since(t)
+				if err == nil && status != http.StatusCreated {
+					err = fmt.Errorf("check-in: %d %s", status, body)
+				}
+				if err != nil {
+					mu.Lock()
+					failed = err
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range rows {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	took := time.Since(start)
+	slices.Sort(lat)
+	return checkInRun{lat: lat, took: took}, failed
 }
 
 // post sends body and returns the status and the response body.
