@@ -248,6 +248,28 @@ func serverCPU(pids map[int]bool) time.Duration {
 	return time.Duration(ticks) * clockTick
 }
 
+// CPUMeter reads the CPU time used so far by this process and by a
+// PostgreSQL server on this machine.
+type CPUMeter struct {
+	servers map[int]bool
+}
+
+// NewCPUMeter returns a meter of this process and of the server dsn
+// connects to; the server's time reads 0 when it is not local.
+func NewCPUMeter(ctx context.Context, dsn string) CPUMeter {
+	m := CPUMeter{servers: map[int]bool{}}
+	if pid := postmaster(ctx, dsn); pid != 0 {
+		m.servers[pid] = true
+	}
+	return m
+}
+
+// Read returns the CPU time of this process and of the server's live
+// processes so far.
+func (m CPUMeter) Read() (process, server time.Duration) {
+	return cpuTime(), serverCPU(m.servers)
+}
+
 // cpuTime returns the user and system CPU time of the process so far.
 func cpuTime() time.Duration {
 	var ru syscall.Rusage

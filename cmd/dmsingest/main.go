@@ -32,6 +32,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -40,6 +41,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/dmshub/dmsrouter/bench"
 	"github.com/dmshub/dmsrouter/pgtest"
 	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/router"
@@ -68,6 +70,7 @@ type options struct {
 	clients   int
 	checkins  int
 	maxConns  int
+	profile   string
 }
 
 // The region measured and the fixed shape of its data: every market has
@@ -91,6 +94,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.IntVar(&o.clients, "clients", 16, "concurrent clients of the check-in measurement")
 	fs.IntVar(&o.checkins, "checkins", 12_800, "single check-ins in all, at most one market day of presences")
 	fs.IntVar(&o.maxConns, "max-conns", shardmap.DefaultMaxConns, "the shard's pool size")
+	fs.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of the check-ins (clients and router) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -138,7 +142,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// and the check-ins, each on days of its own, all before today and
 	// inside the partitions the schema keeps (the past 13 months).
 	days := (o.rows + perDay - 1) / perDay
-	measured := 4*days + 2
+	measured := 4*days + 3
 	prefillDays := o.prefill / perDay
 	first := today.AddDate(0, 0, -(prefillDays + measured + 1))
 	if first.Before(today.AddDate(0, -12, 0)) {
@@ -215,7 +219,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	for range days {
 		copyDays = append(copyDays, next())
 	}
-	checkinDay, keyedDay := next(), next()
+	// The check-in runs, each on a day of its own. Offices: consecutive
+	// check-ins go to different markets, so the clients work like separate
+	// market offices; one market at a time: consecutive check-ins are one
+	// market's holders, so the clients all wait for the same market day's
+	// rollup row (the worst case).
+	checkinRuns := []struct {
+		name      string
+		day       time.Time
+		keyPrefix string
+		offices   bool
+		run       checkInRun
+	}{
+		{name: "offices: each check-in at another market", day: next(), offices: true},
+		{name: "offices, with an Idempotency-Key", day: next(), keyPrefix: "checkin-", offices: true},
+		{name: "one market at a time (worst case)", day: next()},
+	}
 
 	// The three ingest methods run in rounds of o.batch rows each, one
 	// method after the other within a round, so that all three see the same
@@ -305,16 +324,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			bt.Round(time.Millisecond), pt.Round(time.Millisecond), nt.Round(time.Millisecond), ct.Round(time.Millisecond))
 	}
 
-	// 4. Single check-ins, o.clients at a time: without an Idempotency-Key,
-	// and on the next day with one per check-in, as a client that retries
-	// safely sends them.
-	plain, err := checkIns(ctx, client, base, token, presenceRows(holders, []time.Time{checkinDay}, rome)[:o.checkins], o.clients, "")
-	if err != nil {
-		return err
+	// 4. Single check-ins, o.clients at a time: spread over the markets
+	// without and with an Idempotency-Key (one per check-in, as a client
+	// that retries safely sends them), and one market at a time.
+	meter := bench.NewCPUMeter(ctx, shardCfg.AdminDSN())
+	if o.profile != "" {
+		f, err := os.Create(o.profile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
-	keyed, err := checkIns(ctx, client, base, token, presenceRows(holders, []time.Time{keyedDay}, rome)[:o.checkins], o.clients, "checkin-")
-	if err != nil {
-		return err
+	for i := range checkinRuns {
+		c := &checkinRuns[i]
+		rows := presenceRows(holders, []time.Time{c.day}, rome)[:o.checkins]
+		if c.offices {
+			rows = interleave(rows)
+		}
+		if c.run, err = checkIns(ctx, client, base, token, rows, o.clients, c.keyPrefix, meter); err != nil {
+			return err
+		}
 	}
 
 	// Every method wrote exactly its rows, and the rollup kept up.
@@ -322,7 +355,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		name string
 		days []time.Time
 		want int
-	}{{"batch", batchDays, o.rows}, {"plan", planDays, o.rows}, {"plan with dms.next_id", nextIDDays, o.rows}, {"copy", copyDays, o.rows}, {"check-ins", []time.Time{checkinDay}, o.checkins}, {"check-ins with a key", []time.Time{keyedDay}, o.checkins}} {
+	}{{"batch", batchDays, o.rows}, {"plan", planDays, o.rows}, {"plan with dms.next_id", nextIDDays, o.rows}, {"copy", copyDays, o.rows},
+		{"check-ins", []time.Time{checkinRuns[0].day, checkinRuns[1].day, checkinRuns[2].day}, 3 * o.checkins}} {
 		n, err := count(ctx, admin, `SELECT count(*) FROM vendor_presences WHERE date = ANY($1)`, c.days)
 		if err != nil {
 			return err
@@ -354,23 +388,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		(o.rows+o.planBatch-1)/o.planBatch, o.planBatch, nextIDTime.Seconds(), rate(nextIDTime), planTime.Seconds()/nextIDTime.Seconds())
 	fmt.Fprintf(&sb, "| raw COPY into vendor_presences as owner (no validation, floor) | 1 | %.2f | %.0f | %.2fx |\n\n",
 		copyTime.Seconds(), rate(copyTime), planTime.Seconds()/copyTime.Seconds())
-	fmt.Fprintf(&sb, "| single check-in, %d clients | check-ins | p50 ms | p95 ms | p99 ms | max ms | check-ins/s |\n|---|---|---|---|---|---|---|\n", o.clients)
-	for _, c := range []struct {
-		name string
-		r    checkInRun
-	}{{"POST /v1/markets/{id}/presences", plain}, {"the same with an Idempotency-Key", keyed}} {
-		fmt.Fprintf(&sb, "| %s | %d | %.2f | %.2f | %.2f | %.2f | %.0f |\n",
-			c.name, len(c.r.lat), c.r.ms(0.50), c.r.ms(0.95), c.r.ms(0.99), c.r.ms(1), float64(len(c.r.lat))/c.r.took.Seconds())
+	fmt.Fprintf(&sb, "| POST /v1/markets/{id}/presences, %d clients | check-ins | p50 ms | p95 ms | p99 ms | max ms | check-ins/s | CPU ms/check-in: clients + router | PostgreSQL |\n|---|---|---|---|---|---|---|---|---|\n", o.clients)
+	for _, c := range checkinRuns {
+		per := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(len(c.run.lat)) }
+		fmt.Fprintf(&sb, "| %s | %d | %.2f | %.2f | %.2f | %.2f | %.0f | %.2f | %.2f |\n",
+			c.name, len(c.run.lat), c.run.ms(0.50), c.run.ms(0.95), c.run.ms(0.99), c.run.ms(1), float64(len(c.run.lat))/c.run.took.Seconds(),
+			per(c.run.cpu), per(c.run.serverCPU))
 	}
 	fmt.Fprint(stdout, sb.String())
 	return nil
 }
 
-// checkInRun is a run of single check-ins: every latency, sorted, and the
-// run's wall time.
+// checkInRun is a run of single check-ins: every latency, sorted, the
+// run's wall time, and the CPU time this process (clients and router) and
+// the PostgreSQL server used meanwhile.
 type checkInRun struct {
-	lat  []time.Duration
-	took time.Duration
+	lat            []time.Duration
+	took           time.Duration
+	cpu, serverCPU time.Duration
 }
 
 // ms returns the latency at percentile p (nearest rank), 1 the maximum,
@@ -382,12 +417,13 @@ func (r checkInRun) ms(p float64) float64 {
 
 // checkIns checks in the holders of rows, clients at a time, each with
 // the Idempotency-Key keyPrefix and its index unless keyPrefix is "".
-func checkIns(ctx context.Context, client *http.Client, base, token string, rows []row, clients int, keyPrefix string) (checkInRun, error) {
+func checkIns(ctx context.Context, client *http.Client, base, token string, rows []row, clients int, keyPrefix string, meter bench.CPUMeter) (checkInRun, error) {
 	lat := make([]time.Duration, len(rows))
 	var wg sync.WaitGroup
 	work := make(chan int)
 	var failed error
 	var mu sync.Mutex
+	cpu, serverCPU := meter.Read()
 	start := time.Now()
 	for range clients {
 		wg.Add(1)
@@ -419,9 +455,12 @@ func checkIns(ctx context.Context, client *http.Client, base, token string, rows
 	}
 	close(work)
 	wg.Wait()
-	took := time.Since(start)
+	run := checkInRun{lat: lat, took: time.Since(start)}
+	run.cpu, run.serverCPU = meter.Read()
+	run.cpu -= cpu
+	run.serverCPU -= serverCPU
 	slices.Sort(lat)
-	return checkInRun{lat: lat, took: took}, failed
+	return run, failed
 }
 
 // post sends body and returns the status and the response body.
@@ -525,6 +564,28 @@ func presenceRows(holders []holder, days []time.Time, rome *time.Location) []row
 			stall := h.Stall
 			out = append(out, row{MarketID: h.Market, VendorID: h.Vendor, StallID: &stall, Date: d.Format(time.DateOnly),
 				Kind: "CONCESSION", CheckinAt: &s, comune: h.Comune, day: d, at: at})
+		}
+	}
+	return out
+}
+
+// interleave reorders rows, which come one market's after another's, so
+// that consecutive rows are of different markets: the first row of every
+// market, then the second of every market, and so on.
+func interleave(rows []row) []row {
+	var markets [][]row
+	for i, r := range rows {
+		if i == 0 || r.MarketID != rows[i-1].MarketID {
+			markets = append(markets, nil)
+		}
+		markets[len(markets)-1] = append(markets[len(markets)-1], r)
+	}
+	out := make([]row, 0, len(rows))
+	for k := 0; len(out) < len(rows); k++ {
+		for _, m := range markets {
+			if k < len(m) {
+				out = append(out, m[k])
+			}
 		}
 	}
 	return out

@@ -34,8 +34,9 @@ func TestSmallRun(t *testing.T) {
 		"| POST /v1/presences/batch (COPY to staging + validated INSERT ... SELECT) | 4 x 250 rows |",
 		"| plan: multi-row INSERT, ids by nextval, dms_app with scope | 10 x 100 rows |",
 		"| raw COPY into vendor_presences as owner (no validation, floor) |",
-		"| POST /v1/markets/{id}/presences | 150 |",
-		"| the same with an Idempotency-Key | 150 |",
+		"| offices: each check-in at another market | 150 |",
+		"| offices, with an Idempotency-Key | 150 |",
+		"| one market at a time (worst case) | 150 |",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
