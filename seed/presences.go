@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -270,7 +271,12 @@ func secondaryIndexes(ctx context.Context, tx pgx.Tx) ([]index, error) {
 	}
 	var out []index
 	for _, d := range defs {
-		ix := index{name: d.Name, drop: "DROP INDEX " + d.Name, create: d.Index}
+		// pg_get_indexdef names a partitioned table ON ONLY: that form
+		// makes an invalid index of the parent alone, to which each
+		// partition's index is attached one by one. Without ONLY, one
+		// statement builds the index on every partition.
+		create := strings.Replace(d.Index, " ON ONLY ", " ON ", 1)
+		ix := index{name: d.Name, drop: "DROP INDEX " + d.Name, create: create}
 		if d.Constraint != "" {
 			id := pgx.Identifier{d.Constraint}.Sanitize()
 			ix.drop = "ALTER TABLE vendor_presences DROP CONSTRAINT " + id

@@ -160,6 +160,19 @@ func TestSeed(t *testing.T) {
 
 	t.Run("invariants", func(t *testing.T) { checkInvariants(t, d, stats) })
 
+	t.Run("presence indexes are valid on every partition", func(t *testing.T) {
+		// The big regions' shards dropped and rebuilt them.
+		if n := count(t, d, `SELECT count(*) AS n FROM pg_index WHERE NOT indisvalid`); n != 0 {
+			t.Errorf("%d invalid indexes", n)
+		}
+		if n := count(t, d, `SELECT count(*) AS n FROM pg_inherits h
+			WHERE h.inhparent = 'vendor_presences'::regclass
+			  AND (SELECT count(*) FROM pg_index WHERE indrelid = h.inhrelid)
+			   <> (SELECT count(*) FROM pg_index WHERE indrelid = 'vendor_presences'::regclass)`); n != 0 {
+			t.Errorf("%d partitions lack indexes of vendor_presences", n)
+		}
+	})
+
 	t.Run("refuses to seed twice", func(t *testing.T) {
 		_, err := seed.Run(context.Background(), cfg, tinyOptions(8))
 		if !errors.Is(err, seed.ErrNotEmpty) {
