@@ -94,7 +94,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.IntVar(&o.clients, "clients", 16, "concurrent clients of the check-in measurement")
 	fs.IntVar(&o.checkins, "checkins", 12_800, "single check-ins in all, at most one market day of presences")
 	fs.IntVar(&o.maxConns, "max-conns", shardmap.DefaultMaxConns, "the shard's pool size")
-	fs.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of the check-ins (clients and router) to this file")
+	fs.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of the measurements (clients and router) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -260,6 +260,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	if o.profile != "" {
+		f, err := os.Create(o.profile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	sc := regions.Scope{Region: region, User: "dmsingest"}
 	var batchTime, planTime, nextIDTime, copyTime time.Duration
 	for round, b := range bodies {
@@ -328,17 +339,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// without and with an Idempotency-Key (one per check-in, as a client
 	// that retries safely sends them), and one market at a time.
 	meter := bench.NewCPUMeter(ctx, shardCfg.AdminDSN())
-	if o.profile != "" {
-		f, err := os.Create(o.profile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
-	}
 	for i := range checkinRuns {
 		c := &checkinRuns[i]
 		rows := presenceRows(holders, []time.Time{c.day}, rome)[:o.checkins]
