@@ -86,15 +86,15 @@ SELECT v.code, v.detail, v.stall_id, (SELECT body FROM out) FROM v`
 
 var (
 	// checkInSQL is a check-in without an Idempotency-Key.
-	checkInSQL = checkInStatement("")
+	checkInSQL = rewriteNamed(checkInStatement(""))
 	// checkInKeptSQL is a check-in with an Idempotency-Key, which it stores
 	// with the recorded presence; it fails with a unique violation when the
 	// key is stored already or a concurrent request holds it (whose commit
 	// it waits for). It also needs @key_user, @key and @fingerprint.
-	checkInKeptSQL = checkInStatement(`, kept AS (
+	checkInKeptSQL = rewriteNamed(checkInStatement(`, kept AS (
 	INSERT INTO idempotency_keys (region_id, user_sub, key, fingerprint, created, response)
 	SELECT @region, @key_user, @key, @fingerprint, true, body FROM out
-)`)
+)`))
 )
 
 // CheckInVendor records check-in in in scope sc. A CONCESSION check-in
@@ -117,14 +117,14 @@ var (
 func CheckInVendor(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, in CheckIn) (Result[Presence], error) {
 	args := writeArgs(sc, w, pgx.NamedArgs{"market": in.MarketID, "vendor": in.VendorID, "stall": in.StallID,
 		"date": in.Date, "kind": in.Kind, "checkin": in.CheckinAt})
-	sql := checkInSQL
+	stmt := checkInSQL
 	if w.Key != "" {
-		sql = checkInKeptSQL
+		stmt = checkInKeptSQL
 		args["key_user"], args["key"], args["fingerprint"] = sc.User, w.Key, w.Fingerprint
 	}
 	var row checkInRow
 	err := sh.Batch(ctx, sc, func(b *pgx.Batch) {
-		b.Queue(sql, args).QueryRow(row.scan)
+		b.Queue(stmt.sql, stmt.args(args)...).QueryRow(row.scan)
 	})
 	switch {
 	case isPgConstraint(err, "idempotency_keys_pkey") || isPgCode(err, "40001", "40P01"):
@@ -139,7 +139,7 @@ func CheckInVendor(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w 
 	}
 	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Presence, bool, error) {
 		var row checkInRow
-		if err := row.scan(tx.QueryRow(ctx, checkInSQL, args)); err != nil {
+		if err := row.scan(tx.QueryRow(ctx, checkInSQL.sql, checkInSQL.args(args)...)); err != nil {
 			return Presence{}, false, err
 		}
 		if row.code != nil {
