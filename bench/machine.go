@@ -249,7 +249,8 @@ func serverCPU(pids map[int]bool) time.Duration {
 }
 
 // CPUMeter reads the CPU time used so far by this process and by a
-// PostgreSQL server on this machine.
+// PostgreSQL server on this machine. The zero CPUMeter reads the process
+// alone.
 type CPUMeter struct {
 	servers map[int]bool
 }
