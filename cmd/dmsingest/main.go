@@ -6,7 +6,10 @@
 //     INSERT ... SELECT), against the scaling plan's 1,000-row multi-row
 //     INSERT batches and a raw COPY straight into the table (the floor);
 //   - single check-ins through POST /v1/markets/{id}/presences with
-//     concurrent clients: latency percentiles from every sample.
+//     concurrent clients, spread over the markets (without and with an
+//     Idempotency-Key) and one market at a time: latency percentiles from
+//     every sample, and the CPU time per check-in of this process (clients
+//     and router) and of the PostgreSQL server.
 //
 // It starts a throwaway PostgreSQL cluster (or uses the server PGTEST_DSN
 // names), deploys the schema on one shard, fills region 03 (Lombardia) with
