@@ -1019,10 +1019,14 @@ func TestReadOnlyRegion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := scalar(t, lazio, `SELECT count(*) FROM pg_stat_activity WHERE usename = 'dms_app' AND datname = current_database()`); n != 0 {
-		t.Fatalf("the router already holds %d connections to Lazio; the freeze would not reach them", n)
+	// The router writes to Lazio first, so its pool holds connections that
+	// were opened before the freeze: the freeze must reach them too.
+	wantStatus(t, "write to Lazio before the freeze", e.do(t, "lazio", "POST", "/v1/markets", `{"code":"RM008","name":"Mercato Esquilino","comune":"058091"}`), 201)
+	if n := scalar(t, lazio, `SELECT count(*) FROM pg_stat_activity WHERE usename = 'dms_app' AND datname = current_database()`); n == 0 {
+		t.Fatal("the router holds no connection to Lazio after writing there")
 	}
-	exec(t, lazio, `ALTER DATABASE `+pgx.Identifier{cfg.Database}.Sanitize()+` SET default_transaction_read_only = on`)
+	db := pgx.Identifier{cfg.Database}.Sanitize()
+	exec(t, lazio, `ALTER DATABASE `+db+` SET default_transaction_read_only = on`)
 	before := writtenRows(t, lazio)
 	requests := []struct{ name, method, path, body string }{
 		{"market", "POST", "/v1/markets", `{"code":"RM009","name":"Mercato Trionfale","comune":"058091"}`},
@@ -1053,4 +1057,7 @@ func TestReadOnlyRegion(t *testing.T) {
 	}
 	// Other regions keep writing.
 	wantStatus(t, "write to Lombardia", e.do(t, "lombardia", "POST", "/v1/markets", `{"code":"MI007","name":"x","comune":"015146"}`), 201)
+	// Unfrozen, Lazio takes writes again on the same connections.
+	exec(t, lazio, `SET transaction_read_only = off; ALTER DATABASE `+db+` RESET default_transaction_read_only`)
+	wantStatus(t, "write to Lazio after the freeze", e.do(t, "lazio", "POST", "/v1/markets", `{"code":"RM009","name":"Mercato Trionfale","comune":"058091"}`), 201)
 }

@@ -139,6 +139,19 @@ const scopeSQL = `SELECT set_config('dms.region', $1, true), set_config('dms.pro
 // scopeReadOnlySQL is scopeSQL that also makes the transaction read-only.
 const scopeReadOnlySQL = scopeSQL + `, set_config('transaction_read_only', 'on', true)`
 
+// scopeWriteSQL is scopeSQL that also makes the transaction read-only when
+// its database is frozen for maintenance (ALTER DATABASE ... SET
+// default_transaction_read_only = on, ARCHITECTURE.md decision 12). That
+// setting reaches only sessions that start after it, and the pool's
+// connections may be older: every write transaction looks the setting up
+// in the catalog, so a freeze reaches every connection of every router at
+// its next write, which fails with SQLSTATE 25006.
+const scopeWriteSQL = scopeSQL + `, CASE WHEN EXISTS (
+		SELECT FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase
+		WHERE d.datname = current_database() AND s.setrole = 0
+		  AND EXISTS (SELECT FROM unnest(s.setconfig) c WHERE c ~* '^default_transaction_read_only=(on|true|yes|1)$'))
+	THEN set_config('transaction_read_only', 'on', true) END`
+
 // scopeRegionReadSQL is scopeReadOnlySQL that also switches the transaction
 // to the role RegionReader, for reads whose scope is a whole region.
 const scopeRegionReadSQL = scopeReadOnlySQL + `, set_config('role', '` + RegionReader + `', true)`
@@ -201,7 +214,8 @@ func (s *Shard) Read(ctx context.Context, sc regions.Scope, queue func(b *pgx.Ba
 // Tx runs fn in a transaction on the primary with the given access mode,
 // after setting the scope sc for row-level security. fn's error rolls the
 // transaction back and is returned as is; infrastructure failures come back
-// as *UnavailableError or *TimeoutError, and a read-only database as ErrReadOnly.
+// as *UnavailableError or *TimeoutError, and a read-only database (also one
+// frozen after the connection opened, see scopeWriteSQL) as ErrReadOnly.
 func (s *Shard) Tx(ctx context.Context, sc regions.Scope, mode pgx.TxAccessMode, fn func(pgx.Tx) error) error {
 	return s.do(ctx, "tx", sc, s.primary, func(ctx context.Context, pool *pgxpool.Pool) error {
 		conn, err := s.acquire(ctx, pool)
@@ -216,7 +230,7 @@ func (s *Shard) Tx(ctx context.Context, sc regions.Scope, mode pgx.TxAccessMode,
 			opts.AccessMode = ""
 		}
 		return pgx.BeginTxFunc(ctx, conn, opts, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, scopeSQL, scopeArgs(sc)...); err != nil {
+			if _, err := tx.Exec(ctx, scopeWriteSQL, scopeArgs(sc)...); err != nil {
 				return err
 			}
 			return fn(tx)
@@ -238,7 +252,7 @@ func (s *Shard) Batch(ctx context.Context, sc regions.Scope, queue func(b *pgx.B
 		}
 		defer conn.Release()
 		b := &pgx.Batch{}
-		b.Queue(scopeSQL, scopeArgs(sc)...)
+		b.Queue(scopeWriteSQL, scopeArgs(sc)...)
 		queue(b)
 		return conn.SendBatch(ctx, b).Close()
 	})
