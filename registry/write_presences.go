@@ -27,15 +27,31 @@ type CheckIn struct {
 	Given     bool
 }
 
-// concessionOfRow is the lateral subquery that finds the concession of a
-// check-in's vendor in its market on its day: the one on the given stall
-// first, an ATTIVA one before others. Its outer query names the row r with
-// columns vendor_id, market_id, date and stall_id.
-const concessionOfRow = `SELECT c.status, c.stall_id FROM concessions c
-	WHERE c.vendor_id = r.vendor_id AND c.market_id = r.market_id
-	  AND r.date BETWEEN c.valid_from AND c.valid_to AND c.status IN ('ATTIVA', 'SOSPESA', 'REVOCATA')
-	ORDER BY c.stall_id = r.stall_id DESC NULLS LAST, c.status = 'ATTIVA' DESC, c.id
-	LIMIT 1`
+// The validation of a presence row, shared by a single check-in and a
+// batch: the row r (columns market_id, vendor_id, stall_id, date, kind)
+// joined with what rowCodeSQL judges it by.
+const (
+	// concessionOfRowSQL matches the concessions of r's vendor in its
+	// market on its day that may matter; concessionOrderSQL puts first the
+	// one that counts: on the given stall, then an ATTIVA one.
+	concessionOfRowSQL = `c.vendor_id = r.vendor_id AND c.market_id = r.market_id
+		AND r.date BETWEEN c.valid_from AND c.valid_to AND c.status IN ('ATTIVA', 'SOSPESA', 'REVOCATA')`
+	concessionOrderSQL = `c.stall_id = r.stall_id DESC NULLS LAST, c.status = 'ATTIVA' DESC, c.id`
+
+	// rowColumnsSQL are the columns rowCodeSQL reads, but partition_ok,
+	// with c the row's concession (NULL columns when none): its market's
+	// comune, its vendor's state, its stall's market, and the stall the
+	// row takes (for a CONCESSION row without one, its concession's).
+	rowColumnsSQL = `r.market_id, r.vendor_id, r.date, r.kind, r.stall_id AS given_stall,
+		m.comune, m.id IS NOT NULL AS market_ok, vd.stato AS vendor_stato, sl.market_id AS stall_market,
+		c.status AS conc_status, c.stall_id AS conc_stall,
+		CASE WHEN r.kind = 'CONCESSION' THEN coalesce(r.stall_id, c.stall_id) ELSE r.stall_id END AS stall_id`
+	// rowJoinsSQL joins r with its market, vendor and stall in region
+	// @region (and in the scope, by row-level security).
+	rowJoinsSQL = `LEFT JOIN markets m ON m.id = r.market_id AND m.region_id = @region
+	LEFT JOIN vendors vd ON vd.id = r.vendor_id AND vd.region_id = @region
+	LEFT JOIN stalls sl ON sl.id = r.stall_id AND sl.region_id = @region`
+)
 
 // presenceJSON is presence p as JSON, the way Presence decodes it, with
 // times in UTC.
@@ -58,16 +74,14 @@ func checkInStatement(extra string) string {
 	SELECT @market::bigint AS market_id, @vendor::bigint AS vendor_id, @stall::bigint AS stall_id,
 		@date::date AS date, @kind::text AS kind
 ), s AS (
-	SELECT r.market_id, r.vendor_id, r.date, r.kind, r.stall_id AS given_stall,
-		m.comune, m.id IS NOT NULL AS market_ok, vd.stato AS vendor_stato, sl.market_id AS stall_market,
-		c.status AS conc_status, c.stall_id AS conc_stall,
-		to_regclass(format('public.vendor_presences_%s', to_char(r.date, 'YYYY_MM'))) IS NOT NULL AS partition_ok,
-		CASE WHEN r.kind = 'CONCESSION' THEN coalesce(r.stall_id, c.stall_id) ELSE r.stall_id END AS stall_id
+	SELECT ` + rowColumnsSQL + `,
+		to_regclass(format('public.vendor_presences_%s', to_char(r.date, 'YYYY_MM'))) IS NOT NULL AS partition_ok
 	FROM r
-	LEFT JOIN markets m ON m.id = r.market_id AND m.region_id = @region
-	LEFT JOIN vendors vd ON vd.id = r.vendor_id AND vd.region_id = @region
-	LEFT JOIN stalls sl ON sl.id = r.stall_id AND sl.region_id = @region
-	LEFT JOIN LATERAL (` + concessionOfRow + `) c ON true
+	` + rowJoinsSQL + `
+	LEFT JOIN LATERAL (
+		SELECT c.status, c.stall_id FROM concessions c WHERE ` + concessionOfRowSQL + `
+		ORDER BY ` + concessionOrderSQL + ` LIMIT 1
+	) c ON true
 ), v AS (
 	SELECT s.*, ` + rowCodeSQL + ` AS code, ` + rowDetailSQL + ` AS detail FROM s
 ), ins AS (
@@ -180,10 +194,13 @@ func (r *checkInRow) err() error {
 	return &ConflictError{Reason: c.rowError().Reason}
 }
 
-func (r *checkInRow) presence() (Presence, error) {
+func (r *checkInRow) presence() (Presence, error) { return decodePresence(r.body) }
+
+// decodePresence decodes a presence that presenceJSON encoded.
+func decodePresence(b []byte) (Presence, error) {
 	var p Presence
-	if err := json.Unmarshal(r.body, &p); err != nil {
-		return p, fmt.Errorf("decode check-in: %w", err)
+	if err := json.Unmarshal(b, &p); err != nil {
+		return p, fmt.Errorf("decode presence: %w", err)
 	}
 	return p, nil
 }
@@ -207,7 +224,7 @@ func recordedPresence(ctx context.Context, tx pgx.Tx, in CheckIn, stall *int64) 
 	if err != nil {
 		return Presence{}, false, err
 	}
-	p, err := (&checkInRow{body: body}).presence()
+	p, err := decodePresence(body)
 	if err != nil {
 		return p, false, err
 	}
@@ -288,23 +305,17 @@ const stagingSQL = `CREATE TEMP TABLE IF NOT EXISTS presence_staging_v1 (
 const stagedSQL = `conc AS (
 	SELECT DISTINCT ON (r.row_no) r.row_no, c.status, c.stall_id
 	FROM presence_staging_v1 r
-	JOIN concessions c ON c.vendor_id = r.vendor_id AND c.market_id = r.market_id
-		AND r.date BETWEEN c.valid_from AND c.valid_to AND c.status IN ('ATTIVA', 'SOSPESA', 'REVOCATA')
-	ORDER BY r.row_no, c.stall_id = r.stall_id DESC NULLS LAST, c.status = 'ATTIVA' DESC, c.id
+	JOIN concessions c ON ` + concessionOfRowSQL + `
+	ORDER BY r.row_no, ` + concessionOrderSQL + `
 ), s AS (
-	SELECT r.row_no, r.market_id, r.vendor_id, r.date, r.kind, r.checkin_at AS given_checkin, r.stall_id AS given_stall,
-		m.comune, m.id IS NOT NULL AS market_ok, vd.stato AS vendor_stato, sl.market_id AS stall_market,
-		c.status AS conc_status, c.stall_id AS conc_stall,
+	SELECT r.row_no, r.checkin_at AS given_checkin, ` + rowColumnsSQL + `,
 		CASE WHEN (SELECT bool_and(to_regclass(format('public.vendor_presences_%s', to_char(mo, 'YYYY_MM'))) IS NOT NULL)
 				FROM generate_series(date_trunc('month', @first::date), @last::date, interval '1 month') mo)
 			THEN true
 			ELSE to_regclass(format('public.vendor_presences_%s', to_char(r.date, 'YYYY_MM'))) IS NOT NULL
-		END AS partition_ok,
-		CASE WHEN r.kind = 'CONCESSION' THEN coalesce(r.stall_id, c.stall_id) ELSE r.stall_id END AS stall_id
+		END AS partition_ok
 	FROM presence_staging_v1 r
-	LEFT JOIN markets m ON m.id = r.market_id AND m.region_id = @region
-	LEFT JOIN vendors vd ON vd.id = r.vendor_id AND vd.region_id = @region
-	LEFT JOIN stalls sl ON sl.id = r.stall_id AND sl.region_id = @region
+	` + rowJoinsSQL + `
 	LEFT JOIN conc c ON c.row_no = r.row_no
 )`
 
