@@ -16,29 +16,13 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 	_ "time/tzdata" // Europe/Rome on machines without a zoneinfo database
 
 	"github.com/dmshub/dmsrouter/internal/cli"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	stop()
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "dmsdev:", err)
-		}
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("dmsdev", run) }
 
 func commands() []cli.Command {
 	return []cli.Command{

@@ -10,29 +10,15 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
+	"slices"
 	_ "time/tzdata" // Europe/Rome on machines without a zoneinfo database
 
 	"github.com/dmshub/dmsrouter/internal/cli"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	stop()
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "dmsrouter:", err)
-		}
-		os.Exit(1)
-	}
-}
+func main() { cli.Main("dmsrouter", run) }
 
 func commands() []cli.Command {
 	return []cli.Command{
@@ -45,5 +31,9 @@ func commands() []cli.Command {
 // run dispatches args to a subcommand. It blocks until the subcommand is
 // done or ctx is canceled.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	// The dev tools that were subcommands here say where they went.
+	if len(args) > 0 && slices.Contains([]string{"seed", "demo", "bench", "ingest"}, args[0]) {
+		return fmt.Errorf("%s is a dev tool, in the dev binary: go run ./cmd/dmsdev %s", args[0], args[0])
+	}
 	return cli.Dispatch(ctx, "dmsrouter", commands(), args, getenv, stdout, stderr)
 }

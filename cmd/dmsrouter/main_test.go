@@ -73,6 +73,13 @@ func TestMigrateServeAndToken(t *testing.T) {
 			t.Errorf("run(%v) = nil, want an error", bad)
 		}
 	}
+	// The dev tools are not in the shipped binary, which says where they are.
+	for _, dev := range []string{"seed", "demo", "bench", "ingest"} {
+		err := run(ctx, []string{dev, "--config", path}, clitest.NoEnv, &out, &errOut)
+		if want := "go run ./cmd/dmsdev " + dev; err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("run(%s) = %v, want an error naming %q", dev, err, want)
+		}
+	}
 
 	// serve on a free port until the context is canceled.
 	sctx, cancel := context.WithCancel(ctx)

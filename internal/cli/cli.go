@@ -1,8 +1,9 @@
 // Package cli holds what the two commands, the shipped cmd/dmsrouter and
-// the dev-only cmd/dmsdev, share: dispatching to subcommands, flag sets that
-// report errors instead of exiting and refuse stray arguments, and Serve,
-// which runs the router for a configuration (dmsrouter serve, and the
-// router of dmsdev demo and bench).
+// the dev-only cmd/dmsdev, share: Main, which hands the process to a run
+// function (the pattern of STYLE.md: main only calls run), dispatching to
+// subcommands, flag sets that report errors instead of exiting and refuse
+// stray arguments, and Serve, which runs the router for a configuration
+// (dmsrouter serve, and the router of dmsdev demo and bench).
 //
 // It is linked into the shipped binary, so it may import only what
 // production runs (router, jobs, shardmap), never pgtest,
@@ -15,12 +16,36 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
+	"syscall"
 )
+
+// RunFunc is a binary's run, or one subcommand's: it builds what it needs
+// from args and getenv, writes to stdout and stderr, and blocks until it is
+// done or ctx is canceled. Tests call it with their own arguments.
+type RunFunc func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error
+
+// Main is all a binary's main does: it calls run with the process's
+// arguments, environment and standard streams, under a context that
+// SIGINT or SIGTERM cancels, and exits 1 when run fails, printing the
+// error after prog (except flag.ErrHelp: the flag set printed the usage).
+func Main(prog string, run RunFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, prog+":", err)
+		}
+		os.Exit(1)
+	}
+}
 
 // Command is one subcommand of a binary.
 type Command struct {
 	Name, Summary string
-	Run           func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error
+	Run           RunFunc
 }
 
 // Dispatch runs the command of cmds that args[0] names with the rest of
