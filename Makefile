@@ -4,8 +4,11 @@ GO ?= go
 
 .PHONY: build test vet demo clean
 
+# bin/dmsrouter is what production runs (and all deploy/Dockerfile builds);
+# bin/dmsdev holds the dev tools: seed, demo, bench, ingest.
 build:
 	$(GO) build -o bin/dmsrouter ./cmd/dmsrouter
+	$(GO) build -o bin/dmsdev ./cmd/dmsdev
 
 # Every package that needs PostgreSQL starts a throwaway cluster (or reuses
 # the server named by PGTEST_DSN); see pgtest/.
@@ -17,7 +20,7 @@ vet:
 	$(GO) vet ./...
 
 demo:
-	$(GO) run ./cmd/dmsrouter demo --config configs/dev.yaml
+	$(GO) run ./cmd/dmsdev demo --config configs/dev.yaml
 
 clean:
 	rm -rf bin

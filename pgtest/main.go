@@ -6,6 +6,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/dmshub/dmsrouter/internal/pgcluster"
 )
 
 // Main starts or reuses the test server, stores it in *srv, runs the
@@ -39,7 +41,7 @@ func StartOwned(tb testing.TB) *Server {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	s, err := startCluster(ctx)
+	s, err := pgcluster.StartTemp(ctx)
 	if err != nil {
 		tb.Fatalf("start owned cluster: %v", err)
 	}

@@ -4,16 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/dmshub/dmsrouter/internal/clitest"
 	"github.com/dmshub/dmsrouter/pgtest"
 	"github.com/dmshub/dmsrouter/router"
 	"github.com/dmshub/dmsrouter/shardmap"
@@ -23,45 +21,6 @@ var pg *pgtest.Server
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &pg)) }
 
-// writeConfig writes cfg as the YAML the commands read.
-func writeConfig(tb testing.TB, cfg shardmap.Config) string {
-	tb.Helper()
-	var b strings.Builder
-	fmt.Fprintf(&b, "server:\n  addr: %q\nauth:\n  hs256_secret: %q\nshards:\n", cfg.Server.Addr, cfg.Auth.HS256Secret)
-	for _, s := range cfg.Shards {
-		fmt.Fprintf(&b, "  - name: %s\n    primary: %q\n    admin: %q\n    max_conns: 4\n", s.Name, s.Primary, s.Admin)
-	}
-	b.WriteString("regions:\n")
-	for code, name := range cfg.Regions {
-		fmt.Fprintf(&b, "  %q: %s\n", code, name)
-	}
-	path := filepath.Join(tb.TempDir(), "config.yaml")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	return path
-}
-
-func noenv(string) string { return "" }
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestMigrateServeAndToken(t *testing.T) {
 	ctx := context.Background()
 	cfg, err := pg.Deployment(ctx, pgtest.Prefix("cmd"), pgtest.OnePerRegion())
@@ -69,11 +28,11 @@ func TestMigrateServeAndToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pg.DropDeployment(context.Background(), cfg) })
-	path := writeConfig(t, cfg)
+	path := clitest.WriteConfig(t, cfg)
 
 	// The deployment is migrated already: up again is a no-op on every shard.
 	var out, errOut bytes.Buffer
-	if err := run(ctx, []string{"migrate", "up", "--config", path}, noenv, &out, &errOut); err != nil {
+	if err := run(ctx, []string{"migrate", "up", "--config", path}, clitest.NoEnv, &out, &errOut); err != nil {
 		t.Fatalf("migrate up: %v\n%s", err, errOut.String())
 	}
 	if n := strings.Count(out.String(), "up to date"); n != 20 {
@@ -85,7 +44,7 @@ func TestMigrateServeAndToken(t *testing.T) {
 		}
 	}
 	out.Reset()
-	if err := run(ctx, []string{"migrate", "status", "--config", path}, noenv, &out, &errOut); err != nil {
+	if err := run(ctx, []string{"migrate", "status", "--config", path}, clitest.NoEnv, &out, &errOut); err != nil {
 		t.Fatalf("migrate status: %v", err)
 	}
 	if !strings.Contains(out.String(), "s20") {
@@ -94,7 +53,7 @@ func TestMigrateServeAndToken(t *testing.T) {
 
 	out.Reset()
 	args := []string{"token", "--config", path, "--sub", "u1", "--role", "admin_pa", "--territory", "comune:015146", "--ttl", "10m"}
-	if err := run(ctx, args, noenv, &out, &errOut); err != nil {
+	if err := run(ctx, args, clitest.NoEnv, &out, &errOut); err != nil {
 		t.Fatalf("token: %v", err)
 	}
 	token := strings.TrimSpace(out.String())
@@ -110,17 +69,24 @@ func TestMigrateServeAndToken(t *testing.T) {
 		{"nosuchcommand"},
 		{"migrate", "up", "--config", path, "extra"},
 	} {
-		if err := run(ctx, bad, noenv, &out, &errOut); err == nil {
+		if err := run(ctx, bad, clitest.NoEnv, &out, &errOut); err == nil {
 			t.Errorf("run(%v) = nil, want an error", bad)
+		}
+	}
+	// The dev tools are not in the shipped binary, which says where they are.
+	for _, dev := range []string{"seed", "demo", "bench", "ingest"} {
+		err := run(ctx, []string{dev, "--config", path}, clitest.NoEnv, &out, &errOut)
+		if want := "go run ./cmd/dmsdev " + dev; err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("run(%s) = %v, want an error naming %q", dev, err, want)
 		}
 	}
 
 	// serve on a free port until the context is canceled.
 	sctx, cancel := context.WithCancel(ctx)
-	logs := &syncBuffer{}
+	logs := &clitest.Buffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(sctx, []string{"serve", "--config", path, "--addr", "127.0.0.1:0"}, noenv, &out, logs)
+		done <- run(sctx, []string{"serve", "--config", path, "--addr", "127.0.0.1:0"}, clitest.NoEnv, &out, logs)
 	}()
 	addr := waitForAddr(t, logs)
 	for _, tc := range []struct {
@@ -161,7 +127,7 @@ func TestMigrateServeAndToken(t *testing.T) {
 			moved.Shards = append(append([]shardmap.ShardConfig(nil), cfg.Shards...), s)
 		}
 	}
-	os.WriteFile(path, []byte(readFile(t, writeConfig(t, moved))), 0o600)
+	os.WriteFile(path, []byte(clitest.ReadFile(t, clitest.WriteConfig(t, moved))), 0o600)
 	syscall.Kill(os.Getpid(), syscall.SIGHUP)
 	waitForLog(t, logs, `"change":"region moved","name":"03","detail":"s03 -> lombardia"`)
 	if got := regionShard(t, addr, token, "03"); got != "lombardia" {
@@ -186,7 +152,7 @@ func TestMigrateServeAndToken(t *testing.T) {
 }
 
 // waitForAddr reads the listen address from serve's "serving" log line.
-func waitForAddr(t *testing.T, logs *syncBuffer) string {
+func waitForAddr(t *testing.T, logs *clitest.Buffer) string {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
@@ -205,16 +171,7 @@ func waitForAddr(t *testing.T, logs *syncBuffer) string {
 	return ""
 }
 
-func readFile(tb testing.TB, path string) string {
-	tb.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return string(b)
-}
-
-func waitForLog(t *testing.T, logs *syncBuffer, want string) {
+func waitForLog(t *testing.T, logs *clitest.Buffer, want string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(logs.String(), want) {

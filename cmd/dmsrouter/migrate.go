@@ -7,6 +7,7 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"github.com/dmshub/dmsrouter/internal/cli"
 	"github.com/dmshub/dmsrouter/migrations"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
@@ -17,9 +18,9 @@ func migrateCmd(ctx context.Context, args []string, getenv func(string) string, 
 	if len(args) == 0 || (args[0] != "up" && args[0] != "status") {
 		return errors.New("usage: dmsrouter migrate up|status --config F")
 	}
-	fs := newFlags("migrate "+args[0], stderr)
+	fs := cli.NewFlags("dmsrouter", "migrate "+args[0], stderr)
 	path := fs.String("config", "configs/dev.yaml", "configuration file")
-	if err := parseArgs(fs, args[1:]); err != nil {
+	if err := cli.ParseArgs(fs, args[1:]); err != nil {
 		return err
 	}
 	cfg, err := shardmap.Load(*path, getenv)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dmshub/dmsrouter/internal/cli"
 	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/router"
 	"github.com/dmshub/dmsrouter/shardmap"
@@ -16,13 +17,13 @@ import (
 
 // tokenCmd prints a development token signed with the configured HS256 secret.
 func tokenCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := newFlags("token", stderr)
+	fs := cli.NewFlags("dmsrouter", "token", stderr)
 	path := fs.String("config", "configs/dev.yaml", "configuration file")
 	sub := fs.String("sub", "", "subject (user id)")
 	role := fs.String("role", "", "role: "+strings.Join(router.Roles(), ", "))
 	territory := fs.String("territory", "", "territory: national, region:03, province:015, comune:015146 or market:<id>")
 	ttl := fs.Duration("ttl", time.Hour, "lifetime")
-	if err := parseArgs(fs, args); err != nil {
+	if err := cli.ParseArgs(fs, args); err != nil {
 		return err
 	}
 	cfg, err := shardmap.Load(*path, getenv)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/dmshub/dmsrouter/bench"
+	"github.com/dmshub/dmsrouter/internal/clitest"
 	"github.com/dmshub/dmsrouter/pgtest"
 	"github.com/dmshub/dmsrouter/seed"
 )
@@ -41,14 +42,14 @@ func TestBench(t *testing.T) {
 	if err := os.WriteFile(out, []byte("# Benchmarks\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"bench", "--config", writeConfig(t, sharded), "--monolith", writeConfig(t, mono),
+	args := []string{"bench", "--config", clitest.WriteConfig(t, sharded), "--monolith", clitest.WriteConfig(t, mono),
 		"--duration", "500ms", "--warmup", "100ms", "--concurrency", "3",
 		"--ingest-rows", "2500", "--ingest-batch", "1000", "--out", out}
-	var stdout, stderr syncBuffer
-	if err := run(ctx, args, noenv, &stdout, &stderr); err != nil {
+	var stdout, stderr clitest.Buffer
+	if err := run(ctx, args, clitest.NoEnv, &stdout, &stderr); err != nil {
 		t.Fatalf("bench: %v\n%s", err, stderr.String())
 	}
-	report := readFile(t, out)
+	report := clitest.ReadFile(t, out)
 	if !strings.HasPrefix(report, "# Benchmarks\n") || !strings.Contains(report, stdout.String()) {
 		t.Errorf("--out does not hold the old content followed by the printed report:\n%s", report)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/dmshub/dmsrouter/internal/cli"
 	"github.com/dmshub/dmsrouter/seed"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
@@ -18,7 +19,7 @@ import (
 // seedCmd fills every shard of the configuration with deterministic
 // synthetic data and prints rows and rows/s per table.
 func seedCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := newFlags("seed", stderr)
+	fs := cli.NewFlags("dmsdev", "seed", stderr)
 	configPath := fs.String("config", "", "shard map `file` (YAML)")
 	markets := fs.Int("markets", 0, "markets nationally, spread over the regions by population (1.."+fmt.Sprint(seed.MaxMarkets)+")")
 	days := fs.Int("days", 0, "market days with presences per market, ending today (0.."+fmt.Sprint(seed.MaxDays)+")")
@@ -26,7 +27,7 @@ func seedCmd(ctx context.Context, args []string, getenv func(string) string, std
 	reset := fs.Bool("reset", false, "delete the data the shards hold before seeding")
 	today := fs.String("today", "", "last day of presences, `YYYY-MM-DD` (default: today in Europe/Rome)")
 	parallel := fs.Int("parallel", 0, "concurrent COPY streams over all shards (default "+fmt.Sprint(seed.DefaultParallel)+")")
-	if err := parseArgs(fs, args); err != nil {
+	if err := cli.ParseArgs(fs, args); err != nil {
 		return err
 	}
 	if *configPath == "" || *markets <= 0 {

@@ -1,4 +1,4 @@
-package pgtest
+package pgcluster
 
 import (
 	"context"
@@ -14,8 +14,9 @@ import (
 	"github.com/dmshub/dmsrouter/shardmap"
 )
 
-// TestSecret is the HS256 secret of the configurations Deployment builds.
-const TestSecret = "pgtest-secret-0123456789abcdef"
+// DeploymentSecret is the HS256 secret of the configurations Deployment
+// builds.
+const DeploymentSecret = "pgtest-secret-0123456789abcdef"
 
 // Layout assigns region codes to shard names; every region must appear once.
 type Layout map[regions.Code]string
@@ -46,7 +47,7 @@ func SingleShard() Layout {
 func (s *Server) Deployment(ctx context.Context, prefix string, layout Layout) (shardmap.Config, error) {
 	cfg := shardmap.Config{
 		Server:  shardmap.ServerConfig{Addr: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second},
-		Auth:    shardmap.AuthConfig{HS256Secret: TestSecret},
+		Auth:    shardmap.AuthConfig{HS256Secret: DeploymentSecret},
 		Regions: map[string]string{},
 		Database: shardmap.DatabaseConfig{
 			ConnectTimeout:     2 * time.Second,
@@ -66,14 +67,13 @@ func (s *Server) Deployment(ctx context.Context, prefix string, layout Layout) (
 		sorted = append(sorted, n)
 	}
 	sort.Strings(sorted)
-	var targets []migrations.Target
 	for _, name := range sorted {
 		db := prefix + "_" + name
 		if err := s.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)"); err != nil {
-			return cfg, fmt.Errorf("pgtest: drop %s: %w", db, err)
+			return cfg, fmt.Errorf("pgcluster: drop %s: %w", db, err)
 		}
 		if err := s.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()); err != nil {
-			return cfg, fmt.Errorf("pgtest: create %s: %w", db, err)
+			return cfg, fmt.Errorf("pgcluster: create %s: %w", db, err)
 		}
 		cfg.Shards = append(cfg.Shards, shardmap.ShardConfig{
 			Name:     name,
@@ -81,16 +81,24 @@ func (s *Server) Deployment(ctx context.Context, prefix string, layout Layout) (
 			Admin:    s.AdminDB(db),
 			MaxConns: 4,
 		})
-		targets = append(targets, migrations.Target{Name: name, DSN: s.AdminDB(db)})
+	}
+	if err := migrate(ctx, cfg); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}
+
+// migrate applies the schema to every shard of cfg as its admin.
+func migrate(ctx context.Context, cfg shardmap.Config) error {
+	var targets []migrations.Target
+	for _, s := range cfg.Shards {
+		targets = append(targets, migrations.Target{Name: s.Name, DSN: s.AdminDSN()})
 	}
 	var errs []error
 	for _, r := range migrations.Up(ctx, targets) {
 		errs = append(errs, r.Err)
 	}
-	if err := errors.Join(errs...); err != nil {
-		return cfg, err
-	}
-	return cfg, cfg.Validate()
+	return errors.Join(errs...)
 }
 
 // DropDeployment drops the databases Deployment created for cfg.

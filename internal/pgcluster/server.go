@@ -1,12 +1,19 @@
-// Package pgtest starts or reuses a real PostgreSQL server for tests and
-// builds throwaway shard deployments on it.
+// Package pgcluster runs local PostgreSQL clusters from the installed
+// server binaries and builds shard databases on them: initdb, start and stop
+// (as the postgres OS user when running as root, since the server refuses
+// root), halting and freezing a server as a failing host would, and creating
+// and migrating a configuration's shard databases.
 //
-// With PGTEST_DSN set (a superuser DSN, e.g.
-// postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable), or any of
-// PGHOST/PGPORT set, tests reuse that server. Otherwise Start runs initdb from
-// the installed PostgreSQL binaries (as the postgres OS user when running as
-// root) in a temporary directory and starts a server on a free loopback port.
-package pgtest
+// It is shared by the dev commands (cmd/dmsdev: demo, ingest) and by the test
+// harness pgtest, and imports no `testing`: a command that uses it links no
+// test code. It may import migrations, regions and shardmap; nothing shipped
+// imports it (cmd/dmsrouter's deps test checks that).
+//
+// Start reuses the server PGTEST_DSN (a superuser DSN, e.g.
+// postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable) or any of
+// PGHOST/PGPORT name; otherwise it runs initdb in a temporary directory and
+// starts a server on a free loopback port.
+package pgcluster
 
 import (
 	"context"
@@ -27,7 +34,8 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Server is a PostgreSQL server that tests may create databases on.
+// Server is a PostgreSQL server to create databases on: one this process
+// started, or one it reuses.
 type Server struct {
 	// AdminDSN connects as a superuser to the server's postgres database.
 	AdminDSN string
@@ -38,6 +46,7 @@ type Server struct {
 	dir   string // data directory when this process started the server
 	bin   string // directory of pg_ctl, initdb and postgres
 	owner string // OS user that owns dir, "" for the current user
+	temp  bool   // dir is a temporary directory that Stop removes
 }
 
 // Start returns the server named by PGTEST_DSN or the PG* variables in
@@ -50,17 +59,17 @@ func Start(ctx context.Context, getenv func(string) string) (*Server, error) {
 	if getenv("PGHOST") != "" || getenv("PGPORT") != "" {
 		return reuse(ctx, "postgres:///postgres?sslmode=disable")
 	}
-	return startCluster(ctx)
+	return StartTemp(ctx)
 }
 
 func reuse(ctx context.Context, dsn string) (*Server, error) {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("pgtest: parse PGTEST_DSN: %w", err)
+		return nil, fmt.Errorf("pgcluster: parse PGTEST_DSN: %w", err)
 	}
 	s := &Server{AdminDSN: dsn, Host: cfg.Host, Port: int(cfg.Port)}
 	if err := s.ping(ctx, 10*time.Second); err != nil {
-		return nil, fmt.Errorf("pgtest: server %s:%d: %w", cfg.Host, cfg.Port, err)
+		return nil, fmt.Errorf("pgcluster: server %s:%d: %w", cfg.Host, cfg.Port, err)
 	}
 	return s, nil
 }
@@ -89,22 +98,39 @@ func pgVersion(binDir string) int {
 	return v
 }
 
-func startCluster(ctx context.Context) (*Server, error) {
+// Installed reports whether PostgreSQL's server binaries (initdb, pg_ctl and
+// postgres) are in BinDir.
+func Installed() bool {
 	bin, err := BinDir()
 	if err != nil {
-		return nil, fmt.Errorf("pgtest: %w", err)
+		return false
 	}
-	dir, err := os.MkdirTemp("", "dmsrouter-pgtest-")
+	for _, name := range []string{"initdb", "pg_ctl", "postgres"} {
+		if _, err := os.Stat(filepath.Join(bin, name)); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// StartTemp starts a throwaway cluster in a new temporary directory on a
+// free loopback port; Stop stops it and removes the directory.
+func StartTemp(ctx context.Context) (*Server, error) {
+	bin, err := BinDir()
 	if err != nil {
-		return nil, fmt.Errorf("pgtest: %w", err)
+		return nil, fmt.Errorf("pgcluster: %w", err)
 	}
-	s := &Server{Host: "127.0.0.1", dir: dir, bin: bin}
+	dir, err := os.MkdirTemp("", "dmsrouter-pgcluster-")
+	if err != nil {
+		return nil, fmt.Errorf("pgcluster: %w", err)
+	}
+	s := &Server{Host: "127.0.0.1", dir: dir, bin: bin, temp: true}
 	if os.Geteuid() == 0 {
 		// The server refuses to run as root.
 		s.owner = "postgres"
 		if err := chownTo(dir, s.owner); err != nil {
 			os.RemoveAll(dir)
-			return nil, fmt.Errorf("pgtest: %w", err)
+			return nil, fmt.Errorf("pgcluster: %w", err)
 		}
 	}
 	if err := s.initAndStart(ctx); err != nil {
@@ -147,13 +173,13 @@ func (s *Server) initAndStart(ctx context.Context) error {
 	if _, err := os.Stat(filepath.Join(data, "PG_VERSION")); err != nil {
 		if out, err := s.pg(ctx, "initdb", "-D", data, "-U", "postgres", "--auth=trust",
 			"--encoding=UTF8", "--locale=C.UTF-8", "--no-sync").CombinedOutput(); err != nil {
-			return fmt.Errorf("pgtest: initdb: %w\n%s", err, out)
+			return fmt.Errorf("pgcluster: initdb: %w\n%s", err, out)
 		}
 	}
 	if s.Port == 0 {
-		port, err := freePort()
+		port, err := FreePort()
 		if err != nil {
-			return fmt.Errorf("pgtest: %w", err)
+			return fmt.Errorf("pgcluster: %w", err)
 		}
 		s.Port = port
 	}
@@ -172,7 +198,7 @@ func (s *Server) initAndStart(ctx context.Context) error {
 	logFile := filepath.Join(s.dir, "postgres.log")
 	if out, err := s.pg(ctx, "pg_ctl", "start", "-w", "-t", "60", "-D", data, "-l", logFile, "-o", opts).CombinedOutput(); err != nil {
 		log, _ := os.ReadFile(logFile)
-		return fmt.Errorf("pgtest: pg_ctl start: %w\n%s\n%s", err, out, log)
+		return fmt.Errorf("pgcluster: pg_ctl start: %w\n%s\n%s", err, out, log)
 	}
 	s.AdminDSN = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", s.Port)
 	return s.ping(ctx, 30*time.Second)
@@ -202,10 +228,10 @@ func (s *Server) Stop() error {
 	var err error
 	if _, statErr := os.Stat(filepath.Join(data, "postmaster.pid")); statErr == nil {
 		if out, e := s.pg(context.Background(), "pg_ctl", "stop", "-m", "fast", "-w", "-D", data).CombinedOutput(); e != nil {
-			err = fmt.Errorf("pgtest: pg_ctl stop: %w\n%s", e, out)
+			err = fmt.Errorf("pgcluster: pg_ctl stop: %w\n%s", e, out)
 		}
 	}
-	if strings.Contains(filepath.Base(s.dir), "dmsrouter-pgtest-") {
+	if s.temp {
 		os.RemoveAll(s.dir)
 	}
 	return err
@@ -215,11 +241,11 @@ func (s *Server) Stop() error {
 // can start it again: the way tests take a shard down and bring it back.
 func (s *Server) Halt() error {
 	if s.dir == "" {
-		return errors.New("pgtest: cannot halt a server this process did not start")
+		return errors.New("pgcluster: cannot halt a server this process did not start")
 	}
 	out, err := s.pg(context.Background(), "pg_ctl", "stop", "-m", "immediate", "-w", "-D", filepath.Join(s.dir, "data")).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("pgtest: pg_ctl stop: %w\n%s", err, out)
+		return fmt.Errorf("pgcluster: pg_ctl stop: %w\n%s", err, out)
 	}
 	return nil
 }
@@ -227,7 +253,7 @@ func (s *Server) Halt() error {
 // Resume starts a halted server again on the same port.
 func (s *Server) Resume(ctx context.Context) error {
 	if s.dir == "" {
-		return errors.New("pgtest: cannot resume a server this process did not start")
+		return errors.New("pgcluster: cannot resume a server this process did not start")
 	}
 	return s.initAndStart(ctx)
 }
@@ -247,19 +273,19 @@ func (s *Server) Continue() error { return s.signalAll(syscall.SIGCONT) }
 // stopped postmaster forks nothing new, so none is missed.
 func (s *Server) signalAll(sig syscall.Signal) error {
 	if s.dir == "" {
-		return errors.New("pgtest: cannot signal a server this process did not start")
+		return errors.New("pgcluster: cannot signal a server this process did not start")
 	}
 	pidFile, err := os.ReadFile(filepath.Join(s.dir, "data", "postmaster.pid"))
 	if err != nil {
-		return fmt.Errorf("pgtest: read postmaster.pid: %w", err)
+		return fmt.Errorf("pgcluster: read postmaster.pid: %w", err)
 	}
 	first, _, _ := strings.Cut(string(pidFile), "\n")
 	pm, err := strconv.Atoi(strings.TrimSpace(first))
 	if err != nil || pm <= 0 {
-		return fmt.Errorf("pgtest: postmaster.pid holds no pid: %q", first)
+		return fmt.Errorf("pgcluster: postmaster.pid holds no pid: %q", first)
 	}
 	if err := syscall.Kill(pm, sig); err != nil {
-		return fmt.Errorf("pgtest: signal postmaster %d: %w", pm, err)
+		return fmt.Errorf("pgcluster: signal postmaster %d: %w", pm, err)
 	}
 	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
 	for _, path := range stats {
@@ -278,7 +304,7 @@ func (s *Server) signalAll(sig syscall.Signal) error {
 		}
 		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(path)))
 		if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-			return fmt.Errorf("pgtest: signal backend %d: %w", pid, err)
+			return fmt.Errorf("pgcluster: signal backend %d: %w", pid, err)
 		}
 	}
 	return nil
@@ -343,7 +369,8 @@ func (s *Server) ping(ctx context.Context, within time.Duration) error {
 	}
 }
 
-func freePort() (int, error) {
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dmshub/dmsrouter/bench"
+	"github.com/dmshub/dmsrouter/internal/cli"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
 
@@ -18,7 +19,7 @@ import (
 // through an in-process router, against a monolith) and prints, and
 // appends to --out, a markdown report.
 func benchCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := newFlags("bench", stderr)
+	fs := cli.NewFlags("dmsdev", "bench", stderr)
 	path := fs.String("config", "configs/dev.yaml", "sharded deployment (seeded)")
 	monolith := fs.String("monolith", "", "the same data in one database: a config whose 20 regions map to one shard (seeded with the same seed flags); empty skips the monolith arm")
 	duration := fs.Duration("duration", 30*time.Second, "measured time of each arm at each concurrency")
@@ -30,7 +31,7 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	seed := fs.Uint64("seed", 1, "seed of the clients' request streams")
 	out := fs.String("out", "", "append the markdown report to this file (it is always printed)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the router arm's loaded run to this file")
-	if err := parseArgs(fs, args); err != nil {
+	if err := cli.ParseArgs(fs, args); err != nil {
 		return err
 	}
 	cfg, err := shardmap.Load(*path, getenv)
@@ -46,12 +47,12 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 		IngestRows:  *ingestRows,
 		IngestBatch: *ingestBatch,
 		Seed:        *seed,
-		Command:     strings.Join(append([]string{"dmsrouter", "bench"}, args...), " "),
+		Command:     strings.Join(append([]string{"dmsdev", "bench"}, args...), " "),
 		Log:         stderr,
 		// The router logs every request, as in production; the lines are
 		// formatted and discarded.
 		Serve: func(ctx context.Context, cfg shardmap.Config, ready func(net.Addr)) error {
-			return serve(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)), nil, ready)
+			return cli.Serve(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)), nil, ready)
 		},
 	}
 	if *monolith != "" {

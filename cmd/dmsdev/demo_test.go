@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +14,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/dmshub/dmsrouter/internal/clitest"
+	"github.com/dmshub/dmsrouter/internal/pgcluster"
 )
 
 // TestDemo runs the newcomer's demo end to end at a tiny scale on its own
@@ -29,8 +31,11 @@ func TestDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	port := freePort(t)
-	dev := readFile(t, filepath.Join("..", "..", "configs", "dev.yaml"))
+	port, err := pgcluster.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := clitest.ReadFile(t, filepath.Join("..", "..", "configs", "dev.yaml"))
 	path := filepath.Join(t.TempDir(), "demo.yaml")
 	if err := os.WriteFile(path, []byte(strings.ReplaceAll(dev, ":54329/", ":"+strconv.Itoa(port)+"/")), 0o600); err != nil {
 		t.Fatal(err)
@@ -38,11 +43,11 @@ func TestDemo(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	out, logs := &syncBuffer{}, &syncBuffer{}
+	out, logs := &clitest.Buffer{}, &clitest.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		args := []string{"demo", "--config", path, "--markets", "40", "--days", "3", "--data", dir, "--addr", "127.0.0.1:0"}
-		done <- run(ctx, args, noenv, out, logs)
+		done <- run(ctx, args, clitest.NoEnv, out, logs)
 	}()
 	deadline := time.After(2 * time.Minute)
 	for !strings.Contains(out.String(), "Ctrl-C stops") {
@@ -110,22 +115,12 @@ func TestDemo(t *testing.T) {
 // the demo says how to install them and fails.
 func TestDemoWithoutPostgres(t *testing.T) {
 	t.Setenv("PG_BINDIR", t.TempDir())
-	var out, errOut syncBuffer
-	err := run(context.Background(), []string{"demo", "--config", filepath.Join("..", "..", "configs", "dev.yaml"), "--data", t.TempDir()}, noenv, &out, &errOut)
+	var out, errOut clitest.Buffer
+	err := run(context.Background(), []string{"demo", "--config", filepath.Join("..", "..", "configs", "dev.yaml"), "--data", t.TempDir()}, clitest.NoEnv, &out, &errOut)
 	if err == nil || !strings.Contains(errOut.String(), "apt-get install postgresql") {
 		t.Errorf("demo without binaries = %v, stderr:\n%s\nwant an error and the install command", err, errOut.String())
 	}
 	if out.String() != "" {
 		t.Errorf("demo without binaries printed %q to stdout, want nothing", out.String())
 	}
-}
-
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

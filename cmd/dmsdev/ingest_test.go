@@ -3,21 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
 	"strings"
 	"testing"
-
-	"github.com/dmshub/dmsrouter/pgtest"
 )
 
-var pg *pgtest.Server
-
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &pg)) }
-
-// TestSmallRun runs the whole measurement at a small scale on the test
+// TestIngestSmallRun runs the whole measurement at a small scale on the test
 // server: every method writes its rows, the rollup keeps up (run checks
 // both and fails otherwise), and the report has every row.
-func TestSmallRun(t *testing.T) {
+func TestIngestSmallRun(t *testing.T) {
 	getenv := func(name string) string {
 		if name == "PGTEST_DSN" {
 			return pg.AdminDSN
@@ -25,10 +18,10 @@ func TestSmallRun(t *testing.T) {
 		return ""
 	}
 	var out, log bytes.Buffer
-	args := []string{"--markets", "20", "--prefill", "2000", "--rows", "1000", "--batch", "250", "--plan-batch", "100",
+	args := []string{"ingest", "--markets", "20", "--prefill", "2000", "--rows", "1000", "--batch", "250", "--plan-batch", "100",
 		"--clients", "4", "--checkins", "150"}
 	if err := run(context.Background(), args, getenv, &out, &log); err != nil {
-		t.Fatalf("dmsingest %s: %v\n%s", strings.Join(args, " "), err, log.String())
+		t.Fatalf("dmsdev %s: %v\n%s", strings.Join(args, " "), err, log.String())
 	}
 	for _, want := range []string{
 		"| POST /v1/presences/batch (COPY to staging + validated INSERT ... SELECT) | 4 x 250 rows |",

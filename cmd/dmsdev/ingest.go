@@ -1,5 +1,56 @@
-// Command dmsingest measures the write paths of one regional shard, side by
-// side in one run on the same database:
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/dmshub/dmsrouter/bench"
+	"github.com/dmshub/dmsrouter/internal/cli"
+	"github.com/dmshub/dmsrouter/internal/pgcluster"
+	"github.com/dmshub/dmsrouter/regions"
+	"github.com/dmshub/dmsrouter/router"
+	"github.com/dmshub/dmsrouter/shardmap"
+)
+
+// ingestOptions are the command's flags.
+type ingestOptions struct {
+	markets   int
+	prefill   int
+	rows      int
+	batch     int
+	planBatch int
+	clients   int
+	checkins  int
+	maxConns  int
+	profile   string
+}
+
+// The region measured and the fixed shape of its data: every market has
+// stallsPerMarket stalls, the first holdersPerMarket held by a concession
+// each, and every market day brings one presence per held stall.
+const (
+	ingestRegion     = regions.Code("03")
+	stallsPerMarket  = 15
+	holdersPerMarket = 10
+)
+
+// ingestCmd measures the write paths of one regional shard, side by side
+// in one run on the same database:
 //
 //   - bulk presence ingest through the router's POST /v1/presences/batch
 //     (10,000-row requests: COPY into a staging table, one validated
@@ -18,77 +69,10 @@
 // national year; every market here is held daily with 10 presences), then
 // measures. Usage:
 //
-//	go run ./cmd/dmsingest [--markets 1360] [--prefill 4000000] [--rows 80000] [--clients 16]
-package main
-
-import (
-	"bytes"
-	"context"
-	"encoding/json"
-	"errors"
-	"flag"
-	"fmt"
-	"io"
-	"log/slog"
-	"net"
-	"net/http"
-	"os"
-	"os/signal"
-	"runtime"
-	"runtime/pprof"
-	"slices"
-	"strings"
-	"sync"
-	"syscall"
-	"time"
-
-	"github.com/jackc/pgx/v5"
-
-	"github.com/dmshub/dmsrouter/bench"
-	"github.com/dmshub/dmsrouter/pgtest"
-	"github.com/dmshub/dmsrouter/regions"
-	"github.com/dmshub/dmsrouter/router"
-	"github.com/dmshub/dmsrouter/shardmap"
-)
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	stop()
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "dmsingest:", err)
-		}
-		os.Exit(1)
-	}
-}
-
-// options are the command's flags.
-type options struct {
-	markets   int
-	prefill   int
-	rows      int
-	batch     int
-	planBatch int
-	clients   int
-	checkins  int
-	maxConns  int
-	profile   string
-}
-
-// The region measured and the fixed shape of its data: every market has
-// stallsPerMarket stalls, the first holdersPerMarket held by a concession
-// each, and every market day brings one presence per held stall.
-const (
-	region           = regions.Code("03")
-	stallsPerMarket  = 15
-	holdersPerMarket = 10
-)
-
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("dmsingest", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var o options
+//	go run ./cmd/dmsdev ingest [--markets 1360] [--prefill 4000000] [--rows 80000] [--clients 16]
+func ingestCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := cli.NewFlags("dmsdev", "ingest", stderr)
+	var o ingestOptions
 	fs.IntVar(&o.markets, "markets", 1360, "markets in region 03 (Lombardia's 17% of 8,000)")
 	fs.IntVar(&o.prefill, "prefill", 4_000_000, "presences stored before measuring (rounded to whole market days)")
 	fs.IntVar(&o.rows, "rows", 80_000, "presences each ingest method writes")
@@ -98,7 +82,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.IntVar(&o.checkins, "checkins", 12_800, "single check-ins in all, at most one market day of presences")
 	fs.IntVar(&o.maxConns, "max-conns", shardmap.DefaultMaxConns, "the shard's pool size")
 	fs.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of the measurements (clients and router) to this file")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.ParseArgs(fs, args); err != nil {
 		return err
 	}
 	perDay := o.markets * holdersPerMarket
@@ -107,16 +91,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	fmt.Fprintln(stderr, "starting PostgreSQL")
-	srv, err := pgtest.Start(ctx, getenv)
+	srv, err := pgcluster.Start(ctx, getenv)
 	if err != nil {
 		return err
 	}
 	defer srv.Stop()
-	layout := pgtest.Layout{}
+	layout := pgcluster.Layout{}
 	for _, r := range regions.All() {
 		layout[r.Code] = "rest"
 	}
-	layout[region] = "lombardia"
+	layout[ingestRegion] = "lombardia"
 	cfg, err := srv.Deployment(ctx, fmt.Sprintf("ingest%d", os.Getpid()), layout)
 	if err != nil {
 		return err
@@ -154,7 +138,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	t0 := time.Now()
-	fmt.Fprintf(stderr, "filling region %s: %d markets, %d stalls, %d holders\n", region, o.markets, o.markets*stallsPerMarket, perDay)
+	fmt.Fprintf(stderr, "filling region %s: %d markets, %d stalls, %d holders\n", ingestRegion, o.markets, o.markets*stallsPerMarket, perDay)
 	if err := fill(ctx, admin, o.markets); err != nil {
 		return err
 	}
@@ -176,7 +160,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer holder.Close()
-	sh, err := holder.For(region)
+	sh, err := holder.For(ingestRegion)
 	if err != nil {
 		return err
 	}
@@ -196,8 +180,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	go hs.Serve(ln)
 	defer hs.Close()
 	base := "http://" + ln.Addr().String()
-	terr, _ := regions.ParseTerritory("region:" + string(region))
-	token, err := router.SignHS256(pgtest.TestSecret, router.Principal{Subject: "dmsingest", Role: "admin_pa", Territory: terr}, 24*time.Hour, time.Now())
+	terr, _ := regions.ParseTerritory("region:" + string(ingestRegion))
+	token, err := router.SignHS256(pgcluster.DeploymentSecret, router.Principal{Subject: "dmsingest", Role: "admin_pa", Territory: terr}, 24*time.Hour, time.Now())
 	if err != nil {
 		return err
 	}
@@ -275,7 +259,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		defer pprof.StopCPUProfile()
 	}
-	sc := regions.Scope{Region: region, User: "dmsingest"}
+	sc := regions.Scope{Region: ingestRegion, User: "dmsingest"}
 	var batchTime, planTime, nextIDTime, copyTime time.Duration
 	for round, b := range bodies {
 		lo, hi := round*o.batch, min((round+1)*o.batch, o.rows)
@@ -328,7 +312,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			[]string{"id", "region_id", "market_id", "comune", "vendor_id", "stall_id", "date", "kind", "checkin_at"},
 			pgx.CopyFromSlice(hi-lo, func(i int) ([]any, error) {
 				r := copyRows[lo+i]
-				return []any{copyIDs[lo+i], int16(region.Num()), r.MarketID, r.comune, r.VendorID, r.StallID, r.day, r.Kind, r.at}, nil
+				return []any{copyIDs[lo+i], int16(ingestRegion.Num()), r.MarketID, r.comune, r.VendorID, r.StallID, r.day, r.Kind, r.at}, nil
 			}))
 		if err != nil {
 			return fmt.Errorf("raw copy: %w", err)
@@ -390,9 +374,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	rate := func(d time.Duration) float64 { return float64(o.rows) / d.Seconds() }
 	var sb strings.Builder
 	load, _ := os.ReadFile("/proc/loadavg")
-	fmt.Fprintf(&sb, "dmsingest: %s, %d cores, Go %s, load average %s; region %s on one shard: %d markets, %d stalls, %d presences stored before the run\n\n",
+	fmt.Fprintf(&sb, "dmsdev ingest: %s, %d cores, Go %s, load average %s; region %s on one shard: %d markets, %d stalls, %d presences stored before the run\n\n",
 		time.Now().Format(time.DateOnly), runtime.NumCPU(), runtime.Version(), strings.Join(strings.Fields(string(load))[:3], " "),
-		region, o.markets, o.markets*stallsPerMarket, stored)
+		ingestRegion, o.markets, o.markets*stallsPerMarket, stored)
 	fmt.Fprintf(&sb, "| ingest of %d presences | requests | seconds | rows/s | vs plan |\n|---|---|---|---|---|\n", o.rows)
 	fmt.Fprintf(&sb, "| POST /v1/presences/batch (COPY to staging + validated INSERT ... SELECT) | %d x %d rows | %.2f | %.0f | %.2fx |\n",
 		len(bodies), o.batch, batchTime.Seconds(), rate(batchTime), planTime.Seconds()/batchTime.Seconds())

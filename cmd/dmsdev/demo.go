@@ -15,8 +15,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/term"
 
-	"github.com/dmshub/dmsrouter/migrations"
-	"github.com/dmshub/dmsrouter/pgtest"
+	"github.com/dmshub/dmsrouter/internal/cli"
+	"github.com/dmshub/dmsrouter/internal/pgcluster"
 	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/router"
 	"github.com/dmshub/dmsrouter/seed"
@@ -29,14 +29,14 @@ import (
 // serves the API with ready-to-paste tokens and curl lines until ctx is
 // done; then it stops the router and the cluster, keeping the data.
 func demoCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := newFlags("demo", stderr)
+	fs := cli.NewFlags("dmsdev", "demo", stderr)
 	path := fs.String("config", "configs/dev.yaml", "configuration file; every DSN must name one local port")
 	markets := fs.Int("markets", 800, "markets to seed on first use")
 	days := fs.Int("days", 30, "market days of presences to seed on first use")
 	seedValue := fs.Int64("seed", 1, "random seed of the data")
 	data := fs.String("data", ".dmsdata", "directory of the local PostgreSQL cluster")
 	addr := fs.String("addr", "", "listen address (overrides server.addr)")
-	if err := parseArgs(fs, args); err != nil {
+	if err := cli.ParseArgs(fs, args); err != nil {
 		return err
 	}
 	cfg, err := shardmap.Load(*path, getenv)
@@ -49,7 +49,7 @@ func demoCmd(ctx context.Context, args []string, getenv func(string) string, std
 	if cfg.Auth.HS256Secret == "" {
 		return errors.New("demo: auth.hs256_secret is not set: the demo's tokens need it")
 	}
-	if !serverInstalled() {
+	if !pgcluster.Installed() {
 		fmt.Fprint(stderr, `PostgreSQL's server binaries (initdb, pg_ctl, postgres) are not installed.
 Install them and run the demo again; on Debian or Ubuntu:
 
@@ -68,18 +68,13 @@ Install them and run the demo again; on Debian or Ubuntu:
 		return err
 	}
 
-	admin, err := pgx.ParseConfig(cfg.Shards[0].AdminDSN())
-	if err != nil {
-		return err
-	}
-	admin.Database = "postgres"
-	if running(ctx, admin) {
+	if pgcluster.Running(ctx, cfg) {
 		fmt.Fprintf(stdout, "PostgreSQL is already running on 127.0.0.1:%d: using it (it stays running on exit)\n", port)
 	} else {
 		fmt.Fprintf(stdout, "starting PostgreSQL on 127.0.0.1:%d, data in %s\n", port, dir)
 		// Never interrupted half-way: a canceled pg_ctl could leave a
 		// server running that nothing stops.
-		srv, err := pgtest.StartAt(context.WithoutCancel(ctx), dir, port)
+		srv, err := pgcluster.StartAt(context.WithoutCancel(ctx), dir, port)
 		if err != nil {
 			return fmt.Errorf("demo: start PostgreSQL: %w", err)
 		}
@@ -92,26 +87,15 @@ Install them and run the demo again; on Debian or Ubuntu:
 		}()
 	}
 
-	if err := createDatabases(ctx, admin, cfg); err != nil {
-		return err
-	}
-	var targets []migrations.Target
-	for _, s := range cfg.Shards {
-		targets = append(targets, migrations.Target{Name: s.Name, DSN: s.AdminDSN()})
-	}
-	var errs []error
-	for _, r := range migrations.Up(ctx, targets) {
-		errs = append(errs, r.Err)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return err
+	if err := pgcluster.Prepare(ctx, cfg); err != nil {
+		return fmt.Errorf("demo: %w", err)
 	}
 
 	opts := seed.Options{Markets: *markets, Days: *days, Seed: *seedValue, Progress: stdout}
 	if f, ok := stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		opts.Terminal = true
 	}
-	reseed := fmt.Sprintf("dmsrouter seed --config %s --markets %d --days %d --seed %d --reset", *path, *markets, *days, *seedValue)
+	reseed := fmt.Sprintf("go run ./cmd/dmsdev seed --config %s --markets %d --days %d --seed %d --reset", *path, *markets, *days, *seedValue)
 	switch _, err := seed.Run(ctx, cfg, opts); {
 	case errors.Is(err, seed.ErrNotEmpty):
 		fmt.Fprintf(stdout, "the shards hold data already: not seeding (to start over: %s)\n", reseed)
@@ -133,26 +117,11 @@ Install them and run the demo again; on Debian or Ubuntu:
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
-	err = serve(ctx, cfg, log, nil, func(a net.Addr) {
+	err = cli.Serve(ctx, cfg, log, nil, func(a net.Addr) {
 		ex.print(stdout, "http://"+a.String(), tokens, dir, len(cfg.Shards))
 	})
 	fmt.Fprintln(stdout, "router stopped")
 	return err
-}
-
-// serverInstalled reports whether PostgreSQL's server binaries are where
-// pgtest looks for them.
-func serverInstalled() bool {
-	bin, err := pgtest.BinDir()
-	if err != nil {
-		return false
-	}
-	for _, name := range []string{"initdb", "pg_ctl", "postgres"} {
-		if _, err := os.Stat(filepath.Join(bin, name)); err != nil {
-			return false
-		}
-	}
-	return true
 }
 
 // localPort returns the one loopback port every DSN of cfg names, or an
@@ -175,45 +144,6 @@ func localPort(cfg shardmap.Config) (int, error) {
 		}
 	}
 	return port, nil
-}
-
-// running reports whether a server answers as the admin on cfg's address.
-func running(ctx context.Context, cfg *pgx.ConnConfig) bool {
-	cfg = cfg.Copy()
-	cfg.ConnectTimeout = time.Second
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return false
-	}
-	conn.Close(context.Background())
-	return true
-}
-
-// createDatabases creates the databases of cfg's shards that do not exist,
-// connected as the admin to the server's postgres database.
-func createDatabases(ctx context.Context, admin *pgx.ConnConfig, cfg shardmap.Config) error {
-	conn, err := pgx.ConnectConfig(ctx, admin)
-	if err != nil {
-		return fmt.Errorf("demo: connect as %s: %w", admin.User, err)
-	}
-	defer conn.Close(context.Background())
-	for _, s := range cfg.Shards {
-		c, err := pgx.ParseConfig(s.AdminDSN())
-		if err != nil {
-			return err
-		}
-		var exists bool
-		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)`, c.Database).Scan(&exists); err != nil {
-			return fmt.Errorf("demo: database %s: %w", c.Database, err)
-		}
-		if exists {
-			continue
-		}
-		if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{c.Database}.Sanitize()); err != nil {
-			return fmt.Errorf("demo: create database %s: %w", c.Database, err)
-		}
-	}
-	return nil
 }
 
 // examples are the seeded rows the demo's curl lines ask for.

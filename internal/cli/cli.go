@@ -1,0 +1,97 @@
+// Package cli holds what the two commands, the shipped cmd/dmsrouter and
+// the dev-only cmd/dmsdev, share: Main, which hands the process to a run
+// function (the pattern of STYLE.md: main only calls run), dispatching to
+// subcommands, flag sets that report errors instead of exiting and refuse
+// stray arguments, and Serve, which runs the router for a configuration
+// (dmsrouter serve, and the router of dmsdev demo and bench).
+//
+// It is linked into the shipped binary, so it may import only what
+// production runs (router, jobs, shardmap), never pgtest,
+// internal/pgcluster, seed or bench.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// RunFunc is a binary's run, or one subcommand's: it builds what it needs
+// from args and getenv, writes to stdout and stderr, and blocks until it is
+// done or ctx is canceled. Tests call it with their own arguments.
+type RunFunc func(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error
+
+// Main is all a binary's main does: it calls run with the process's
+// arguments, environment and standard streams, under a context that
+// SIGINT or SIGTERM cancels, and exits 1 when run fails, printing the
+// error after prog (except flag.ErrHelp: the flag set printed the usage).
+func Main(prog string, run RunFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, prog+":", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// Command is one subcommand of a binary.
+type Command struct {
+	Name, Summary string
+	Run           RunFunc
+}
+
+// Dispatch runs the command of cmds that args[0] names with the rest of
+// args, and blocks until it is done or ctx is canceled. help, -h and --help
+// print the usage of prog to stdout; no command or an unknown one prints it
+// to stderr and returns an error.
+func Dispatch(ctx context.Context, prog string, cmds []Command, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	usage := func(w io.Writer) {
+		fmt.Fprintf(w, "usage: %s <command> [flags]\n\ncommands:\n", prog)
+		for _, c := range cmds {
+			fmt.Fprintf(w, "  %-8s %s\n", c.Name, c.Summary)
+		}
+	}
+	if len(args) == 0 {
+		usage(stderr)
+		return errors.New("no command given")
+	}
+	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(stdout)
+		return nil
+	}
+	for _, c := range cmds {
+		if c.Name == args[0] {
+			return c.Run(ctx, args[1:], getenv, stdout, stderr)
+		}
+	}
+	usage(stderr)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+// NewFlags returns the flag set of subcommand name of prog; it reports
+// errors to stderr instead of exiting.
+func NewFlags(prog, name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(prog+" "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// ParseArgs parses a subcommand's flags and refuses positional arguments,
+// which no subcommand takes.
+func ParseArgs(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%s: unexpected arguments %q", fs.Name(), fs.Args())
+	}
+	return nil
+}
