@@ -219,6 +219,7 @@ func TestVerify(t *testing.T) {
 		{"role not a string", hsOnly, hs(claimSet("role", []string{"admin_pa"})), Principal{}},
 		{"territory region:21", hsOnly, hs(claimSet("territory", "region:21")), Principal{}},
 		{"territory comune:215146", hsOnly, hs(claimSet("territory", "comune:215146")), Principal{}},
+		{"territory comune:015999", hsOnly, hs(claimSet("territory", "comune:015999")), Principal{}},
 		{"territory empty", hsOnly, hs(claimSet("territory", "")), Principal{}},
 		{"territory missing", hsOnly, hs(claimWithout("territory")), Principal{}},
 		{"territory upper case", hsOnly, hs(claimSet("territory", "NATIONAL")), Principal{}},

@@ -110,7 +110,7 @@ func (p *params) comune(name string) (string, regions.Code) {
 	}
 	r, err := regions.ComuneRegion(v)
 	if err != nil {
-		p.bad(name, "unknown comune %q: want a six-digit ISTAT code", v)
+		p.bad(name, "unknown comune %q: want the six-digit ISTAT code of a comune", v)
 		return "", ""
 	}
 	return v, r

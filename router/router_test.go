@@ -419,6 +419,7 @@ func TestBadInput(t *testing.T) {
 		{"region not two digits", "national", "/v1/markets?region=3", "region"},
 		{"unknown province", "national", "/v1/markets?province=999", "province"},
 		{"unknown comune", "national", "/v1/markets?comune=215146", "comune"},
+		{"comune not in the ISTAT list", "national", "/v1/markets?comune=015999", "comune"},
 		{"unknown parameter", "lombardia", "/v1/markets?colour=red", "colour"},
 		{"repeated parameter", "lombardia", "/v1/markets?status=active&status=inactive", "status"},
 		{"bad status", "lombardia", "/v1/markets?status=open", "status"},

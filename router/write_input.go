@@ -298,7 +298,7 @@ func checkCodiceFiscale(s string) string {
 func checkComune(k *checks, field, code string) regions.Code {
 	r, err := regions.ComuneRegion(code)
 	if err != nil {
-		k.bad(field, "unknown comune %q: want a six-digit ISTAT code", code)
+		k.bad(field, "unknown comune %q: want the six-digit ISTAT code of a comune", code)
 		return ""
 	}
 	return r

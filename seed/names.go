@@ -3,54 +3,38 @@ package seed
 // The word lists the generator draws Italian-sounding names from. They are
 // data, never modified.
 
-// province is one plain province of the regions table: its sigla (which
-// prefixes market codes), its capoluogo and the capoluogo's three-digit
-// serial inside the province (the ISTAT one as far as this table knows; the
-// other comuni of a province are synthetic).
+// province is one plain province of the regions table: its sigla, which
+// prefixes market codes, and the ISTAT serial of its capoluogo inside the
+// province. The comuni themselves, with their names, come from package regions.
 type province struct {
-	sigla     string
-	capoluogo string
-	serial    int
+	sigla  string
+	serial int
 }
 
 // provinceTable is keyed by the three-digit plain province code.
 var provinceTable = map[string]province{
-	"001": {"TO", "Torino", 272}, "002": {"VC", "Vercelli", 158}, "003": {"NO", "Novara", 106},
-	"004": {"CN", "Cuneo", 78}, "005": {"AT", "Asti", 5}, "006": {"AL", "Alessandria", 3},
-	"007": {"AO", "Aosta", 3}, "008": {"IM", "Imperia", 31}, "009": {"SV", "Savona", 56},
-	"010": {"GE", "Genova", 25}, "011": {"SP", "La Spezia", 15}, "012": {"VA", "Varese", 133},
-	"013": {"CO", "Como", 75}, "014": {"SO", "Sondrio", 61}, "015": {"MI", "Milano", 146},
-	"016": {"BG", "Bergamo", 24}, "017": {"BS", "Brescia", 29}, "018": {"PV", "Pavia", 110},
-	"019": {"CR", "Cremona", 36}, "020": {"MN", "Mantova", 30}, "021": {"BZ", "Bolzano", 8},
-	"022": {"TN", "Trento", 205}, "023": {"VR", "Verona", 91}, "024": {"VI", "Vicenza", 116},
-	"025": {"BL", "Belluno", 6}, "026": {"TV", "Treviso", 86}, "027": {"VE", "Venezia", 42},
-	"028": {"PD", "Padova", 60}, "029": {"RO", "Rovigo", 41}, "030": {"UD", "Udine", 129},
-	"031": {"GO", "Gorizia", 7}, "032": {"TS", "Trieste", 6}, "033": {"PC", "Piacenza", 32},
-	"034": {"PR", "Parma", 27}, "035": {"RE", "Reggio nell'Emilia", 33}, "036": {"MO", "Modena", 23},
-	"037": {"BO", "Bologna", 6}, "038": {"FE", "Ferrara", 8}, "039": {"RA", "Ravenna", 14},
-	"040": {"FC", "Forlì", 12}, "041": {"PU", "Pesaro", 44}, "042": {"AN", "Ancona", 2},
-	"043": {"MC", "Macerata", 23}, "044": {"AP", "Ascoli Piceno", 7}, "045": {"MS", "Massa", 10},
-	"046": {"LU", "Lucca", 17}, "047": {"PT", "Pistoia", 14}, "048": {"FI", "Firenze", 17},
-	"049": {"LI", "Livorno", 9}, "050": {"PI", "Pisa", 26}, "051": {"AR", "Arezzo", 2},
-	"052": {"SI", "Siena", 32}, "053": {"GR", "Grosseto", 11}, "054": {"PG", "Perugia", 39},
-	"055": {"TR", "Terni", 32}, "056": {"VT", "Viterbo", 59}, "057": {"RI", "Rieti", 59},
-	"058": {"RM", "Roma", 91}, "059": {"LT", "Latina", 11}, "060": {"FR", "Frosinone", 38},
-	"061": {"CE", "Caserta", 22}, "062": {"BN", "Benevento", 8}, "063": {"NA", "Napoli", 49},
-	"064": {"AV", "Avellino", 8}, "065": {"SA", "Salerno", 116}, "066": {"AQ", "L'Aquila", 49},
-	"067": {"TE", "Teramo", 41}, "068": {"PE", "Pescara", 28}, "069": {"CH", "Chieti", 22},
-	"070": {"CB", "Campobasso", 6}, "071": {"FG", "Foggia", 24}, "072": {"BA", "Bari", 6},
-	"073": {"TA", "Taranto", 27}, "074": {"BR", "Brindisi", 1}, "075": {"LE", "Lecce", 35},
-	"076": {"PZ", "Potenza", 63}, "077": {"MT", "Matera", 14}, "078": {"CS", "Cosenza", 45},
-	"079": {"CZ", "Catanzaro", 23}, "080": {"RC", "Reggio di Calabria", 63}, "081": {"TP", "Trapani", 21},
-	"082": {"PA", "Palermo", 53}, "083": {"ME", "Messina", 48}, "084": {"AG", "Agrigento", 1},
-	"085": {"CL", "Caltanissetta", 4}, "086": {"EN", "Enna", 9}, "087": {"CT", "Catania", 15},
-	"088": {"RG", "Ragusa", 9}, "089": {"SR", "Siracusa", 17}, "090": {"SS", "Sassari", 64},
-	"091": {"NU", "Nuoro", 51}, "092": {"CA", "Cagliari", 9}, "093": {"PN", "Pordenone", 33},
-	"094": {"IS", "Isernia", 23}, "095": {"OR", "Oristano", 38}, "096": {"BI", "Biella", 4},
-	"097": {"LC", "Lecco", 42}, "098": {"LO", "Lodi", 31}, "099": {"RN", "Rimini", 14},
-	"100": {"PO", "Prato", 5}, "101": {"KR", "Crotone", 10}, "102": {"VV", "Vibo Valentia", 47},
-	"103": {"VB", "Verbania", 72}, "108": {"MB", "Monza", 33}, "109": {"FM", "Fermo", 6},
-	"110": {"BT", "Barletta", 2}, "111": {"SU", "Carbonia", 9},
+	"001": {"TO", 272}, "002": {"VC", 158}, "003": {"NO", 106}, "004": {"CN", 78}, "005": {"AT", 5},
+	"006": {"AL", 3}, "007": {"AO", 3}, "008": {"IM", 31}, "009": {"SV", 56}, "010": {"GE", 25},
+	"011": {"SP", 15}, "012": {"VA", 133}, "013": {"CO", 75}, "014": {"SO", 61}, "015": {"MI", 146},
+	"016": {"BG", 24}, "017": {"BS", 29}, "018": {"PV", 110}, "019": {"CR", 36}, "020": {"MN", 30},
+	"021": {"BZ", 8}, "022": {"TN", 205}, "023": {"VR", 91}, "024": {"VI", 116}, "025": {"BL", 6},
+	"026": {"TV", 86}, "027": {"VE", 42}, "028": {"PD", 60}, "029": {"RO", 41}, "030": {"UD", 129},
+	"031": {"GO", 7}, "032": {"TS", 6}, "033": {"PC", 32}, "034": {"PR", 27}, "035": {"RE", 33},
+	"036": {"MO", 23}, "037": {"BO", 6}, "038": {"FE", 8}, "039": {"RA", 14}, "040": {"FC", 12},
+	"041": {"PU", 44}, "042": {"AN", 2}, "043": {"MC", 23}, "044": {"AP", 7}, "045": {"MS", 10},
+	"046": {"LU", 17}, "047": {"PT", 14}, "048": {"FI", 17}, "049": {"LI", 9}, "050": {"PI", 26},
+	"051": {"AR", 2}, "052": {"SI", 32}, "053": {"GR", 11}, "054": {"PG", 39}, "055": {"TR", 32},
+	"056": {"VT", 59}, "057": {"RI", 59}, "058": {"RM", 91}, "059": {"LT", 11}, "060": {"FR", 38},
+	"061": {"CE", 22}, "062": {"BN", 8}, "063": {"NA", 49}, "064": {"AV", 8}, "065": {"SA", 116},
+	"066": {"AQ", 49}, "067": {"TE", 41}, "068": {"PE", 28}, "069": {"CH", 22}, "070": {"CB", 6},
+	"071": {"FG", 24}, "072": {"BA", 6}, "073": {"TA", 27}, "074": {"BR", 1}, "075": {"LE", 35},
+	"076": {"PZ", 63}, "077": {"MT", 14}, "078": {"CS", 45}, "079": {"CZ", 23}, "080": {"RC", 63},
+	"081": {"TP", 21}, "082": {"PA", 53}, "083": {"ME", 48}, "084": {"AG", 1}, "085": {"CL", 4},
+	"086": {"EN", 9}, "087": {"CT", 15}, "088": {"RG", 9}, "089": {"SR", 17}, "090": {"SS", 64},
+	"091": {"NU", 51}, "092": {"CA", 9}, "093": {"PN", 33}, "094": {"IS", 23}, "095": {"OR", 38},
+	"096": {"BI", 4}, "097": {"LC", 42}, "098": {"LO", 31}, "099": {"RN", 14}, "100": {"PO", 5},
+	"101": {"KR", 10}, "102": {"VV", 47}, "103": {"VB", 72}, "108": {"MB", 33}, "109": {"FM", 6},
+	"110": {"BT", 2}, "111": {"SU", 9},
 }
 
 // famousMarkets are well-known markets of big cities, used as the names of
@@ -80,37 +64,6 @@ var squares = []string{
 }
 
 var squareKinds = []string{"Mercato di Piazza ", "Mercato rionale di Via ", "Mercato di Largo ", "Mercato di Viale "}
-
-var comunePrefixes = []string{
-	"Castel", "Monte", "Villa", "Borgo", "Rocca", "Poggio", "Torre", "Casal", "Colle",
-	"Pieve", "Ponte", "Serra", "Fonte", "Valle", "Campo", "Porto", "Sasso", "Castiglion",
-}
-
-var comuneRoots = []string{
-	"nuovo", "vecchio", "franco", "bello", "forte", "rotondo", "fiorito", "alto", "marino",
-	"verde", "chiaro", "lungo", "grande", "secco", "rosso", "santo", "piano", "fiore",
-}
-
-var comuneSaints = []string{
-	"San Martino", "San Giorgio", "Sant'Angelo", "Santa Maria", "San Pietro", "San Giovanni",
-	"San Lorenzo", "San Vito", "Santo Stefano", "San Michele", "Sant'Andrea", "San Nicola",
-	"San Biagio", "San Donato", "San Benedetto", "Santa Croce", "San Felice", "San Marco",
-}
-
-var comuneStems = []string{
-	"Carp", "Bagn", "Calv", "Cerv", "Gall", "Mar", "Nov", "Lav", "Orb", "Sal", "Ter",
-	"Vign", "Trev", "Bors", "Cast", "Fagn", "Grum", "Mass", "Pont", "Sorb", "Cand", "Lur",
-}
-
-var comuneEndings = []string{
-	"ano", "ello", "ina", "ate", "ago", "engo", "iglio", "one", "ara", "ola", "eto",
-	"asco", "ino", "ore", "ella", "ignano", "ezzo",
-}
-
-var comuneQualifiers = []string{
-	" di Sopra", " di Sotto", " Terme", " Superiore", " Inferiore", " Scalo", " in Colle",
-	" del Monte", " al Piano", " Marina", " Alta",
-}
 
 var surnames = []string{
 	"Rossi", "Russo", "Ferrari", "Esposito", "Bianchi", "Romano", "Colombo", "Ricci",

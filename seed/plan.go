@@ -24,7 +24,7 @@ const (
 
 // plan is everything decided nationally before the regions are generated
 // independently: how many markets each region gets, the comuni of every
-// province, and the vendors with the regions they operate in. It is a pure
+// region, and the vendors with the regions they operate in. It is a pure
 // function of the options.
 type plan struct {
 	seed    uint64
@@ -32,23 +32,61 @@ type plan struct {
 	days    int
 	markets [21]int // by region number
 
-	provinces map[string]*provincePlan // by plain province code
-	vendors   []vendorIdent            // national registry, by vendor number
+	comuni  [21]comunePool // by region number
+	vendors []vendorIdent  // national registry, by vendor number
 	// regionVendors lists, by region number, the vendor numbers that have a
 	// row in that region, ascending.
 	regionVendors [21][]int32
 }
 
-// provincePlan is a province with its synthetic comuni; comuni[0] is the capoluogo.
-type provincePlan struct {
-	code   string
-	sigla  string
-	metro  bool // the seat of a metropolitan city
+// comunePool is the comuni of a region, from the ISTAT list, each with a
+// weight: its population, or unknownPopulation when the dataset has none.
+// Markets and vendors' offices are drawn from it in proportion to the weights.
+type comunePool struct {
 	comuni []comune
+	cum    []int64 // cum[i] is the sum of the weights of comuni[:i+1]
 }
 
 type comune struct {
 	code, name string
+	sigla      string // of its province, which prefixes market codes
+	capoluogo  bool   // the seat of its province
+}
+
+// unknownPopulation is the weight of a comune created since the population
+// data (2011 census, list of 2020): about the median comune.
+const unknownPopulation = 2_500
+
+// newComunePool returns the comuni of the plain provinces of region r.
+func newComunePool(r regions.Code) comunePool {
+	var (
+		pool comunePool
+		sum  int64
+	)
+	for _, p := range regions.Provinces(r) {
+		info := provinceTable[p]
+		for _, c := range regions.ProvinceComuni(p) {
+			w := int64(c.Population)
+			if w == 0 {
+				w = unknownPopulation
+			}
+			sum += w
+			pool.comuni = append(pool.comuni, comune{
+				code:      c.Code,
+				name:      c.Name,
+				sigla:     info.sigla,
+				capoluogo: c.Code == p+pad3d(info.serial),
+			})
+			pool.cum = append(pool.cum, sum)
+		}
+	}
+	return pool
+}
+
+// pick returns a comune of the pool drawn in proportion to its weight.
+func (cp *comunePool) pick(rng *rand.Rand) comune {
+	i, _ := slices.BinarySearch(cp.cum, 1+rng.Int64N(cp.cum[len(cp.cum)-1]))
+	return cp.comuni[i]
 }
 
 // vendorIdent is a vendor as the national registry knows it: the same in
@@ -80,7 +118,6 @@ func derive(seed uint64, path ...uint64) uint64 {
 // Stream labels for derive.
 const (
 	streamPlan uint64 = iota + 1
-	streamProvince
 	streamVendors
 	streamMarkets
 	streamMarket
@@ -122,89 +159,17 @@ func largestRemainder(total int, weights []int) []int {
 
 func newPlan(opts Options, today day) *plan {
 	p := &plan{
-		seed:      uint64(opts.Seed),
-		today:     today,
-		days:      opts.Days,
-		provinces: map[string]*provincePlan{},
+		seed:  uint64(opts.Seed),
+		today: today,
+		days:  opts.Days,
 	}
 	counts := largestRemainder(opts.Markets, marketShares[1:])
 	copy(p.markets[1:], counts)
 	for _, r := range regions.All() {
-		for _, code := range regions.Provinces(r.Code) {
-			p.provinces[code] = p.newProvince(code)
-		}
+		p.comuni[r.Code.Num()] = newComunePool(r.Code)
 	}
 	p.planVendors(opts.Markets)
 	return p
-}
-
-// newProvince makes the comuni of province code: the capoluogo and 40..109
-// synthetic ones (Italy has 7,896 comuni in 107 provinces), with distinct
-// serials and names.
-func (p *plan) newProvince(code string) *provincePlan {
-	rng := newRand(p.seed, streamProvince, uint64(mustAtoi(code)))
-	info := provinceTable[code]
-	metro, err := regions.CanonicalProvince(strconv.Itoa(200 + mustAtoi(code)))
-	pp := &provincePlan{code: code, sigla: info.sigla, metro: err == nil && metro == code}
-	n := 40 + rng.IntN(70)
-	usedSerial := map[int]bool{info.serial: true}
-	usedName := map[string]bool{info.capoluogo: true}
-	pp.comuni = append(pp.comuni, comune{code + pad3d(info.serial), info.capoluogo})
-	for len(pp.comuni) < n {
-		s := 1 + rng.IntN(min(999, n*3))
-		name := comuneName(rng)
-		if usedSerial[s] || usedName[name] {
-			continue
-		}
-		usedSerial[s], usedName[name] = true, true
-		pp.comuni = append(pp.comuni, comune{code + pad3d(s), name})
-	}
-	return pp
-}
-
-// comuneName returns an Italian-sounding comune name such as
-// "Castelfiorito", "San Giorgio Superiore" or "Bagnolo".
-func comuneName(rng *rand.Rand) string {
-	var name string
-	switch k := rng.IntN(10); {
-	case k < 4:
-		name = pick(rng, comunePrefixes) + pick(rng, comuneRoots)
-	case k < 6:
-		name = pick(rng, comuneSaints)
-	default:
-		name = pick(rng, comuneStems) + pick(rng, comuneEndings)
-	}
-	if rng.IntN(4) == 0 {
-		name += pick(rng, comuneQualifiers)
-	}
-	return name
-}
-
-// comuneByCode finds comune c of the plan.
-func (p *plan) comuneByCode(c string) comune {
-	for _, x := range p.provinces[c[:3]].comuni {
-		if x.code == c {
-			return x
-		}
-	}
-	return comune{}
-}
-
-// provinceWeights returns region r's plain provinces and a weight for each:
-// a metropolitan city's province holds three times as many markets.
-func (p *plan) provinceWeights(r regions.Code) ([]*provincePlan, []int) {
-	var ps []*provincePlan
-	var ws []int
-	for _, code := range regions.Provinces(r) {
-		pp := p.provinces[code]
-		ps = append(ps, pp)
-		if pp.metro {
-			ws = append(ws, 3)
-		} else {
-			ws = append(ws, 1)
-		}
-	}
-	return ps, ws
 }
 
 // planVendors builds the national vendor registry: vendorsPerMarket per
@@ -272,11 +237,8 @@ func (p *plan) planVendors(markets int) {
 	usedCF := map[string]bool{}
 	p.vendors = make([]vendorIdent, len(homes))
 	for v, home := range homes {
-		code, _ := regions.CodeOf(home)
-		ps, ws := p.provinceWeights(code)
-		pp := ps[pickWeighted(rng, ws)]
-		c := pp.comuni[rng.IntN(len(pp.comuni))]
-		office := min(mustAtoi(pp.code), 100)
+		c := p.comuni[home].pick(rng)
+		office := min(mustAtoi(c.code[:3]), 100)
 		vi := vendorIdent{
 			partitaIVA: makePartitaIVA((v*mul+add)%mod, office),
 			comune:     c.code,

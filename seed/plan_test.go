@@ -157,3 +157,54 @@ func drain(tb testing.TB, fill func(*encoder) (bool, error)) []byte {
 		}
 	}
 }
+
+func TestProvinceTable(t *testing.T) {
+	for _, r := range regions.All() {
+		for _, p := range regions.Provinces(r.Code) {
+			info, ok := provinceTable[p]
+			if !ok {
+				t.Errorf("province %s has no row in provinceTable", p)
+				continue
+			}
+			if _, err := regions.LookupComune(p + pad3d(info.serial)); err != nil {
+				t.Errorf("capoluogo of province %s: %v", p, err)
+			}
+		}
+	}
+}
+
+// TestMarketComuni checks that markets lie in real comuni, named as in the
+// ISTAT list, drawn by population: the biggest city of a region holds more of
+// its markets than any other comune.
+func TestMarketComuni(t *testing.T) {
+	p := newPlan(Options{Markets: 2000, Days: 0, Seed: 3}, dayOf(2026, 5, 4))
+	for _, tt := range []struct {
+		region regions.Code
+		city   string
+	}{
+		{"03", "015146"}, // Milano
+		{"12", "058091"}, // Roma
+		{"15", "063049"}, // Napoli
+		{"19", "082053"}, // Palermo
+	} {
+		t.Run(string(tt.region), func(t *testing.T) {
+			rd := p.generateRegion(tt.region, time.UTC)
+			perComune := map[string]int{}
+			for _, m := range rd.markets {
+				c, err := regions.LookupComune(m.comune)
+				if err != nil || c.Name != m.comuneName || c.Region != tt.region || c.Province() != m.province {
+					t.Errorf("market %s in comune %s %q, province %s: LookupComune = %+v, %v", m.code, m.comune, m.comuneName, m.province, c, err)
+				}
+				perComune[m.comune]++
+			}
+			for c, n := range perComune {
+				if c != tt.city && n >= perComune[tt.city] {
+					t.Errorf("comune %s holds %d markets, %s only %d", c, n, tt.city, perComune[tt.city])
+				}
+			}
+			if len(perComune) < 5 {
+				t.Errorf("%d markets in only %d comuni", len(rd.markets), len(perComune))
+			}
+		})
+	}
+}

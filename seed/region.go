@@ -106,7 +106,6 @@ func (p *plan) generateRegion(code regions.Code, rome *time.Location) *regionDat
 		return rd
 	}
 	rng := newRand(p.seed, streamMarkets, uint64(rd.num))
-	provinces, weights := p.provinceWeights(code)
 	serial := map[string]int{}     // markets per province so far
 	inComune := map[string]int{}   // markets per comune so far
 	usedNames := map[string]bool{} // comune + name
@@ -122,24 +121,19 @@ func (p *plan) generateRegion(code regions.Code, rome *time.Location) *regionDat
 	}
 	holds := make([]bool, len(rd.vendors)) // vendor row acts here: holds a concession or is a spuntista
 	for i := range n {
-		pp := provinces[pickWeighted(rng, weights)]
-		c := pp.comuni[0]
-		capoluogo := rng.IntN(100) < 20 || (pp.metro && rng.IntN(100) < 15)
-		if !capoluogo {
-			// Skewed towards the first comuni of the pool: a few big ones.
-			c = pp.comuni[1+int(float64(len(pp.comuni)-1)*rng.Float64()*rng.Float64())]
-		}
-		serial[pp.code]++
+		c := p.comuni[rd.num].pick(rng)
+		province := c.code[:3]
+		serial[province]++
 		m := market{
-			code:       pp.sigla + pad3dOrMore(serial[pp.code]),
-			province:   pp.code,
+			code:       c.sigla + pad3dOrMore(serial[province]),
+			province:   province,
 			comune:     c.code,
 			comuneName: c.name,
 			days:       marketDays(rng),
 			active:     rng.IntN(100) >= 2,
 			costCents:  int64(40 + rng.IntN(211)),
 		}
-		if capoluogo {
+		if c.capoluogo {
 			m.costCents = m.costCents * 3 / 2
 		}
 		for _, wd := range m.days {

@@ -1,8 +1,9 @@
 // Package seed fills every shard of a deployment with deterministic
 // synthetic data at national scale: markets spread over the regions by
-// population, their stalls, the vendors (some in several regions, with the
-// same tax codes in each), concessions and the presences of the last market
-// days.
+// population and over the real comuni of each region (package regions) by
+// their population, their stalls, the vendors (some in several regions, with
+// the same tax codes in each), concessions and the presences of the last
+// market days.
 //
 // The same Options give byte-identical rows: everything is drawn from
 // PCG streams derived from Options.Seed and the region or market they

@@ -328,6 +328,9 @@ func checkInvariants(t *testing.T, d *db, stats []seed.TableStats) {
 		// A comune has one name everywhere it appears.
 		names := map[string]string{}
 		for _, c := range collect[struct{ Comune, Name string }](t, d, "SELECT DISTINCT comune, comune_name FROM markets") {
+			if real, err := regions.LookupComune(c.Comune); err != nil || real.Name != c.Name {
+				t.Errorf("comune %s is called %q, the ISTAT list says %+v, %v", c.Comune, c.Name, real, err)
+			}
 			if n, ok := names[c.Comune]; ok && n != c.Name {
 				t.Errorf("comune %s is called %q and %q", c.Comune, n, c.Name)
 			}

@@ -109,7 +109,7 @@ func TestReadAppliesRowLevelSecurity(t *testing.T) {
 		{"region 01 on the same shard", regions.Scope{Region: "01"}, "Mercato di Torino"},
 		{"province 016", regions.Scope{Region: "03", Province: "016"}, "Mercato di Bergamo"},
 		{"comune 015146", regions.Scope{Region: "03", Province: "015", Comune: "015146"}, "Mercato di Milano"},
-		{"other comune", regions.Scope{Region: "03", Comune: "015999"}, ""},
+		{"other comune", regions.Scope{Region: "03", Comune: "015139"}, ""},
 		{"no scope", regions.Scope{}, ""},
 	}
 	for _, tt := range tests {
