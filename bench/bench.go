@@ -18,8 +18,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/regions"
-	"github.com/dmshub/dmsrouter/router"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
 
@@ -311,8 +311,8 @@ func signTokens(secret string, reqs [numClasses][]request) (map[string]string, e
 			if _, ok := tokens[t]; ok {
 				continue
 			}
-			p := router.Principal{Subject: subject, Role: "admin_pa", Territory: r.territory}
-			tok, err := router.SignHS256(secret, p, 12*time.Hour, time.Now())
+			p := auth.Principal{Subject: subject, Role: "admin_pa", Territory: r.territory}
+			tok, err := auth.SignHS256(secret, p, 12*time.Hour, time.Now())
 			if err != nil {
 				return nil, err
 			}

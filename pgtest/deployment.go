@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/migrations"
 	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/shardmap"
@@ -46,7 +47,7 @@ func SingleShard() Layout {
 func (s *Server) Deployment(ctx context.Context, prefix string, layout Layout) (shardmap.Config, error) {
 	cfg := shardmap.Config{
 		Server:  shardmap.ServerConfig{Addr: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second},
-		Auth:    shardmap.AuthConfig{HS256Secret: TestSecret},
+		Auth:    auth.Config{HS256Secret: TestSecret},
 		Regions: map[string]string{},
 		Database: shardmap.DatabaseConfig{
 			ConnectTimeout:     2 * time.Second,

@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
@@ -120,7 +121,7 @@ type legFunc[T any] func(ctx context.Context, sh *shardmap.Shard, sc regions.Sco
 // bounds, and returns the outcomes in region code order. ctx carries the
 // request's span; it should not be canceled by any one caller, since a
 // shared fan-out serves several.
-func fanOut[T any](ctx context.Context, n *national, p Principal, leg legFunc[T]) []outcome[T] {
+func fanOut[T any](ctx context.Context, n *national, p auth.Principal, leg legFunc[T]) []outcome[T] {
 	cfg := n.config()
 	all := regions.All()
 	out := make([]outcome[T], len(all))
@@ -151,7 +152,7 @@ func fanOut[T any](ctx context.Context, n *national, p Principal, leg legFunc[T]
 }
 
 // runLeg runs one region's leg in its own span and fills in o.
-func runLeg[T any](ctx context.Context, n *national, p Principal, o *outcome[T], leg legFunc[T]) {
+func runLeg[T any](ctx context.Context, n *national, p auth.Principal, o *outcome[T], leg legFunc[T]) {
 	n.legs.Add(1)
 	if n.onLeg != nil {
 		n.onLeg(o.region)

@@ -26,6 +26,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
+	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/pgtest"
 	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/registry"
@@ -1079,7 +1080,7 @@ func BenchmarkNationalSummary(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(m.Close)
-	v, err := NewVerifier(cfg.Auth)
+	v, err := auth.NewVerifier(cfg.Auth)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -1090,7 +1091,7 @@ func BenchmarkNationalSummary(b *testing.B) {
 	srv := httptest.NewServer(s)
 	b.Cleanup(srv.Close)
 	secret := cfg.Auth.HS256Secret
-	tok, err := SignHS256(secret, Principal{Subject: "bench", Role: "auditor", Territory: regions.Territory{Level: regions.National}}, time.Hour, time.Now())
+	tok, err := auth.SignHS256(secret, auth.Principal{Subject: "bench", Role: "auditor", Territory: regions.Territory{Level: regions.National}}, time.Hour, time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}

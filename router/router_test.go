@@ -17,6 +17,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/pgtest"
 	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/shardmap"
@@ -129,7 +130,7 @@ func newEnv(t *testing.T, name string, withOwned bool) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.m.Close)
-	v, err := NewVerifier(cfg.Auth)
+	v, err := auth.NewVerifier(cfg.Auth)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +154,7 @@ func newEnv(t *testing.T, name string, withOwned bool) *env {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tok, err := SignHS256(pgtest.TestSecret, Principal{Subject: who, Role: "admin_pa", Territory: tr}, time.Hour, fixedNow)
+		tok, err := auth.SignHS256(pgtest.TestSecret, auth.Principal{Subject: who, Role: "admin_pa", Territory: tr}, time.Hour, fixedNow)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -463,8 +464,8 @@ func TestBadInput(t *testing.T) {
 
 func TestAuthentication(t *testing.T) {
 	e := newEnv(t, "auth", false)
-	expired, _ := SignHS256(pgtest.TestSecret, Principal{Subject: "u", Role: "admin_pa", Territory: regions.Territory{Level: regions.National}}, time.Minute, fixedNow.Add(-time.Hour))
-	wrong, _ := SignHS256("another-secret-0123456789", Principal{Subject: "u", Role: "admin_pa", Territory: regions.Territory{Level: regions.National}}, time.Hour, fixedNow)
+	expired, _ := auth.SignHS256(pgtest.TestSecret, auth.Principal{Subject: "u", Role: "admin_pa", Territory: regions.Territory{Level: regions.National}}, time.Minute, fixedNow.Add(-time.Hour))
+	wrong, _ := auth.SignHS256("another-secret-0123456789", auth.Principal{Subject: "u", Role: "admin_pa", Territory: regions.Territory{Level: regions.National}}, time.Hour, fixedNow)
 	for name, header := range map[string]string{
 		"missing":      "",
 		"malformed":    "Bearer abc.def",

@@ -25,6 +25,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
 
@@ -38,7 +39,7 @@ const (
 // Server serves the API over one shard map.
 type Server struct {
 	shards   *shardmap.Holder
-	verifier *Verifier
+	verifier *auth.Verifier
 	log      *slog.Logger
 	tel      *Telemetry
 	rome     *time.Location
@@ -63,7 +64,7 @@ type Options struct {
 
 // New returns a Server that routes through the shard map m holds (and
 // follows its reloads) and authenticates with v.
-func New(m *shardmap.Holder, v *Verifier, opts Options) (*Server, error) {
+func New(m *shardmap.Holder, v *auth.Verifier, opts Options) (*Server, error) {
 	rome, err := time.LoadLocation("Europe/Rome")
 	if err != nil {
 		return nil, fmt.Errorf("load Europe/Rome: %w", err)
@@ -194,7 +195,7 @@ func jsonEncode(w io.Writer, v any) error {
 
 // authenticate verifies the bearer token and stores the principal.
 func (s *Server) authenticate(c *gin.Context) {
-	p, err := s.verifier.Verify(TokenFromRequest(c.Request), s.now())
+	p, err := s.verifier.Verify(auth.TokenFromRequest(c.Request), s.now())
 	if err != nil {
 		s.writeProblem(c, err)
 		return
@@ -205,9 +206,9 @@ func (s *Server) authenticate(c *gin.Context) {
 	c.Next()
 }
 
-func principal(c *gin.Context) Principal {
+func principal(c *gin.Context) auth.Principal {
 	p, _ := c.Get(ctxPrincipal)
-	return p.(Principal)
+	return p.(auth.Principal)
 }
 
 var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/viper"
 
+	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/regions"
 )
 
@@ -24,7 +25,7 @@ const EnvPrefix = "DMSROUTER_"
 // authentication keys, database timeouts and the shard map.
 type Config struct {
 	Server   ServerConfig      `mapstructure:"server"`
-	Auth     AuthConfig        `mapstructure:"auth"`
+	Auth     auth.Config       `mapstructure:"auth"`
 	Database DatabaseConfig    `mapstructure:"database"`
 	National NationalConfig    `mapstructure:"national"`
 	Shards   []ShardConfig     `mapstructure:"shards"`
@@ -35,13 +36,6 @@ type Config struct {
 type ServerConfig struct {
 	Addr            string        `mapstructure:"addr"`
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
-}
-
-// AuthConfig holds the keys that verify bearer tokens. HS256Secret is for
-// development; production sets PublicKeyFile (a PEM RSA or Ed25519 public key).
-type AuthConfig struct {
-	HS256Secret   string `mapstructure:"hs256_secret"`
-	PublicKeyFile string `mapstructure:"public_key_file"`
 }
 
 // DatabaseConfig holds the timeouts and breaker settings every shard uses.

@@ -44,6 +44,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/bench"
 	"github.com/dmshub/dmsrouter/pgtest"
 	"github.com/dmshub/dmsrouter/regions"
@@ -180,7 +181,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	v, err := router.NewVerifier(cfg.Auth)
+	v, err := auth.NewVerifier(cfg.Auth)
 	if err != nil {
 		return err
 	}
@@ -197,7 +198,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer hs.Close()
 	base := "http://" + ln.Addr().String()
 	terr, _ := regions.ParseTerritory("region:" + string(region))
-	token, err := router.SignHS256(pgtest.TestSecret, router.Principal{Subject: "dmsingest", Role: "admin_pa", Territory: terr}, 24*time.Hour, time.Now())
+	token, err := auth.SignHS256(pgtest.TestSecret, auth.Principal{Subject: "dmsingest", Role: "admin_pa", Territory: terr}, 24*time.Hour, time.Now())
 	if err != nil {
 		return err
 	}

@@ -15,10 +15,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/term"
 
+	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/migrations"
 	"github.com/dmshub/dmsrouter/pgtest"
 	"github.com/dmshub/dmsrouter/regions"
-	"github.com/dmshub/dmsrouter/router"
 	"github.com/dmshub/dmsrouter/seed"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
@@ -314,14 +314,14 @@ const demoTokenTTL = 12 * time.Hour
 
 // tokens signs the national, regional and comune tokens, in that order.
 func (ex examples) tokens(secret string) ([]string, error) {
-	principals := []router.Principal{
+	principals := []auth.Principal{
 		{Subject: "demo-national", Role: "super_admin", Territory: regions.Territory{Level: regions.National}},
 		{Subject: "demo-region", Role: "admin_pa", Territory: regions.Territory{Level: regions.Regional, Code: string(ex.region)}},
 		{Subject: "demo-comune", Role: "market_manager", Territory: regions.Territory{Level: regions.Municipal, Code: ex.comune}},
 	}
 	var out []string
 	for _, p := range principals {
-		t, err := router.SignHS256(secret, p, demoTokenTTL, time.Now())
+		t, err := auth.SignHS256(secret, p, demoTokenTTL, time.Now())
 		if err != nil {
 			return nil, err
 		}

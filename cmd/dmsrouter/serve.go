@@ -14,6 +14,7 @@ import (
 	"time"
 	_ "time/tzdata" // Europe/Rome on machines without a zoneinfo database
 
+	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/jobs"
 	"github.com/dmshub/dmsrouter/router"
 	"github.com/dmshub/dmsrouter/shardmap"
@@ -72,7 +73,7 @@ func serve(ctx context.Context, cfg shardmap.Config, log *slog.Logger, reload fu
 	jobCtx, stopJobs := context.WithCancel(ctx)
 	defer stopJobs()
 	go (&jobs.Partitions{Shards: m.Shards, Ahead: 3, Every: 6 * time.Hour, Log: log}).Run(jobCtx)
-	v, err := router.NewVerifier(cfg.Auth)
+	v, err := auth.NewVerifier(cfg.Auth)
 	if err != nil {
 		return err
 	}

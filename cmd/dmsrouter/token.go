@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/regions"
-	"github.com/dmshub/dmsrouter/router"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
 
@@ -19,7 +19,7 @@ func tokenCmd(ctx context.Context, args []string, getenv func(string) string, st
 	fs := newFlags("token", stderr)
 	path := fs.String("config", "configs/dev.yaml", "configuration file")
 	sub := fs.String("sub", "", "subject (user id)")
-	role := fs.String("role", "", "role: "+strings.Join(router.Roles(), ", "))
+	role := fs.String("role", "", "role: "+strings.Join(auth.Roles(), ", "))
 	territory := fs.String("territory", "", "territory: national, region:03, province:015, comune:015146 or market:<id>")
 	ttl := fs.Duration("ttl", time.Hour, "lifetime")
 	if err := parseArgs(fs, args); err != nil {
@@ -35,8 +35,8 @@ func tokenCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if *sub == "" {
 		return errors.New("--sub is required")
 	}
-	if !slices.Contains(router.Roles(), *role) {
-		return fmt.Errorf("--role %q: want one of %s", *role, strings.Join(router.Roles(), ", "))
+	if !slices.Contains(auth.Roles(), *role) {
+		return fmt.Errorf("--role %q: want one of %s", *role, strings.Join(auth.Roles(), ", "))
 	}
 	t, err := regions.ParseTerritory(*territory)
 	if err != nil {
@@ -45,7 +45,7 @@ func tokenCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if *ttl <= 0 {
 		return errors.New("--ttl must be positive")
 	}
-	tok, err := router.SignHS256(cfg.Auth.HS256Secret, router.Principal{Subject: *sub, Role: *role, Territory: t}, *ttl, time.Now())
+	tok, err := auth.SignHS256(cfg.Auth.HS256Secret, auth.Principal{Subject: *sub, Role: *role, Territory: t}, *ttl, time.Now())
 	if err != nil {
 		return err
 	}
