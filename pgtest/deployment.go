@@ -9,13 +9,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/migrations"
 	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
 
-// TestSecret is the HS256 secret of the configurations Deployment builds.
+// TestSecret is the HS256 secret tests sign their tokens with.
 const TestSecret = "pgtest-secret-0123456789abcdef"
 
 // Layout assigns region codes to shard names; every region must appear once.
@@ -46,8 +45,6 @@ func SingleShard() Layout {
 // admin DSN set to the server's superuser.
 func (s *Server) Deployment(ctx context.Context, prefix string, layout Layout) (shardmap.Config, error) {
 	cfg := shardmap.Config{
-		Server:  shardmap.ServerConfig{Addr: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second},
-		Auth:    auth.Config{HS256Secret: TestSecret},
 		Regions: map[string]string{},
 		Database: shardmap.DatabaseConfig{
 			ConnectTimeout:     2 * time.Second,

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/dmshub/dmsrouter/auth"
+	"github.com/dmshub/dmsrouter/national"
 	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
@@ -60,7 +61,7 @@ type legStatus struct {
 
 // national holds what national requests share: the singleflight group, the
 // answer cache and the partial-answer counter.
-type national struct {
+type nationalState struct {
 	s        *Server
 	group    singleflight.Group
 	cache    answerCache
@@ -84,11 +85,11 @@ type national struct {
 	// national block.
 	legs     atomic.Int64
 	onLeg    func(regions.Code)
-	settings *shardmap.NationalConfig
+	settings *national.Config
 }
 
-func newNational(s *Server) *national {
-	n := &national{s: s, cache: answerCache{entries: map[string]cacheEntry{}}, vendorSets: map[string]vendorSet{}}
+func newNational(s *Server, cfg national.Config) *nationalState {
+	n := &nationalState{s: s, settings: &cfg, cache: answerCache{entries: map[string]cacheEntry{}}, vendorSets: map[string]vendorSet{}}
 	var err error
 	n.partials, err = s.tel.MeterProvider.Meter("github.com/dmshub/dmsrouter/router").Int64Counter("dms.national.partial",
 		metric.WithDescription("Regions missing from partial national answers, by route, region and leg status."))
@@ -99,11 +100,8 @@ func newNational(s *Server) *national {
 	return n
 }
 
-func (n *national) config() shardmap.NationalConfig {
-	if n.settings != nil {
-		return n.settings.WithDefaults()
-	}
-	return n.s.shards.Config().National.WithDefaults()
+func (n *nationalState) config() national.Config {
+	return n.settings.WithDefaults()
 }
 
 // outcome is one region's answer to a fan-out leg.
@@ -121,7 +119,7 @@ type legFunc[T any] func(ctx context.Context, sh *shardmap.Shard, sc regions.Sco
 // bounds, and returns the outcomes in region code order. ctx carries the
 // request's span; it should not be canceled by any one caller, since a
 // shared fan-out serves several.
-func fanOut[T any](ctx context.Context, n *national, p auth.Principal, leg legFunc[T]) []outcome[T] {
+func fanOut[T any](ctx context.Context, n *nationalState, p auth.Principal, leg legFunc[T]) []outcome[T] {
 	cfg := n.config()
 	all := regions.All()
 	out := make([]outcome[T], len(all))
@@ -152,7 +150,7 @@ func fanOut[T any](ctx context.Context, n *national, p auth.Principal, leg legFu
 }
 
 // runLeg runs one region's leg in its own span and fills in o.
-func runLeg[T any](ctx context.Context, n *national, p auth.Principal, o *outcome[T], leg legFunc[T]) {
+func runLeg[T any](ctx context.Context, n *nationalState, p auth.Principal, o *outcome[T], leg legFunc[T]) {
 	n.legs.Add(1)
 	if n.onLeg != nil {
 		n.onLeg(o.region)
@@ -243,7 +241,7 @@ type answer struct {
 // finish encodes the merged response v of a fan-out whose legs were l,
 // logs the legs that failed with an unexpected error and counts the missing
 // regions. route names the endpoint in the metric.
-func finish[T any](ctx context.Context, n *national, route string, l legs[T], v any) (*answer, error) {
+func finish[T any](ctx context.Context, n *nationalState, route string, l legs[T], v any) (*answer, error) {
 	var buf strings.Builder
 	if err := jsonEncode(&buf, v); err != nil {
 		return nil, err
@@ -284,7 +282,7 @@ func (e *partialError) Error() string {
 // key identifies the request's answer (endpoint and parameters); the
 // principal's territory is added to it. With complete set, an answer that
 // misses regions is a *partialError.
-func (n *national) serve(c *gin.Context, key string, complete bool, compute func(ctx context.Context) (*answer, error)) error {
+func (n *nationalState) serve(c *gin.Context, key string, complete bool, compute func(ctx context.Context) (*answer, error)) error {
 	p := principal(c)
 	key = p.Territory.String() + "\x00" + key
 	span := trace.SpanFromContext(c.Request.Context())

@@ -193,7 +193,7 @@ type vendorSet struct {
 	set     []int64
 }
 
-func (n *national) vendorSet(key string) vendorSet {
+func (n *nationalState) vendorSet(key string) vendorSet {
 	n.vendorMu.Lock()
 	defer n.vendorMu.Unlock()
 	return n.vendorSets[key]
@@ -204,7 +204,7 @@ func (n *national) vendorSet(key string) vendorSet {
 // order). Merging 40,000-odd numbers costs milliseconds, and a set with a
 // stamp never changes, so the count of the same versions is remembered.
 // Empty versions (some set has no stamp) are merged afresh every time.
-func (n *national) countDistinct(versions string, sets [][]int64) int64 {
+func (n *nationalState) countDistinct(versions string, sets [][]int64) int64 {
 	if versions != "" {
 		n.vendorMu.Lock()
 		d := n.distinct
@@ -222,7 +222,7 @@ func (n *national) countDistinct(versions string, sets [][]int64) int64 {
 	return c
 }
 
-func (n *national) rememberVendorSet(key string, v vendorSet) {
+func (n *nationalState) rememberVendorSet(key string, v vendorSet) {
 	n.vendorMu.Lock()
 	defer n.vendorMu.Unlock()
 	n.vendorSets[key] = v

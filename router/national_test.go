@@ -27,6 +27,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/dmshub/dmsrouter/auth"
+	"github.com/dmshub/dmsrouter/config"
+	"github.com/dmshub/dmsrouter/national"
 	"github.com/dmshub/dmsrouter/pgtest"
 	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/registry"
@@ -110,7 +112,7 @@ func newNationalEnv(t *testing.T, name string, withOwned bool) (*env, *Server) {
 		exec(t, sh.AdminDSN(), fmt.Sprintf(nationalSQL, "ARRAY["+strings.Join(nums, ",")+"]"))
 	}
 	s := e.srv.Config.Handler.(*Server)
-	s.national.settings = &shardmap.NationalConfig{LegTimeout: 5 * time.Second}
+	s.national.settings = &national.Config{LegTimeout: 5 * time.Second}
 	return e, s
 }
 
@@ -598,7 +600,7 @@ func testNationalNeedsNationalTerritory(t *testing.T, e *env) {
 
 func TestNationalPartial(t *testing.T) {
 	e, s := newNationalEnv(t, "natpart", true)
-	s.national.settings = &shardmap.NationalConfig{LegTimeout: 5 * time.Second, CacheTTL: time.Minute}
+	s.national.settings = &national.Config{LegTimeout: 5 * time.Second, CacheTTL: time.Minute}
 	var before summaryResponse
 	decode(t, e.get(t, "national", "/v1/national/summary"), &before)
 	allOK(t, before.Partial, before.Regions)
@@ -658,7 +660,7 @@ func TestNationalPartial(t *testing.T) {
 func TestNationalHungShard(t *testing.T) {
 	e, s := newNationalEnv(t, "nathung", true)
 	const deadline = 400 * time.Millisecond
-	s.national.settings = &shardmap.NationalConfig{LegTimeout: deadline}
+	s.national.settings = &national.Config{LegTimeout: deadline}
 	decode(t, e.get(t, "national", "/v1/national/summary"), new(summaryResponse))
 	if err := e.owned.Pause(); err != nil {
 		t.Fatal(err)
@@ -716,7 +718,7 @@ func TestNationalHungShard(t *testing.T) {
 
 func TestNationalSingleflight(t *testing.T) {
 	e, s := newNationalEnv(t, "natsf", false)
-	s.national.settings = &shardmap.NationalConfig{LegTimeout: 10 * time.Second, Concurrency: 20, CacheTTL: time.Minute}
+	s.national.settings = &national.Config{LegTimeout: 10 * time.Second, Concurrency: 20, CacheTTL: time.Minute}
 	release := make(chan struct{})
 	var once sync.Once
 	started := make(chan struct{})
@@ -765,7 +767,7 @@ func TestNationalSingleflight(t *testing.T) {
 }
 
 func TestNationalCacheKeys(t *testing.T) {
-	s := &national{cache: answerCache{entries: map[string]cacheEntry{}}}
+	s := &nationalState{cache: answerCache{entries: map[string]cacheEntry{}}}
 	now := time.Now()
 	a := &answer{body: []byte("a")}
 	s.cache.put("national\x00summary 2026-06-15", a, now.Add(time.Second))
@@ -1058,24 +1060,25 @@ func TestPresenceRollup(t *testing.T) {
 //     rollups does), one client.
 func BenchmarkNationalSummary(b *testing.B) {
 	ctx := context.Background()
-	var cfg shardmap.Config
+	var cfg config.Config
 	if path := os.Getenv("DMSROUTER_BENCH_CONFIG"); path != "" {
 		var err error
-		if cfg, err = shardmap.Load(path, os.Getenv); err != nil {
+		if cfg, err = config.Load(path, os.Getenv); err != nil {
 			b.Fatal(err)
 		}
 	} else {
 		var err error
-		cfg, err = pg.Deployment(ctx, pgtest.Prefix("natbench"), pgtest.OnePerRegion())
+		cfg.Auth.HS256Secret = pgtest.TestSecret
+		cfg.ShardMap, err = pg.Deployment(ctx, pgtest.Prefix("natbench"), pgtest.OnePerRegion())
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.Cleanup(func() { pg.DropDeployment(context.Background(), cfg) })
-		for _, sh := range cfg.Shards {
+		b.Cleanup(func() { pg.DropDeployment(context.Background(), cfg.ShardMap) })
+		for _, sh := range cfg.ShardMap.Shards {
 			exec(b, sh.AdminDSN(), fmt.Sprintf(nationalSQL, "ARRAY["+strconv.Itoa(regions.Code(sh.Name[1:]).Num())+"]"))
 		}
 	}
-	m, err := shardmap.NewHolder(cfg, shardmap.Options{})
+	m, err := shardmap.NewHolder(cfg.ShardMap, shardmap.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -1111,14 +1114,14 @@ func BenchmarkNationalSummary(b *testing.B) {
 	}
 	today := s.today()
 	var dbs []string // the shard databases, whose backends' CPU time the benchmark reports
-	for _, sh := range cfg.Shards {
+	for _, sh := range cfg.ShardMap.Shards {
 		if c, err := pgx.ParseConfig(sh.Primary); err == nil {
 			dbs = append(dbs, c.Database)
 		}
 	}
 	national := func(name string, clients int, cacheTTL time.Duration, path func(client, i int) string) {
 		b.Run(name, func(b *testing.B) {
-			s.national.settings = &shardmap.NationalConfig{LegTimeout: cfg.National.WithDefaults().LegTimeout,
+			s.national.settings = &national.Config{LegTimeout: cfg.National.WithDefaults().LegTimeout,
 				Concurrency: cfg.National.WithDefaults().Concurrency, CacheTTL: cacheTTL}
 			get(path(0, 0)) // warm the pools (and the cache)
 			var lat latencies
@@ -1365,7 +1368,7 @@ func TestStatusCountsRollup(t *testing.T) {
 }
 
 func TestCountDistinctRemembersVersions(t *testing.T) {
-	var n national
+	var n nationalState
 	a := [][]int64{{1, 2, 3}, {2, 3, 4}}
 	if got := n.countDistinct("01@7 02@9 ", a); got != 4 {
 		t.Fatalf("countDistinct = %d, want 4", got)

@@ -130,7 +130,7 @@ func newEnv(t *testing.T, name string, withOwned bool) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.m.Close)
-	v, err := auth.NewVerifier(cfg.Auth)
+	v, err := auth.NewVerifier(auth.Config{HS256Secret: pgtest.TestSecret})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dmshub/dmsrouter/auth"
+	"github.com/dmshub/dmsrouter/national"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
 
@@ -47,7 +48,7 @@ type Server struct {
 	engine   *gin.Engine
 	requests metric.Float64Histogram
 	tracer   trace.Tracer
-	national *national // the fan-out of national requests, set by nationalRoutes
+	national *nationalState // the fan-out of national requests, set by nationalRoutes
 
 	readyMu    sync.Mutex
 	readyAt    time.Time
@@ -60,6 +61,8 @@ type Options struct {
 	Logger    *slog.Logger
 	Telemetry *Telemetry
 	Now       func() time.Time
+	// National tunes the national fan-out.
+	National national.Config
 }
 
 // New returns a Server that routes through the shard map m holds (and
@@ -89,7 +92,7 @@ func New(m *shardmap.Holder, v *auth.Verifier, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.national = newNational(s)
+	s.national = newNational(s, opts.National)
 	s.engine = s.routes()
 	return s, nil
 }

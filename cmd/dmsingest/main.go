@@ -181,7 +181,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	v, err := auth.NewVerifier(cfg.Auth)
+	v, err := auth.NewVerifier(auth.Config{HS256Secret: pgtest.TestSecret})
 	if err != nil {
 		return err
 	}

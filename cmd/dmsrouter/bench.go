@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/dmshub/dmsrouter/bench"
-	"github.com/dmshub/dmsrouter/shardmap"
+	"github.com/dmshub/dmsrouter/config"
 )
 
 // benchCmd measures a seeded deployment three ways (straight to the shards,
@@ -33,7 +33,7 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
-	cfg, err := shardmap.Load(*path, getenv)
+	cfg, err := config.Load(*path, getenv)
 	if err != nil {
 		return err
 	}
@@ -50,16 +50,16 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 		Log:         stderr,
 		// The router logs every request, as in production; the lines are
 		// formatted and discarded.
-		Serve: func(ctx context.Context, cfg shardmap.Config, ready func(net.Addr)) error {
+		Serve: func(ctx context.Context, cfg config.Config, ready func(net.Addr)) error {
 			return serve(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)), nil, ready)
 		},
 	}
 	if *monolith != "" {
-		mc, err := shardmap.Load(*monolith, getenv)
+		mc, err := config.Load(*monolith, getenv)
 		if err != nil {
 			return err
 		}
-		opts.Monolith = &mc
+		opts.Monolith = &mc.ShardMap
 	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/dmshub/dmsrouter/auth"
+	"github.com/dmshub/dmsrouter/config"
 	"github.com/dmshub/dmsrouter/migrations"
 	"github.com/dmshub/dmsrouter/pgtest"
 	"github.com/dmshub/dmsrouter/regions"
@@ -39,7 +40,7 @@ func demoCmd(ctx context.Context, args []string, getenv func(string) string, std
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
-	cfg, err := shardmap.Load(*path, getenv)
+	cfg, err := config.Load(*path, getenv)
 	if err != nil {
 		return err
 	}
@@ -59,7 +60,7 @@ Install them and run the demo again; on Debian or Ubuntu:
 `)
 		return errors.New("demo: PostgreSQL server binaries not found")
 	}
-	port, err := localPort(cfg)
+	port, err := localPort(cfg.ShardMap)
 	if err != nil {
 		return err
 	}
@@ -68,7 +69,7 @@ Install them and run the demo again; on Debian or Ubuntu:
 		return err
 	}
 
-	admin, err := pgx.ParseConfig(cfg.Shards[0].AdminDSN())
+	admin, err := pgx.ParseConfig(cfg.ShardMap.Shards[0].AdminDSN())
 	if err != nil {
 		return err
 	}
@@ -92,11 +93,11 @@ Install them and run the demo again; on Debian or Ubuntu:
 		}()
 	}
 
-	if err := createDatabases(ctx, admin, cfg); err != nil {
+	if err := createDatabases(ctx, admin, cfg.ShardMap); err != nil {
 		return err
 	}
 	var targets []migrations.Target
-	for _, s := range cfg.Shards {
+	for _, s := range cfg.ShardMap.Shards {
 		targets = append(targets, migrations.Target{Name: s.Name, DSN: s.AdminDSN()})
 	}
 	var errs []error
@@ -112,7 +113,7 @@ Install them and run the demo again; on Debian or Ubuntu:
 		opts.Terminal = true
 	}
 	reseed := fmt.Sprintf("dmsrouter seed --config %s --markets %d --days %d --seed %d --reset", *path, *markets, *days, *seedValue)
-	switch _, err := seed.Run(ctx, cfg, opts); {
+	switch _, err := seed.Run(ctx, cfg.ShardMap, opts); {
 	case errors.Is(err, seed.ErrNotEmpty):
 		fmt.Fprintf(stdout, "the shards hold data already: not seeding (to start over: %s)\n", reseed)
 	case err != nil:
@@ -124,7 +125,7 @@ Install them and run the demo again; on Debian or Ubuntu:
 		return err
 	}
 	y, m, d := time.Now().In(rome).Date()
-	ex, err := findExamples(ctx, cfg, time.Date(y, m, d, 0, 0, 0, 0, time.UTC))
+	ex, err := findExamples(ctx, cfg.ShardMap, time.Date(y, m, d, 0, 0, 0, 0, time.UTC))
 	if err != nil {
 		return err
 	}
@@ -134,7 +135,7 @@ Install them and run the demo again; on Debian or Ubuntu:
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	err = serve(ctx, cfg, log, nil, func(a net.Addr) {
-		ex.print(stdout, "http://"+a.String(), tokens, dir, len(cfg.Shards))
+		ex.print(stdout, "http://"+a.String(), tokens, dir, len(cfg.ShardMap.Shards))
 	})
 	fmt.Fprintln(stdout, "router stopped")
 	return err

@@ -23,11 +23,12 @@ var pg *pgtest.Server
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &pg)) }
 
-// writeConfig writes cfg as the YAML the commands read.
+// writeConfig writes the YAML the commands read: the shard map cfg, served
+// on a free loopback port, with pgtest.TestSecret as the HS256 secret.
 func writeConfig(tb testing.TB, cfg shardmap.Config) string {
 	tb.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "server:\n  addr: %q\nauth:\n  hs256_secret: %q\nshards:\n", cfg.Server.Addr, cfg.Auth.HS256Secret)
+	fmt.Fprintf(&b, "server:\n  addr: %q\nauth:\n  hs256_secret: %q\nshards:\n", "127.0.0.1:0", pgtest.TestSecret)
 	for _, s := range cfg.Shards {
 		fmt.Fprintf(&b, "  - name: %s\n    primary: %q\n    admin: %q\n    max_conns: 4\n", s.Name, s.Primary, s.Admin)
 	}
@@ -98,7 +99,7 @@ func TestMigrateServeAndToken(t *testing.T) {
 		t.Fatalf("token: %v", err)
 	}
 	token := strings.TrimSpace(out.String())
-	v, _ := auth.NewVerifier(cfg.Auth)
+	v, _ := auth.NewVerifier(auth.Config{HS256Secret: pgtest.TestSecret})
 	p, err := v.Verify(token, time.Now())
 	if err != nil || p.Subject != "u1" || p.Territory.String() != "comune:015146" {
 		t.Fatalf("token verifies as %+v, %v", p, err)

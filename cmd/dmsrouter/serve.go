@@ -15,6 +15,7 @@ import (
 	_ "time/tzdata" // Europe/Rome on machines without a zoneinfo database
 
 	"github.com/dmshub/dmsrouter/auth"
+	"github.com/dmshub/dmsrouter/config"
 	"github.com/dmshub/dmsrouter/jobs"
 	"github.com/dmshub/dmsrouter/router"
 	"github.com/dmshub/dmsrouter/shardmap"
@@ -29,37 +30,34 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
-	cfg, err := shardmap.Load(*path, getenv)
+	load := func() (config.Config, error) {
+		cfg, err := config.Load(*path, getenv)
+		if err == nil && *addr != "" {
+			cfg.Server.Addr = *addr
+		}
+		return cfg, err
+	}
+	cfg, err := load()
 	if err != nil {
 		return err
 	}
-	if *addr != "" {
-		cfg.Server.Addr = *addr
-	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
-	reload := func() (shardmap.Config, error) {
-		next, err := shardmap.Load(*path, getenv)
-		if err == nil && *addr != "" {
-			next.Server.Addr = *addr
-		}
-		return next, err
-	}
-	return serve(ctx, cfg, log, reload, func(a net.Addr) {
-		log.Info("serving", slog.String("addr", a.String()), slog.Int("shards", len(cfg.Shards)))
+	return serve(ctx, cfg, log, load, func(a net.Addr) {
+		log.Info("serving", slog.String("addr", a.String()), slog.Int("shards", len(cfg.ShardMap.Shards)))
 	})
 }
 
 // serve runs the router for cfg until ctx is done. ready is called with
-// the bound address once the listener is open. On SIGHUP the shard map is
-// replaced by what reload returns, when reload is not nil and its
-// configuration is valid; the listener and the auth keys stay as they are.
-func serve(ctx context.Context, cfg shardmap.Config, log *slog.Logger, reload func() (shardmap.Config, error), ready func(net.Addr)) error {
+// the bound address once the listener is open. On SIGHUP, when reload is
+// not nil, the configuration reload returns replaces the shard map if it is
+// valid; the listener and the auth keys stay as they are.
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload func() (config.Config, error), ready func(net.Addr)) error {
 	tel, err := router.NewTelemetry()
 	if err != nil {
 		return err
 	}
 	defer tel.Shutdown(context.Background())
-	m, err := shardmap.NewHolder(cfg, shardmap.Options{TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
+	m, err := shardmap.NewHolder(cfg.ShardMap, shardmap.Options{TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
 	if err != nil {
 		return err
 	}
@@ -77,7 +75,7 @@ func serve(ctx context.Context, cfg shardmap.Config, log *slog.Logger, reload fu
 	if err != nil {
 		return err
 	}
-	srv, err := router.New(m, v, router.Options{Logger: log, Telemetry: tel})
+	srv, err := router.New(m, v, router.Options{Logger: log, Telemetry: tel, National: cfg.National})
 	if err != nil {
 		return err
 	}
@@ -115,9 +113,10 @@ func serve(ctx context.Context, cfg shardmap.Config, log *slog.Logger, reload fu
 	return nil
 }
 
-// reloadOnSignal reloads the shard map each time hup fires, logging what
-// changed or why the new configuration was refused.
-func reloadOnSignal(ctx context.Context, hup <-chan os.Signal, m *shardmap.Holder, reload func() (shardmap.Config, error), log *slog.Logger) {
+// reloadOnSignal loads the configuration each time hup fires and hands its
+// shard map to m, logging what changed or why the new configuration was
+// refused.
+func reloadOnSignal(ctx context.Context, hup <-chan os.Signal, m *shardmap.Holder, reload func() (config.Config, error), log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -127,7 +126,7 @@ func reloadOnSignal(ctx context.Context, hup <-chan os.Signal, m *shardmap.Holde
 		cfg, err := reload()
 		if err == nil {
 			var changes []shardmap.Change
-			if changes, err = m.Reload(cfg); err == nil {
+			if changes, err = m.Reload(cfg.ShardMap); err == nil {
 				for _, c := range changes {
 					log.Info("shard map reloaded", slog.String("change", c.Kind), slog.String("name", c.Name), slog.String("detail", c.Detail))
 				}

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/dmshub/dmsrouter/auth"
+	"github.com/dmshub/dmsrouter/config"
 	"github.com/dmshub/dmsrouter/regions"
-	"github.com/dmshub/dmsrouter/shardmap"
 )
 
 // tokenCmd prints a development token signed with the configured HS256 secret.
@@ -25,7 +25,7 @@ func tokenCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if err := parseArgs(fs, args); err != nil {
 		return err
 	}
-	cfg, err := shardmap.Load(*path, getenv)
+	cfg, err := config.Load(*path, getenv)
 	if err != nil {
 		return err
 	}
