@@ -1,6 +1,11 @@
-// Package router is the HTTP face of dmsrouter: authentication, territory
-// scoping, the read API over the shard map, problem+json errors and
-// telemetry. Gin stays inside this package.
+// Package router is the HTTP face of dmsrouter: the routes, the
+// authentication middleware (package auth verifies the token), territory
+// scoping, the handlers over the shard map and the national endpoints
+// (package national answers them), problem+json errors and telemetry. Gin
+// stays inside this package.
+//
+// It may import auth, national, registry, shardmap, regions, taxcode, gin,
+// Prometheus and OpenTelemetry; only the commands import it.
 package router
 
 import (
@@ -48,7 +53,7 @@ type Server struct {
 	engine   *gin.Engine
 	requests metric.Float64Histogram
 	tracer   trace.Tracer
-	national *nationalState // the fan-out of national requests, set by nationalRoutes
+	national *national.Fanout // answers the national requests
 
 	readyMu    sync.Mutex
 	readyAt    time.Time
@@ -61,18 +66,17 @@ type Options struct {
 	Logger    *slog.Logger
 	Telemetry *Telemetry
 	Now       func() time.Time
-	// National tunes the national fan-out.
-	National national.Config
 }
 
 // New returns a Server that routes through the shard map m holds (and
-// follows its reloads) and authenticates with v.
-func New(m *shardmap.Holder, v *auth.Verifier, opts Options) (*Server, error) {
+// follows its reloads), authenticates with v and answers national requests
+// with n.
+func New(m *shardmap.Holder, v *auth.Verifier, n *national.Fanout, opts Options) (*Server, error) {
 	rome, err := time.LoadLocation("Europe/Rome")
 	if err != nil {
 		return nil, fmt.Errorf("load Europe/Rome: %w", err)
 	}
-	s := &Server{shards: m, verifier: v, log: opts.Logger, tel: opts.Telemetry, now: opts.Now, rome: rome}
+	s := &Server{shards: m, verifier: v, national: n, log: opts.Logger, tel: opts.Telemetry, now: opts.Now, rome: rome}
 	if s.log == nil {
 		s.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
@@ -92,7 +96,6 @@ func New(m *shardmap.Holder, v *auth.Verifier, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.national = newNational(s, opts.National)
 	s.engine = s.routes()
 	return s, nil
 }

@@ -46,6 +46,7 @@ import (
 
 	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/bench"
+	"github.com/dmshub/dmsrouter/national"
 	"github.com/dmshub/dmsrouter/pgtest"
 	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/router"
@@ -185,7 +186,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	api, err := router.New(holder, v, router.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	fan, err := national.New(national.Config{}, national.Options{})
+	if err != nil {
+		return err
+	}
+	api, err := router.New(holder, v, fan, router.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return err
 	}

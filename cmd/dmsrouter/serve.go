@@ -17,6 +17,7 @@ import (
 	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/config"
 	"github.com/dmshub/dmsrouter/jobs"
+	"github.com/dmshub/dmsrouter/national"
 	"github.com/dmshub/dmsrouter/router"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
@@ -49,8 +50,9 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 
 // serve runs the router for cfg until ctx is done. ready is called with
 // the bound address once the listener is open. On SIGHUP, when reload is
-// not nil, the configuration reload returns replaces the shard map if it is
-// valid; the listener and the auth keys stay as they are.
+// not nil, the configuration reload returns, if it is valid, replaces the
+// shard map and the national settings; the listener and the auth keys stay
+// as they are.
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload func() (config.Config, error), ready func(net.Addr)) error {
 	tel, err := router.NewTelemetry()
 	if err != nil {
@@ -62,11 +64,15 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload func
 		return err
 	}
 	defer m.Close()
+	fan, err := national.New(cfg.National, national.Options{Logger: log, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
+	if err != nil {
+		return err
+	}
 	if reload != nil {
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
-		go reloadOnSignal(ctx, hup, m, reload, log)
+		go reloadOnSignal(ctx, hup, m, fan, reload, log)
 	}
 	jobCtx, stopJobs := context.WithCancel(ctx)
 	defer stopJobs()
@@ -75,7 +81,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload func
 	if err != nil {
 		return err
 	}
-	srv, err := router.New(m, v, router.Options{Logger: log, Telemetry: tel, National: cfg.National})
+	srv, err := router.New(m, v, fan, router.Options{Logger: log, Telemetry: tel})
 	if err != nil {
 		return err
 	}
@@ -114,9 +120,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload func
 }
 
 // reloadOnSignal loads the configuration each time hup fires and hands its
-// shard map to m, logging what changed or why the new configuration was
-// refused.
-func reloadOnSignal(ctx context.Context, hup <-chan os.Signal, m *shardmap.Holder, reload func() (config.Config, error), log *slog.Logger) {
+// shard map to m and its national settings to fan, logging what changed or
+// why the new configuration was refused.
+func reloadOnSignal(ctx context.Context, hup <-chan os.Signal, m *shardmap.Holder, fan *national.Fanout, reload func() (config.Config, error), log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -127,6 +133,7 @@ func reloadOnSignal(ctx context.Context, hup <-chan os.Signal, m *shardmap.Holde
 		if err == nil {
 			var changes []shardmap.Change
 			if changes, err = m.Reload(cfg.ShardMap); err == nil {
+				fan.SetConfig(cfg.National)
 				for _, c := range changes {
 					log.Info("shard map reloaded", slog.String("change", c.Kind), slog.String("name", c.Name), slog.String("detail", c.Detail))
 				}
