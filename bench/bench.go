@@ -18,15 +18,16 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/dmshub/dmsrouter/auth"
+	"github.com/dmshub/dmsrouter/config"
 	"github.com/dmshub/dmsrouter/regions"
-	"github.com/dmshub/dmsrouter/router"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
 
 // Options configures a benchmark run.
 type Options struct {
 	// Config is the sharded deployment; the router serves it.
-	Config shardmap.Config
+	Config config.Config
 	// Monolith, when not nil, is the same data in one database (a config
 	// whose 20 regions map to one shard); without it the monolith arm is skipped.
 	Monolith *shardmap.Config
@@ -46,7 +47,7 @@ type Options struct {
 	Command string
 	// Serve runs the router for cfg until ctx is done, calling ready with
 	// its address once it listens.
-	Serve func(ctx context.Context, cfg shardmap.Config, ready func(net.Addr)) error
+	Serve func(ctx context.Context, cfg config.Config, ready func(net.Addr)) error
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
 	// CPUProfile, when not nil, receives a CPU profile of the process while
@@ -99,7 +100,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, errors.New("bench: ingest batch must be at least 1")
 	}
 	rep := &Report{
-		Date: time.Now().UTC(), Command: opts.Command, Machine: machine(), Shards: len(opts.Config.Shards),
+		Date: time.Now().UTC(), Command: opts.Command, Machine: machine(), Shards: len(opts.Config.ShardMap.Shards),
 		Duration: opts.Duration, Warmup: opts.Warmup, Rounds: max(opts.Rounds, 1), Concurrency: opts.Concurrency,
 	}
 	rome, err := time.LoadLocation("Europe/Rome")
@@ -110,7 +111,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	y, mo, d := time.Now().In(rome).Date()
 	today := time.Date(y, mo, d, 0, 0, 0, 0, time.UTC)
 
-	direct, err := shardmap.Open(opts.Config, shardmap.Options{})
+	direct, err := shardmap.Open(opts.Config.ShardMap, shardmap.Options{})
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +125,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 
 	logf("counting rows")
-	if rep.Scale, err = Scale(ctx, opts.Config); err != nil {
+	if rep.Scale, err = Scale(ctx, opts.Config.ShardMap); err != nil {
 		return nil, err
 	}
 	if opts.Monolith != nil {
@@ -138,7 +139,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 
-	servers := localServers(ctx, opts.Config, opts.Monolith)
+	servers := localServers(ctx, opts.Config.ShardMap, opts.Monolith)
 
 	logf("sampling request parameters")
 	if rep.Params, err = sample(ctx, direct, today); err != nil {
@@ -285,7 +286,7 @@ func localServers(ctx context.Context, cfg shardmap.Config, mono *shardmap.Confi
 
 // startRouter runs serve for cfg on a free loopback port and returns its
 // base URL and a channel closed when serve has returned.
-func startRouter(ctx context.Context, serve func(context.Context, shardmap.Config, func(net.Addr)) error, cfg shardmap.Config) (string, <-chan struct{}, error) {
+func startRouter(ctx context.Context, serve func(context.Context, config.Config, func(net.Addr)) error, cfg config.Config) (string, <-chan struct{}, error) {
 	cfg.Server.Addr = "127.0.0.1:0"
 	addrc := make(chan net.Addr, 1)
 	errc := make(chan error, 1)
@@ -311,8 +312,8 @@ func signTokens(secret string, reqs [numClasses][]request) (map[string]string, e
 			if _, ok := tokens[t]; ok {
 				continue
 			}
-			p := router.Principal{Subject: subject, Role: "admin_pa", Territory: r.territory}
-			tok, err := router.SignHS256(secret, p, 12*time.Hour, time.Now())
+			p := auth.Principal{Subject: subject, Role: "admin_pa", Territory: r.territory}
+			tok, err := auth.SignHS256(secret, p, 12*time.Hour, time.Now())
 			if err != nil {
 				return nil, err
 			}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/registry"
 	"github.com/dmshub/dmsrouter/shardmap"
@@ -71,7 +72,7 @@ func (s *Server) listRegion(c *gin.Context, explicit regions.Code, implied ...re
 
 // checkInside returns errForbidden when a province or comune filter lies
 // outside the principal's territory.
-func checkInside(p Principal, level regions.Level, code string) error {
+func checkInside(p auth.Principal, level regions.Level, code string) error {
 	if code == "" {
 		return nil
 	}

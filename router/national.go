@@ -1,25 +1,23 @@
 package router
 
 import (
-	"context"
-	"errors"
-	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/dmshub/dmsrouter/national"
 	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/registry"
-	"github.com/dmshub/dmsrouter/shardmap"
 )
 
 // The national endpoints: figures and lists over all 20 regions for
-// national principals, each answered by one fan-out (fanout.go). Every
-// response carries "regions", the status of each region's leg, and
-// "partial"; ?partial=false turns a partial answer into a 503 that names the
-// missing regions.
+// national principals, each answered by package national (one fan-out,
+// shared and cached). Every response carries "regions", the status of each
+// region's leg, and "partial"; ?partial=false turns a partial answer into a
+// 503 that names the missing regions.
 
 // Limits of the national endpoints.
 const (
@@ -95,29 +93,38 @@ func requiredDate(q *params, name string) time.Time {
 	return q.date(name, time.Time{})
 }
 
-// summaryFigures are the summary's figures of a region or of the country.
-type summaryFigures struct {
-	MarketsActive  int64            `json:"markets_active"`
-	Stalls         map[string]int64 `json:"stalls"`
-	Concessions    map[string]int64 `json:"concessions"`
-	Vendors        int64            `json:"vendors"`
-	PresencesDay   int64            `json:"presences_day"`
-	PresencesMonth int64            `json:"presences_month"`
+// nationalRequest is what every national question of c carries: the one
+// shard map snapshot all its legs read, the principal and the route.
+func (s *Server) nationalRequest(c *gin.Context) national.Request {
+	return national.Request{Map: s.shards.Map(), Principal: principal(c), Route: c.FullPath()}
 }
 
-type regionFigures struct {
-	Region string `json:"region"`
-	Name   string `json:"name"`
-	summaryFigures
+// partialError is a national answer that misses regions when the caller
+// asked for all or nothing (?partial=false), or that no region answered.
+type partialError struct {
+	missing    []string
+	retryAfter time.Duration
 }
 
-type summaryResponse struct {
-	Date     string          `json:"date"`
-	Month    string          `json:"month"`
-	Partial  bool            `json:"partial"`
-	Regions  []legStatus     `json:"regions"`
-	Total    summaryFigures  `json:"total"`
-	ByRegion []regionFigures `json:"by_region"`
+func (e *partialError) Error() string {
+	return "regions did not answer: " + strings.Join(e.missing, ", ")
+}
+
+// writeNational writes the national answer a, which came from source. With
+// complete set, an answer that misses regions is a *partialError; so is one
+// that no region answered.
+func writeNational(c *gin.Context, complete bool, a *national.Answer, source string, err error) error {
+	if err != nil {
+		return err
+	}
+	if len(a.Missing) == len(regions.All()) || (complete && len(a.Missing) > 0) {
+		return &partialError{missing: a.Missing, retryAfter: a.RetryAfter}
+	}
+	c.Header("Content-Type", "application/json; charset=utf-8")
+	c.Header("X-Dms-National", source)
+	c.Status(http.StatusOK)
+	_, err = c.Writer.Write(a.Body)
+	return err
 }
 
 // nationalSummary serves GET /v1/national/summary[?date=]: per region and in
@@ -132,116 +139,8 @@ func (s *Server) nationalSummary(c *gin.Context) error {
 	if err := q.err(); err != nil {
 		return err
 	}
-	p := principal(c)
-	key := "summary " + day.Format(time.DateOnly)
-	return s.national.serve(c, key, complete, func(ctx context.Context) (*answer, error) {
-		l := sortLegs(fanOut(ctx, s.national, p, func(ctx context.Context, sh *shardmap.Shard, sc regions.Scope) (registry.RegionSummary, error) {
-			key := sh.Name() + "/" + string(sc.Region)
-			known := s.national.vendorSet(key)
-			v, err := registry.Summary(ctx, sh, sc, day, known.version)
-			switch {
-			case err != nil:
-			case v.VendorsUnchanged:
-				v.PartiteIVA, v.Vendors = known.set, int64(len(known.set))
-			case v.VendorsVersion != 0:
-				s.national.rememberVendorSet(key, vendorSet{version: v.VendorsVersion, set: v.PartiteIVA})
-			}
-			return v, err
-		}))
-		res := summaryResponse{
-			Date:     day.Format(time.DateOnly),
-			Month:    day.Format("2006-01"),
-			Partial:  len(l.missing) > 0,
-			Regions:  l.statuses,
-			Total:    summaryFigures{Stalls: map[string]int64{}, Concessions: map[string]int64{}},
-			ByRegion: []regionFigures{},
-		}
-		var sets [][]int64
-		var versions strings.Builder // region@version of each set merged; "" when one has no stamp
-		stamped := true
-		for _, o := range l.ok {
-			v := o.value
-			f := summaryFigures{MarketsActive: v.MarketsActive, Stalls: v.Stalls, Concessions: v.Concessions,
-				Vendors: v.Vendors, PresencesDay: v.PresencesDay, PresencesMonth: v.PresencesMonth}
-			res.ByRegion = append(res.ByRegion, regionFigures{Region: string(o.region), Name: o.region.Name(), summaryFigures: f})
-			t := &res.Total
-			t.MarketsActive += f.MarketsActive
-			t.PresencesDay += f.PresencesDay
-			t.PresencesMonth += f.PresencesMonth
-			for k, n := range f.Stalls {
-				t.Stalls[k] += n
-			}
-			for k, n := range f.Concessions {
-				t.Concessions[k] += n
-			}
-			sets = append(sets, v.PartiteIVA)
-			fmt.Fprintf(&versions, "%s@%d ", o.region, v.VendorsVersion)
-			stamped = stamped && v.VendorsVersion != 0
-		}
-		if !stamped {
-			versions.Reset()
-		}
-		res.Total.Vendors = s.national.countDistinct(versions.String(), sets)
-		return finish(ctx, s.national, "/v1/national/summary", l, res)
-	})
-}
-
-// vendorSet is a region's set of partite IVA, ascending, and the version
-// stamp it was read with. A set is never modified once stored.
-type vendorSet struct {
-	version int64
-	set     []int64
-}
-
-func (n *national) vendorSet(key string) vendorSet {
-	n.vendorMu.Lock()
-	defer n.vendorMu.Unlock()
-	return n.vendorSets[key]
-}
-
-// countDistinct returns the number of distinct partite IVA in sets, the
-// regions' sets that versions names (each region's version stamp, in region
-// order). Merging 40,000-odd numbers costs milliseconds, and a set with a
-// stamp never changes, so the count of the same versions is remembered.
-// Empty versions (some set has no stamp) are merged afresh every time.
-func (n *national) countDistinct(versions string, sets [][]int64) int64 {
-	if versions != "" {
-		n.vendorMu.Lock()
-		d := n.distinct
-		n.vendorMu.Unlock()
-		if d.of == versions {
-			return d.n
-		}
-	}
-	c := countDistinct(sets)
-	if versions != "" {
-		n.vendorMu.Lock()
-		n.distinct.of, n.distinct.n = versions, c
-		n.vendorMu.Unlock()
-	}
-	return c
-}
-
-func (n *national) rememberVendorSet(key string, v vendorSet) {
-	n.vendorMu.Lock()
-	defer n.vendorMu.Unlock()
-	n.vendorSets[key] = v
-}
-
-// keyCount is a presence count under a key: a region code, a day or a month.
-type keyCount struct {
-	Key string `json:"key"`
-	N   int64  `json:"n"`
-}
-
-type presencesResponse struct {
-	From    string      `json:"from"`
-	To      string      `json:"to"`
-	GroupBy string      `json:"group_by"`
-	Partial bool        `json:"partial"`
-	Regions []legStatus `json:"regions"`
-	Total   int64       `json:"total"`
-	Items   []keyCount  `json:"items"`
+	a, source, err := s.national.Summary(c.Request.Context(), s.nationalRequest(c), day)
+	return writeNational(c, complete, a, source, err)
 }
 
 // nationalPresences serves GET /v1/national/presences?from=&to=&group_by=:
@@ -267,65 +166,8 @@ func (s *Server) nationalPresences(c *gin.Context) error {
 	if err := q.err(); err != nil {
 		return err
 	}
-	p := principal(c)
-	key := "presences " + from.Format(time.DateOnly) + " " + to.Format(time.DateOnly) + " " + groupBy
-	return s.national.serve(c, key, complete, func(ctx context.Context) (*answer, error) {
-		l := sortLegs(fanOut(ctx, s.national, p, func(ctx context.Context, sh *shardmap.Shard, sc regions.Scope) ([]registry.DayCount, error) {
-			if groupBy == "day" {
-				return registry.PresencesByDay(ctx, sh, sc, from, to)
-			}
-			return registry.PresencesByMonth(ctx, sh, sc, from, to)
-		}))
-		res := presencesResponse{From: from.Format(time.DateOnly), To: to.Format(time.DateOnly), GroupBy: groupBy,
-			Partial: len(l.missing) > 0, Regions: l.statuses, Items: []keyCount{}}
-		// Every key of the range, zeros included, in order.
-		index := map[string]int{}
-		add := func(k string) {
-			index[k] = len(res.Items)
-			res.Items = append(res.Items, keyCount{Key: k})
-		}
-		switch groupBy {
-		case "region":
-			for _, o := range l.ok {
-				add(string(o.region))
-			}
-		case "day":
-			for d := from; !d.After(to); d = d.AddDate(0, 0, 1) {
-				add(d.Format(time.DateOnly))
-			}
-		case "month":
-			for m := time.Date(from.Year(), from.Month(), 1, 0, 0, 0, 0, time.UTC); !m.After(to); m = m.AddDate(0, 1, 0) {
-				add(m.Format("2006-01"))
-			}
-		}
-		for _, o := range l.ok {
-			for _, dc := range o.value {
-				k := string(o.region)
-				switch groupBy {
-				case "day":
-					k = dc.Date
-				case "month":
-					k = dc.Date[:7]
-				}
-				res.Items[index[k]].N += dc.N
-				res.Total += dc.N
-			}
-		}
-		return finish(ctx, s.national, "/v1/national/presences", l, res)
-	})
-}
-
-// nationalList is one page of a list merged across regions.
-type nationalList[T any] struct {
-	registry.List[T]
-	Partial bool        `json:"partial"`
-	Regions []legStatus `json:"regions"`
-}
-
-// expiringPage is one region's page of expiring concessions.
-type expiringPage struct {
-	items []registry.Concession
-	total int64
+	a, source, err := s.national.Presences(c.Request.Context(), s.nationalRequest(c), from, to, groupBy)
+	return writeNational(c, complete, a, source, err)
 }
 
 // nationalExpiring serves GET /v1/national/concessions/expiring
@@ -343,43 +185,9 @@ func (s *Server) nationalExpiring(c *gin.Context) error {
 	if err := q.err(); err != nil {
 		return err
 	}
-	p := principal(c)
 	from := s.today()
-	until := from.AddDate(0, 0, within)
-	key := "expiring " + from.Format(time.DateOnly) + " " + strconv.Itoa(within) + " " + strconv.Itoa(pg.Limit) + " " + pg.Cursor
-	return s.national.serve(c, key, complete, func(ctx context.Context) (*answer, error) {
-		l := sortLegs(fanOut(ctx, s.national, p, func(ctx context.Context, sh *shardmap.Shard, sc regions.Scope) (expiringPage, error) {
-			items, total, err := registry.ExpiringConcessions(ctx, sh, sc, from, until, pg.Cursor, pg.Limit+1)
-			return expiringPage{items, total}, err
-		}))
-		if err := l.clientErr(); err != nil {
-			return nil, err
-		}
-		res := nationalList[registry.Concession]{List: registry.List[registry.Concession]{Limit: pg.Limit},
-			Partial: len(l.missing) > 0, Regions: l.statuses}
-		var lists [][]registry.Concession
-		for _, o := range l.ok {
-			lists = append(lists, o.value.items)
-			res.Total += o.value.total
-		}
-		res.Items = mergeSorted(lists, func(a, b registry.Concession) int {
-			return compareKey(a.ValidTo, a.ID, b.ValidTo, b.ID)
-		}, pg.Limit+1)
-		if len(res.Items) > pg.Limit {
-			res.Items = res.Items[:pg.Limit]
-			res.NextCursor = registry.ExpiringCursor(res.Items[pg.Limit-1])
-		}
-		if res.Items == nil {
-			res.Items = []registry.Concession{}
-		}
-		return finish(ctx, s.national, "/v1/national/concessions/expiring", l, res)
-	})
-}
-
-// marketsPage is one region's page of markets.
-type marketsPage struct {
-	items []registry.Market
-	total int64
+	a, source, err := s.national.Expiring(c.Request.Context(), s.nationalRequest(c), from, from.AddDate(0, 0, within), pg)
+	return writeNational(c, complete, a, source, err)
 }
 
 // nationalMarkets serves GET /v1/markets without a region for a national
@@ -390,50 +198,8 @@ func (s *Server) nationalMarkets(c *gin.Context, f registry.MarketFilter, pg reg
 	if pg.Offset > maxNationalOffset {
 		return badField("offset", "at most %d on the national list; continue with next_cursor", maxNationalOffset)
 	}
-	p := principal(c)
-	key := "markets " + f.Status + "\x00" + f.Q + "\x00" + strconv.Itoa(pg.Limit) + " " + strconv.Itoa(pg.Offset) + " " + pg.Cursor
-	return s.national.serve(c, key, complete, func(ctx context.Context) (*answer, error) {
-		want := pg.Offset + pg.Limit + 1
-		l := sortLegs(fanOut(ctx, s.national, p, func(ctx context.Context, sh *shardmap.Shard, sc regions.Scope) (marketsPage, error) {
-			items, total, err := registry.MarketsByName(ctx, sh, sc, f, pg.Cursor, want)
-			return marketsPage{items, total}, err
-		}))
-		if err := l.clientErr(); err != nil {
-			return nil, err
-		}
-		res := nationalList[registry.Market]{List: registry.List[registry.Market]{Limit: pg.Limit, Offset: pg.Offset},
-			Partial: len(l.missing) > 0, Regions: l.statuses}
-		var lists [][]registry.Market
-		for _, o := range l.ok {
-			lists = append(lists, o.value.items)
-			res.Total += o.value.total
-		}
-		merged := mergeSorted(lists, func(a, b registry.Market) int {
-			return compareKey(a.Name, a.ID, b.Name, b.ID)
-		}, want)
-		merged = merged[min(pg.Offset, len(merged)):]
-		if len(merged) > pg.Limit {
-			merged = merged[:pg.Limit]
-			res.NextCursor = registry.NationalMarketsCursor(merged[pg.Limit-1])
-		}
-		res.Items = append([]registry.Market{}, merged...)
-		return finish(ctx, s.national, "/v1/markets", l, res)
-	})
-}
-
-// vendorAppearance is the vendor as one region knows it.
-type vendorAppearance struct {
-	Region string `json:"region"`
-	registry.VendorRegion
-}
-
-type vendorResponse struct {
-	PartitaIVA        string             `json:"partita_iva"`
-	Partial           bool               `json:"partial"`
-	Regions           []legStatus        `json:"regions"`
-	AppearsIn         []vendorAppearance `json:"appears_in"`
-	ConcessionsTotal  int64              `json:"concessions_total"`
-	PresencesThisYear int64              `json:"presences_this_year"`
+	a, source, err := s.national.Markets(c.Request.Context(), s.nationalRequest(c), f, pg)
+	return writeNational(c, complete, a, source, err)
 }
 
 // nationalVendor serves GET /v1/vendors?partita_iva= without a region for a
@@ -442,33 +208,8 @@ type vendorResponse struct {
 // totals. A vendor that no region knows is not found, unless some region did
 // not answer: then the answer is partial and empty.
 func (s *Server) nationalVendor(c *gin.Context, piva string, complete bool) error {
-	p := principal(c)
 	today := s.today()
 	yearStart := time.Date(today.Year(), 1, 1, 0, 0, 0, 0, time.UTC)
-	key := "vendor " + piva + " " + yearStart.Format(time.DateOnly)
-	return s.national.serve(c, key, complete, func(ctx context.Context) (*answer, error) {
-		l := sortLegs(fanOut(ctx, s.national, p, func(ctx context.Context, sh *shardmap.Shard, sc regions.Scope) (*registry.VendorRegion, error) {
-			v, err := registry.VendorInRegion(ctx, sh, sc, piva, yearStart)
-			if errors.Is(err, registry.ErrNotFound) {
-				return nil, nil // the region does not know the vendor: an answer
-			}
-			if err != nil {
-				return nil, err
-			}
-			return &v, nil
-		}))
-		res := vendorResponse{PartitaIVA: piva, Partial: len(l.missing) > 0, Regions: l.statuses, AppearsIn: []vendorAppearance{}}
-		for _, o := range l.ok {
-			if o.value == nil {
-				continue
-			}
-			res.AppearsIn = append(res.AppearsIn, vendorAppearance{Region: string(o.region), VendorRegion: *o.value})
-			res.ConcessionsTotal += o.value.ConcessionsTotal
-			res.PresencesThisYear += o.value.PresencesThisYear
-		}
-		if len(res.AppearsIn) == 0 && !res.Partial {
-			return nil, registry.ErrNotFound
-		}
-		return finish(ctx, s.national, "/v1/vendors", l, res)
-	})
+	a, source, err := s.national.Vendor(c.Request.Context(), s.nationalRequest(c), piva, yearStart)
+	return writeNational(c, complete, a, source, err)
 }

@@ -15,10 +15,10 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -26,6 +26,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
+	"github.com/dmshub/dmsrouter/auth"
+	"github.com/dmshub/dmsrouter/config"
+	"github.com/dmshub/dmsrouter/national"
 	"github.com/dmshub/dmsrouter/pgtest"
 	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/registry"
@@ -93,11 +96,11 @@ BEGIN
 END
 $$`
 
-// newNationalEnv is newEnv with nationalSQL loaded on every shard, and the
-// router's Server for its hooks. The cache is off unless a test turns it on.
-func newNationalEnv(t *testing.T, name string, withOwned bool) (*env, *Server) {
+// newNationalEnv is startEnv with nationalSQL loaded on every shard and a
+// leg timeout of 5s. The cache is off unless a test turns it on.
+func newNationalEnv(t *testing.T, name string, withOwned bool, onLeg func(regions.Code)) *env {
 	t.Helper()
-	e := newEnv(t, name, withOwned)
+	e := startEnv(t, name, withOwned, onLeg)
 	cfg := e.m.Config()
 	for _, sh := range cfg.Shards {
 		var nums []string
@@ -108,9 +111,8 @@ func newNationalEnv(t *testing.T, name string, withOwned bool) (*env, *Server) {
 		}
 		exec(t, sh.AdminDSN(), fmt.Sprintf(nationalSQL, "ARRAY["+strings.Join(nums, ",")+"]"))
 	}
-	s := e.srv.Config.Handler.(*Server)
-	s.national.settings = &shardmap.NationalConfig{LegTimeout: 5 * time.Second}
-	return e, s
+	e.national.SetConfig(national.Config{LegTimeout: 5 * time.Second})
+	return e
 }
 
 // admin runs fn with a superuser connection to every shard: row-level
@@ -162,13 +164,13 @@ func decode(t *testing.T, r response, v any) {
 }
 
 // allOK checks that every region answered.
-func allOK(t *testing.T, partial bool, statuses []legStatus) {
+func allOK(t *testing.T, partial bool, statuses []national.RegionStatus) {
 	t.Helper()
 	if partial || len(statuses) != 20 {
 		t.Fatalf("partial = %v with %d regions, want a complete answer of 20", partial, len(statuses))
 	}
 	for _, st := range statuses {
-		if st.Status != legOK {
+		if st.Status != national.StatusOK {
 			t.Errorf("region %s: %s, want ok", st.Region, st.Status)
 		}
 	}
@@ -177,7 +179,7 @@ func allOK(t *testing.T, partial bool, statuses []legStatus) {
 // TestNational checks every national endpoint against a brute-force
 // computation over all shards, on one deployment.
 func TestNational(t *testing.T) {
-	e, _ := newNationalEnv(t, "national", false)
+	e := newNationalEnv(t, "national", false, nil)
 	for _, tt := range []struct {
 		name string
 		test func(*testing.T, *env)
@@ -203,18 +205,18 @@ func testNationalSummary(t *testing.T, e *env) {
 			if date != "" {
 				day, path = date, path+"?date="+date
 			}
-			var got summaryResponse
+			var got national.SummaryResponse
 			decode(t, e.get(t, "national", path), &got)
 			allOK(t, got.Partial, got.Regions)
 
 			d, _ := time.Parse(time.DateOnly, day)
 			month := time.Date(d.Year(), d.Month(), 1, 0, 0, 0, 0, time.UTC)
-			want := summaryResponse{Date: day, Month: day[:7], Regions: got.Regions,
-				Total: summaryFigures{Stalls: zero(registry.StallStatuses), Concessions: zero(registry.ConcessionStatuses)}}
-			byRegion := map[string]*regionFigures{}
+			want := national.SummaryResponse{Date: day, Month: day[:7], Report: national.Report{Regions: got.Regions},
+				Total: national.SummaryFigures{Stalls: zero(registry.StallStatuses), Concessions: zero(registry.ConcessionStatuses)}}
+			byRegion := map[string]*national.RegionFigures{}
 			for _, r := range regions.All() {
-				f := &regionFigures{Region: string(r.Code), Name: r.Name,
-					summaryFigures: summaryFigures{Stalls: zero(registry.StallStatuses), Concessions: zero(registry.ConcessionStatuses)}}
+				f := &national.RegionFigures{Region: string(r.Code), Name: r.Name,
+					SummaryFigures: national.SummaryFigures{Stalls: zero(registry.StallStatuses), Concessions: zero(registry.ConcessionStatuses)}}
 				byRegion[string(r.Code)] = f
 			}
 			e.each(t, `SELECT region_id, count(*) FROM markets WHERE status = 'active' GROUP BY 1`, nil, func(v []any) {
@@ -226,10 +228,10 @@ func testNationalSummary(t *testing.T, e *env) {
 			e.each(t, `SELECT region_id, status, count(*) FROM concessions GROUP BY 1, 2`, nil, func(v []any) {
 				byRegion[regionOf(v[0])].Concessions[v[1].(string)] = v[2].(int64)
 			})
-			national := map[string]bool{}
+			pivas := map[string]bool{}
 			e.each(t, `SELECT region_id, partita_iva FROM vendors`, nil, func(v []any) {
 				byRegion[regionOf(v[0])].Vendors++
-				national[v[1].(string)] = true
+				pivas[v[1].(string)] = true
 			})
 			e.each(t, `SELECT region_id, count(*) FILTER (WHERE date = $1), count(*) FROM vendor_presences
 				WHERE date >= $2 AND date < $3 GROUP BY 1`, []any{d, month, month.AddDate(0, 1, 0)}, func(v []any) {
@@ -249,7 +251,7 @@ func testNationalSummary(t *testing.T, e *env) {
 					want.Total.Concessions[k] += n
 				}
 			}
-			want.Total.Vendors = int64(len(national))
+			want.Total.Vendors = int64(len(pivas))
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("GET %s =\n%+v\nwant (brute force over all shards)\n%+v", path, got, want)
 			}
@@ -271,14 +273,14 @@ func testNationalSummary(t *testing.T, e *env) {
 // vendors follows a change to a region's vendors although the router keeps
 // the regions' sets between requests.
 func testNationalVendorSets(t *testing.T, e *env) {
-	count := func() (national, veneto int64) {
+	count := func() (all, veneto int64) {
 		t.Helper()
-		var got summaryResponse
+		var got national.SummaryResponse
 		decode(t, e.get(t, "national", "/v1/national/summary"), &got)
 		allOK(t, got.Partial, got.Regions)
 		return got.Total.Vendors, got.ByRegion[4].Vendors
 	}
-	national, veneto := count()
+	all, veneto := count()
 	sh, err := e.m.For("05")
 	if err != nil {
 		t.Fatal(err)
@@ -296,8 +298,8 @@ func testNationalVendorSets(t *testing.T, e *env) {
 	} {
 		exec(t, sh.Config().AdminDSN(), step.sql)
 		n, v := count()
-		if n != national+step.dNational || v != veneto+step.dVeneto {
-			t.Errorf("after %.60s: national %d, Veneto %d; want %d, %d", step.sql, n, v, national+step.dNational, veneto+step.dVeneto)
+		if n != all+step.dNational || v != veneto+step.dVeneto {
+			t.Errorf("after %.60s: national %d, Veneto %d; want %d, %d", step.sql, n, v, all+step.dNational, veneto+step.dVeneto)
 		}
 	}
 }
@@ -330,7 +332,7 @@ func testNationalPresences(t *testing.T, e *env) {
 		})
 		for _, groupBy := range []string{"region", "day", "month"} {
 			t.Run(from+"/"+to+"/"+groupBy, func(t *testing.T) {
-				var got presencesResponse
+				var got national.PresencesResponse
 				decode(t, e.get(t, "national", "/v1/national/presences?from="+from+"&to="+to+"&group_by="+groupBy), &got)
 				allOK(t, got.Partial, got.Regions)
 				want := map[string]int64{}
@@ -359,9 +361,9 @@ func testNationalPresences(t *testing.T, e *env) {
 						total += n
 					}
 				}
-				var wantItems []keyCount
+				var wantItems []national.KeyCount
 				for _, k := range keys {
-					wantItems = append(wantItems, keyCount{Key: k, N: want[k]})
+					wantItems = append(wantItems, national.KeyCount{Key: k, N: want[k]})
 				}
 				if !reflect.DeepEqual(got.Items, wantItems) || got.Total != total || total == 0 {
 					t.Errorf("items %v total %d, want %v total %d", got.Items, got.Total, wantItems, total)
@@ -399,10 +401,10 @@ func pages(t *testing.T, e *env, path string) (ids []int64, total int64) {
 			Items []struct {
 				ID int64 `json:"id"`
 			} `json:"items"`
-			Total      int64       `json:"total"`
-			NextCursor string      `json:"next_cursor"`
-			Partial    bool        `json:"partial"`
-			Regions    []legStatus `json:"regions"`
+			Total      int64                   `json:"total"`
+			NextCursor string                  `json:"next_cursor"`
+			Partial    bool                    `json:"partial"`
+			Regions    []national.RegionStatus `json:"regions"`
 		}
 		decode(t, e.get(t, "national", p), &page)
 		allOK(t, page.Partial, page.Regions)
@@ -485,7 +487,7 @@ func testNationalMarkets(t *testing.T, e *env) {
 				}
 			}
 			for _, offset := range []int{0, 1, 5, len(want) - 1, len(want), len(want) + 3} {
-				var page nationalList[registry.Market]
+				var page national.ListResponse[registry.Market]
 				decode(t, e.get(t, "national", fmt.Sprintf("/v1/markets?limit=3&offset=%d%s", offset, filter)), &page)
 				var got []int64
 				for _, m := range page.Items {
@@ -539,7 +541,7 @@ func testNationalVendor(t *testing.T, e *env) {
 				}
 				want[regionOf(v[0])] = w
 			})
-			var got vendorResponse
+			var got national.VendorResponse
 			decode(t, e.get(t, "national", "/v1/vendors?partita_iva="+piva), &got)
 			allOK(t, got.Partial, got.Regions)
 			if len(got.AppearsIn) != len(want) {
@@ -596,9 +598,9 @@ func testNationalNeedsNationalTerritory(t *testing.T, e *env) {
 }
 
 func TestNationalPartial(t *testing.T) {
-	e, s := newNationalEnv(t, "natpart", true)
-	s.national.settings = &shardmap.NationalConfig{LegTimeout: 5 * time.Second, CacheTTL: time.Minute}
-	var before summaryResponse
+	e := newNationalEnv(t, "natpart", true, nil)
+	e.national.SetConfig(national.Config{LegTimeout: 5 * time.Second, CacheTTL: time.Minute})
+	var before national.SummaryResponse
 	decode(t, e.get(t, "national", "/v1/national/summary"), &before)
 	allOK(t, before.Partial, before.Regions)
 	if err := e.owned.Halt(); err != nil {
@@ -618,17 +620,17 @@ func TestNationalPartial(t *testing.T) {
 		t.Run(path, func(t *testing.T) {
 			r := e.get(t, "national", path)
 			var got struct {
-				Partial bool        `json:"partial"`
-				Regions []legStatus `json:"regions"`
+				Partial bool                    `json:"partial"`
+				Regions []national.RegionStatus `json:"regions"`
 			}
 			decode(t, r, &got)
 			if !got.Partial || len(got.Regions) != 20 {
 				t.Fatalf("partial = %v, %d regions; want a partial answer listing 20: %s", got.Partial, len(got.Regions), r.raw)
 			}
 			for _, st := range got.Regions {
-				want := legOK
+				want := national.StatusOK
 				if st.Region == "12" {
-					want = legUnavailable
+					want = national.StatusUnavailable
 				}
 				if st.Status != want {
 					t.Errorf("region %s: %s, want %s", st.Region, st.Status, want)
@@ -655,10 +657,10 @@ func TestNationalPartial(t *testing.T) {
 }
 
 func TestNationalHungShard(t *testing.T) {
-	e, s := newNationalEnv(t, "nathung", true)
+	e := newNationalEnv(t, "nathung", true, nil)
 	const deadline = 400 * time.Millisecond
-	s.national.settings = &shardmap.NationalConfig{LegTimeout: deadline}
-	decode(t, e.get(t, "national", "/v1/national/summary"), new(summaryResponse))
+	e.national.SetConfig(national.Config{LegTimeout: deadline})
+	decode(t, e.get(t, "national", "/v1/national/summary"), new(national.SummaryResponse))
 	if err := e.owned.Pause(); err != nil {
 		t.Fatal(err)
 	}
@@ -678,21 +680,21 @@ func TestNationalHungShard(t *testing.T) {
 		start := time.Now()
 		r := e.get(t, "national", "/v1/national/summary")
 		elapsed := time.Since(start)
-		var got summaryResponse
+		var got national.SummaryResponse
 		decode(t, r, &got)
 		if elapsed > deadline+margin {
 			t.Errorf("answer %d took %s, want at most %s", i, elapsed, deadline+margin)
 		}
 		st := got.Regions[11]
-		if !got.Partial || st.Region != "12" || st.Status != legTimeout || st.MS < deadline.Milliseconds()-50 {
+		if !got.Partial || st.Region != "12" || st.Status != national.StatusTimeout || st.MS < deadline.Milliseconds()-50 {
 			t.Errorf("answer %d: partial %v, region %+v; want 12 timed out after ~%s", i, got.Partial, st, deadline)
 		}
 	}
 	// The open breaker skips the leg at once.
 	start := time.Now()
-	var got summaryResponse
+	var got national.SummaryResponse
 	decode(t, e.get(t, "national", "/v1/national/summary"), &got)
-	if st := got.Regions[11]; st.Status != legUnavailable || st.MS > 100 || time.Since(start) > deadline {
+	if st := got.Regions[11]; st.Status != national.StatusUnavailable || st.MS > 100 || time.Since(start) > deadline {
 		t.Errorf("with the breaker open: region %+v after %s; want unavailable at once", st, time.Since(start))
 	}
 	// Once the server runs again, the breaker's probe closes it and Lazio answers.
@@ -701,7 +703,7 @@ func TestNationalHungShard(t *testing.T) {
 	}
 	until := time.Now().Add(20 * time.Second)
 	for {
-		var got summaryResponse
+		var got national.SummaryResponse
 		decode(t, e.get(t, "national", "/v1/national/summary"), &got)
 		if !got.Partial {
 			break
@@ -714,15 +716,17 @@ func TestNationalHungShard(t *testing.T) {
 }
 
 func TestNationalSingleflight(t *testing.T) {
-	e, s := newNationalEnv(t, "natsf", false)
-	s.national.settings = &shardmap.NationalConfig{LegTimeout: 10 * time.Second, Concurrency: 20, CacheTTL: time.Minute}
+	// Every leg counts itself and, until release is closed, waits.
+	var legCount atomic.Int64
 	release := make(chan struct{})
 	var once sync.Once
 	started := make(chan struct{})
-	s.national.onLeg = func(regions.Code) {
+	e := newNationalEnv(t, "natsf", false, func(regions.Code) {
+		legCount.Add(1)
 		once.Do(func() { close(started) })
 		<-release
-	}
+	})
+	e.national.SetConfig(national.Config{LegTimeout: 10 * time.Second, Concurrency: 20, CacheTTL: time.Minute})
 	const clients = 8
 	bodies := make([]string, clients)
 	var wg sync.WaitGroup
@@ -741,11 +745,11 @@ func TestNationalSingleflight(t *testing.T) {
 	// Give every client time to arrive: without singleflight each would
 	// start its own fan-out and count its legs before blocking.
 	time.Sleep(300 * time.Millisecond)
-	legs := s.national.legs.Load()
+	legs := legCount.Load()
 	close(release)
 	wg.Wait()
-	if legs != 20 || s.national.legs.Load() != 20 {
-		t.Errorf("%d clients ran %d legs (%d before release), want one fan-out of 20", clients, s.national.legs.Load(), legs)
+	if legs != 20 || legCount.Load() != 20 {
+		t.Errorf("%d clients ran %d legs (%d before release), want one fan-out of 20", clients, legCount.Load(), legs)
 	}
 	for i := range bodies {
 		if bodies[i] != bodies[0] {
@@ -753,32 +757,12 @@ func TestNationalSingleflight(t *testing.T) {
 		}
 	}
 	// The complete answer is cached for the same scope...
-	s.national.onLeg = nil
-	if r := e.get(t, "national", "/v1/national/summary?date=2026-06-03"); r.header.Get("X-Dms-National") != "cache" || s.national.legs.Load() != 20 {
-		t.Errorf("repeat: source %q, legs %d; want the cache", r.header.Get("X-Dms-National"), s.national.legs.Load())
+	if r := e.get(t, "national", "/v1/national/summary?date=2026-06-03"); r.header.Get("X-Dms-National") != "cache" || legCount.Load() != 20 {
+		t.Errorf("repeat: source %q, legs %d; want the cache", r.header.Get("X-Dms-National"), legCount.Load())
 	}
 	// ...and another request is another fan-out.
-	if r := e.get(t, "national", "/v1/national/summary?date=2026-06-04"); r.header.Get("X-Dms-National") != "fanout" || s.national.legs.Load() != 40 {
-		t.Errorf("another date: source %q, legs %d; want a new fan-out", r.header.Get("X-Dms-National"), s.national.legs.Load())
-	}
-}
-
-func TestNationalCacheKeys(t *testing.T) {
-	s := &national{cache: answerCache{entries: map[string]cacheEntry{}}}
-	now := time.Now()
-	a := &answer{body: []byte("a")}
-	s.cache.put("national\x00summary 2026-06-15", a, now.Add(time.Second))
-	if got, ok := s.cache.get("national\x00summary 2026-06-15", now); !ok || got != a {
-		t.Errorf("get before expiry = %v, %v", got, ok)
-	}
-	if _, ok := s.cache.get("national\x00summary 2026-06-15", now.Add(time.Second)); ok {
-		t.Error("get at expiry hit the cache")
-	}
-	for i := range maxCacheEntries + 10 {
-		s.cache.put(strconv.Itoa(i), a, now.Add(time.Hour))
-	}
-	if n := len(s.cache.entries); n > maxCacheEntries {
-		t.Errorf("cache holds %d entries, want at most %d", n, maxCacheEntries)
+	if r := e.get(t, "national", "/v1/national/summary?date=2026-06-04"); r.header.Get("X-Dms-National") != "fanout" || legCount.Load() != 40 {
+		t.Errorf("another date: source %q, legs %d; want a new fan-out", r.header.Get("X-Dms-National"), legCount.Load())
 	}
 }
 
@@ -806,26 +790,6 @@ func testNationalTelemetry(t *testing.T, e *env) {
 	}
 	if len(seen) != 20 {
 		t.Errorf("the request span has leg spans for %d regions, want 20", len(seen))
-	}
-}
-
-func TestMergeHelpers(t *testing.T) {
-	if got := countDistinct([][]int64{{1, 3, 5}, {}, {2, 3, 9}, {3, 9, 10}}); got != 6 {
-		t.Errorf("countDistinct = %d, want 6", got)
-	}
-	if got := countDistinct(nil); got != 0 {
-		t.Errorf("countDistinct(nil) = %d, want 0", got)
-	}
-	lists := [][]int{{1, 4, 7}, {2, 2, 8}, {}, {0, 9}}
-	if got := mergeSorted(lists, cmp.Compare[int], 5); !slices.Equal(got, []int{0, 1, 2, 2, 4}) {
-		t.Errorf("mergeSorted = %v", got)
-	}
-	if got := mergeSorted(lists, cmp.Compare[int], 100); !sort.IntsAreSorted(got) || len(got) != 8 {
-		t.Errorf("mergeSorted all = %v", got)
-	}
-	// Byte order: upper case before lower case, as COLLATE "C" orders.
-	if compareKey("Mercato", 2, "mercato", 1) >= 0 || compareKey("a", 1, "a", 2) >= 0 {
-		t.Error("compareKey is not byte order, then id")
 	}
 }
 
@@ -1057,40 +1021,45 @@ func TestPresenceRollup(t *testing.T) {
 //     rollups does), one client.
 func BenchmarkNationalSummary(b *testing.B) {
 	ctx := context.Background()
-	var cfg shardmap.Config
+	var cfg config.Config
 	if path := os.Getenv("DMSROUTER_BENCH_CONFIG"); path != "" {
 		var err error
-		if cfg, err = shardmap.Load(path, os.Getenv); err != nil {
+		if cfg, err = config.Load(path, os.Getenv); err != nil {
 			b.Fatal(err)
 		}
 	} else {
 		var err error
-		cfg, err = pg.Deployment(ctx, pgtest.Prefix("natbench"), pgtest.OnePerRegion())
+		cfg.Auth.HS256Secret = pgtest.TestSecret
+		cfg.ShardMap, err = pg.Deployment(ctx, pgtest.Prefix("natbench"), pgtest.OnePerRegion())
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.Cleanup(func() { pg.DropDeployment(context.Background(), cfg) })
-		for _, sh := range cfg.Shards {
+		b.Cleanup(func() { pg.DropDeployment(context.Background(), cfg.ShardMap) })
+		for _, sh := range cfg.ShardMap.Shards {
 			exec(b, sh.AdminDSN(), fmt.Sprintf(nationalSQL, "ARRAY["+strconv.Itoa(regions.Code(sh.Name[1:]).Num())+"]"))
 		}
 	}
-	m, err := shardmap.NewHolder(cfg, shardmap.Options{})
+	m, err := shardmap.NewHolder(cfg.ShardMap, shardmap.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(m.Close)
-	v, err := NewVerifier(cfg.Auth)
+	v, err := auth.NewVerifier(cfg.Auth)
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := New(m, v, Options{})
+	fan, err := national.New(cfg.National, national.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := New(m, v, fan, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	srv := httptest.NewServer(s)
 	b.Cleanup(srv.Close)
 	secret := cfg.Auth.HS256Secret
-	tok, err := SignHS256(secret, Principal{Subject: "bench", Role: "auditor", Territory: regions.Territory{Level: regions.National}}, time.Hour, time.Now())
+	tok, err := auth.SignHS256(secret, auth.Principal{Subject: "bench", Role: "auditor", Territory: regions.Territory{Level: regions.National}}, time.Hour, time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -1110,15 +1079,16 @@ func BenchmarkNationalSummary(b *testing.B) {
 	}
 	today := s.today()
 	var dbs []string // the shard databases, whose backends' CPU time the benchmark reports
-	for _, sh := range cfg.Shards {
+	for _, sh := range cfg.ShardMap.Shards {
 		if c, err := pgx.ParseConfig(sh.Primary); err == nil {
 			dbs = append(dbs, c.Database)
 		}
 	}
-	national := func(name string, clients int, cacheTTL time.Duration, path func(client, i int) string) {
+	measure := func(name string, clients int, cacheTTL time.Duration, path func(client, i int) string) {
 		b.Run(name, func(b *testing.B) {
-			s.national.settings = &shardmap.NationalConfig{LegTimeout: cfg.National.WithDefaults().LegTimeout,
-				Concurrency: cfg.National.WithDefaults().Concurrency, CacheTTL: cacheTTL}
+			nc := cfg.National
+			nc.CacheTTL = cacheTTL
+			fan.SetConfig(nc)
 			get(path(0, 0)) // warm the pools (and the cache)
 			var lat latencies
 			cpu, pgCPU, wait := processCPU(), backendsCPU(dbs), runQueueWait()
@@ -1144,13 +1114,13 @@ func BenchmarkNationalSummary(b *testing.B) {
 			b.ReportMetric(perOp(runQueueWait()-wait), "runq-wait-ms/op")
 		})
 	}
-	national("uncached/1-client", 1, 0, func(int, int) string { return "/v1/national/summary" })
-	national("uncached/same", 8, 0, func(int, int) string { return "/v1/national/summary" })
-	national("uncached/distinct", 8, 0, func(c, i int) string {
+	measure("uncached/1-client", 1, 0, func(int, int) string { return "/v1/national/summary" })
+	measure("uncached/same", 8, 0, func(int, int) string { return "/v1/national/summary" })
+	measure("uncached/distinct", 8, 0, func(c, i int) string {
 		// Another day of the month for every request in flight.
 		return "/v1/national/summary?date=" + today.AddDate(0, 0, -((c*7+i)%27)).Format(time.DateOnly)
 	})
-	national("cached", 8, time.Minute, func(int, int) string { return "/v1/national/summary" })
+	measure("cached", 8, time.Minute, func(int, int) string { return "/v1/national/summary" })
 
 	var slowest *latencies
 	var slowestRegion string
@@ -1360,30 +1330,5 @@ func TestStatusCountsRollup(t *testing.T) {
 	var n int64
 	if err := admin.QueryRow(ctx, `SELECT count(*) FROM region_status_counts WHERE entity = 'stalls' AND n > 0`).Scan(&n); err != nil || n == 0 {
 		t.Errorf("after TRUNCATE of concessions, %d stall counts are left (%v); want them kept", n, err)
-	}
-}
-
-func TestCountDistinctRemembersVersions(t *testing.T) {
-	var n national
-	a := [][]int64{{1, 2, 3}, {2, 3, 4}}
-	if got := n.countDistinct("01@7 02@9 ", a); got != 4 {
-		t.Fatalf("countDistinct = %d, want 4", got)
-	}
-	// The same versions name the same sets: the count is remembered (the
-	// sets passed are not even looked at).
-	if got := n.countDistinct("01@7 02@9 ", nil); got != 4 {
-		t.Errorf("countDistinct of the same versions = %d, want the remembered 4", got)
-	}
-	// A changed version is counted afresh.
-	b := [][]int64{{1, 2, 3}, {2, 3, 4, 5, 6}}
-	if got := n.countDistinct("01@7 02@10 ", b); got != 6 {
-		t.Errorf("countDistinct after a change = %d, want 6", got)
-	}
-	// Without versions (a set without a stamp) nothing is taken from memory.
-	if got := n.countDistinct("", a); got != 4 {
-		t.Errorf("countDistinct without versions = %d, want 4", got)
-	}
-	if got := n.countDistinct("", b); got != 6 {
-		t.Errorf("countDistinct without versions = %d, want 6", got)
 	}
 }

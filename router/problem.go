@@ -12,6 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/registry"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
@@ -84,7 +85,7 @@ func toProblem(err error) (Problem, http.Header) {
 	case errors.Is(err, registry.ErrBadCursor):
 		return Problem{Type: "/problems/bad-request", Title: "Bad request", Status: http.StatusBadRequest,
 			Detail: "the cursor is not valid for this list", Errors: []FieldError{{Field: "cursor", Message: "not a cursor this list issued"}}}, h
-	case errors.Is(err, ErrUnauthenticated):
+	case errors.Is(err, auth.ErrUnauthenticated):
 		h.Set("WWW-Authenticate", `Bearer realm="dmsrouter"`)
 		return Problem{Type: "/problems/unauthenticated", Title: "Unauthenticated", Status: http.StatusUnauthorized,
 			Detail: "a valid bearer token is required"}, h

@@ -17,6 +17,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/dmshub/dmsrouter/auth"
+	"github.com/dmshub/dmsrouter/national"
 	"github.com/dmshub/dmsrouter/pgtest"
 	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/shardmap"
@@ -77,16 +79,24 @@ const lazioSQL = `INSERT INTO markets (id, region_id, code, name, province, comu
   (dms.next_id('markets', 12::smallint), 12, 'RM001', 'Mercato di Campo de'' Fiori', '058', '058091', 'Roma')`
 
 type env struct {
-	srv    *httptest.Server
-	m      *shardmap.Holder
-	owned  *pgtest.Server // the server of shard "lazio"
-	spans  *tracetest.SpanRecorder
-	tokens map[string]string
+	srv      *httptest.Server
+	m        *shardmap.Holder
+	national *national.Fanout
+	owned    *pgtest.Server // the server of shard "lazio"
+	spans    *tracetest.SpanRecorder
+	tokens   map[string]string
 }
 
 // newEnv deploys the layout (shard "lazio" on a cluster of its own when
 // withOwned, so tests can stop it), loads the fixture and starts a router.
 func newEnv(t *testing.T, name string, withOwned bool) *env {
+	t.Helper()
+	return startEnv(t, name, withOwned, nil)
+}
+
+// startEnv is newEnv whose national fan-out calls onLeg, when not nil, as
+// each leg starts.
+func startEnv(t *testing.T, name string, withOwned bool, onLeg func(regions.Code)) *env {
 	t.Helper()
 	ctx := context.Background()
 	cfg, err := pg.Deployment(ctx, pgtest.Prefix(name), layout())
@@ -129,11 +139,15 @@ func newEnv(t *testing.T, name string, withOwned bool) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.m.Close)
-	v, err := NewVerifier(cfg.Auth)
+	v, err := auth.NewVerifier(auth.Config{HS256Secret: pgtest.TestSecret})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(e.m, v, Options{Telemetry: tel, Now: func() time.Time { return fixedNow }})
+	e.national, err = national.New(national.Config{}, national.Options{TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, OnLeg: onLeg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(e.m, v, e.national, Options{Telemetry: tel, Now: func() time.Time { return fixedNow }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +167,7 @@ func newEnv(t *testing.T, name string, withOwned bool) *env {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tok, err := SignHS256(pgtest.TestSecret, Principal{Subject: who, Role: "admin_pa", Territory: tr}, time.Hour, fixedNow)
+		tok, err := auth.SignHS256(pgtest.TestSecret, auth.Principal{Subject: who, Role: "admin_pa", Territory: tr}, time.Hour, fixedNow)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -464,8 +478,8 @@ func TestBadInput(t *testing.T) {
 
 func TestAuthentication(t *testing.T) {
 	e := newEnv(t, "auth", false)
-	expired, _ := SignHS256(pgtest.TestSecret, Principal{Subject: "u", Role: "admin_pa", Territory: regions.Territory{Level: regions.National}}, time.Minute, fixedNow.Add(-time.Hour))
-	wrong, _ := SignHS256("another-secret-0123456789", Principal{Subject: "u", Role: "admin_pa", Territory: regions.Territory{Level: regions.National}}, time.Hour, fixedNow)
+	expired, _ := auth.SignHS256(pgtest.TestSecret, auth.Principal{Subject: "u", Role: "admin_pa", Territory: regions.Territory{Level: regions.National}}, time.Minute, fixedNow.Add(-time.Hour))
+	wrong, _ := auth.SignHS256("another-secret-0123456789", auth.Principal{Subject: "u", Role: "admin_pa", Territory: regions.Territory{Level: regions.National}}, time.Hour, fixedNow)
 	for name, header := range map[string]string{
 		"missing":      "",
 		"malformed":    "Bearer abc.def",

@@ -1,6 +1,11 @@
-// Package router is the HTTP face of dmsrouter: authentication, territory
-// scoping, the read API over the shard map, problem+json errors and
-// telemetry. Gin stays inside this package.
+// Package router is the HTTP face of dmsrouter: the routes, the
+// authentication middleware (package auth verifies the token), territory
+// scoping, the handlers over the shard map and the national endpoints
+// (package national answers them), problem+json errors and telemetry. Gin
+// stays inside this package.
+//
+// It may import auth, national, registry, shardmap, regions, taxcode, gin,
+// Prometheus and OpenTelemetry; only the commands import it.
 package router
 
 import (
@@ -25,6 +30,8 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/dmshub/dmsrouter/auth"
+	"github.com/dmshub/dmsrouter/national"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
 
@@ -38,7 +45,7 @@ const (
 // Server serves the API over one shard map.
 type Server struct {
 	shards   *shardmap.Holder
-	verifier *Verifier
+	verifier *auth.Verifier
 	log      *slog.Logger
 	tel      *Telemetry
 	rome     *time.Location
@@ -46,7 +53,7 @@ type Server struct {
 	engine   *gin.Engine
 	requests metric.Float64Histogram
 	tracer   trace.Tracer
-	national *national // the fan-out of national requests, set by nationalRoutes
+	national *national.Fanout // answers the national requests
 
 	readyMu    sync.Mutex
 	readyAt    time.Time
@@ -62,13 +69,14 @@ type Options struct {
 }
 
 // New returns a Server that routes through the shard map m holds (and
-// follows its reloads) and authenticates with v.
-func New(m *shardmap.Holder, v *Verifier, opts Options) (*Server, error) {
+// follows its reloads), authenticates with v and answers national requests
+// with n.
+func New(m *shardmap.Holder, v *auth.Verifier, n *national.Fanout, opts Options) (*Server, error) {
 	rome, err := time.LoadLocation("Europe/Rome")
 	if err != nil {
 		return nil, fmt.Errorf("load Europe/Rome: %w", err)
 	}
-	s := &Server{shards: m, verifier: v, log: opts.Logger, tel: opts.Telemetry, now: opts.Now, rome: rome}
+	s := &Server{shards: m, verifier: v, national: n, log: opts.Logger, tel: opts.Telemetry, now: opts.Now, rome: rome}
 	if s.log == nil {
 		s.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
@@ -88,7 +96,6 @@ func New(m *shardmap.Holder, v *Verifier, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.national = newNational(s)
 	s.engine = s.routes()
 	return s, nil
 }
@@ -194,7 +201,7 @@ func jsonEncode(w io.Writer, v any) error {
 
 // authenticate verifies the bearer token and stores the principal.
 func (s *Server) authenticate(c *gin.Context) {
-	p, err := s.verifier.Verify(TokenFromRequest(c.Request), s.now())
+	p, err := s.verifier.Verify(auth.TokenFromRequest(c.Request), s.now())
 	if err != nil {
 		s.writeProblem(c, err)
 		return
@@ -205,9 +212,9 @@ func (s *Server) authenticate(c *gin.Context) {
 	c.Next()
 }
 
-func principal(c *gin.Context) Principal {
+func principal(c *gin.Context) auth.Principal {
 	p, _ := c.Get(ctxPrincipal)
-	return p.(Principal)
+	return p.(auth.Principal)
 }
 
 var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/registry"
 	"github.com/dmshub/dmsrouter/taxcode"
@@ -45,7 +46,7 @@ func tooLarge(format string, args ...any) error {
 
 // requireWriter refuses the request of a role that may not write.
 func (s *Server) requireWriter(c *gin.Context) {
-	if !CanWrite(principal(c).Role) {
+	if !auth.CanWrite(principal(c).Role) {
 		s.writeProblem(c, errRoleReadOnly)
 		return
 	}
@@ -326,7 +327,7 @@ func parseDay(k *checks, field, s string) time.Time {
 // sameRegion checks that an id named in a body lies in region r, the
 // region the request writes: an id of a region outside the territory is
 // forbidden, one of another region inside it is bad input.
-func sameRegion(k *checks, p Principal, r regions.Code, field string, id regions.Code) error {
+func sameRegion(k *checks, p auth.Principal, r regions.Code, field string, id regions.Code) error {
 	switch {
 	case id == "":
 		return nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/registry"
 )
@@ -680,7 +681,7 @@ func (s *Server) ingestPresences(c *gin.Context) error {
 // lie in one region, *r, the first id's; an id of a region outside the
 // territory is forbidden. Field names are built only for bad fields, so a
 // good batch of 10,000 rows builds no strings.
-func (s *Server) batchRow(k *checks, p Principal, r *regions.Code, today time.Time, i int, b *batchRowBody, row *registry.PresenceRow) error {
+func (s *Server) batchRow(k *checks, p auth.Principal, r *regions.Code, today time.Time, i int, b *batchRowBody, row *registry.PresenceRow) error {
 	field := func(name string) string { return "rows[" + strconv.Itoa(i) + "]." + name }
 	if b.MarketID == nil {
 		k.bad(field("market_id"), "required")

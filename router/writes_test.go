@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/pgtest"
 	"github.com/dmshub/dmsrouter/regions"
 )
@@ -66,7 +67,7 @@ func (e *env) addToken(t *testing.T, who, role, territory string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := SignHS256(pgtest.TestSecret, Principal{Subject: who, Role: role, Territory: tr}, time.Hour, fixedNow)
+	tok, err := auth.SignHS256(pgtest.TestSecret, auth.Principal{Subject: who, Role: role, Territory: tr}, time.Hour, fixedNow)
 	if err != nil {
 		t.Fatal(err)
 	}

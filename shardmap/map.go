@@ -1,6 +1,11 @@
-// Package shardmap turns the configuration into shards: it validates the
-// shard map (every region on exactly one shard), opens a bounded pool and a
-// circuit breaker per shard, and runs scoped transactions on them.
+// Package shardmap turns its Config (the database settings, the shards and
+// the region assignments, which package config fills) into shards: it
+// validates the shard map (every region on exactly one shard), opens a
+// bounded pool and a circuit breaker per shard, runs scoped transactions on
+// them, and holds the current map, which Holder.Reload replaces.
+//
+// It may import regions, pgx, gobreaker and OpenTelemetry; it reads no
+// files and knows no other package's settings.
 package shardmap
 
 import (

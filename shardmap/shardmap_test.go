@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -264,62 +263,50 @@ func TestRegionReader(t *testing.T) {
 	}
 }
 
-func TestLoadConfig(t *testing.T) {
-	dir := t.TempDir()
-	write := func(body string) string {
-		p := filepath.Join(dir, "c.yaml")
-		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
+// validConfig is a shard map that validates: all 20 regions on shard s1.
+func validConfig() shardmap.Config {
+	cfg := shardmap.Config{
+		Database: shardmap.DatabaseConfig{ConnectTimeout: 2 * time.Second, AcquireTimeout: time.Second,
+			StatementTimeout: 5 * time.Second, BreakerFailures: 5, BreakerOpenTimeout: 10 * time.Second},
+		Shards:  []shardmap.ShardConfig{{Name: "s1", Primary: "postgres://dms_app@127.0.0.1:5432/dms?sslmode=disable", MaxConns: 4}},
+		Regions: map[string]string{},
 	}
-	var regionLines strings.Builder
 	for _, r := range regions.All() {
-		regionLines.WriteString("  \"" + string(r.Code) + "\": s1\n")
+		cfg.Regions[string(r.Code)] = "s1"
 	}
-	good := "server:\n  addr: \"127.0.0.1:9\"\nauth:\n  hs256_secret: \"0123456789abcdef\"\nshards:\n  - name: s1\n    primary: \"postgres://dms_app@127.0.0.1:5432/dms?sslmode=disable\"\n    max_conns: 4\nregions:\n" + regionLines.String()
-	noenv := func(string) string { return "" }
+	return cfg
+}
 
-	cfg, err := shardmap.Load(write(good), noenv)
-	if err != nil {
-		t.Fatalf("Load(good) error: %v", err)
+func TestValidate(t *testing.T) {
+	valid := validConfig()
+	if err := valid.Validate(); err != nil {
+		t.Fatalf("Validate(valid) = %v", err)
 	}
-	if cfg.Server.Addr != "127.0.0.1:9" || cfg.Database.StatementTimeout != 5*time.Second || len(cfg.Regions) != 20 {
-		t.Errorf("Load(good) = %+v", cfg)
-	}
-
-	env := map[string]string{
-		"DMSROUTER_AUTH_HS256_SECRET":        "from-the-environment",
-		"DMSROUTER_SHARDS_S1_PRIMARY":        "postgres://other@127.0.0.1:5433/x",
-		"DMSROUTER_DATABASE_ACQUIRE_TIMEOUT": "250ms",
-	}
-	cfg, err = shardmap.Load(write(good), func(k string) string { return env[k] })
-	if err != nil {
-		t.Fatalf("Load(env) error: %v", err)
-	}
-	if cfg.Auth.HS256Secret != "from-the-environment" || cfg.Shards[0].Primary != env["DMSROUTER_SHARDS_S1_PRIMARY"] || cfg.Database.AcquireTimeout != 250*time.Millisecond {
-		t.Errorf("Load(env) = %+v, want environment overrides", cfg)
-	}
-
-	bad := []struct {
-		name, body, want string
+	tests := []struct {
+		name string
+		edit func(c *shardmap.Config)
+		want string
 	}{
-		{"region missing", strings.Replace(good, "  \"07\": s1\n", "", 1), "regions.07"},
-		{"unknown shard", strings.Replace(good, "\"07\": s1", "\"07\": s9", 1), `regions.07: unknown shard "s9"`},
-		{"unquoted region", strings.Replace(good, "\"07\": s1", "7: s1", 1), "regions.7"},
-		{"unknown region", good + "  \"21\": s1\n", "regions.21"},
-		{"region mapped twice", good + "  \"07\": s1\n", "07"},
-		{"bad dsn", strings.Replace(good, "postgres://dms_app@127.0.0.1:5432/dms?sslmode=disable", "postgres://x@host:notaport/db", 1), "shards[0].primary"},
-		{"unknown key", good + "extra: 1\n", "extra"},
-		{"unknown nested key", strings.Replace(good, "max_conns: 4", "max_conns: 4\n    maxconns: 4", 1), "maxconns"},
-		{"no secret", strings.Replace(good, "hs256_secret: \"0123456789abcdef\"", "hs256_secret: \"\"", 1), "auth"},
-		{"duplicate shard", strings.Replace(good, "regions:", "  - name: s1\n    primary: \"postgres://a@b/c\"\nregions:", 1), "defined twice"},
+		{"region missing", func(c *shardmap.Config) { delete(c.Regions, "07") }, `regions.07: region 07 (Liguria) is not mapped to a shard`},
+		{"unknown shard", func(c *shardmap.Config) { c.Regions["07"] = "s9" }, `regions.07: unknown shard "s9"`},
+		{"unquoted region", func(c *shardmap.Config) { c.Regions["7"] = "s1" }, `regions.7: unknown region code`},
+		{"unknown region", func(c *shardmap.Config) { c.Regions["21"] = "s1" }, `regions.21: unknown region code`},
+		{"bad dsn", func(c *shardmap.Config) { c.Shards[0].Primary = "postgres://x@host:notaport/db" }, `shards[0].primary: cannot parse DSN`},
+		{"empty dsn", func(c *shardmap.Config) { c.Shards[0].Primary = "" }, `shards[0].primary: must not be empty`},
+		{"bad replica", func(c *shardmap.Config) { c.Shards[0].Replicas = []string{"postgres://x@host:notaport/db"} }, `shards[0].replicas[0]: cannot parse DSN`},
+		{"bad name", func(c *shardmap.Config) { c.Shards[0].Name = "S 1" }, `shards[0].name: "S 1" must be lower case`},
+		{"duplicate shard", func(c *shardmap.Config) { c.Shards = append(c.Shards, c.Shards[0]) }, `shards[1].name: shard "s1" is defined twice`},
+		{"no shards", func(c *shardmap.Config) { c.Shards = nil }, `shards: at least one shard is required`},
+		{"max conns", func(c *shardmap.Config) { c.Shards[0].MaxConns = 1001 }, `shards[0].max_conns: 1001 is outside 1..1000`},
+		{"timeout", func(c *shardmap.Config) { c.Database.StatementTimeout = 0 }, `database.statement_timeout: must be a positive duration`},
+		{"breaker", func(c *shardmap.Config) { c.Database.BreakerFailures = 0 }, `database.breaker_failures: must be at least 1`},
 	}
-	for _, tt := range bad {
+	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := shardmap.Load(write(tt.body), noenv)
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("Load(%s) error = %v, want it to name %q", tt.name, err, tt.want)
+			cfg := validConfig()
+			tt.edit(&cfg)
+			if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Validate() = %v, want it to name %q", err, tt.want)
 			}
 		})
 	}

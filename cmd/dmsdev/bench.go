@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/dmshub/dmsrouter/bench"
+	"github.com/dmshub/dmsrouter/config"
 	"github.com/dmshub/dmsrouter/internal/cli"
-	"github.com/dmshub/dmsrouter/shardmap"
 )
 
 // benchCmd measures a seeded deployment three ways (straight to the shards,
@@ -34,7 +34,7 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if err := cli.ParseArgs(fs, args); err != nil {
 		return err
 	}
-	cfg, err := shardmap.Load(*path, getenv)
+	cfg, err := config.Load(*path, getenv)
 	if err != nil {
 		return err
 	}
@@ -51,16 +51,16 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 		Log:         stderr,
 		// The router logs every request, as in production; the lines are
 		// formatted and discarded.
-		Serve: func(ctx context.Context, cfg shardmap.Config, ready func(net.Addr)) error {
+		Serve: func(ctx context.Context, cfg config.Config, ready func(net.Addr)) error {
 			return cli.Serve(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)), nil, ready)
 		},
 	}
 	if *monolith != "" {
-		mc, err := shardmap.Load(*monolith, getenv)
+		mc, err := config.Load(*monolith, getenv)
 		if err != nil {
 			return err
 		}
-		opts.Monolith = &mc
+		opts.Monolith = &mc.ShardMap
 	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)

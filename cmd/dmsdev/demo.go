@@ -15,10 +15,11 @@ import (
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/term"
 
+	"github.com/dmshub/dmsrouter/auth"
+	"github.com/dmshub/dmsrouter/config"
 	"github.com/dmshub/dmsrouter/internal/cli"
 	"github.com/dmshub/dmsrouter/internal/pgcluster"
 	"github.com/dmshub/dmsrouter/regions"
-	"github.com/dmshub/dmsrouter/router"
 	"github.com/dmshub/dmsrouter/seed"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
@@ -39,7 +40,7 @@ func demoCmd(ctx context.Context, args []string, getenv func(string) string, std
 	if err := cli.ParseArgs(fs, args); err != nil {
 		return err
 	}
-	cfg, err := shardmap.Load(*path, getenv)
+	cfg, err := config.Load(*path, getenv)
 	if err != nil {
 		return err
 	}
@@ -59,7 +60,7 @@ Install them and run the demo again; on Debian or Ubuntu:
 `)
 		return errors.New("demo: PostgreSQL server binaries not found")
 	}
-	port, err := localPort(cfg)
+	port, err := localPort(cfg.ShardMap)
 	if err != nil {
 		return err
 	}
@@ -68,7 +69,7 @@ Install them and run the demo again; on Debian or Ubuntu:
 		return err
 	}
 
-	if pgcluster.Running(ctx, cfg) {
+	if pgcluster.Running(ctx, cfg.ShardMap) {
 		fmt.Fprintf(stdout, "PostgreSQL is already running on 127.0.0.1:%d: using it (it stays running on exit)\n", port)
 	} else {
 		fmt.Fprintf(stdout, "starting PostgreSQL on 127.0.0.1:%d, data in %s\n", port, dir)
@@ -87,7 +88,7 @@ Install them and run the demo again; on Debian or Ubuntu:
 		}()
 	}
 
-	if err := pgcluster.Prepare(ctx, cfg); err != nil {
+	if err := pgcluster.Prepare(ctx, cfg.ShardMap); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
 
@@ -96,7 +97,7 @@ Install them and run the demo again; on Debian or Ubuntu:
 		opts.Terminal = true
 	}
 	reseed := fmt.Sprintf("go run ./cmd/dmsdev seed --config %s --markets %d --days %d --seed %d --reset", *path, *markets, *days, *seedValue)
-	switch _, err := seed.Run(ctx, cfg, opts); {
+	switch _, err := seed.Run(ctx, cfg.ShardMap, opts); {
 	case errors.Is(err, seed.ErrNotEmpty):
 		fmt.Fprintf(stdout, "the shards hold data already: not seeding (to start over: %s)\n", reseed)
 	case err != nil:
@@ -108,7 +109,7 @@ Install them and run the demo again; on Debian or Ubuntu:
 		return err
 	}
 	y, m, d := time.Now().In(rome).Date()
-	ex, err := findExamples(ctx, cfg, time.Date(y, m, d, 0, 0, 0, 0, time.UTC))
+	ex, err := findExamples(ctx, cfg.ShardMap, time.Date(y, m, d, 0, 0, 0, 0, time.UTC))
 	if err != nil {
 		return err
 	}
@@ -118,7 +119,7 @@ Install them and run the demo again; on Debian or Ubuntu:
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	err = cli.Serve(ctx, cfg, log, nil, func(a net.Addr) {
-		ex.print(stdout, "http://"+a.String(), tokens, dir, len(cfg.Shards))
+		ex.print(stdout, "http://"+a.String(), tokens, dir, len(cfg.ShardMap.Shards))
 	})
 	fmt.Fprintln(stdout, "router stopped")
 	return err
@@ -244,14 +245,14 @@ const demoTokenTTL = 12 * time.Hour
 
 // tokens signs the national, regional and comune tokens, in that order.
 func (ex examples) tokens(secret string) ([]string, error) {
-	principals := []router.Principal{
+	principals := []auth.Principal{
 		{Subject: "demo-national", Role: "super_admin", Territory: regions.Territory{Level: regions.National}},
 		{Subject: "demo-region", Role: "admin_pa", Territory: regions.Territory{Level: regions.Regional, Code: string(ex.region)}},
 		{Subject: "demo-comune", Role: "market_manager", Territory: regions.Territory{Level: regions.Municipal, Code: ex.comune}},
 	}
 	var out []string
 	for _, p := range principals {
-		t, err := router.SignHS256(secret, p, demoTokenTTL, time.Now())
+		t, err := auth.SignHS256(secret, p, demoTokenTTL, time.Now())
 		if err != nil {
 			return nil, err
 		}

@@ -19,9 +19,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/bench"
 	"github.com/dmshub/dmsrouter/internal/cli"
 	"github.com/dmshub/dmsrouter/internal/pgcluster"
+	"github.com/dmshub/dmsrouter/national"
 	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/router"
 	"github.com/dmshub/dmsrouter/shardmap"
@@ -164,11 +166,15 @@ func ingestCmd(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
-	v, err := router.NewVerifier(cfg.Auth)
+	v, err := auth.NewVerifier(auth.Config{HS256Secret: pgcluster.DeploymentSecret})
 	if err != nil {
 		return err
 	}
-	api, err := router.New(holder, v, router.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	fan, err := national.New(national.Config{}, national.Options{})
+	if err != nil {
+		return err
+	}
+	api, err := router.New(holder, v, fan, router.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return err
 	}
@@ -181,7 +187,7 @@ func ingestCmd(ctx context.Context, args []string, getenv func(string) string, s
 	defer hs.Close()
 	base := "http://" + ln.Addr().String()
 	terr, _ := regions.ParseTerritory("region:" + string(ingestRegion))
-	token, err := router.SignHS256(pgcluster.DeploymentSecret, router.Principal{Subject: "dmsingest", Role: "admin_pa", Territory: terr}, 24*time.Hour, time.Now())
+	token, err := auth.SignHS256(pgcluster.DeploymentSecret, auth.Principal{Subject: "dmsingest", Role: "admin_pa", Territory: terr}, 24*time.Hour, time.Now())
 	if err != nil {
 		return err
 	}

@@ -11,9 +11,9 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/dmshub/dmsrouter/config"
 	"github.com/dmshub/dmsrouter/internal/cli"
 	"github.com/dmshub/dmsrouter/seed"
-	"github.com/dmshub/dmsrouter/shardmap"
 )
 
 // seedCmd fills every shard of the configuration with deterministic
@@ -52,13 +52,13 @@ func seedCmd(ctx context.Context, args []string, getenv func(string) string, std
 	if f, ok := stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		opts.Terminal = true
 	}
-	cfg, err := shardmap.Load(*configPath, getenv)
+	cfg, err := config.Load(*configPath, getenv)
 	if err != nil {
 		return err
 	}
 
 	begin := time.Now()
-	stats, err := seed.Run(ctx, cfg, opts)
+	stats, err := seed.Run(ctx, cfg.ShardMap, opts)
 	if err != nil {
 		return err
 	}

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/internal/clitest"
 	"github.com/dmshub/dmsrouter/pgtest"
-	"github.com/dmshub/dmsrouter/router"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
 
@@ -57,7 +57,7 @@ func TestMigrateServeAndToken(t *testing.T) {
 		t.Fatalf("token: %v", err)
 	}
 	token := strings.TrimSpace(out.String())
-	v, _ := router.NewVerifier(cfg.Auth)
+	v, _ := auth.NewVerifier(auth.Config{HS256Secret: pgtest.TestSecret})
 	p, err := v.Verify(token, time.Now())
 	if err != nil || p.Subject != "u1" || p.Territory.String() != "comune:015146" {
 		t.Fatalf("token verifies as %+v, %v", p, err)

@@ -7,9 +7,9 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"github.com/dmshub/dmsrouter/config"
 	"github.com/dmshub/dmsrouter/internal/cli"
 	"github.com/dmshub/dmsrouter/migrations"
-	"github.com/dmshub/dmsrouter/shardmap"
 )
 
 // migrateCmd applies the schema to every shard (up) or prints each shard's
@@ -23,12 +23,12 @@ func migrateCmd(ctx context.Context, args []string, getenv func(string) string, 
 	if err := cli.ParseArgs(fs, args[1:]); err != nil {
 		return err
 	}
-	cfg, err := shardmap.Load(*path, getenv)
+	cfg, err := config.Load(*path, getenv)
 	if err != nil {
 		return err
 	}
 	var targets []migrations.Target
-	for _, s := range cfg.Shards {
+	for _, s := range cfg.ShardMap.Shards {
 		targets = append(targets, migrations.Target{Name: s.Name, DSN: s.AdminDSN()})
 	}
 	var results []migrations.Result

@@ -6,8 +6,8 @@ import (
 	"log/slog"
 	"net"
 
+	"github.com/dmshub/dmsrouter/config"
 	"github.com/dmshub/dmsrouter/internal/cli"
-	"github.com/dmshub/dmsrouter/shardmap"
 )
 
 // serveCmd serves the HTTP API until ctx is canceled, then shuts down
@@ -19,22 +19,19 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if err := cli.ParseArgs(fs, args); err != nil {
 		return err
 	}
-	cfg, err := shardmap.Load(*path, getenv)
+	load := func() (config.Config, error) {
+		cfg, err := config.Load(*path, getenv)
+		if err == nil && *addr != "" {
+			cfg.Server.Addr = *addr
+		}
+		return cfg, err
+	}
+	cfg, err := load()
 	if err != nil {
 		return err
 	}
-	if *addr != "" {
-		cfg.Server.Addr = *addr
-	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
-	reload := func() (shardmap.Config, error) {
-		next, err := shardmap.Load(*path, getenv)
-		if err == nil && *addr != "" {
-			next.Server.Addr = *addr
-		}
-		return next, err
-	}
-	return cli.Serve(ctx, cfg, log, reload, func(a net.Addr) {
-		log.Info("serving", slog.String("addr", a.String()), slog.Int("shards", len(cfg.Shards)))
+	return cli.Serve(ctx, cfg, log, load, func(a net.Addr) {
+		log.Info("serving", slog.String("addr", a.String()), slog.Int("shards", len(cfg.ShardMap.Shards)))
 	})
 }

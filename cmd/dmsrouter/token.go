@@ -9,10 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dmshub/dmsrouter/auth"
+	"github.com/dmshub/dmsrouter/config"
 	"github.com/dmshub/dmsrouter/internal/cli"
 	"github.com/dmshub/dmsrouter/regions"
-	"github.com/dmshub/dmsrouter/router"
-	"github.com/dmshub/dmsrouter/shardmap"
 )
 
 // tokenCmd prints a development token signed with the configured HS256 secret.
@@ -20,13 +20,13 @@ func tokenCmd(ctx context.Context, args []string, getenv func(string) string, st
 	fs := cli.NewFlags("dmsrouter", "token", stderr)
 	path := fs.String("config", "configs/dev.yaml", "configuration file")
 	sub := fs.String("sub", "", "subject (user id)")
-	role := fs.String("role", "", "role: "+strings.Join(router.Roles(), ", "))
+	role := fs.String("role", "", "role: "+strings.Join(auth.Roles(), ", "))
 	territory := fs.String("territory", "", "territory: national, region:03, province:015, comune:015146 or market:<id>")
 	ttl := fs.Duration("ttl", time.Hour, "lifetime")
 	if err := cli.ParseArgs(fs, args); err != nil {
 		return err
 	}
-	cfg, err := shardmap.Load(*path, getenv)
+	cfg, err := config.Load(*path, getenv)
 	if err != nil {
 		return err
 	}
@@ -36,8 +36,8 @@ func tokenCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if *sub == "" {
 		return errors.New("--sub is required")
 	}
-	if !slices.Contains(router.Roles(), *role) {
-		return fmt.Errorf("--role %q: want one of %s", *role, strings.Join(router.Roles(), ", "))
+	if !slices.Contains(auth.Roles(), *role) {
+		return fmt.Errorf("--role %q: want one of %s", *role, strings.Join(auth.Roles(), ", "))
 	}
 	t, err := regions.ParseTerritory(*territory)
 	if err != nil {
@@ -46,7 +46,7 @@ func tokenCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if *ttl <= 0 {
 		return errors.New("--ttl must be positive")
 	}
-	tok, err := router.SignHS256(cfg.Auth.HS256Secret, router.Principal{Subject: *sub, Role: *role, Territory: t}, *ttl, time.Now())
+	tok, err := auth.SignHS256(cfg.Auth.HS256Secret, auth.Principal{Subject: *sub, Role: *role, Territory: t}, *ttl, time.Now())
 	if err != nil {
 		return err
 	}

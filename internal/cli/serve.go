@@ -12,40 +12,48 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dmshub/dmsrouter/auth"
+	"github.com/dmshub/dmsrouter/config"
 	"github.com/dmshub/dmsrouter/jobs"
+	"github.com/dmshub/dmsrouter/national"
 	"github.com/dmshub/dmsrouter/router"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
 
 // Serve runs the router for cfg until ctx is done. ready is called with
-// the bound address once the listener is open. On SIGHUP the shard map is
-// replaced by what reload returns, when reload is not nil and its
-// configuration is valid; the listener and the auth keys stay as they are.
-func Serve(ctx context.Context, cfg shardmap.Config, log *slog.Logger, reload func() (shardmap.Config, error), ready func(net.Addr)) error {
+// the bound address once the listener is open. On SIGHUP, when reload is
+// not nil, the configuration reload returns, if it is valid, replaces the
+// shard map and the national settings; the listener and the auth keys stay
+// as they are.
+func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload func() (config.Config, error), ready func(net.Addr)) error {
 	tel, err := router.NewTelemetry()
 	if err != nil {
 		return err
 	}
 	defer tel.Shutdown(context.Background())
-	m, err := shardmap.NewHolder(cfg, shardmap.Options{TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
+	m, err := shardmap.NewHolder(cfg.ShardMap, shardmap.Options{TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
 	if err != nil {
 		return err
 	}
 	defer m.Close()
+	fan, err := national.New(cfg.National, national.Options{Logger: log, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
+	if err != nil {
+		return err
+	}
 	if reload != nil {
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
-		go reloadOnSignal(ctx, hup, m, reload, log)
+		go reloadOnSignal(ctx, hup, m, fan, reload, log)
 	}
 	jobCtx, stopJobs := context.WithCancel(ctx)
 	defer stopJobs()
 	go (&jobs.Partitions{Shards: m.Shards, Ahead: 3, Every: 6 * time.Hour, Log: log}).Run(jobCtx)
-	v, err := router.NewVerifier(cfg.Auth)
+	v, err := auth.NewVerifier(cfg.Auth)
 	if err != nil {
 		return err
 	}
-	srv, err := router.New(m, v, router.Options{Logger: log, Telemetry: tel})
+	srv, err := router.New(m, v, fan, router.Options{Logger: log, Telemetry: tel})
 	if err != nil {
 		return err
 	}
@@ -83,9 +91,10 @@ func Serve(ctx context.Context, cfg shardmap.Config, log *slog.Logger, reload fu
 	return nil
 }
 
-// reloadOnSignal reloads the shard map each time hup fires, logging what
-// changed or why the new configuration was refused.
-func reloadOnSignal(ctx context.Context, hup <-chan os.Signal, m *shardmap.Holder, reload func() (shardmap.Config, error), log *slog.Logger) {
+// reloadOnSignal loads the configuration each time hup fires and hands its
+// shard map to m and its national settings to fan, logging what changed or
+// why the new configuration was refused.
+func reloadOnSignal(ctx context.Context, hup <-chan os.Signal, m *shardmap.Holder, fan *national.Fanout, reload func() (config.Config, error), log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -95,7 +104,8 @@ func reloadOnSignal(ctx context.Context, hup <-chan os.Signal, m *shardmap.Holde
 		cfg, err := reload()
 		if err == nil {
 			var changes []shardmap.Change
-			if changes, err = m.Reload(cfg); err == nil {
+			if changes, err = m.Reload(cfg.ShardMap); err == nil {
+				fan.SetConfig(cfg.National)
 				for _, c := range changes {
 					log.Info("shard map reloaded", slog.String("change", c.Kind), slog.String("name", c.Name), slog.String("detail", c.Detail))
 				}

@@ -46,8 +46,6 @@ func SingleShard() Layout {
 // admin DSN set to the server's superuser.
 func (s *Server) Deployment(ctx context.Context, prefix string, layout Layout) (shardmap.Config, error) {
 	cfg := shardmap.Config{
-		Server:  shardmap.ServerConfig{Addr: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second},
-		Auth:    shardmap.AuthConfig{HS256Secret: DeploymentSecret},
 		Regions: map[string]string{},
 		Database: shardmap.DatabaseConfig{
 			ConnectTimeout:     2 * time.Second,

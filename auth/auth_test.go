@@ -1,4 +1,4 @@
-package router
+package auth
 
 import (
 	"crypto/ecdsa"
@@ -24,7 +24,6 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/dmshub/dmsrouter/regions"
-	"github.com/dmshub/dmsrouter/shardmap"
 )
 
 const authSecret = "0123456789abcdef-test-secret"
@@ -56,7 +55,7 @@ func writeAuthPKIX(tb testing.TB, dir string, pub any) string {
 	return writeAuthPEM(tb, dir, "PUBLIC KEY", der)
 }
 
-func newAuthVerifier(tb testing.TB, cfg shardmap.AuthConfig) *Verifier {
+func newAuthVerifier(tb testing.TB, cfg Config) *Verifier {
 	tb.Helper()
 	v, err := NewVerifier(cfg)
 	if err != nil {
@@ -119,13 +118,13 @@ func TestVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	hsOnly := newAuthVerifier(t, shardmap.AuthConfig{HS256Secret: authSecret})
-	rsaOnly := newAuthVerifier(t, shardmap.AuthConfig{PublicKeyFile: rsaFile})
-	rsaPKCS1 := newAuthVerifier(t, shardmap.AuthConfig{
+	hsOnly := newAuthVerifier(t, Config{HS256Secret: authSecret})
+	rsaOnly := newAuthVerifier(t, Config{PublicKeyFile: rsaFile})
+	rsaPKCS1 := newAuthVerifier(t, Config{
 		PublicKeyFile: writeAuthPEM(t, dir, "RSA PUBLIC KEY", x509.MarshalPKCS1PublicKey(&rsaKey.PublicKey)),
 	})
-	edOnly := newAuthVerifier(t, shardmap.AuthConfig{PublicKeyFile: writeAuthPKIX(t, dir, edPub)})
-	both := newAuthVerifier(t, shardmap.AuthConfig{HS256Secret: authSecret, PublicKeyFile: rsaFile})
+	edOnly := newAuthVerifier(t, Config{PublicKeyFile: writeAuthPKIX(t, dir, edPub)})
+	both := newAuthVerifier(t, Config{HS256Secret: authSecret, PublicKeyFile: rsaFile})
 
 	hs := func(edits ...func(jwt.MapClaims)) string {
 		return signAuthToken(t, jwt.SigningMethodHS256, []byte(authSecret), validAuthClaims(edits...))
@@ -278,19 +277,19 @@ func TestNewVerifierErrors(t *testing.T) {
 
 	tests := []struct {
 		name string
-		cfg  shardmap.AuthConfig
+		cfg  Config
 		want string // a substring of the error
 	}{
-		{"nothing configured", shardmap.AuthConfig{}, "no key configured"},
-		{"short secret", shardmap.AuthConfig{HS256Secret: "fifteen-bytes!!"}, "too short"},
-		{"short secret with a good key", shardmap.AuthConfig{HS256Secret: "short", PublicKeyFile: writeAuthPKIX(t, dir, edKey.Public())}, "hs256_secret"},
-		{"missing file", shardmap.AuthConfig{PublicKeyFile: filepath.Join(dir, "missing.pem")}, "no such file"},
-		{"not PEM", shardmap.AuthConfig{PublicKeyFile: notPEM}, "no PEM block"},
-		{"private key", shardmap.AuthConfig{PublicKeyFile: writeAuthPEM(t, dir, "PRIVATE KEY", edPriv)}, `"PRIVATE KEY"`},
-		{"garbage in PUBLIC KEY", shardmap.AuthConfig{PublicKeyFile: writeAuthPEM(t, dir, "PUBLIC KEY", []byte("garbage"))}, "parse PUBLIC KEY"},
-		{"garbage in RSA PUBLIC KEY", shardmap.AuthConfig{PublicKeyFile: writeAuthPEM(t, dir, "RSA PUBLIC KEY", []byte("garbage"))}, "parse RSA PUBLIC KEY"},
-		{"ECDSA key", shardmap.AuthConfig{PublicKeyFile: writeAuthPKIX(t, dir, &ecKey.PublicKey)}, "unsupported key type"},
-		{"RSA 1024", shardmap.AuthConfig{PublicKeyFile: writeAuthPKIX(t, dir, &small.PublicKey)}, "too small"},
+		{"nothing configured", Config{}, "no key configured"},
+		{"short secret", Config{HS256Secret: "fifteen-bytes!!"}, "too short"},
+		{"short secret with a good key", Config{HS256Secret: "short", PublicKeyFile: writeAuthPKIX(t, dir, edKey.Public())}, "hs256_secret"},
+		{"missing file", Config{PublicKeyFile: filepath.Join(dir, "missing.pem")}, "no such file"},
+		{"not PEM", Config{PublicKeyFile: notPEM}, "no PEM block"},
+		{"private key", Config{PublicKeyFile: writeAuthPEM(t, dir, "PRIVATE KEY", edPriv)}, `"PRIVATE KEY"`},
+		{"garbage in PUBLIC KEY", Config{PublicKeyFile: writeAuthPEM(t, dir, "PUBLIC KEY", []byte("garbage"))}, "parse PUBLIC KEY"},
+		{"garbage in RSA PUBLIC KEY", Config{PublicKeyFile: writeAuthPEM(t, dir, "RSA PUBLIC KEY", []byte("garbage"))}, "parse RSA PUBLIC KEY"},
+		{"ECDSA key", Config{PublicKeyFile: writeAuthPKIX(t, dir, &ecKey.PublicKey)}, "unsupported key type"},
+		{"RSA 1024", Config{PublicKeyFile: writeAuthPKIX(t, dir, &small.PublicKey)}, "too small"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -304,7 +303,7 @@ func TestNewVerifierErrors(t *testing.T) {
 
 func TestNewVerifierSecretOf16Bytes(t *testing.T) {
 	secret := "exactly16bytes!!"
-	v := newAuthVerifier(t, shardmap.AuthConfig{HS256Secret: secret})
+	v := newAuthVerifier(t, Config{HS256Secret: secret})
 	p := Principal{Subject: "s", Role: "auditor", Territory: regions.Territory{Level: regions.National}}
 	tok, err := SignHS256(secret, p, time.Minute, authNow)
 	if err != nil {
@@ -316,7 +315,7 @@ func TestNewVerifierSecretOf16Bytes(t *testing.T) {
 }
 
 func TestSignHS256(t *testing.T) {
-	v := newAuthVerifier(t, shardmap.AuthConfig{HS256Secret: authSecret})
+	v := newAuthVerifier(t, Config{HS256Secret: authSecret})
 	ttl := 15 * time.Minute
 	tests := []Principal{
 		{Subject: "admin", Role: "super_admin", Territory: regions.Territory{Level: regions.National}},
@@ -448,7 +447,7 @@ func TestRolesAndCanWrite(t *testing.T) {
 // TestVerifyCachedToken checks that a token remembered after its first
 // verification is still held to its validity window on every later use.
 func TestVerifyCachedToken(t *testing.T) {
-	v := newAuthVerifier(t, shardmap.AuthConfig{HS256Secret: authSecret})
+	v := newAuthVerifier(t, Config{HS256Secret: authSecret})
 	nbf := authNow.Add(10 * time.Minute)
 	exp := authNow.Add(time.Hour)
 	tok := signAuthToken(t, jwt.SigningMethodHS256, []byte(authSecret),

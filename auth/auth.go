@@ -1,4 +1,10 @@
-package router
+// Package auth decides who is calling: it verifies bearer tokens (HS256,
+// RS256 or EdDSA) into a Principal, remembers tokens it has verified, knows
+// the roles and which of them may write, and signs development tokens.
+//
+// It may import regions (territories) and the JWT library; it knows nothing
+// of HTTP frameworks, shards or how its Config is loaded.
+package auth
 
 import (
 	"crypto"
@@ -17,8 +23,24 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/dmshub/dmsrouter/regions"
-	"github.com/dmshub/dmsrouter/shardmap"
 )
+
+// Config holds the keys that verify bearer tokens: the file's "auth" block.
+// HS256Secret is for development; production sets PublicKeyFile (a PEM RSA
+// or Ed25519 public key).
+type Config struct {
+	HS256Secret   string `mapstructure:"hs256_secret"`
+	PublicKeyFile string `mapstructure:"public_key_file"`
+}
+
+// Validate reports a Config with no key at all, naming the key "auth" as the
+// configuration file does. The keys themselves are checked by NewVerifier.
+func (c Config) Validate() error {
+	if c.HS256Secret == "" && c.PublicKeyFile == "" {
+		return errors.New("auth: set hs256_secret (development) or public_key_file (production)")
+	}
+	return nil
+}
 
 // Principal is the authenticated caller.
 type Principal struct {
@@ -82,7 +104,7 @@ type Verifier struct {
 // set, when the secret is shorter than 16 bytes, or when the key file cannot be
 // read, holds no PEM block, holds a block of another type, or holds a key that
 // is not RSA (of at least 2048 bits) or Ed25519.
-func NewVerifier(cfg shardmap.AuthConfig) (*Verifier, error) {
+func NewVerifier(cfg Config) (*Verifier, error) {
 	if cfg.HS256Secret == "" && cfg.PublicKeyFile == "" {
 		return nil, errors.New("auth: no key configured: set hs256_secret or public_key_file")
 	}

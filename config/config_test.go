@@ -1,0 +1,134 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dmshub/dmsrouter/config"
+	"github.com/dmshub/dmsrouter/national"
+	"github.com/dmshub/dmsrouter/regions"
+)
+
+// good is a configuration that loads: server, auth, one shard serving all
+// 20 regions; everything else takes its default.
+func good() string {
+	var b strings.Builder
+	b.WriteString("server:\n  addr: \"127.0.0.1:9\"\nauth:\n  hs256_secret: \"0123456789abcdef\"\n" +
+		"shards:\n  - name: s1\n    primary: \"postgres://dms_app@127.0.0.1:5432/dms?sslmode=disable\"\n    max_conns: 4\nregions:\n")
+	for _, r := range regions.All() {
+		b.WriteString("  \"" + string(r.Code) + "\": s1\n")
+	}
+	return b.String()
+}
+
+func write(tb testing.TB, body string) string {
+	tb.Helper()
+	p := filepath.Join(tb.TempDir(), "c.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+func noenv(string) string { return "" }
+
+func TestLoad(t *testing.T) {
+	cfg, err := config.Load(write(t, good()), noenv)
+	if err != nil {
+		t.Fatalf("Load(good) error: %v", err)
+	}
+	sm := cfg.ShardMap
+	if cfg.Server.Addr != "127.0.0.1:9" || cfg.Server.ShutdownTimeout != 10*time.Second || cfg.Auth.HS256Secret != "0123456789abcdef" ||
+		sm.Database.StatementTimeout != 5*time.Second || sm.Database.BreakerFailures != 5 || len(sm.Regions) != 20 ||
+		len(sm.Shards) != 1 || sm.Shards[0].MaxConns != 4 {
+		t.Errorf("Load(good) = %+v", cfg)
+	}
+	want := national.Config{LegTimeout: national.DefaultLegTimeout, Concurrency: national.DefaultConcurrency, CacheTTL: national.DefaultCacheTTL}
+	if cfg.National != want {
+		t.Errorf("Load(good).National = %+v, want the defaults %+v", cfg.National, want)
+	}
+
+	env := map[string]string{
+		"DMSROUTER_AUTH_HS256_SECRET":        "from-the-environment",
+		"DMSROUTER_SERVER_ADDR":              "127.0.0.1:10",
+		"DMSROUTER_SHARDS_S1_PRIMARY":        "postgres://other@127.0.0.1:5433/x",
+		"DMSROUTER_SHARDS_S1_REPLICAS":       "postgres://r1@127.0.0.1:5434/x,postgres://r2@127.0.0.1:5435/x",
+		"DMSROUTER_SHARDS_S1_MAX_CONNS":      "7",
+		"DMSROUTER_DATABASE_ACQUIRE_TIMEOUT": "250ms",
+		"DMSROUTER_NATIONAL_CONCURRENCY":     "3",
+	}
+	cfg, err = config.Load(write(t, good()), func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatalf("Load(env) error: %v", err)
+	}
+	sh := cfg.ShardMap.Shards[0]
+	if cfg.Auth.HS256Secret != "from-the-environment" || cfg.Server.Addr != "127.0.0.1:10" ||
+		sh.Primary != env["DMSROUTER_SHARDS_S1_PRIMARY"] || len(sh.Replicas) != 2 || sh.MaxConns != 7 ||
+		cfg.ShardMap.Database.AcquireTimeout != 250*time.Millisecond || cfg.National.Concurrency != 3 {
+		t.Errorf("Load(env) = %+v, want environment overrides", cfg)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	g := good()
+	tests := []struct {
+		name, body string
+		env        map[string]string
+		want       string
+	}{
+		{"no file", "", nil, "read config"},
+		{"region missing", strings.Replace(g, "  \"07\": s1\n", "", 1), nil, "regions.07"},
+		{"unknown shard", strings.Replace(g, "\"07\": s1", "\"07\": s9", 1), nil, `regions.07: unknown shard "s9"`},
+		{"unquoted region", strings.Replace(g, "\"07\": s1", "7: s1", 1), nil, "regions.7"},
+		{"unknown region", g + "  \"21\": s1\n", nil, "regions.21"},
+		{"region mapped twice", g + "  \"07\": s1\n", nil, "07"},
+		{"bad dsn", strings.Replace(g, "postgres://dms_app@127.0.0.1:5432/dms?sslmode=disable", "postgres://x@host:notaport/db", 1), nil, "shards[0].primary"},
+		{"unknown key", g + "extra: 1\n", nil, "extra"},
+		{"unknown nested key", strings.Replace(g, "max_conns: 4", "max_conns: 4\n    maxconns: 4", 1), nil, "maxconns"},
+		{"unknown national key", g + "national:\n  legtimeout: 1s\n", nil, "legtimeout"},
+		{"no secret", strings.Replace(g, "hs256_secret: \"0123456789abcdef\"", "hs256_secret: \"\"", 1), nil, "auth: set hs256_secret"},
+		{"duplicate shard", strings.Replace(g, "regions:", "  - name: s1\n    primary: \"postgres://a@b/c\"\nregions:", 1), nil, "defined twice"},
+		{"empty addr", strings.Replace(g, "addr: \"127.0.0.1:9\"", "addr: \"\"", 1), nil, "server.addr: must not be empty"},
+		{"leg timeout", g + "national:\n  leg_timeout: 2m\n", nil, "national.leg_timeout: 2m0s is outside 0..1m"},
+		{"concurrency", g + "national:\n  concurrency: 65\n", nil, "national.concurrency: 65 is outside 0..64"},
+		{"cache ttl", g + "national:\n  cache_ttl: -1s\n", nil, "national.cache_ttl: -1s is outside 0..1m"},
+		{"env max conns", g, map[string]string{"DMSROUTER_SHARDS_S1_MAX_CONNS": "many"}, `DMSROUTER_SHARDS_S1_MAX_CONNS: "many" is not a number`},
+		{"env bad duration", g, map[string]string{"DMSROUTER_DATABASE_CONNECT_TIMEOUT": "soon"}, "connect_timeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "missing.yaml")
+			if tt.body != "" {
+				path = write(t, tt.body)
+			}
+			_, err := config.Load(path, func(k string) string { return tt.env[k] })
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Load(%s) error = %v, want it to name %q", tt.name, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestValidateOrder checks that the problems of every block come back
+// together, sorted by key.
+func TestValidateOrder(t *testing.T) {
+	cfg := config.Config{National: national.Config{Concurrency: -1}}
+	err := cfg.Validate()
+	if err == nil {
+		t.Fatal("Validate(empty) = nil, want errors")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	for _, prefix := range []string{"auth:", "database.", "national.concurrency:", "server.addr:", "shards:"} {
+		if !strings.Contains(err.Error(), "\n"+prefix) && !strings.HasPrefix(err.Error(), prefix) {
+			t.Errorf("Validate(empty) = %q, want a line starting %q", err, prefix)
+		}
+	}
+	for i := 1; i < len(lines); i++ {
+		if lines[i-1] > lines[i] {
+			t.Errorf("Validate lines out of order: %q before %q", lines[i-1], lines[i])
+		}
+	}
+}

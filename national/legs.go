@@ -1,0 +1,156 @@
+package national
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/dmshub/dmsrouter/regions"
+	"github.com/dmshub/dmsrouter/registry"
+	"github.com/dmshub/dmsrouter/shardmap"
+)
+
+// Leg statuses, as every national answer reports them per region.
+const (
+	StatusOK          = "ok"
+	StatusUnavailable = "unavailable" // the shard's breaker is open, or it refused the connection
+	StatusTimeout     = "timeout"     // the leg's deadline passed
+	StatusError       = "error"       // anything else, logged
+)
+
+// RegionStatus is how one region's leg of a fan-out ended.
+type RegionStatus struct {
+	Region string `json:"region"`
+	Status string `json:"status"`
+	MS     int64  `json:"ms"`
+}
+
+// Report is the per-region report every national answer embeds: the status
+// of each region's leg in region code order, and whether any region is
+// missing from the answer.
+type Report struct {
+	Partial bool           `json:"partial"`
+	Regions []RegionStatus `json:"regions"`
+}
+
+// outcome is one region's answer to a fan-out leg.
+type outcome[T any] struct {
+	region regions.Code
+	status RegionStatus
+	value  T
+	err    error
+}
+
+// leg reads one region: sh serves it, sc is the principal's scope there.
+type leg[T any] func(ctx context.Context, sh *shardmap.Shard, sc regions.Scope) (T, error)
+
+// legs are a fan-out's outcomes, sorted: the report of every region, and
+// the outcomes that answered and that did not, each in region code order.
+type legs[T any] struct {
+	Report
+	ok      []outcome[T]
+	missing []outcome[T]
+}
+
+// fanOut runs read for every region on req.Map, in parallel within the
+// configured bounds. ctx carries the request's span; it should not be
+// canceled by any one caller, since a shared fan-out serves several.
+func fanOut[T any](ctx context.Context, f *Fanout, req Request, read leg[T]) legs[T] {
+	cfg := f.config()
+	all := regions.All()
+	out := make([]outcome[T], len(all))
+	ctx, cancel := context.WithTimeout(ctx, cfg.LegTimeout)
+	defer cancel()
+	slots := make(chan struct{}, cfg.Concurrency)
+	var wg sync.WaitGroup
+	for i, r := range all {
+		o := &out[i]
+		o.region = r.Code
+		o.status.Region = string(r.Code)
+		wg.Go(func() {
+			select {
+			case slots <- struct{}{}:
+				defer func() { <-slots }()
+			case <-ctx.Done():
+				o.err = ctx.Err()
+				o.status.Status = statusOf(o.err)
+				return
+			}
+			runLeg(ctx, f, req, o, read)
+		})
+	}
+	wg.Wait()
+	var l legs[T]
+	for _, o := range out {
+		l.Regions = append(l.Regions, o.status)
+		if o.err == nil {
+			l.ok = append(l.ok, o)
+		} else {
+			l.missing = append(l.missing, o)
+		}
+	}
+	l.Partial = len(l.missing) > 0
+	return l
+}
+
+// runLeg runs one region's leg in its own span and fills in o.
+func runLeg[T any](ctx context.Context, f *Fanout, req Request, o *outcome[T], read leg[T]) {
+	if f.onLeg != nil {
+		f.onLeg(o.region)
+	}
+	start := time.Now()
+	ctx, span := f.tracer.Start(ctx, "national.leg", trace.WithAttributes(attribute.String("region", string(o.region))))
+	defer span.End()
+	o.err = func() error {
+		p := req.Principal
+		sc, err := p.Territory.Scope(o.region, p.Subject)
+		if err != nil {
+			return err
+		}
+		sh, err := req.Map.For(o.region)
+		if err != nil {
+			return err
+		}
+		span.SetAttributes(attribute.String("shard", sh.Name()))
+		o.value, err = read(ctx, sh, sc)
+		return err
+	}()
+	o.status.MS = time.Since(start).Milliseconds()
+	o.status.Status = statusOf(o.err)
+	span.SetAttributes(attribute.String("dms.leg.status", o.status.Status))
+	if o.err != nil {
+		span.SetStatus(codes.Error, o.status.Status)
+		span.RecordError(o.err)
+	}
+}
+
+func statusOf(err error) string {
+	var unavailable *shardmap.UnavailableError
+	var timeout *shardmap.TimeoutError
+	switch {
+	case err == nil:
+		return StatusOK
+	case errors.As(err, &unavailable):
+		return StatusUnavailable
+	case errors.As(err, &timeout), errors.Is(err, context.DeadlineExceeded):
+		return StatusTimeout
+	}
+	return StatusError
+}
+
+// requestErr returns the first leg error that is the request's fault rather
+// than the region's: a cursor the list did not issue. It fails the whole
+// answer instead of marking the region missing.
+func (l legs[T]) requestErr() error {
+	for _, o := range l.missing {
+		if o.status.Status == StatusError && errors.Is(o.err, registry.ErrBadCursor) {
+			return o.err
+		}
+	}
+	return nil
+}
