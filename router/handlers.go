@@ -35,7 +35,7 @@ func (s *Server) target(c *gin.Context, r regions.Code) (*shardmap.Shard, region
 func (s *Server) targetID(c *gin.Context, r regions.Code) (*shardmap.Shard, regions.Scope, error) {
 	sh, sc, err := s.target(c, r)
 	if errors.Is(err, errForbidden) {
-		return nil, sc, errNotFound
+		return nil, sc, registry.ErrNotFound
 	}
 	return sh, sc, err
 }
