@@ -2,7 +2,6 @@ package router
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -180,8 +179,3 @@ func pathID(c *gin.Context) (int64, regions.Code, error) {
 	}
 	return id, r, nil
 }
-
-var (
-	partitaIVAPattern    = regexp.MustCompile(`^[0-9]{11}$`)
-	codiceFiscalePattern = regexp.MustCompile(`^([A-Z0-9]{16}|[0-9]{11})$`)
-)
