@@ -52,15 +52,7 @@ func (s *Server) listConcessions(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	sh, sc, err := s.target(c, r)
-	if err != nil {
-		return err
-	}
-	list, err := registry.ListConcessions(c.Request.Context(), sh, sc, f, pg)
-	if err != nil {
-		return err
-	}
-	return writeJSON(c, list)
+	return listIn(s, c, r, registry.ListConcessions, f, pg)
 }
 
 // getConcession is GET /v1/concessions/{id}.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,6 +29,14 @@ func (k *checks) bad(field, format string, args ...any) {
 func (k *checks) refuse(err error) {
 	if k.refusal == nil {
 		k.refusal = err
+	}
+}
+
+// someChange records a PATCH body that sets none of its fields, unless a
+// field is already bad.
+func (k *checks) someChange(set ...bool) {
+	if !slices.Contains(set, true) && len(k.errs) == 0 {
+		k.bad("body", "names no field to change")
 	}
 }
 
@@ -174,13 +183,7 @@ func checkComune(code string) string {
 }
 
 // comuneRegion returns the region of a comune, or "" for no comune.
-func comuneRegion(code string) regions.Code {
-	r, err := regions.ComuneRegion(code)
-	if err != nil {
-		return ""
-	}
-	return r
-}
+func comuneRegion(code string) regions.Code { return orNone(regions.ComuneRegion(code)) }
 
 // checkID validates an id named in a body.
 func checkID(id int64) string {
@@ -191,8 +194,10 @@ func checkID(id int64) string {
 }
 
 // idRegion returns the region an id carries, or "" for no id.
-func idRegion(id int64) regions.Code {
-	r, err := regions.IDRegion(id)
+func idRegion(id int64) regions.Code { return orNone(regions.IDRegion(id)) }
+
+// orNone returns r, or "" when err says there is no region.
+func orNone(r regions.Code, err error) regions.Code {
 	if err != nil {
 		return ""
 	}

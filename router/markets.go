@@ -39,15 +39,7 @@ func (s *Server) listMarkets(c *gin.Context) error {
 	if err := checkInside(p, regions.Municipal, comune); err != nil {
 		return err
 	}
-	sh, sc, err := s.target(c, r)
-	if err != nil {
-		return err
-	}
-	list, err := registry.ListMarkets(c.Request.Context(), sh, sc, f, pg)
-	if err != nil {
-		return err
-	}
-	return writeJSON(c, list)
+	return listIn(s, c, r, registry.ListMarkets, f, pg)
 }
 
 // getMarket is GET /v1/markets/{id}.
@@ -147,9 +139,7 @@ func checkMarketPatch(k *checks, req writeReq, b *marketPatchBody) (registry.Mar
 		Status:     patchField(k, "status", b.Status, checkMarketStatus),
 		CostPerSqm: patchField(k, "cost_per_sqm", b.CostPerSqm, checkCostPerSqm),
 	}
-	if !(p.Code.Set || p.Name.Set || p.ComuneName.Set || p.Days.Set || p.Status.Set || p.CostPerSqm.Set) && len(k.errs) == 0 {
-		k.bad("body", "names no field to change")
-	}
+	k.someChange(p.Code.Set, p.Name.Set, p.ComuneName.Set, p.Days.Set, p.Status.Set, p.CostPerSqm.Set)
 	return p, req.region, nil
 }
 

@@ -42,19 +42,7 @@ func (s *Server) listPresences(c *gin.Context) error {
 	if err := q.err(); err != nil {
 		return err
 	}
-	id, r, err := pathID(c)
-	if err != nil {
-		return err
-	}
-	sh, sc, err := s.targetID(c, r)
-	if err != nil {
-		return err
-	}
-	list, err := registry.ListPresences(c.Request.Context(), sh, sc, id, day, pg)
-	if err != nil {
-		return err
-	}
-	return writeJSON(c, list)
+	return listOf(s, c, registry.ListPresences, day, pg)
 }
 
 type checkInBody struct {

@@ -29,19 +29,7 @@ func (s *Server) listStalls(c *gin.Context) error {
 	if err := q.err(); err != nil {
 		return err
 	}
-	id, r, err := pathID(c)
-	if err != nil {
-		return err
-	}
-	sh, sc, err := s.targetID(c, r)
-	if err != nil {
-		return err
-	}
-	list, err := registry.ListStalls(c.Request.Context(), sh, sc, id, f, pg)
-	if err != nil {
-		return err
-	}
-	return writeJSON(c, list)
+	return listOf(s, c, registry.ListStalls, f, pg)
 }
 
 // getStall is GET /v1/stalls/{id}.
@@ -98,9 +86,7 @@ func checkStallPatch(k *checks, req writeReq, b *stallPatchBody) (registry.Stall
 		WidthM: nullableField(k, "width_m", b.WidthM, checkSide),
 		DepthM: nullableField(k, "depth_m", b.DepthM, checkSide),
 	}
-	if !(p.Number.Set || p.Type.Set || p.Status.Set || p.AreaMq.Set || p.WidthM.Set || p.DepthM.Set) && len(k.errs) == 0 {
-		k.bad("body", "names no field to change")
-	}
+	k.someChange(p.Number.Set, p.Type.Set, p.Status.Set, p.AreaMq.Set, p.WidthM.Set, p.DepthM.Set)
 	return p, req.region, nil
 }
 

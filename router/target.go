@@ -79,12 +79,18 @@ func checkInside(p Principal, level regions.Level, code string) error {
 	return forbidden("%s is outside territory %s", u, p.Territory)
 }
 
-// getByID answers GET /{id} routes: the id's region picks the shard, an id
-// outside the territory is not found, and get reads the row in scope.
+// getByID answers GET /{id} routes, which take no query parameters.
 func getByID[T any](s *Server, c *gin.Context, get func(context.Context, *shardmap.Shard, regions.Scope, int64) (T, error)) error {
 	if err := queryParams(c).err(); err != nil {
 		return err
 	}
+	return readByID(s, c, get)
+}
+
+// readByID answers a read of the row the path's :id names, or of rows of
+// the market it names: the id's region picks the shard, an id outside the
+// territory is not found, and read reads in scope.
+func readByID[T any](s *Server, c *gin.Context, read func(context.Context, *shardmap.Shard, regions.Scope, int64) (T, error)) error {
 	id, r, err := pathID(c)
 	if err != nil {
 		return err
@@ -93,7 +99,28 @@ func getByID[T any](s *Server, c *gin.Context, get func(context.Context, *shardm
 	if err != nil {
 		return err
 	}
-	v, err := get(c.Request.Context(), sh, sc, id)
+	v, err := read(c.Request.Context(), sh, sc, id)
+	if err != nil {
+		return err
+	}
+	return writeJSON(c, v)
+}
+
+// listOf answers a list of the rows of the market the path's :id names,
+// with filter f and page pg.
+func listOf[F, T any](s *Server, c *gin.Context, list func(context.Context, *shardmap.Shard, regions.Scope, int64, F, registry.Page) (T, error), f F, pg registry.Page) error {
+	return readByID(s, c, func(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, id int64) (T, error) {
+		return list(ctx, sh, sc, id, f, pg)
+	})
+}
+
+// listIn answers a list of region r with filter f and page pg.
+func listIn[F, T any](s *Server, c *gin.Context, r regions.Code, list func(context.Context, *shardmap.Shard, regions.Scope, F, registry.Page) (T, error), f F, pg registry.Page) error {
+	sh, sc, err := s.target(c, r)
+	if err != nil {
+		return err
+	}
+	v, err := list(c.Request.Context(), sh, sc, f, pg)
 	if err != nil {
 		return err
 	}

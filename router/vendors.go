@@ -46,15 +46,7 @@ func (s *Server) listVendors(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	sh, sc, err := s.target(c, r)
-	if err != nil {
-		return err
-	}
-	list, err := registry.ListVendors(c.Request.Context(), sh, sc, f, pg)
-	if err != nil {
-		return err
-	}
-	return writeJSON(c, list)
+	return listIn(s, c, r, registry.ListVendors, f, pg)
 }
 
 // getVendor is GET /v1/vendors/{id}.
@@ -123,9 +115,7 @@ func checkVendorPatch(k *checks, req writeReq, b *vendorPatchBody) (registry.Ven
 	if p.Comune.Set {
 		checkField(k, "comune", p.Comune.V, checkComune)
 	}
-	if p == (registry.VendorPatch{}) && len(k.errs) == 0 {
-		k.bad("body", "names no field to change")
-	}
+	k.someChange(p.PartitaIVA.Set, p.CodiceFiscale.Set, p.Denominazione.Set, p.Comune.Set, p.Stato.Set)
 	// A vendor outside the territory stays not found, whatever the body
 	// names, so only a vendor inside it is refused a comune outside.
 	if r := comuneRegion(p.Comune.V); r != "" && req.p.Territory.Covers(req.region) && !req.p.Territory.Covers(r) {
