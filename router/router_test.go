@@ -182,19 +182,7 @@ type response struct {
 
 func (e *env) get(t *testing.T, who, path string) response {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+path, nil)
-	if who != "" {
-		req.Header.Set("Authorization", "Bearer "+e.tokens[who])
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	r := response{status: res.StatusCode, header: res.Header, raw: string(raw)}
-	_ = json.Unmarshal(raw, &r.body)
-	return r
+	return e.do(t, who, http.MethodGet, path, "")
 }
 
 // names returns the "name" (or "code", "id") of each item of a list.
