@@ -2,7 +2,6 @@ package router
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -174,14 +173,9 @@ func pathID(c *gin.Context) (int64, regions.Code, error) {
 	id, r, err := regions.ParseID(v)
 	if err != nil {
 		if n, perr := strconv.ParseInt(v, 10, 64); perr == nil && n > 0 && strconv.FormatInt(n, 10) == v {
-			return 0, "", errNotFound // a number, but no region's id: nothing has it
+			return 0, "", registry.ErrNotFound // a number, but no region's id: nothing has it
 		}
 		return 0, "", badField("id", "not an id: want a positive decimal integer")
 	}
 	return id, r, nil
 }
-
-var (
-	partitaIVAPattern    = regexp.MustCompile(`^[0-9]{11}$`)
-	codiceFiscalePattern = regexp.MustCompile(`^([A-Z0-9]{16}|[0-9]{11})$`)
-)

@@ -48,12 +48,13 @@ func badField(field, format string, args ...any) error {
 	return &badRequestError{fields: []FieldError{{Field: field, Message: fmt.Sprintf(format, args...)}}}
 }
 
-// Sentinel errors of the HTTP layer.
+// Sentinel errors of the HTTP layer. A route or row that does not exist is
+// registry.ErrNotFound, the one not-found sentinel.
 var (
 	// errForbidden is a request that names something outside the caller's territory.
 	errForbidden = errors.New("outside your territory")
-	// errNotFound is a route or resource that does not exist.
-	errNotFound = errors.New("not found")
+	// errMethodNotAllowed is a known route asked with a method it does not serve.
+	errMethodNotAllowed = errors.New("method not allowed")
 )
 
 // forbidden wraps errForbidden with what was asked for.
@@ -65,85 +66,167 @@ func forbidden(format string, args ...any) error {
 // client disconnected before the answer (nginx's 499).
 const statusClientClosedRequest = 499
 
-// toProblem is the one table that maps errors to statuses. Client-facing
-// text comes from the error only for client errors; anything unknown is a
-// 500 whose detail stays in the log.
+// problemRow answers the errors match accepts with problem, completed by
+// fill from the error when the answer depends on it.
+type problemRow struct {
+	match   func(error) bool
+	problem Problem
+	fill    func(err error, p *Problem, h http.Header)
+}
+
+// is matches errors that wrap one of targets.
+func is(targets ...error) func(error) bool {
+	return func(err error) bool {
+		for _, t := range targets {
+			if errors.Is(err, t) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// as matches errors that wrap a T.
+func as[T error]() func(error) bool {
+	return func(err error) bool {
+		var t T
+		return errors.As(err, &t)
+	}
+}
+
+// fillAs adapts a fill of the T its row matches.
+func fillAs[T error](fill func(t T, p *Problem, h http.Header)) func(error, *Problem, http.Header) {
+	return func(err error, p *Problem, h http.Header) {
+		var t T
+		errors.As(err, &t)
+		fill(t, p, h)
+	}
+}
+
+// detailFromError puts the error's text in the detail: only for errors
+// whose text is written for the client.
+func detailFromError(err error, p *Problem, _ http.Header) { p.Detail = err.Error() }
+
+// problemTable is the one table that maps errors to statuses; it is never
+// modified. The first row that matches answers, but the matches are
+// disjoint, so the order decides nothing: a *registry.MissingError wraps
+// registry.ErrNotFound and is left out of the plain not-found row, and a
+// canceled request is never a timeout. Client-facing text comes from the
+// error only for client errors; an error no row matches is a 500 whose
+// detail stays in the log (see writeProblem).
+var problemTable = []problemRow{
+	{match: as[*badRequestError](),
+		problem: Problem{Type: "/problems/bad-request", Title: "Bad request", Status: http.StatusBadRequest, Detail: "the request has invalid fields"},
+		fill:    fillAs(func(bad *badRequestError, p *Problem, _ http.Header) { p.Errors = bad.fields })},
+	{match: is(registry.ErrBadCursor),
+		problem: Problem{Type: "/problems/bad-request", Title: "Bad request", Status: http.StatusBadRequest,
+			Detail: "the cursor is not valid for this list", Errors: []FieldError{{Field: "cursor", Message: "not a cursor this list issued"}}}},
+	{match: is(auth.ErrUnauthenticated),
+		problem: Problem{Type: "/problems/unauthenticated", Title: "Unauthenticated", Status: http.StatusUnauthorized, Detail: "a valid bearer token is required"},
+		fill:    func(_ error, _ *Problem, h http.Header) { h.Set("WWW-Authenticate", `Bearer realm="dmsrouter"`) }},
+	{match: is(errTooLarge),
+		problem: Problem{Type: "/problems/too-large", Title: "Request too large", Status: http.StatusRequestEntityTooLarge},
+		fill: func(err error, p *Problem, _ http.Header) {
+			p.Detail = strings.TrimPrefix(err.Error(), errTooLarge.Error()+": ")
+		}},
+	{match: is(errMediaType),
+		problem: Problem{Type: "/problems/unsupported-media-type", Title: "Unsupported media type", Status: http.StatusUnsupportedMediaType,
+			Detail: "send the body as application/json"}},
+	{match: is(errForbidden, errRoleReadOnly),
+		problem: Problem{Type: "/problems/forbidden", Title: "Forbidden", Status: http.StatusForbidden},
+		fill:    detailFromError},
+	{match: is(registry.ErrOutsideScope),
+		problem: Problem{Type: "/problems/forbidden", Title: "Forbidden", Status: http.StatusForbidden, Detail: "the row lies outside your territory"}},
+	{match: as[*registry.MissingError](),
+		problem: Problem{Type: "/problems/not-found", Title: "Not found", Status: http.StatusNotFound,
+			Detail: "the body names something that does not exist in your territory"},
+		fill: fillAs(func(missing *registry.MissingError, p *Problem, _ http.Header) {
+			p.Errors = []FieldError{{Field: missing.Field, Message: "not found in your territory"}}
+		})},
+	{match: as[*registry.ConflictError](),
+		problem: Problem{Type: "/problems/conflict", Title: "Conflict", Status: http.StatusConflict},
+		fill:    fillAs(func(conflict *registry.ConflictError, p *Problem, _ http.Header) { p.Detail = conflict.Reason })},
+	{match: is(registry.ErrKeyReused),
+		problem: Problem{Type: "/problems/idempotency-key-reused", Title: "Idempotency key reused", Status: http.StatusUnprocessableEntity,
+			Detail: "this Idempotency-Key was used for a different request",
+			Errors: []FieldError{{Field: "Idempotency-Key", Message: "already used for a different request"}}}},
+	{match: as[*registry.InvalidError](),
+		problem: Problem{Type: "/problems/unprocessable", Title: "Unprocessable request", Status: http.StatusUnprocessableEntity,
+			Detail: "the request does not fit the data it names"},
+		fill: fillAs(func(invalid *registry.InvalidError, p *Problem, _ http.Header) {
+			p.Errors = []FieldError{{Field: invalid.Field, Message: invalid.Reason}}
+		})},
+	{match: as[*registry.RejectedError](),
+		problem: Problem{Type: "/problems/batch-rejected", Title: "Batch rejected", Status: http.StatusUnprocessableEntity,
+			Detail: "some rows were rejected, so none was written"},
+		fill: fillAs(func(rejected *registry.RejectedError, p *Problem, _ http.Header) {
+			p.Errors = make([]FieldError, len(rejected.Rows))
+			for i, r := range rejected.Rows {
+				p.Errors[i] = FieldError{Field: fmt.Sprintf("rows[%d].%s", r.Row, r.Field), Message: r.Reason}
+			}
+			p.Result = rejected.Outcome
+		})},
+	{match: notFound,
+		problem: Problem{Type: "/problems/not-found", Title: "Not found", Status: http.StatusNotFound}},
+	{match: is(errMethodNotAllowed),
+		problem: Problem{Type: "/problems/method-not-allowed", Title: "Method not allowed", Status: http.StatusMethodNotAllowed}},
+	{match: as[*partialError](),
+		problem: Problem{Type: "/problems/regions-unavailable", Title: "Regions unavailable", Status: http.StatusServiceUnavailable,
+			Detail: "these regions did not answer; retry later, or accept a partial answer"},
+		fill: fillAs(func(partial *partialError, p *Problem, h http.Header) {
+			h.Set("Retry-After", retryAfter(partial.retryAfter))
+			p.Regions = partial.missing
+		})},
+	{match: as[*shardmap.UnavailableError](),
+		problem: Problem{Type: "/problems/region-unavailable", Title: "Region unavailable", Status: http.StatusServiceUnavailable,
+			Detail: "the database serving this region is unavailable; retry later"},
+		fill: fillAs(func(unavailable *shardmap.UnavailableError, _ *Problem, h http.Header) {
+			h.Set("Retry-After", retryAfter(unavailable.RetryAfter))
+		})},
+	{match: is(shardmap.ErrReadOnly),
+		problem: Problem{Type: "/problems/region-read-only", Title: "Region read-only", Status: http.StatusServiceUnavailable,
+			Detail: "the region is frozen for maintenance; retry later"},
+		fill: func(_ error, _ *Problem, h http.Header) { h.Set("Retry-After", "30") }},
+	{match: is(context.Canceled),
+		// The client went away; nobody reads this, but it is not our failure.
+		problem: Problem{Type: "/problems/client-closed-request", Title: "Client closed request", Status: statusClientClosedRequest}},
+	{match: timedOut,
+		problem: Problem{Type: "/problems/timeout", Title: "Gateway timeout", Status: http.StatusGatewayTimeout,
+			Detail: "the region's database did not answer in time"}},
+}
+
+// internalProblem answers an error that no row of problemTable matches.
+var internalProblem = Problem{Type: "/problems/internal", Title: "Internal server error", Status: http.StatusInternalServerError}
+
+// notFound matches a route or row that does not exist, but not an id named
+// in a body (*registry.MissingError, which wraps registry.ErrNotFound and
+// has a row of its own).
+func notFound(err error) bool {
+	var missing *registry.MissingError
+	return errors.Is(err, registry.ErrNotFound) && !errors.As(err, &missing)
+}
+
+// timedOut matches a shard that ran out of time or a request past its
+// deadline, but not a request its client canceled.
+func timedOut(err error) bool {
+	var timeout *shardmap.TimeoutError
+	return (errors.As(err, &timeout) || errors.Is(err, context.DeadlineExceeded)) && !errors.Is(err, context.Canceled)
+}
+
+// toProblem answers err with the first row of problemTable that matches
+// it, or with a 500.
 func toProblem(err error) (Problem, http.Header) {
 	h := http.Header{}
-	var bad *badRequestError
-	var unavailable *shardmap.UnavailableError
-	var timeout *shardmap.TimeoutError
-	var partial *partialError
-	var missing *registry.MissingError
-	var conflict *registry.ConflictError
-	var invalid *registry.InvalidError
-	var rejected *registry.RejectedError
-	switch {
-	case errors.As(err, &bad):
-		return Problem{Type: "/problems/bad-request", Title: "Bad request", Status: http.StatusBadRequest,
-			Detail: "the request has invalid fields", Errors: bad.fields}, h
-	case errors.Is(err, registry.ErrBadCursor):
-		return Problem{Type: "/problems/bad-request", Title: "Bad request", Status: http.StatusBadRequest,
-			Detail: "the cursor is not valid for this list", Errors: []FieldError{{Field: "cursor", Message: "not a cursor this list issued"}}}, h
-	case errors.Is(err, auth.ErrUnauthenticated):
-		h.Set("WWW-Authenticate", `Bearer realm="dmsrouter"`)
-		return Problem{Type: "/problems/unauthenticated", Title: "Unauthenticated", Status: http.StatusUnauthorized,
-			Detail: "a valid bearer token is required"}, h
-	case errors.Is(err, errTooLarge):
-		return Problem{Type: "/problems/too-large", Title: "Request too large", Status: http.StatusRequestEntityTooLarge,
-			Detail: strings.TrimPrefix(err.Error(), errTooLarge.Error()+": ")}, h
-	case errors.Is(err, errMediaType):
-		return Problem{Type: "/problems/unsupported-media-type", Title: "Unsupported media type", Status: http.StatusUnsupportedMediaType,
-			Detail: "send the body as application/json"}, h
-	case errors.Is(err, errRoleReadOnly):
-		return Problem{Type: "/problems/forbidden", Title: "Forbidden", Status: http.StatusForbidden, Detail: err.Error()}, h
-	case errors.Is(err, registry.ErrOutsideScope):
-		return Problem{Type: "/problems/forbidden", Title: "Forbidden", Status: http.StatusForbidden,
-			Detail: "the row lies outside your territory"}, h
-	case errors.As(err, &missing):
-		return Problem{Type: "/problems/not-found", Title: "Not found", Status: http.StatusNotFound,
-			Detail: "the body names something that does not exist in your territory",
-			Errors: []FieldError{{Field: missing.Field, Message: "not found in your territory"}}}, h
-	case errors.As(err, &conflict):
-		return Problem{Type: "/problems/conflict", Title: "Conflict", Status: http.StatusConflict, Detail: conflict.Reason}, h
-	case errors.Is(err, registry.ErrKeyReused):
-		return Problem{Type: "/problems/idempotency-key-reused", Title: "Idempotency key reused", Status: http.StatusUnprocessableEntity,
-			Detail: "this Idempotency-Key was used for a different request",
-			Errors: []FieldError{{Field: "Idempotency-Key", Message: "already used for a different request"}}}, h
-	case errors.As(err, &invalid):
-		return Problem{Type: "/problems/unprocessable", Title: "Unprocessable request", Status: http.StatusUnprocessableEntity,
-			Detail: "the request does not fit the data it names", Errors: []FieldError{{Field: invalid.Field, Message: invalid.Reason}}}, h
-	case errors.As(err, &rejected):
-		fields := make([]FieldError, len(rejected.Rows))
-		for i, r := range rejected.Rows {
-			fields[i] = FieldError{Field: fmt.Sprintf("rows[%d].%s", r.Row, r.Field), Message: r.Reason}
+	for _, row := range problemTable {
+		if row.match(err) {
+			p := row.problem
+			if row.fill != nil {
+				row.fill(err, &p, h)
+			}
+			return p, h
 		}
-		return Problem{Type: "/problems/batch-rejected", Title: "Batch rejected", Status: http.StatusUnprocessableEntity,
-			Detail: "some rows were rejected, so none was written", Errors: fields, Result: rejected.Outcome}, h
-	case errors.Is(err, errForbidden):
-		return Problem{Type: "/problems/forbidden", Title: "Forbidden", Status: http.StatusForbidden, Detail: err.Error()}, h
-	case errors.Is(err, registry.ErrNotFound), errors.Is(err, errNotFound):
-		return Problem{Type: "/problems/not-found", Title: "Not found", Status: http.StatusNotFound}, h
-	case errors.As(err, &partial):
-		h.Set("Retry-After", retryAfter(partial.retryAfter))
-		return Problem{Type: "/problems/regions-unavailable", Title: "Regions unavailable", Status: http.StatusServiceUnavailable,
-			Detail: "these regions did not answer; retry later, or accept a partial answer", Regions: partial.missing}, h
-	case errors.As(err, &unavailable):
-		h.Set("Retry-After", retryAfter(unavailable.RetryAfter))
-		return Problem{Type: "/problems/region-unavailable", Title: "Region unavailable", Status: http.StatusServiceUnavailable,
-			Detail: "the database serving this region is unavailable; retry later"}, h
-	case errors.Is(err, shardmap.ErrReadOnly):
-		h.Set("Retry-After", "30")
-		return Problem{Type: "/problems/region-read-only", Title: "Region read-only", Status: http.StatusServiceUnavailable,
-			Detail: "the region is frozen for maintenance; retry later"}, h
-	case errors.Is(err, context.Canceled):
-		// The client went away; nobody reads this, but it is not our failure.
-		return Problem{Type: "/problems/client-closed-request", Title: "Client closed request", Status: statusClientClosedRequest}, h
-	case errors.As(err, &timeout), errors.Is(err, context.DeadlineExceeded):
-		return Problem{Type: "/problems/timeout", Title: "Gateway timeout", Status: http.StatusGatewayTimeout,
-			Detail: "the region's database did not answer in time"}, h
 	}
-	return Problem{Type: "/problems/internal", Title: "Internal server error", Status: http.StatusInternalServerError}, h
+	return internalProblem, h
 }
 
 func retryAfter(d interface{ Seconds() float64 }) string {

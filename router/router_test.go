@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/dmshub/dmsrouter/auth"
@@ -197,19 +196,7 @@ type response struct {
 
 func (e *env) get(t *testing.T, who, path string) response {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+path, nil)
-	if who != "" {
-		req.Header.Set("Authorization", "Bearer "+e.tokens[who])
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	r := response{status: res.StatusCode, header: res.Header, raw: string(raw)}
-	_ = json.Unmarshal(raw, &r.body)
-	return r
+	return e.do(t, who, http.MethodGet, path, "")
 }
 
 // names returns the "name" (or "code", "id") of each item of a list.
@@ -222,417 +209,89 @@ func (r response) field(key string) string {
 	return strings.Join(out, ",")
 }
 
-func TestReadAPI(t *testing.T) {
-	e := newEnv(t, "read", false)
-	id := func(n int64) string { return strconv.FormatInt(n, 10) }
-	tests := []struct {
-		name, who, path string
-		status          int
-		check           func(t *testing.T, r response)
-	}{
-		{"regions", "milano", "/v1/regions", 200, func(t *testing.T, r response) {
-			if r.body["total"] != 20.0 || !strings.Contains(r.raw, `{"code":"03","name":"Lombardia","shard":"nw","breaker":"closed"}`) {
-				t.Errorf("regions = %s", r.raw)
-			}
-		}},
-		{"markets of a region", "lombardia", "/v1/markets", 200, func(t *testing.T, r response) {
-			if got := r.field("code"); got != "BG001,MI001" || r.body["total"] != 2.0 || r.body["total_estimated"] != false {
-				t.Errorf("codes = %s, body %s", got, r.raw)
-			}
-		}},
-		{"market fields", "lombardia", "/v1/markets/" + id(milano), 200, func(t *testing.T, r response) {
-			want := map[string]any{"id": float64(milano), "region": "03", "code": "MI001", "name": "Mercato di Via Papiniano",
-				"province": "015", "comune": "015146", "status": "active"}
-			for k, v := range want {
-				if r.body[k] != v {
-					t.Errorf("market[%s] = %v, want %v", k, r.body[k], v)
-				}
-			}
-		}},
-		{"markets by name", "lombardia", "/v1/markets?q=papin", 200, func(t *testing.T, r response) {
-			if got := r.field("code"); got != "MI001" {
-				t.Errorf("q=papin codes = %s", got)
-			}
-		}},
-		{"markets by province", "lombardia", "/v1/markets?province=016", 200, func(t *testing.T, r response) {
-			if got := r.field("code"); got != "BG001" {
-				t.Errorf("province=016 codes = %s", got)
-			}
-		}},
-		{"markets by status", "lombardia", "/v1/markets?status=inactive", 200, func(t *testing.T, r response) {
-			if r.body["total"] != 0.0 {
-				t.Errorf("status=inactive = %s", r.raw)
-			}
-		}},
-		{"national names a region", "national", "/v1/markets?region=01", 200, func(t *testing.T, r response) {
-			if got := r.field("code"); got != "TO001" {
-				t.Errorf("national region=01 codes = %s", got)
-			}
-		}},
-		{"national region from comune", "national", "/v1/markets?comune=016024", 200, func(t *testing.T, r response) {
-			if got := r.field("code"); got != "BG001" {
-				t.Errorf("national comune=016024 codes = %s", got)
-			}
-		}},
-		{"national without region merges every region", "national", "/v1/markets", 200, func(t *testing.T, r response) {
-			if got := r.field("code"); got != "BG001,RM001,TO001,MI001" || r.body["partial"] != false {
-				t.Errorf("national markets = %s", r.raw)
-			}
-		}},
-		{"stalls of a market", "milano", "/v1/markets/" + id(milano) + "/stalls", 200, func(t *testing.T, r response) {
-			if got := r.field("number"); got != "1,2" {
-				t.Errorf("stall numbers = %s", got)
-			}
-		}},
-		{"stalls filtered", "milano", "/v1/markets/" + id(milano) + "/stalls?status=libero&type=spunta", 200, func(t *testing.T, r response) {
-			if got := r.field("number"); got != "2" {
-				t.Errorf("stall numbers = %s", got)
-			}
-		}},
-		{"stall", "milano", "/v1/stalls/" + id(stallMI1), 200, func(t *testing.T, r response) {
-			if r.body["market_id"] != float64(milano) || r.body["number"] != 1.0 || r.body["type"] != "fisso" || r.body["status"] != "occupato" || r.body["region"] != "03" {
-				t.Errorf("stall = %s", r.raw)
-			}
-		}},
-		{"vendors", "milano", "/v1/vendors", 200, func(t *testing.T, r response) {
-			if got := r.field("denominazione"); got != "Frutta Bianchi srl,Rossi Mario" {
-				t.Errorf("vendors = %s", got)
-			}
-		}},
-		{"vendor by partita iva", "lombardia", "/v1/vendors?partita_iva=01234567897", 200, func(t *testing.T, r response) {
-			if got := r.field("codice_fiscale"); got != "RSSMRA80A01F205X" {
-				t.Errorf("vendors = %s", r.raw)
-			}
-		}},
-		{"vendor by codice fiscale", "lombardia", "/v1/vendors?codice_fiscale=12345678903", 200, func(t *testing.T, r response) {
-			if got := r.field("denominazione"); got != "Frutta Bianchi srl" {
-				t.Errorf("vendors = %s", r.raw)
-			}
-		}},
-		{"vendor", "lombardia", "/v1/vendors/" + id(vendor03), 200, func(t *testing.T, r response) {
-			if r.body["partita_iva"] != "01234567897" || r.body["region"] != "03" {
-				t.Errorf("vendor = %s", r.raw)
-			}
-		}},
-		{"concessions of a vendor", "lombardia", "/v1/concessions?vendor_id=" + id(vendor03), 200, func(t *testing.T, r response) {
-			if r.body["total"] != 2.0 {
-				t.Errorf("concessions = %s", r.raw)
-			}
-		}},
-		{"concessions expiring", "lombardia", "/v1/concessions?expiring_before=2027-01-01&status=ATTIVA", 200, func(t *testing.T, r response) {
-			if got := r.field("valid_to"); got != "2026-07-31" {
-				t.Errorf("expiring = %s", r.raw)
-			}
-		}},
-		{"concession", "milano", "/v1/concessions/" + id(concMI), 200, func(t *testing.T, r response) {
-			want := map[string]any{"market_id": float64(milano), "stall_id": float64(stallMI1), "vendor_id": float64(vendor03),
-				"valid_from": "2020-01-01", "valid_to": "2029-12-31", "status": "ATTIVA", "region": "03"}
-			for k, v := range want {
-				if r.body[k] != v {
-					t.Errorf("concession[%s] = %v, want %v", k, r.body[k], v)
-				}
-			}
-		}},
-		{"presences today in Rome", "milano", "/v1/markets/" + id(milano) + "/presences", 200, func(t *testing.T, r response) {
-			if got := r.field("kind"); got != "CONCESSION,SPUNTA" || !strings.Contains(r.raw, `"date":"2026-06-15"`) || !strings.Contains(r.raw, `"stall_id":null`) {
-				t.Errorf("presences = %s", r.raw)
-			}
-		}},
-		{"presences on a date", "milano", "/v1/markets/" + id(milano) + "/presences?date=2026-06-13", 200, func(t *testing.T, r response) {
-			if r.body["total"] != 1.0 {
-				t.Errorf("presences = %s", r.raw)
-			}
-		}},
-		{"healthz", "", "/healthz", 200, nil},
-		{"readyz", "", "/readyz", 200, nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := e.get(t, tt.who, tt.path)
-			if r.status != tt.status {
-				t.Fatalf("GET %s as %s = %d %s, want %d", tt.path, tt.who, r.status, r.raw, tt.status)
-			}
-			if tt.check != nil {
-				tt.check(t, r)
-			}
-		})
-	}
-}
+// Ids of the fixture not named in router_test.go.
+var (
+	stallMI2   = regions.MakeID("03", 2) // Milano stall 2, spunta, libero
+	vendorFB   = regions.MakeID("03", 2) // Frutta Bianchi srl, a spuntista at Milano
+	concBG     = regions.MakeID("03", 2) // vendor03's concession on Bergamo stall 1, to 2026-07-31
+	presenceMI = regions.MakeID("03", 1) // vendor03's presence at Milano on 2026-06-15
+)
 
-func TestTerritoryIsolation(t *testing.T) {
-	e := newEnv(t, "iso", false)
-	id := func(n int64) string { return strconv.FormatInt(n, 10) }
-	tests := []struct {
-		who, path string
-		status    int
-		codes     string // for lists: the codes seen
-	}{
-		{"milano", "/v1/markets", 200, "MI001"},
-		{"market", "/v1/markets", 200, "MI001"},
-		{"bergamo", "/v1/markets", 200, "BG001"},
-		{"cm-milano", "/v1/markets", 200, "MI001"},
-		{"lombardia", "/v1/markets", 200, "BG001,MI001"},
-		{"lazio", "/v1/markets", 200, "RM001"},
-		{"milano", "/v1/markets/" + id(bergamo), 404, ""},
-		{"bergamo", "/v1/markets/" + id(milano), 404, ""},
-		{"lazio", "/v1/markets/" + id(milano), 404, ""},
-		{"market", "/v1/markets/" + id(bergamo), 404, ""},
-		{"milano", "/v1/stalls/" + id(stallBG1), 404, ""},
-		{"milano", "/v1/markets/" + id(bergamo) + "/stalls", 404, ""},
-		{"milano", "/v1/markets/" + id(bergamo) + "/presences", 404, ""},
-		{"lazio", "/v1/vendors/" + id(vendor03), 404, ""},
-		{"milano", "/v1/concessions/" + id(concMI+1), 404, ""},
-		{"lombardia", "/v1/markets?region=12", 403, ""},
-		{"milano", "/v1/markets?comune=016024", 403, ""},
-		{"bergamo", "/v1/markets?province=015", 403, ""},
-		{"milano", "/v1/markets?region=03", 200, "MI001"},
-		{"lazio", "/v1/vendors?region=03", 403, ""},
-		{"lazio", "/v1/concessions?market_id=" + id(milano), 403, ""},
-		{"national", "/v1/markets?region=12", 200, "RM001"},
-		{"national", "/v1/markets/" + id(bergamo), 200, ""},
-		{"national", "/v1/markets/" + id(torino), 200, ""},
-		{"national", "/v1/markets/" + id(roma), 200, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.who+" "+tt.path, func(t *testing.T) {
-			r := e.get(t, tt.who, tt.path)
-			if r.status != tt.status {
-				t.Fatalf("GET %s as %s = %d %s, want %d", tt.path, tt.who, r.status, r.raw, tt.status)
-			}
-			if tt.codes != "" {
-				if got := r.field("code"); got != tt.codes {
-					t.Errorf("GET %s as %s codes = %s, want %s", tt.path, tt.who, got, tt.codes)
-				}
-			}
-			if r.status == 404 && strings.Contains(r.raw, "Mercato") {
-				t.Errorf("a 404 reveals the row: %s", r.raw)
-			}
-		})
-	}
-	// The comune office's concession list holds only Milano's concession.
-	r := e.get(t, "milano", "/v1/concessions")
-	if got := r.field("market_id"); got != fmt.Sprint(float64(milano)) {
-		t.Errorf("milano concessions market ids = %s", got)
-	}
-}
+func ids(n int64) string { return strconv.FormatInt(n, 10) }
 
-func TestBadInput(t *testing.T) {
-	e := newEnv(t, "bad", false)
-	mid := strconv.FormatInt(milano, 10)
-	tests := []struct{ name, who, path, field string }{
-		{"non-numeric id", "lombardia", "/v1/markets/abc", "id"},
-		{"negative id", "lombardia", "/v1/markets/-5", "id"},
-		{"limit 0", "lombardia", "/v1/markets?limit=0", "limit"},
-		{"limit 101", "lombardia", "/v1/markets?limit=101", "limit"},
-		{"limit word", "lombardia", "/v1/markets?limit=ten", "limit"},
-		{"negative offset", "lombardia", "/v1/markets?offset=-1", "offset"},
-		{"bad date", "milano", "/v1/markets/" + mid + "/presences?date=2026-02-30", "date"},
-		{"bad date format", "milano", "/v1/markets/" + mid + "/presences?date=15/06/2026", "date"},
-		{"bad expiring_before", "lombardia", "/v1/concessions?expiring_before=tomorrow", "expiring_before"},
-		{"unknown region", "national", "/v1/markets?region=21", "region"},
-		{"region not two digits", "national", "/v1/markets?region=3", "region"},
-		{"unknown province", "national", "/v1/markets?province=999", "province"},
-		{"unknown comune", "national", "/v1/markets?comune=215146", "comune"},
-		{"comune not in the ISTAT list", "national", "/v1/markets?comune=015999", "comune"},
-		{"unknown parameter", "lombardia", "/v1/markets?colour=red", "colour"},
-		{"repeated parameter", "lombardia", "/v1/markets?status=active&status=inactive", "status"},
-		{"bad status", "lombardia", "/v1/markets?status=open", "status"},
-		{"bad stall type", "milano", "/v1/markets/" + mid + "/stalls?type=big", "type"},
-		{"bad concession status", "lombardia", "/v1/concessions?status=attiva", "status"},
-		{"bad market_id", "lombardia", "/v1/concessions?market_id=x", "market_id"},
-		{"bad partita iva", "lombardia", "/v1/vendors?partita_iva=123", "partita_iva"},
-		{"bad cursor", "lombardia", "/v1/markets?cursor=notacursor", "cursor"},
-		{"cursor with offset", "lombardia", "/v1/markets?cursor=x&offset=2", "cursor"},
-		{"conflicting regions", "national", "/v1/markets?region=03&comune=001272", "region"},
+// do sends a request as who (a key of e.tokens) with an optional JSON body
+// and header pairs.
+func (e *env) do(t *testing.T, who, method, path, body string, header ...string) response {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := e.get(t, tt.who, tt.path)
-			if r.status != 400 {
-				t.Fatalf("GET %s = %d %s, want 400", tt.path, r.status, r.raw)
-			}
-			if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
-				t.Errorf("Content-Type = %q, want application/problem+json", ct)
-			}
-			if r.body["status"] != 400.0 || r.body["title"] == "" || r.body["type"] == "" {
-				t.Errorf("problem = %s", r.raw)
-			}
-			if !strings.Contains(r.raw, `"field":"`+tt.field+`"`) {
-				t.Errorf("problem %s does not name field %q", r.raw, tt.field)
-			}
-		})
+	req, _ := http.NewRequest(method, e.srv.URL+path, rd)
+	if who != "" {
+		req.Header.Set("Authorization", "Bearer "+e.tokens[who])
 	}
-
-	// Ids that are numbers but no region's ids do not exist.
-	if r := e.get(t, "lombardia", "/v1/markets/5"); r.status != 404 {
-		t.Errorf("GET /v1/markets/5 = %d, want 404", r.status)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
 	}
-	if r := e.get(t, "lombardia", "/v1/nothing"); r.status != 404 || r.header.Get("Content-Type") != "application/problem+json" {
-		t.Errorf("unknown route = %d %q", r.status, r.header.Get("Content-Type"))
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
 	}
-	req, _ := http.NewRequest(http.MethodDelete, e.srv.URL+"/v1/markets", nil)
-	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != 405 {
-		t.Errorf("DELETE /v1/markets = %v %v, want 405", res.StatusCode, err)
-	}
-}
-
-func TestAuthentication(t *testing.T) {
-	e := newEnv(t, "auth", false)
-	expired, _ := auth.SignHS256(pgtest.TestSecret, auth.Principal{Subject: "u", Role: "admin_pa", Territory: regions.Territory{Level: regions.National}}, time.Minute, fixedNow.Add(-time.Hour))
-	wrong, _ := auth.SignHS256("another-secret-0123456789", auth.Principal{Subject: "u", Role: "admin_pa", Territory: regions.Territory{Level: regions.National}}, time.Hour, fixedNow)
-	for name, header := range map[string]string{
-		"missing":      "",
-		"malformed":    "Bearer abc.def",
-		"expired":      "Bearer " + expired,
-		"wrong secret": "Bearer " + wrong,
-		"alg none":     "Bearer eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1Iiwicm9sZSI6ImFkbWluX3BhIiwidGVycml0b3J5IjoibmF0aW9uYWwiLCJleHAiOjQxMDI0NDQ4MDB9.",
-		"wrong scheme": "Basic dTpw",
-	} {
-		t.Run(name, func(t *testing.T) {
-			req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/v1/regions", nil)
-			if header != "" {
-				req.Header.Set("Authorization", header)
-			}
-			res, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			res.Body.Close()
-			if res.StatusCode != 401 || res.Header.Get("WWW-Authenticate") == "" {
-				t.Errorf("GET /v1/regions with %s token = %d, want 401 with WWW-Authenticate", name, res.StatusCode)
-			}
-		})
-	}
-	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/v1/markets", nil)
-	req.AddCookie(&http.Cookie{Name: "dms_token", Value: e.tokens["milano"]})
 	res, err := http.DefaultClient.Do(req)
-	if err != nil || res.StatusCode != 200 {
-		t.Errorf("GET with cookie = %v %v, want 200", res.StatusCode, err)
-	}
-}
-
-func TestPagination(t *testing.T) {
-	e := newEnv(t, "page", false)
-	r := e.get(t, "lombardia", "/v1/markets?limit=1")
-	if r.status != 200 || r.body["limit"] != 1.0 || r.body["offset"] != 0.0 || r.body["total"] != 2.0 || r.field("code") != "BG001" {
-		t.Fatalf("page 1 = %s", r.raw)
-	}
-	cur, _ := r.body["next_cursor"].(string)
-	if cur == "" {
-		t.Fatalf("page 1 has no next_cursor: %s", r.raw)
-	}
-	r = e.get(t, "lombardia", "/v1/markets?limit=1&cursor="+cur)
-	if r.field("code") != "MI001" || r.body["next_cursor"] != nil || r.body["total"] != 2.0 {
-		t.Errorf("page 2 by cursor = %s", r.raw)
-	}
-	r = e.get(t, "lombardia", "/v1/markets?limit=1&offset=1")
-	if r.field("code") != "MI001" || r.body["offset"] != 1.0 || r.body["total"] != 2.0 {
-		t.Errorf("page 2 by offset = %s", r.raw)
-	}
-	r = e.get(t, "lombardia", "/v1/markets?offset=50")
-	if r.status != 200 || r.field("code") != "" || r.body["total"] != 2.0 {
-		t.Errorf("page past the end = %s", r.raw)
-	}
-	// A cursor of another list is refused.
-	v := e.get(t, "lombardia", "/v1/vendors?limit=1")
-	vc, _ := v.body["next_cursor"].(string)
-	if r := e.get(t, "lombardia", "/v1/markets?cursor="+vc); r.status != 400 {
-		t.Errorf("markets with a vendors cursor = %d, want 400", r.status)
-	}
-}
-
-func TestStoppedShard(t *testing.T) {
-	e := newEnv(t, "stop", true)
-	if r := e.get(t, "national", "/v1/markets?region=12"); r.status != 200 {
-		t.Fatalf("before stop: %d %s", r.status, r.raw)
-	}
-	if err := e.owned.Halt(); err != nil {
+	if err != nil {
 		t.Fatal(err)
 	}
-	// Every request for Lazio fails fast with 503 and Retry-After; the
-	// breaker opens after 3 failures; other regions keep answering.
-	for i := range 5 {
-		r := e.get(t, "national", "/v1/markets?region=12")
-		if r.status != 503 || r.header.Get("Retry-After") == "" || r.header.Get("Content-Type") != "application/problem+json" {
-			t.Fatalf("request %d for a stopped shard = %d %v %s, want 503 with Retry-After", i, r.status, r.header, r.raw)
-		}
-		if r := e.get(t, "national", "/v1/markets?region=03"); r.status != 200 {
-			t.Fatalf("another region while Lazio is down = %d %s", r.status, r.raw)
-		}
-	}
-	lazio, _ := e.m.For("12")
-	if got := lazio.State(); got != "open" {
-		t.Errorf("breaker after failures = %s, want open", got)
-	}
-	if nw, _ := e.m.For("03"); nw.State() != "closed" {
-		t.Errorf("healthy shard's breaker = %s, want closed", nw.State())
-	}
-	if r := e.get(t, "", "/readyz"); r.status != 200 || !strings.Contains(r.raw, `"lazio":"unavailable"`) {
-		t.Errorf("readyz with one shard down = %d %s", r.status, r.raw)
-	}
-	if err := e.owned.Resume(context.Background()); err != nil {
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	r := response{status: res.StatusCode, header: res.Header, raw: string(raw)}
+	_ = json.Unmarshal(raw, &r.body)
+	return r
+}
+
+// addToken signs a token for who with role and territory.
+func (e *env) addToken(t *testing.T, who, role, territory string) {
+	t.Helper()
+	tr, err := regions.ParseTerritory(territory)
+	if err != nil {
 		t.Fatal(err)
 	}
-	// The open breaker still refuses until its timeout lets a probe through,
-	// and the successful probe closes it.
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		r := e.get(t, "national", "/v1/markets?region=12")
-		if r.status == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Lazio did not recover: %d %s", r.status, r.raw)
-		}
-		time.Sleep(200 * time.Millisecond)
+	tok, err := auth.SignHS256(pgtest.TestSecret, auth.Principal{Subject: who, Role: role, Territory: tr}, time.Hour, fixedNow)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got := lazio.State(); got != "closed" {
-		t.Errorf("breaker after recovery = %s, want closed", got)
+	e.tokens[who] = tok
+}
+
+// wantStatus fails unless r has status want.
+func wantStatus(t *testing.T, what string, r response, want int) {
+	t.Helper()
+	if r.status != want {
+		t.Fatalf("%s = %d %s, want %d", what, r.status, r.raw, want)
 	}
 }
 
-func TestClientErrorsNeverOpenTheBreaker(t *testing.T) {
-	e := newEnv(t, "client", false)
-	for range 10 {
-		e.get(t, "lombardia", "/v1/markets/"+strconv.FormatInt(regions.MakeID("03", 999), 10))
-		e.get(t, "milano", "/v1/markets/"+strconv.FormatInt(bergamo, 10))
-		e.get(t, "lombardia", "/v1/markets?limit=0")
-	}
-	sh, _ := e.m.For("03")
-	if got := sh.State(); got != "closed" {
-		t.Errorf("breaker after 30 client errors = %s, want closed", got)
+// wantField fails unless the problem r names field.
+func wantField(t *testing.T, what string, r response, field string) {
+	t.Helper()
+	if !strings.Contains(r.raw, `"field":"`+field+`"`) {
+		t.Errorf("%s: problem %s does not name field %q", what, r.raw, field)
 	}
 }
 
-func TestTelemetry(t *testing.T) {
-	e := newEnv(t, "tel", false)
-	e.get(t, "lombardia", "/v1/markets")
-	r := e.get(t, "", "/metrics")
-	for _, want := range []string{
-		`http_server_request_duration_seconds_bucket{`,
-		`http_route="/v1/markets"`,
-		`region="03"`,
-		`dms_shard_query_duration_seconds_bucket{`,
-		`dms_shard_breaker_state{`,
-		`dms_shard_pool_connections{`,
+// TestRegistryWrites runs the write tests of markets, stalls, vendors and
+// concessions one after another on one deployment, which takes seconds to
+// set up.
+func TestRegistryWrites(t *testing.T) {
+	e := newEnv(t, "wreg", false)
+	for _, tt := range []struct {
+		name string
+		test func(*testing.T, *env)
+	}{
+		{"markets", testMarketWrites},
+		{"stalls", testStallWrites},
+		{"vendors", testVendorWrites},
+		{"concessions", testConcessionWrites},
 	} {
-		if !strings.Contains(r.raw, want) {
-			t.Errorf("/metrics lacks %s", want)
-		}
-	}
-	var server, shard sdktrace.ReadOnlySpan
-	for _, s := range e.spans.Ended() {
-		switch s.Name() {
-		case "GET /v1/markets":
-			server = s
-		case "shard.read":
-			shard = s
-		}
-	}
-	if server == nil || shard == nil {
-		t.Fatalf("spans: server %v, shard %v; want both", server, shard)
-	}
-	if shard.Parent().SpanID() != server.SpanContext().SpanID() {
-		t.Errorf("shard span's parent = %s, want the request span %s", shard.Parent().SpanID(), server.SpanContext().SpanID())
+		t.Run(tt.name, func(t *testing.T) { tt.test(t, e) })
 	}
 }

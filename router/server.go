@@ -14,7 +14,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -32,6 +31,7 @@ import (
 
 	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/national"
+	"github.com/dmshub/dmsrouter/registry"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
 
@@ -111,10 +111,8 @@ func (s *Server) routes() *gin.Engine {
 	e.RedirectTrailingSlash = false
 	e.RedirectFixedPath = false
 	e.Use(s.observe, s.recover)
-	e.NoRoute(s.handle(func(*gin.Context) error { return errNotFound }))
-	e.NoMethod(s.handle(func(c *gin.Context) error {
-		return &methodError{}
-	}))
+	e.NoRoute(s.handle(func(*gin.Context) error { return registry.ErrNotFound }))
+	e.NoMethod(s.handle(func(*gin.Context) error { return errMethodNotAllowed }))
 
 	e.GET("/healthz", s.handle(s.healthz))
 	e.GET("/readyz", s.handle(s.readyz))
@@ -155,23 +153,11 @@ func (s *Server) routes() *gin.Engine {
 	return e
 }
 
-// methodError is a known route asked with a method it does not serve.
-type methodError struct{}
-
-func (*methodError) Error() string { return "method not allowed" }
-
 // handle adapts a handler that returns an error: nil means the handler
 // wrote its response; an error becomes problem+json.
 func (s *Server) handle(h func(*gin.Context) error) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		if err := h(c); err != nil {
-			var me *methodError
-			if errors.As(err, &me) {
-				c.Header("Content-Type", "application/problem+json")
-				c.Status(http.StatusMethodNotAllowed)
-				_ = jsonEncode(c.Writer, Problem{Type: "/problems/method-not-allowed", Title: "Method not allowed", Status: http.StatusMethodNotAllowed})
-				return
-			}
 			s.writeProblem(c, err)
 		}
 	}

@@ -2,24 +2,23 @@ package router
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"mime"
 	"net/http"
 	"regexp"
 	"strings"
-	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/registry"
-	"github.com/dmshub/dmsrouter/taxcode"
+	"github.com/dmshub/dmsrouter/shardmap"
 )
 
 // Body limits of the write API. A batch of 10,000 presence rows takes about
@@ -51,6 +50,102 @@ func (s *Server) requireWriter(c *gin.Context) {
 		return
 	}
 	c.Next()
+}
+
+// writeTo says which region a write request writes.
+type writeTo int
+
+const (
+	// toBody: the body places the row (POST /v1/markets); the region its
+	// check returns is written, and one outside the territory is forbidden.
+	toBody writeTo = iota
+	// toPathID: the path's :id names the row written, or its market; the
+	// id's region is written, and an id outside the territory is not found,
+	// so its existence is never revealed.
+	toPathID
+)
+
+// writeReq is what a write's check knows besides the body: who writes and,
+// on a toPathID route, the path's id and its region.
+type writeReq struct {
+	p      auth.Principal
+	id     int64
+	region regions.Code
+}
+
+// registryWrite is a registry function that writes in on the shard; id is
+// the path's id (0 on a toBody route).
+type registryWrite[In, Out any] func(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w registry.Write, id int64, in In) (registry.Result[Out], error)
+
+// noID adapts a registry write that takes no id: a new row that the body
+// places, or a row whose market id its input already holds.
+func noID[In, Out any](f func(context.Context, *shardmap.Shard, regions.Scope, registry.Write, In) (registry.Result[Out], error)) registryWrite[In, Out] {
+	return func(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w registry.Write, _ int64, in In) (registry.Result[Out], error) {
+		return f(ctx, sh, sc, w, in)
+	}
+}
+
+// write runs the steps every write endpoint shares, in this order: the path
+// id (on a toPathID route), read (the body into b, and the write's
+// metadata), check (b into the registry's input, collecting bad fields in
+// k), the answer to bad fields and then to k's refusal, the shard and scope
+// of the region written, call and the result. An error check returns (an id
+// of a region outside the territory) is answered before the bad fields.
+func write[B, In, Out any](s *Server, c *gin.Context, to writeTo,
+	read func(c *gin.Context, b *B) (registry.Write, error),
+	check func(k *checks, req writeReq, b *B) (In, regions.Code, error),
+	call registryWrite[In, Out]) error {
+	req := writeReq{p: principal(c)}
+	if to == toPathID {
+		var err error
+		if req.id, req.region, err = pathID(c); err != nil {
+			return err
+		}
+	}
+	var b B
+	w, err := read(c, &b)
+	if err != nil {
+		return err
+	}
+	var k checks
+	in, r, err := check(&k, req, &b)
+	if err != nil {
+		return err
+	}
+	if err := k.err(); err != nil {
+		return err
+	}
+	var sh *shardmap.Shard
+	var sc regions.Scope
+	if to == toPathID {
+		sh, sc, err = s.targetID(c, req.region)
+	} else {
+		sh, sc, err = s.target(c, r)
+	}
+	if err != nil {
+		return err
+	}
+	res, err := call(c.Request.Context(), sh, sc, w, req.id, in)
+	if err != nil {
+		return err
+	}
+	return writeResult(c, res)
+}
+
+// readJSON reads a write request's JSON body into dst and returns the
+// write's metadata. The request may have no query parameters.
+func readJSON[B any](c *gin.Context, dst *B) (registry.Write, error) {
+	if err := queryParams(c).err(); err != nil {
+		return registry.Write{}, err
+	}
+	body, err := readBody(c, maxBody)
+	if err != nil {
+		return registry.Write{}, err
+	}
+	if err := decodeBody(body, dst); err != nil {
+		return registry.Write{}, err
+	}
+	return writeMeta(c, body)
 }
 
 // readBody reads the request's JSON body, at most limit bytes.
@@ -140,205 +235,6 @@ func jsonTypeName(goType string) string {
 	return "another type"
 }
 
-// opt is a field of a PATCH body: set when the body names it, null when
-// its value is null.
-type opt[T any] struct {
-	set, null bool
-	v         T
-}
-
-func (o *opt[T]) UnmarshalJSON(b []byte) error {
-	o.set = true
-	if string(b) == "null" {
-		o.null = true
-		return nil
-	}
-	return json.Unmarshal(b, &o.v)
-}
-
-// checks collects field errors so one response names every bad field.
-type checks struct{ errs []FieldError }
-
-func (k *checks) bad(field, format string, args ...any) {
-	k.errs = append(k.errs, FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
-}
-
-func (k *checks) err() error {
-	if len(k.errs) == 0 {
-		return nil
-	}
-	return &badRequestError{fields: k.errs}
-}
-
-// required reports whether a create body's field is present, and names it
-// otherwise.
-func required[T any](k *checks, field string, v *T) bool {
-	if v == nil {
-		k.bad(field, "required")
-		return false
-	}
-	return true
-}
-
-// patchField turns a PATCH body's field into a registry field, refusing
-// null for a field that cannot be empty; check validates a value.
-func patchField[T any](k *checks, field string, o opt[T], check func(T) string) registry.Field[T] {
-	switch {
-	case !o.set:
-		return registry.Field[T]{}
-	case o.null:
-		k.bad(field, "cannot be null")
-		return registry.Field[T]{}
-	}
-	if check != nil {
-		if msg := check(o.v); msg != "" {
-			k.bad(field, "%s", msg)
-		}
-	}
-	return registry.Field[T]{Set: true, V: o.v}
-}
-
-// nullableField is patchField for a field that may be set to null.
-func nullableField[T any](k *checks, field string, o opt[T], check func(T) string) registry.Field[*T] {
-	if !o.set {
-		return registry.Field[*T]{}
-	}
-	if o.null {
-		return registry.Field[*T]{Set: true}
-	}
-	if msg := check(o.v); msg != "" {
-		k.bad(field, "%s", msg)
-	}
-	v := o.v
-	return registry.Field[*T]{Set: true, V: &v}
-}
-
-// Validators return "" for a good value, else what is wrong with it.
-
-var marketCodePattern = regexp.MustCompile(`^[A-Z]{2}[0-9]{3,5}$`)
-
-func checkMarketCode(s string) string {
-	if !marketCodePattern.MatchString(s) {
-		return "want two upper-case letters and 3 to 5 digits, such as MI001"
-	}
-	return ""
-}
-
-func checkName(s string) string {
-	if strings.TrimSpace(s) == "" || len(s) > 200 {
-		return "want 1 to 200 characters"
-	}
-	return ""
-}
-
-func checkOptionalName(s string) string {
-	if len(s) > 200 {
-		return "want at most 200 characters"
-	}
-	return ""
-}
-
-func checkDays(days []int16) string {
-	seen := map[int16]bool{}
-	for _, d := range days {
-		if d < 1 || d > 7 || seen[d] {
-			return "want distinct ISO weekdays 1 (Monday) to 7 (Sunday)"
-		}
-		seen[d] = true
-	}
-	return ""
-}
-
-// checkAmount returns a validator of a non-negative (positive when
-// positive) decimal with two decimals and at most max.
-func checkAmount(positive bool, max float64) func(float64) string {
-	return func(v float64) string {
-		if math.IsNaN(v) || v < 0 || (positive && v == 0) || v > max {
-			if positive {
-				return fmt.Sprintf("want a number above 0 and at most %.2f", max)
-			}
-			return fmt.Sprintf("want a number from 0 to %.2f", max)
-		}
-		return ""
-	}
-}
-
-func oneOf(values ...string) func(string) string {
-	return func(v string) string {
-		for _, ok := range values {
-			if v == ok {
-				return ""
-			}
-		}
-		return "must be one of " + strings.Join(values, ", ")
-	}
-}
-
-func checkStallNumber(n int32) string {
-	if n < 1 {
-		return "want a positive integer"
-	}
-	return ""
-}
-
-func checkPartitaIVA(s string) string {
-	if !taxcode.ValidPartitaIVA(s) {
-		return "not a valid partita IVA: want 11 digits with a valid check digit"
-	}
-	return ""
-}
-
-func checkCodiceFiscale(s string) string {
-	if !taxcode.ValidCodiceFiscale(s) {
-		return "not a valid codice fiscale: want 16 upper-case letters and digits with a valid check letter, or a company's 11 digits"
-	}
-	return ""
-}
-
-// checkComune validates a comune code and returns its region.
-func checkComune(k *checks, field, code string) regions.Code {
-	r, err := regions.ComuneRegion(code)
-	if err != nil {
-		k.bad(field, "unknown comune %q: want the six-digit ISTAT code of a comune", code)
-		return ""
-	}
-	return r
-}
-
-// checkID validates an id named in a body and returns its region.
-func checkID(k *checks, field string, id int64) regions.Code {
-	r, err := regions.IDRegion(id)
-	if err != nil {
-		k.bad(field, "not an id")
-		return ""
-	}
-	return r
-}
-
-// parseDay parses a calendar day YYYY-MM-DD as UTC midnight.
-func parseDay(k *checks, field, s string) time.Time {
-	d, err := time.Parse(time.DateOnly, s)
-	if err != nil {
-		k.bad(field, "want a date YYYY-MM-DD")
-	}
-	return d
-}
-
-// sameRegion checks that an id named in a body lies in region r, the
-// region the request writes: an id of a region outside the territory is
-// forbidden, one of another region inside it is bad input.
-func sameRegion(k *checks, p auth.Principal, r regions.Code, field string, id regions.Code) error {
-	switch {
-	case id == "":
-		return nil
-	case !p.Territory.Covers(id):
-		return forbidden("%s names region %s, outside territory %s", field, id, p.Territory)
-	case id != r:
-		k.bad(field, "names region %s; this request writes region %s", id, r)
-	}
-	return nil
-}
-
 var idempotencyKeyPattern = regexp.MustCompile(`^[\x21-\x7e]{1,255}$`)
 
 // writeMeta returns who writes, and the request's Idempotency-Key with the
@@ -379,13 +275,4 @@ func writeResult[T any](c *gin.Context, r registry.Result[T]) error {
 	c.Header("Content-Type", "application/json; charset=utf-8")
 	c.Status(status)
 	return jsonEncode(c.Writer, r.Value)
-}
-
-// idRegion returns the region an id carries, or "" for no id.
-func idRegion(id int64) regions.Code {
-	r, err := regions.IDRegion(id)
-	if err != nil {
-		return ""
-	}
-	return r
 }

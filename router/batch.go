@@ -1,9 +1,129 @@
 package router
 
 import (
+	"bytes"
+	"encoding/json"
+	"io"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/dmshub/dmsrouter/registry"
 )
+
+// The decoders of a presence batch, {"rows": [...]}: decodeBatchFast for
+// the common form, encoding/json for the rest, and a row at a time when
+// that fails, so that the error names the row.
+
+// batchRowBody is one row of a presence batch.
+type batchRowBody struct {
+	MarketID  *int64  `json:"market_id"`
+	VendorID  *int64  `json:"vendor_id"`
+	StallID   *int64  `json:"stall_id"`
+	Date      *string `json:"date"`
+	Kind      *string `json:"kind"`
+	CheckinAt *string `json:"checkin_at"`
+}
+
+// decodeBatch decodes {"rows": [...]}: with decodeBatchFast when it can,
+// else with encoding/json, and when that fails the body is read again a
+// row at a time, so that the error names the row. More than
+// registry.MaxBatchRows rows is errTooLarge.
+func decodeBatch(body []byte) ([]batchRowBody, error) {
+	rows, ok := decodeBatchFast(body)
+	if !ok {
+		var err error
+		if rows, err = decodeBatchJSON(body); err != nil {
+			return nil, err
+		}
+	}
+	switch {
+	case len(rows) > registry.MaxBatchRows:
+		return nil, tooLarge("a batch holds at most %d rows", registry.MaxBatchRows)
+	case len(rows) == 0:
+		return nil, badField("rows", "want 1 to %d rows", registry.MaxBatchRows)
+	}
+	return rows, nil
+}
+
+// decodeBatchJSON decodes {"rows": [...]} with encoding/json.
+func decodeBatchJSON(body []byte) ([]batchRowBody, error) {
+	var b struct {
+		Rows []batchRowBody `json:"rows"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		if _, rowErr := decodeBatchRows(body); rowErr != nil {
+			return nil, rowErr
+		}
+		return nil, jsonError("", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, badField("body", "unexpected data after the JSON object")
+	}
+	return b.Rows, nil
+}
+
+// decodeBatchRows decodes {"rows": [...]} a row at a time, so a bad row is
+// named by its index.
+func decodeBatchRows(body []byte) ([]batchRowBody, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	delim := func(want json.Delim) error {
+		t, err := dec.Token()
+		if err != nil {
+			return jsonError("", err)
+		}
+		if d, ok := t.(json.Delim); !ok || d != want {
+			if want == '[' {
+				return badField("rows", "want an array of rows")
+			}
+			return badField("body", "want a JSON object {\"rows\": [...]}")
+		}
+		return nil
+	}
+	if err := delim('{'); err != nil {
+		return nil, err
+	}
+	var rows []batchRowBody
+	seen := false
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, jsonError("", err)
+		}
+		if name, _ := t.(string); name != "rows" {
+			return nil, badField(name, "unknown field")
+		}
+		if seen {
+			return nil, badField("rows", "given more than once")
+		}
+		seen = true
+		if err := delim('['); err != nil {
+			return nil, err
+		}
+		for dec.More() {
+			if len(rows) == registry.MaxBatchRows {
+				return nil, tooLarge("a batch holds at most %d rows", registry.MaxBatchRows)
+			}
+			var row batchRowBody
+			if err := dec.Decode(&row); err != nil {
+				return nil, jsonError("rows["+strconv.Itoa(len(rows))+"].", err)
+			}
+			rows = append(rows, row)
+		}
+		if err := delim(']'); err != nil {
+			return nil, err
+		}
+	}
+	if err := delim('}'); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, badField("body", "unexpected data after the JSON object")
+	}
+	return rows, nil
+}
 
 // decodeBatchFast decodes the common form of a batch body, in about a
 // tenth of encoding/json's time: {"rows": [...]} whose rows are flat objects

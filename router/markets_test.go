@@ -1,0 +1,44 @@
+package router
+
+import (
+	"testing"
+
+	"github.com/dmshub/dmsrouter/regions"
+)
+
+// testMarketWrites creates and patches markets, as a region, a national
+// principal and a comune office.
+func testMarketWrites(t *testing.T, e *env) {
+	nw := e.shardDSN(t, "nw")
+	r := e.do(t, "lombardia", "POST", "/v1/markets",
+		`{"code":"MI002","name":"Mercato di Viale Papiniano","comune":"015146","comune_name":"Milano","days":[2,6],"cost_per_sqm":1.5}`)
+	wantStatus(t, "POST /v1/markets", r, 201)
+	mid := int64(r.body["id"].(float64))
+	if got, _ := regions.IDRegion(mid); got != "03" || r.body["province"] != "015" || r.body["region"] != "03" || r.body["status"] != "active" {
+		t.Errorf("created market = %s", r.raw)
+	}
+	if g := e.get(t, "milano", "/v1/markets/"+ids(mid)); g.status != 200 || g.body["code"] != "MI002" {
+		t.Errorf("GET the new market = %d %s", g.status, g.raw)
+	}
+	a := latestAudit(t, nw, "market", mid)
+	if a.User != "lombardia" || a.Role != "admin_pa" || a.Action != "create" || a.Before != nil || a.After["code"] != "MI002" {
+		t.Errorf("audit of the new market = %+v", a)
+	}
+	wantStatus(t, "POST a market with a code taken", e.do(t, "lombardia", "POST", "/v1/markets",
+		`{"code":"MI002","name":"Doppione","comune":"015146"}`), 409)
+	r = e.do(t, "national", "POST", "/v1/markets", `{"code":"RM002","name":"Mercato Esquilino","comune":"058091"}`)
+	wantStatus(t, "national POST a market in Lazio", r, 201)
+	if got, _ := regions.IDRegion(int64(r.body["id"].(float64))); got != "12" {
+		t.Errorf("national market's region = %s, want 12", got)
+	}
+
+	r = e.do(t, "milano", "PATCH", "/v1/markets/"+ids(mid), `{"name":"Mercato Papiniano","status":"inactive"}`)
+	wantStatus(t, "PATCH /v1/markets/{id}", r, 200)
+	if r.body["name"] != "Mercato Papiniano" || r.body["status"] != "inactive" || r.body["code"] != "MI002" {
+		t.Errorf("patched market = %s", r.raw)
+	}
+	a = latestAudit(t, nw, "market", mid)
+	if a.Action != "update" || a.User != "milano" || a.Before["name"] != "Mercato di Viale Papiniano" || a.After["name"] != "Mercato Papiniano" {
+		t.Errorf("audit of the patch = %+v", a)
+	}
+}

@@ -1,0 +1,289 @@
+package router
+
+import (
+	"bytes"
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/dmshub/dmsrouter/auth"
+	"github.com/dmshub/dmsrouter/regions"
+	"github.com/dmshub/dmsrouter/registry"
+	"github.com/dmshub/dmsrouter/shardmap"
+)
+
+// presenceKinds are the kinds of a presence: a concession holder on its
+// stall, or a spuntista.
+var presenceKinds = []string{"CONCESSION", "SPUNTA"}
+
+var checkKind = oneOf(presenceKinds...)
+
+// rfc3339Hint is what a bad time is told to look like.
+const rfc3339Hint = "want an RFC 3339 time, such as 2026-06-15T07:30:00+02:00"
+
+// today returns the calendar day in Europe/Rome as a UTC-midnight time.
+func (s *Server) today() time.Time {
+	return s.day(s.now())
+}
+
+// day returns the calendar day of t in Europe/Rome as a UTC-midnight time.
+func (s *Server) day(t time.Time) time.Time {
+	y, m, d := t.In(s.rome).Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+}
+
+// listPresences is GET /v1/markets/{id}/presences?date=: the market's
+// presences on that day (default today).
+func (s *Server) listPresences(c *gin.Context) error {
+	q := queryParams(c, "date")
+	day := q.date("date", s.today())
+	pg := q.page()
+	if err := q.err(); err != nil {
+		return err
+	}
+	return listOf(s, c, registry.ListPresences, day, pg)
+}
+
+type checkInBody struct {
+	VendorID  *int64  `json:"vendor_id"`
+	StallID   *int64  `json:"stall_id"`
+	Kind      *string `json:"kind"`
+	CheckinAt *string `json:"checkin_at"`
+}
+
+// checkIn is POST /v1/markets/{id}/presences: one check-in, on the day of
+// checkin_at in Europe/Rome (default now). 201 with the new presence; 200
+// with the recorded one when the same check-in was recorded before; 409 for
+// any other second check-in of the vendor or the stall that day, and for a
+// holder whose concession is SOSPESA or REVOCATA.
+func (s *Server) checkIn(c *gin.Context) error {
+	return write(s, c, toPathID, readJSON, s.checkCheckIn, noID(registry.CheckInVendor))
+}
+
+func (s *Server) checkCheckIn(k *checks, req writeReq, b *checkInBody) (registry.CheckIn, regions.Code, error) {
+	in := registry.CheckIn{
+		MarketID:  req.id,
+		VendorID:  need(k, "vendor_id", b.VendorID, checkID),
+		StallID:   optionalPtr(k, "stall_id", b.StallID, checkID),
+		Kind:      need(k, "kind", b.Kind, checkKind),
+		CheckinAt: s.now(),
+	}
+	if b.CheckinAt != nil {
+		t, err := time.Parse(time.RFC3339, *b.CheckinAt)
+		if err != nil {
+			k.bad("checkin_at", rfc3339Hint)
+		}
+		in.CheckinAt, in.Given = t, true
+	}
+	in.Date = s.day(in.CheckinAt)
+	if in.Date.After(s.today()) {
+		k.bad("checkin_at", "is in the future")
+	}
+	r := req.region
+	if req.p.Territory.Covers(r) {
+		if err := sameRegion(k, req.p, r, "vendor_id", idRegion(in.VendorID)); err != nil {
+			return in, r, err
+		}
+		if in.StallID != nil {
+			if err := sameRegion(k, req.p, r, "stall_id", idRegion(*in.StallID)); err != nil {
+				return in, r, err
+			}
+		}
+	}
+	return in, r, nil
+}
+
+// presenceBatch is a checked batch and the day it was checked against.
+type presenceBatch struct {
+	rows  []registry.PresenceRow
+	today time.Time
+}
+
+// ingestPresences is POST /v1/presences/batch {"rows": [...]}: up to
+// registry.MaxBatchRows presences of one region, all or nothing. 201 with
+// the counts when it inserted rows, 200 when every row was a duplicate, 422
+// with the reason of each rejected row when any was rejected (nothing is
+// written then).
+func (s *Server) ingestPresences(c *gin.Context) error {
+	return write(s, c, toBody, readBatch, s.checkBatch, noID(ingestBatch))
+}
+
+// readBatch reads a batch's body, up to maxBatchBody bytes.
+func readBatch(c *gin.Context, rows *[]batchRowBody) (registry.Write, error) {
+	if err := queryParams(c).err(); err != nil {
+		return registry.Write{}, err
+	}
+	body, err := readBody(c, maxBatchBody)
+	if err != nil {
+		return registry.Write{}, err
+	}
+	if *rows, err = decodeBatch(body); err != nil {
+		return registry.Write{}, err
+	}
+	return writeMeta(c, body)
+}
+
+// checkBatch checks every row of a batch; the batch writes the region of
+// its first id.
+func (s *Server) checkBatch(k *checks, req writeReq, raw *[]batchRowBody) (presenceBatch, regions.Code, error) {
+	b := presenceBatch{rows: make([]registry.PresenceRow, len(*raw)), today: s.today()}
+	var r regions.Code
+	for i := range *raw {
+		if err := s.batchRow(k, req.p, &r, b.today, i, &(*raw)[i], &b.rows[i]); err != nil {
+			return b, r, err
+		}
+	}
+	return b, r, nil
+}
+
+func ingestBatch(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w registry.Write, b presenceBatch) (registry.Result[registry.BatchOutcome], error) {
+	return registry.IngestPresences(ctx, sh, sc, w, b.rows, b.today)
+}
+
+// batchRow checks row i of a batch, b, into row. The ids of every row must
+// lie in one region, *r, the first id's; an id of a region outside the
+// territory is forbidden. Field names are built only for bad fields, so a
+// good batch of 10,000 rows builds no strings.
+func (s *Server) batchRow(k *checks, p auth.Principal, r *regions.Code, today time.Time, i int, b *batchRowBody, row *registry.PresenceRow) error {
+	field := func(name string) string { return "rows[" + strconv.Itoa(i) + "]." + name }
+	if b.MarketID == nil {
+		k.bad(field("market_id"), "required")
+	}
+	if b.VendorID == nil {
+		k.bad(field("vendor_id"), "required")
+	}
+	for _, id := range [3]struct {
+		name string
+		v    *int64
+	}{{"market_id", b.MarketID}, {"vendor_id", b.VendorID}, {"stall_id", b.StallID}} {
+		if id.v == nil {
+			continue
+		}
+		ir := idRegion(*id.v)
+		if ir == "" {
+			k.bad(field(id.name), "not an id")
+			continue
+		}
+		if *r == "" {
+			*r = ir
+		}
+		if ir != *r || !p.Territory.Covers(ir) {
+			if err := sameRegion(k, p, *r, field(id.name), ir); err != nil {
+				return err
+			}
+		}
+	}
+	if b.MarketID != nil {
+		row.MarketID = *b.MarketID
+	}
+	if b.VendorID != nil {
+		row.VendorID = *b.VendorID
+	}
+	row.StallID = b.StallID
+	if b.Date == nil {
+		k.bad(field("date"), "required")
+	} else if d, err := time.Parse(time.DateOnly, *b.Date); err != nil {
+		k.bad(field("date"), "want a date YYYY-MM-DD")
+	} else if d.After(today) {
+		k.bad(field("date"), "is in the future")
+	} else {
+		row.Date = d
+	}
+	if b.Kind == nil {
+		k.bad(field("kind"), "required")
+	} else if msg := checkKind(*b.Kind); msg != "" {
+		k.bad(field("kind"), "%s", msg)
+	} else {
+		row.Kind = *b.Kind
+	}
+	if b.CheckinAt != nil {
+		t, err := time.Parse(time.RFC3339, *b.CheckinAt)
+		switch {
+		case err != nil:
+			k.bad(field("checkin_at"), rfc3339Hint)
+		case !row.Date.IsZero() && !s.day(t).Equal(row.Date):
+			k.bad(field("checkin_at"), "is not on the row's date in Europe/Rome")
+		default:
+			row.CheckinAt = &t
+		}
+	}
+	return nil
+}
+
+// runSpunta is POST /v1/markets/{id}/spunta?date=: the spunta of that market
+// day (default today); running it again returns the first outcome.
+func (s *Server) runSpunta(c *gin.Context) error {
+	return write(s, c, toPathID, s.readSpunta, spuntaDay, registry.RunSpunta)
+}
+
+// readSpunta reads the day of a spunta from the query; the body, if any,
+// is an empty object.
+func (s *Server) readSpunta(c *gin.Context, day *time.Time) (registry.Write, error) {
+	q := queryParams(c, "date")
+	*day = q.date("date", s.today())
+	if day.After(s.today()) {
+		q.bad("date", "is in the future")
+	}
+	if err := q.err(); err != nil {
+		return registry.Write{}, err
+	}
+	body, err := readBody(c, maxBody)
+	if err != nil {
+		return registry.Write{}, err
+	}
+	if len(bytes.TrimSpace(body)) > 0 {
+		var empty struct{}
+		if err := decodeBody(body, &empty); err != nil {
+			return registry.Write{}, err
+		}
+	}
+	return writeMeta(c, body)
+}
+
+// spuntaDay is the check of a spunta: its day, read from the query.
+func spuntaDay(_ *checks, req writeReq, day *time.Time) (time.Time, regions.Code, error) {
+	return *day, req.region, nil
+}
+
+// getGraduatoria is GET /v1/markets/{id}/graduatoria?year=&kind=: the
+// market's ranking for the year (default this year) and kind (default
+// SPUNTA), paginated by limit and offset.
+func (s *Server) getGraduatoria(c *gin.Context) error {
+	marketID, r, err := pathID(c)
+	if err != nil {
+		return err
+	}
+	q := queryParams(c, "year", "kind")
+	today := s.today()
+	year := today.Year()
+	if v := q.str("year"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 2000 || n > today.Year() {
+			q.bad("year", "want a year from 2000 to %d", today.Year())
+		} else {
+			year = n
+		}
+	}
+	kind := q.oneOf("kind", presenceKinds...)
+	if kind == "" {
+		kind = "SPUNTA"
+	}
+	pg := q.page()
+	if pg.Cursor != "" {
+		q.bad("cursor", "the graduatoria has no cursors; use offset")
+	}
+	if err := q.err(); err != nil {
+		return err
+	}
+	sh, sc, err := s.targetID(c, r)
+	if err != nil {
+		return err
+	}
+	g, err := registry.GetGraduatoria(c.Request.Context(), sh, sc, marketID, year, kind, today, pg)
+	if err != nil {
+		return err
+	}
+	return writeJSON(c, g)
+}

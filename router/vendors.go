@@ -1,0 +1,139 @@
+package router
+
+import (
+	"regexp"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/dmshub/dmsrouter/regions"
+	"github.com/dmshub/dmsrouter/registry"
+	"github.com/dmshub/dmsrouter/taxcode"
+)
+
+// vendorStatuses are the statuses (stato) of a vendor.
+var vendorStatuses = []string{"ATTIVA", "SOSPESA", "CESSATA"}
+
+var checkVendorStato = oneOf(vendorStatuses...)
+
+// The shapes a vendor list filter accepts; a vendor's own fields are
+// checked with their check digits (checkPartitaIVA, checkCodiceFiscale).
+var (
+	partitaIVAPattern    = regexp.MustCompile(`^[0-9]{11}$`)
+	codiceFiscalePattern = regexp.MustCompile(`^([A-Z0-9]{16}|[0-9]{11})$`)
+)
+
+// listVendors is GET /v1/vendors: the vendors of one region, or, for a
+// national principal asking by partita IVA alone, the vendor in every region.
+func (s *Server) listVendors(c *gin.Context) error {
+	q := queryParams(c, "region", "partita_iva", "codice_fiscale", "q", "partial")
+	explicit := q.region("region")
+	f := registry.VendorFilter{PartitaIVA: q.str("partita_iva"), CodiceFiscale: q.str("codice_fiscale"), Q: q.str("q")}
+	if f.PartitaIVA != "" && !partitaIVAPattern.MatchString(f.PartitaIVA) {
+		q.bad("partita_iva", "want 11 digits")
+	}
+	if f.CodiceFiscale != "" && !codiceFiscalePattern.MatchString(f.CodiceFiscale) {
+		q.bad("codice_fiscale", "want 16 letters and digits or 11 digits")
+	}
+	pg := q.page()
+	complete := completeParam(q)
+	if err := q.err(); err != nil {
+		return err
+	}
+	if explicit == "" && f.PartitaIVA != "" && f.CodiceFiscale == "" && f.Q == "" && isNational(c) {
+		return s.nationalVendor(c, f.PartitaIVA, complete)
+	}
+	r, err := s.listRegion(c, explicit)
+	if err != nil {
+		return err
+	}
+	return listIn(s, c, r, registry.ListVendors, f, pg)
+}
+
+// getVendor is GET /v1/vendors/{id}.
+func (s *Server) getVendor(c *gin.Context) error {
+	return getByID(s, c, registry.GetVendor)
+}
+
+type vendorBody struct {
+	PartitaIVA    *string `json:"partita_iva"`
+	CodiceFiscale *string `json:"codice_fiscale"`
+	Denominazione *string `json:"denominazione"`
+	Comune        *string `json:"comune"`
+	Stato         *string `json:"stato"`
+	Region        *string `json:"region"`
+}
+
+// createVendor is POST /v1/vendors. Vendors are a region's registry: the
+// vendor is registered in the region of its comune, or in the region the
+// body names (a national principal registering a vendor of one region in
+// another, where it also trades). Both must lie in the territory.
+func (s *Server) createVendor(c *gin.Context) error {
+	return write(s, c, toBody, readJSON, checkNewVendor, noID(registry.CreateVendor))
+}
+
+func checkNewVendor(k *checks, req writeReq, b *vendorBody) (registry.NewVendor, regions.Code, error) {
+	in := registry.NewVendor{
+		PartitaIVA:    need(k, "partita_iva", b.PartitaIVA, checkPartitaIVA),
+		CodiceFiscale: need(k, "codice_fiscale", b.CodiceFiscale, checkCodiceFiscale),
+		Denominazione: need(k, "denominazione", b.Denominazione, checkName),
+		Comune:        need(k, "comune", b.Comune, checkComune),
+		Stato:         optional(k, "stato", b.Stato, "ATTIVA", checkVendorStato),
+	}
+	r := comuneRegion(in.Comune)
+	if !req.p.Territory.Covers(r) {
+		k.refuse(forbidden("comune %s is outside territory %s", in.Comune, req.p.Territory))
+	}
+	if b.Region != nil {
+		checkField(k, "region", *b.Region, checkRegion)
+		r = regions.Code(*b.Region)
+	}
+	return in, r, nil
+}
+
+type vendorPatchBody struct {
+	PartitaIVA    opt[string] `json:"partita_iva"`
+	CodiceFiscale opt[string] `json:"codice_fiscale"`
+	Denominazione opt[string] `json:"denominazione"`
+	Comune        opt[string] `json:"comune"`
+	Stato         opt[string] `json:"stato"`
+}
+
+// updateVendor is PATCH /v1/vendors/{id}. A new comune must lie in the
+// principal's territory, as for createVendor.
+func (s *Server) updateVendor(c *gin.Context) error {
+	return write(s, c, toPathID, readJSON, checkVendorPatch, registry.UpdateVendor)
+}
+
+func checkVendorPatch(k *checks, req writeReq, b *vendorPatchBody) (registry.VendorPatch, regions.Code, error) {
+	p := registry.VendorPatch{
+		PartitaIVA:    patchField(k, "partita_iva", b.PartitaIVA, checkPartitaIVA),
+		CodiceFiscale: patchField(k, "codice_fiscale", b.CodiceFiscale, checkCodiceFiscale),
+		Denominazione: patchField(k, "denominazione", b.Denominazione, checkName),
+		Comune:        patchField(k, "comune", b.Comune, nil),
+		Stato:         patchField(k, "stato", b.Stato, checkVendorStato),
+	}
+	if p.Comune.Set {
+		checkField(k, "comune", p.Comune.V, checkComune)
+	}
+	k.someChange(p.PartitaIVA.Set, p.CodiceFiscale.Set, p.Denominazione.Set, p.Comune.Set, p.Stato.Set)
+	// A vendor outside the territory stays not found, whatever the body
+	// names, so only a vendor inside it is refused a comune outside.
+	if r := comuneRegion(p.Comune.V); r != "" && req.p.Territory.Covers(req.region) && !req.p.Territory.Covers(r) {
+		k.refuse(forbidden("comune %s is outside territory %s", p.Comune.V, req.p.Territory))
+	}
+	return p, req.region, nil
+}
+
+func checkPartitaIVA(s string) string {
+	if !taxcode.ValidPartitaIVA(s) {
+		return "not a valid partita IVA: want 11 digits with a valid check digit"
+	}
+	return ""
+}
+
+func checkCodiceFiscale(s string) string {
+	if !taxcode.ValidCodiceFiscale(s) {
+		return "not a valid codice fiscale: want 16 upper-case letters and digits with a valid check letter, or a company's 11 digits"
+	}
+	return ""
+}
