@@ -262,7 +262,7 @@ func waitActive(tb testing.TB, dsn string, n int) {
 	}
 }
 
-// probers counts the running prober goroutines.
+// probers counts the goroutines running a prober.
 func probers() int {
 	buf := make([]byte, 1<<20)
 	for {
@@ -274,20 +274,32 @@ func probers() int {
 	}
 }
 
+// waitProbers waits until want probers run, failing the test after 30s. A
+// count is only reached eventually: a new goroutine runs a little after it
+// is started, and a shard replaced by a reload is closed in the background.
+func waitProbers(tb testing.TB, want int, what string) {
+	tb.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for probers() != want {
+		if time.Now().After(deadline) {
+			tb.Fatalf("probers %s = %d, want %d", what, probers(), want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // TestProbersStop checks that every server of a shard has a prober, and
 // that closing a shard (replaced by a reload, or at shutdown) stops them.
 func TestProbersStop(t *testing.T) {
 	cfg := deploy(t, "probers", twoShards())
 	nw := shardIndex(t, cfg, "nw")
 	cfg.Shards[nw].Replicas = []string{cfg.Shards[nw].Primary}
-	before := probers()
+	waitProbers(t, 0, "before the test")
 	h, err := shardmap.NewHolder(cfg, shardmap.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := probers() - before; got != 3 {
-		t.Errorf("probers of two shards, one with a replica = %d, want 3", got)
-	}
+	waitProbers(t, 3, "of two shards, one with a replica")
 	// Replacing shard nw closes it once its requests are done, in the background.
 	changed := cfg
 	changed.Shards = append([]shardmap.ShardConfig(nil), cfg.Shards...)
@@ -295,15 +307,7 @@ func TestProbersStop(t *testing.T) {
 	if _, err := h.Reload(changed); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for probers()-before != 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("probers after replacing nw = %d, want 2", probers()-before)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitProbers(t, 2, "after replacing nw by a shard without a replica")
 	h.Close()
-	if got := probers() - before; got != 0 {
-		t.Errorf("probers after Close = %d, want 0", got)
-	}
+	waitProbers(t, 0, "after Close")
 }
