@@ -55,6 +55,8 @@ var defaults = map[string]any{
 	"database.statement_timeout":    "5s",
 	"database.breaker_failures":     5,
 	"database.breaker_open_timeout": "10s",
+	"database.query_timeout":        "0s", // statement_timeout + 1s
+	"database.probe_interval":       shardmap.DefaultProbeInterval.String(),
 	"national.leg_timeout":          national.DefaultLegTimeout.String(),
 	"national.concurrency":          national.DefaultConcurrency,
 	"national.cache_ttl":            national.DefaultCacheTTL.String(),

@@ -242,8 +242,13 @@ func recordedPresence(ctx context.Context, tx pgx.Tx, in CheckIn, stall *int64) 
 // MaxBatchRows is the most rows IngestPresences takes in one call.
 const MaxBatchRows = 10_000
 
-// batchStatementTimeout bounds each statement of a bulk ingest.
-const batchStatementTimeout = "30s"
+// batchStatementTimeout bounds each statement of a bulk ingest, and
+// batchQueryTimeout the router's wait for the whole ingest (see
+// shardmap.WithQueryTimeout).
+const (
+	batchStatementTimeout = "30s"
+	batchQueryTimeout     = 31 * time.Second
+)
 
 // PresenceRow is one row of a bulk presence ingest.
 type PresenceRow struct {
@@ -466,6 +471,7 @@ func IngestPresences(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, 
 			last = r.Date
 		}
 	}
+	ctx = shardmap.WithQueryTimeout(ctx, batchQueryTimeout)
 	return write(ctx, sh, sc, w, func(tx pgx.Tx) (BatchOutcome, bool, error) {
 		out := BatchOutcome{Rows: len(rows)}
 		// One statement validates and writes up to 10,000 rows: more than

@@ -30,6 +30,37 @@ type DatabaseConfig struct {
 	BreakerFailures uint32 `mapstructure:"breaker_failures"`
 	// BreakerOpenTimeout is how long an open breaker refuses before it lets a probe through.
 	BreakerOpenTimeout time.Duration `mapstructure:"breaker_open_timeout"`
+	// QueryTimeout is the router's own deadline for every shard call (the
+	// wait for a connection and the whole transaction or batch): a frozen
+	// server cannot enforce its statement_timeout, so without it a request
+	// waits as long as the server hangs. 0 means StatementTimeout plus a
+	// second.
+	QueryTimeout time.Duration `mapstructure:"query_timeout"`
+	// ProbeInterval is how often each server whose breaker is not closed is
+	// probed in the background (connect and SELECT 1, answering within the
+	// interval and ConnectTimeout); the first answer closes the breaker, so
+	// a region is served again soon after its server is, not only after
+	// BreakerOpenTimeout. 0 means DefaultProbeInterval.
+	ProbeInterval time.Duration `mapstructure:"probe_interval"`
+}
+
+// DefaultProbeInterval is the probe interval when probe_interval is 0.
+const DefaultProbeInterval = time.Second
+
+// queryTimeout returns QueryTimeout, or StatementTimeout plus a second when it is 0.
+func (d DatabaseConfig) queryTimeout() time.Duration {
+	if d.QueryTimeout > 0 {
+		return d.QueryTimeout
+	}
+	return d.StatementTimeout + time.Second
+}
+
+// probeInterval returns ProbeInterval, or DefaultProbeInterval when it is 0.
+func (d DatabaseConfig) probeInterval() time.Duration {
+	if d.ProbeInterval > 0 {
+		return d.ProbeInterval
+	}
+	return DefaultProbeInterval
 }
 
 // ShardConfig is one shard: a primary database, its replicas, and the
@@ -70,6 +101,14 @@ func (c *Config) Validate() error {
 	} {
 		if val <= 0 {
 			bad(key, "must be a positive duration such as 2s")
+		}
+	}
+	for key, val := range map[string]time.Duration{
+		"database.query_timeout":  d.QueryTimeout,
+		"database.probe_interval": d.ProbeInterval,
+	} {
+		if val < 0 || val > time.Hour {
+			bad(key, "%s is outside 0..1h (0 means the default)", val)
 		}
 	}
 	if d.BreakerFailures == 0 {

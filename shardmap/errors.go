@@ -46,13 +46,23 @@ func (e *TimeoutError) Unwrap() error { return e.Err }
 var ErrReadOnly = errors.New("database is read-only")
 
 // IsInfrastructure reports whether err is a failure of the database or the
-// network rather than of the request: a connection error, a timeout, too
-// many connections, a server shutting down. Only these trip a breaker. A
-// canceled request, a missing row, a constraint violation, bad input and a
-// read-only database are not infrastructure failures.
+// network rather than of the request: a connection that could not be
+// established, a timeout, too many connections, a server shutting down.
+// Only these trip a breaker. A canceled request, a missing row, a
+// constraint violation, bad input and a read-only database are not
+// infrastructure failures.
+//
+// A failure to connect is infrastructure whatever SQLSTATE the server sent
+// with it: a login refused (28000, 28P01), a database that does not exist
+// (3D000) or whose CONNECT right was revoked (42501) leave the region as
+// unable to serve as a server that is down, so the connection error is
+// looked at before the server's error inside it.
 func IsInfrastructure(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) {
 		return false
+	}
+	if isConnectFailure(err) {
+		return true
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
@@ -66,11 +76,9 @@ func IsInfrastructure(err error) bool {
 		}
 		return false
 	}
-	var connectErr *pgconn.ConnectError
 	var netErr net.Error
 	switch {
-	case errors.As(err, &connectErr),
-		errors.Is(err, context.DeadlineExceeded),
+	case errors.Is(err, context.DeadlineExceeded),
 		pgconn.Timeout(err),
 		errors.As(err, &netErr),
 		errors.Is(err, io.EOF),
@@ -81,6 +89,13 @@ func IsInfrastructure(err error) bool {
 	// pgx reports a connection lost mid-query with unexported error types;
 	// SafeToRetry and a closed connection are the signals it exports.
 	return pgconn.SafeToRetry(err)
+}
+
+// isConnectFailure reports whether err is a failure to establish a
+// connection (pgx's *pgconn.ConnectError), not one of a canceled request.
+func isConnectFailure(err error) bool {
+	var connectErr *pgconn.ConnectError
+	return errors.As(err, &connectErr) && !errors.Is(err, context.Canceled)
 }
 
 func isTimeout(err error) bool {
@@ -108,6 +123,10 @@ func (s *Shard) classify(err error) error {
 		return &UnavailableError{Shard: s.name, RetryAfter: s.openTimeout, Err: err}
 	case errors.Is(err, context.Canceled):
 		return err
+	case isConnectFailure(err):
+		// Also a connection that timed out: the region cannot serve, and
+		// the answer is 503 with Retry-After rather than a 504.
+		return &UnavailableError{Shard: s.name, RetryAfter: s.openTimeout, Err: err}
 	case isTimeout(err):
 		return &TimeoutError{Shard: s.name, Err: err}
 	case isReadOnly(err):

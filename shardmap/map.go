@@ -187,12 +187,12 @@ func (o *observer) watch(m *Map) error {
 	}
 	o.registration, err = o.meter.RegisterCallback(func(_ context.Context, obs metric.Observer) error {
 		for _, s := range m.shards {
-			for i, b := range append([]*backend{s.primary}, s.replicas...) {
+			for i, b := range s.backends() {
 				at := []attribute.KeyValue{attribute.String("shard", s.name), attribute.String("db.role", b.role)}
 				if b.role == "replica" {
 					at = append(at, attribute.Int("replica", i-1))
 				}
-				obs.ObserveInt64(state, int64(b.breaker.State()), metric.WithAttributes(at...))
+				obs.ObserveInt64(state, int64(b.breaker().State()), metric.WithAttributes(at...))
 				st := b.pool.Stat()
 				for _, c := range []struct {
 					state string

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/sony/gobreaker/v2"
 	"go.opentelemetry.io/otel/attribute"
@@ -25,7 +27,9 @@ const DefaultMaxConns = 8
 // Shard is one regional database: a bounded pool on its primary and one
 // per replica, each behind its own circuit breaker, which opens after
 // consecutive infrastructure failures so that a sick database fails fast
-// instead of holding requests.
+// instead of holding requests. Every call runs under the router's own
+// deadline (DatabaseConfig.QueryTimeout), and a prober per server closes
+// its open breaker as soon as the server answers again.
 type Shard struct {
 	name           string
 	cfg            ShardConfig
@@ -34,16 +38,27 @@ type Shard struct {
 	replicas       []*backend
 	next           atomic.Uint32
 	acquireTimeout time.Duration
+	queryTimeout   time.Duration
 	openTimeout    time.Duration
 	obs            *observer
+	stopProbes     context.CancelFunc // nil until the probers run
+	probes         sync.WaitGroup
 }
 
-// backend is one database server of a shard: its pool and its breaker.
+// backend is one database server of a shard: its pool, its breaker, and
+// what its prober connects with.
 type backend struct {
-	role    string // "primary" or "replica"
-	pool    *pgxpool.Pool
-	breaker *gobreaker.CircuitBreaker[struct{}]
+	role     string // "primary" or "replica"
+	pool     *pgxpool.Pool
+	settings gobreaker.Settings
+	// cb is the current breaker; the prober replaces an open one with a
+	// new, closed one when the server answers (gobreaker cannot be reset).
+	cb    atomic.Pointer[gobreaker.CircuitBreaker[struct{}]]
+	probe *pgconn.Config
 }
+
+// breaker returns b's current breaker.
+func (b *backend) breaker() *gobreaker.CircuitBreaker[struct{}] { return b.cb.Load() }
 
 func newShard(cfg ShardConfig, db DatabaseConfig, obs *observer) (*Shard, error) {
 	s := &Shard{
@@ -51,6 +66,7 @@ func newShard(cfg ShardConfig, db DatabaseConfig, obs *observer) (*Shard, error)
 		cfg:            cfg,
 		db:             db,
 		acquireTimeout: db.AcquireTimeout,
+		queryTimeout:   db.queryTimeout(),
 		openTimeout:    db.BreakerOpenTimeout,
 		obs:            obs,
 	}
@@ -66,6 +82,7 @@ func newShard(cfg ShardConfig, db DatabaseConfig, obs *observer) (*Shard, error)
 		}
 		s.replicas = append(s.replicas, b)
 	}
+	s.startProbes()
 	return s, nil
 }
 
@@ -74,7 +91,7 @@ func newBackend(name, role, dsn string, maxConns int32, db DatabaseConfig) (*bac
 	if err != nil {
 		return nil, err
 	}
-	return &backend{role: role, pool: pool, breaker: gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+	b := &backend{role: role, pool: pool, settings: gobreaker.Settings{
 		Name:        name,
 		MaxRequests: 1,
 		Timeout:     db.BreakerOpenTimeout,
@@ -84,7 +101,12 @@ func newBackend(name, role, dsn string, maxConns int32, db DatabaseConfig) (*bac
 		// Only infrastructure failures count; everything else (a missing
 		// row, a constraint, a canceled request) is neither success nor failure.
 		IsExcluded: func(err error) bool { return err != nil && !IsInfrastructure(err) },
-	})}, nil
+	}}
+	b.cb.Store(gobreaker.NewCircuitBreaker[struct{}](b.settings))
+	// The prober connects as the pool does, under its own application_name.
+	b.probe = pool.Config().ConnConfig.Config.Copy()
+	b.probe.RuntimeParams["application_name"] += " probe"
+	return b, nil
 }
 
 func newPool(name, dsn string, maxConns int32, db DatabaseConfig) (*pgxpool.Pool, error) {
@@ -117,19 +139,85 @@ func (s *Shard) Name() string { return s.name }
 func (s *Shard) Config() ShardConfig { return s.cfg }
 
 // State returns the primary's breaker state: "closed", "half-open" or "open".
-func (s *Shard) State() string { return s.primary.breaker.State().String() }
+func (s *Shard) State() string { return s.primary.breaker().State().String() }
 
 // Stat returns the primary pool's statistics.
 func (s *Shard) Stat() *pgxpool.Stat { return s.primary.pool.Stat() }
 
-// Close closes the shard's pools, waiting for acquired connections to be released.
+// Close stops the shard's probers and closes its pools, waiting for
+// acquired connections to be released. Closing twice is harmless.
 func (s *Shard) Close() {
-	if s.primary != nil {
-		s.primary.pool.Close()
+	if s.stopProbes != nil {
+		s.stopProbes()
+		s.probes.Wait()
 	}
-	for _, b := range s.replicas {
+	for _, b := range s.backends() {
 		b.pool.Close()
 	}
+}
+
+// backends returns the primary, then the replicas.
+func (s *Shard) backends() []*backend {
+	if s.primary == nil {
+		return nil
+	}
+	return append([]*backend{s.primary}, s.replicas...)
+}
+
+// startProbes starts one prober per server of the shard; Close stops them.
+func (s *Shard) startProbes() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopProbes = cancel
+	interval := s.db.probeInterval()
+	timeout := min(interval, s.db.ConnectTimeout)
+	for _, b := range s.backends() {
+		s.probes.Go(func() { b.watch(ctx, interval, timeout) })
+	}
+}
+
+// watch checks every interval whether b's breaker is closed and, when it is
+// not, probes b's server; the first answer replaces the breaker with a
+// closed one. A region is so served again within about an interval of its
+// server answering, instead of when the open timeout lets a request
+// through. watch returns when ctx is done.
+func (b *backend) watch(ctx context.Context, interval, timeout time.Duration) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if b.breaker().State() != gobreaker.StateClosed && b.ping(ctx, timeout) == nil {
+			b.cb.Store(gobreaker.NewCircuitBreaker[struct{}](b.settings))
+		}
+	}
+}
+
+// ping opens a new connection to b's server, outside the pool (whose
+// connections may be stale or all held by hung requests), and runs SELECT
+// 1 on it, all within timeout.
+func (b *backend) ping(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conn, err := pgconn.ConnectConfig(ctx, b.probe)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	return conn.Exec(ctx, "SELECT 1").Close()
+}
+
+// queryTimeoutKey is the context key of WithQueryTimeout.
+type queryTimeoutKey struct{}
+
+// WithQueryTimeout returns a context whose shard calls get d as the
+// router's deadline instead of DatabaseConfig.QueryTimeout: for the few
+// calls that may legitimately run longer than the statements reads are
+// sized for, such as a bulk ingest that raises its own statement_timeout.
+func WithQueryTimeout(ctx context.Context, d time.Duration) context.Context {
+	return context.WithValue(ctx, queryTimeoutKey{}, d)
 }
 
 // scopeSQL sets the transaction-local settings that row-level security reads.
@@ -180,19 +268,15 @@ func scopeArgs(sc regions.Scope) []any {
 // queries carry (pgx.QueuedQuery.Query, QueryRow, Exec). Reads go to a
 // replica when the shard has any whose breaker is not open, otherwise to
 // the primary. The error is an *UnavailableError or
-// *TimeoutError for infrastructure failures, otherwise what a callback or
-// the database returned.
+// *TimeoutError for infrastructure failures (a read that outlives the
+// router's deadline, DatabaseConfig.QueryTimeout, is a *TimeoutError),
+// otherwise what a callback or the database returned.
 //
 // A read that a replica cannot serve (down, or its breaker open) is retried
 // once on the primary, so queue may be called twice: its callbacks must
 // assign their results, not append to them.
 func (s *Shard) Read(ctx context.Context, sc regions.Scope, queue func(b *pgx.Batch)) error {
-	read := func(ctx context.Context, pool *pgxpool.Pool) error {
-		conn, err := s.acquire(ctx, pool)
-		if err != nil {
-			return err
-		}
-		defer conn.Release()
+	read := func(ctx context.Context, conn *pgxpool.Conn) error {
 		b := &pgx.Batch{}
 		scope := scopeReadOnlySQL
 		if sc.Province == "" && sc.Comune == "" && sc.Market == 0 {
@@ -216,13 +300,11 @@ func (s *Shard) Read(ctx context.Context, sc regions.Scope, queue func(b *pgx.Ba
 // transaction back and is returned as is; infrastructure failures come back
 // as *UnavailableError or *TimeoutError, and a read-only database (also one
 // frozen after the connection opened, see scopeWriteSQL) as ErrReadOnly.
+// The router's deadline covers the whole transaction, fn's statements
+// included whatever context they run with: when it passes, the connection
+// is closed under them and the error is a *TimeoutError.
 func (s *Shard) Tx(ctx context.Context, sc regions.Scope, mode pgx.TxAccessMode, fn func(pgx.Tx) error) error {
-	return s.do(ctx, "tx", sc, s.primary, func(ctx context.Context, pool *pgxpool.Pool) error {
-		conn, err := s.acquire(ctx, pool)
-		if err != nil {
-			return err
-		}
-		defer conn.Release()
+	return s.do(ctx, "tx", sc, s.primary, func(ctx context.Context, conn *pgxpool.Conn) error {
 		opts := pgx.TxOptions{AccessMode: mode}
 		if mode == pgx.ReadWrite {
 			// A plain BEGIN: an explicit READ WRITE would override a
@@ -245,12 +327,7 @@ func (s *Shard) Tx(ctx context.Context, sc regions.Scope, mode pgx.TxAccessMode,
 // trip instead of Tx's three or more, and the row locks it takes are held
 // only until its own commit, never while the client thinks. Errors as Tx.
 func (s *Shard) Batch(ctx context.Context, sc regions.Scope, queue func(b *pgx.Batch)) error {
-	return s.do(ctx, "batch", sc, s.primary, func(ctx context.Context, pool *pgxpool.Pool) error {
-		conn, err := s.acquire(ctx, pool)
-		if err != nil {
-			return err
-		}
-		defer conn.Release()
+	return s.do(ctx, "batch", sc, s.primary, func(ctx context.Context, conn *pgxpool.Conn) error {
 		b := &pgx.Batch{}
 		b.Queue(scopeWriteSQL, scopeArgs(sc)...)
 		queue(b)
@@ -260,12 +337,7 @@ func (s *Shard) Batch(ctx context.Context, sc regions.Scope, queue func(b *pgx.B
 
 // Ping checks that the primary answers, through the breaker.
 func (s *Shard) Ping(ctx context.Context) error {
-	return s.do(ctx, "ping", regions.Scope{}, s.primary, func(ctx context.Context, pool *pgxpool.Pool) error {
-		conn, err := s.acquire(ctx, pool)
-		if err != nil {
-			return err
-		}
-		defer conn.Release()
+	return s.do(ctx, "ping", regions.Scope{}, s.primary, func(ctx context.Context, conn *pgxpool.Conn) error {
 		return conn.Ping(ctx)
 	})
 }
@@ -277,7 +349,7 @@ func (s *Shard) reader() *backend {
 	start := int(s.next.Add(1))
 	for i := range n {
 		b := s.replicas[(start+i)%n]
-		if b.breaker.State() != gobreaker.StateOpen {
+		if b.breaker().State() != gobreaker.StateOpen {
 			return b
 		}
 	}
@@ -294,9 +366,57 @@ func (s *Shard) acquire(ctx context.Context, p *pgxpool.Pool) (*pgxpool.Conn, er
 	return conn, err
 }
 
-// do runs op on backend b through its breaker, with a span and a duration
-// measurement.
-func (s *Shard) do(ctx context.Context, op string, sc regions.Scope, b *backend, fn func(context.Context, *pgxpool.Pool) error) error {
+// call acquires a connection of pool and runs fn on it under the router's
+// deadline: QueryTimeout from now, or the timeout WithQueryTimeout put in
+// ctx. fn gets the deadline in its context, and the connection is closed
+// when the deadline passes, so that statements run with another context (a
+// Tx callback's own) cannot wait on a frozen server either. A call that
+// fails after its deadline passed fails as a timeout.
+func (s *Shard) call(ctx context.Context, pool *pgxpool.Pool, fn func(context.Context, *pgxpool.Conn) error) error {
+	timeout := s.queryTimeout
+	if d, ok := ctx.Value(queryTimeoutKey{}).(time.Duration); ok && d > 0 {
+		timeout = d
+	}
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	err := s.withConn(dctx, pool, fn)
+	if err != nil && ctx.Err() == nil && dctx.Err() != nil {
+		if !errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+		}
+		err = fmt.Errorf("no answer within the query timeout of %s: %w", timeout, err)
+	}
+	return err
+}
+
+// withConn runs fn on a connection of pool that is closed under it when ctx
+// is done.
+func (s *Shard) withConn(ctx context.Context, pool *pgxpool.Pool, fn func(context.Context, *pgxpool.Conn) error) error {
+	conn, err := s.acquire(ctx, pool)
+	if err != nil {
+		return err
+	}
+	netConn := conn.Conn().PgConn().Conn()
+	closed := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		netConn.Close()
+		close(closed)
+	})
+	err = fn(ctx, conn)
+	if stop() {
+		conn.Release()
+		return err
+	}
+	// The connection was closed, perhaps after fn's last statement, so
+	// that pgx does not know it yet: it must not go back to the pool.
+	<-closed
+	conn.Hijack().Close(context.Background())
+	return err
+}
+
+// do runs op on backend b through its breaker and under the router's
+// deadline (see call), with a span and a duration measurement.
+func (s *Shard) do(ctx context.Context, op string, sc regions.Scope, b *backend, fn func(context.Context, *pgxpool.Conn) error) error {
 	attrs := []attribute.KeyValue{attribute.String("shard", s.name), attribute.String("op", op), attribute.String("db.role", b.role)}
 	if sc.Region != "" {
 		attrs = append(attrs, attribute.String("region", string(sc.Region)))
@@ -304,7 +424,7 @@ func (s *Shard) do(ctx context.Context, op string, sc regions.Scope, b *backend,
 	ctx, span := s.obs.tracer.Start(ctx, "shard."+op, trace.WithAttributes(attrs...), trace.WithSpanKind(trace.SpanKindClient))
 	defer span.End()
 	start := time.Now()
-	_, err := b.breaker.Execute(func() (struct{}, error) { return struct{}{}, fn(ctx, b.pool) })
+	_, err := b.breaker().Execute(func() (struct{}, error) { return struct{}{}, s.call(ctx, b.pool, fn) })
 	err = s.classify(err)
 	outcome := outcomeOf(err)
 	s.obs.queryDuration.Record(ctx, time.Since(start).Seconds(),
