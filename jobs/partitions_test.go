@@ -58,13 +58,13 @@ func TestPartitions(t *testing.T) {
 			if r.Err != nil {
 				t.Fatalf("RunOnce: %v", r.Err)
 			}
-			created += r.Created
+			created += int(r.Count)
 		}
 	}
 	if created != 9 || count() != before+9 {
 		t.Errorf("created %d partitions (now %d, before %d), want 9", created, count(), before)
 	}
-	if again := job.RunOnce(ctx); again[0].Created != 0 || again[0].Err != nil {
+	if again := job.RunOnce(ctx); again[0].Count != 0 || again[0].Err != nil {
 		t.Errorf("second run = %+v, want nothing created", again[0])
 	}
 }

@@ -72,6 +72,7 @@ func serve(ctx context.Context, cfg shardmap.Config, log *slog.Logger, reload fu
 	jobCtx, stopJobs := context.WithCancel(ctx)
 	defer stopJobs()
 	go (&jobs.Partitions{Shards: m.Shards, Ahead: 3, Every: 6 * time.Hour, Log: log}).Run(jobCtx)
+	go (&jobs.ExpireKeys{Shards: m.Shards, Retention: jobs.DefaultConfig().IdempotencyRetention, Every: time.Hour, Log: log}).Run(jobCtx)
 	v, err := router.NewVerifier(cfg.Auth)
 	if err != nil {
 		return err
