@@ -6,23 +6,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/dmshub/dmsrouter/pgtest"
-	"github.com/dmshub/dmsrouter/shardmap"
 )
 
 func TestExpireKeys(t *testing.T) {
 	ctx := context.Background()
-	cfg, err := pg.Deployment(ctx, pgtest.Prefix("jobs_keys"), pgtest.SingleShard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pg.DropDeployment(ctx, cfg)
-	m, err := shardmap.Open(cfg, shardmap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	cfg, m := deployment(t, "jobs_keys")
 	admin, err := pgx.Connect(ctx, cfg.Shards[0].AdminDSN())
 	if err != nil {
 		t.Fatal(err)
@@ -86,16 +74,7 @@ func TestExpireKeys(t *testing.T) {
 
 func TestExpireKeysLock(t *testing.T) {
 	ctx := context.Background()
-	cfg, err := pg.Deployment(ctx, pgtest.Prefix("jobs_lock"), pgtest.SingleShard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pg.DropDeployment(ctx, cfg)
-	m, err := shardmap.Open(cfg, shardmap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	cfg, m := deployment(t, "jobs_lock")
 	// Another router holds the job's lock: this one skips the shard.
 	other, err := pgx.Connect(ctx, cfg.Shards[0].AdminDSN())
 	if err != nil {

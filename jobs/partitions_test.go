@@ -2,32 +2,15 @@ package jobs
 
 import (
 	"context"
-	"os"
 	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/dmshub/dmsrouter/pgtest"
-	"github.com/dmshub/dmsrouter/shardmap"
 )
-
-var pg *pgtest.Server
-
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &pg)) }
 
 func TestPartitions(t *testing.T) {
 	ctx := context.Background()
-	cfg, err := pg.Deployment(ctx, pgtest.Prefix("jobs"), pgtest.SingleShard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pg.DropDeployment(ctx, cfg)
-	m, err := shardmap.Open(cfg, shardmap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	cfg, m := deployment(t, "jobs")
 	count := func() int {
 		conn, err := pgx.Connect(ctx, cfg.Shards[0].AdminDSN())
 		if err != nil {

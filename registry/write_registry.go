@@ -58,6 +58,14 @@ func (u updater[T]) update(ctx context.Context, tx pgx.Tx, a pgx.NamedArgs) (T, 
 	return collectOne[T](rows, err)
 }
 
+// write runs the update with arguments a in its own write transaction.
+func (u updater[T]) write(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, a pgx.NamedArgs) (Result[T], error) {
+	return write(ctx, sh, sc, w, func(tx pgx.Tx) (T, bool, error) {
+		v, err := u.update(ctx, tx, a)
+		return v, false, err
+	})
+}
+
 var (
 	marketUpdate = newUpdater[Market]("markets", "m", "market", marketCols,
 		[]string{"code", "name", "comune_name", "days", "status", "cost_per_sqm"}, "updated_at = now()")
@@ -117,10 +125,7 @@ func UpdateMarket(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w W
 	setField(a, "days", p.Days)
 	setField(a, "status", p.Status)
 	setField(a, "cost_per_sqm", p.CostPerSqm)
-	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Market, bool, error) {
-		m, err := marketUpdate.update(ctx, tx, a)
-		return m, false, err
-	})
+	return marketUpdate.write(ctx, sh, sc, w, a)
 }
 
 // NewStall is a stall to create in a market.
@@ -176,10 +181,7 @@ func UpdateStall(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Wr
 	setField(a, "area_mq", p.AreaMq)
 	setField(a, "width_m", p.WidthM)
 	setField(a, "depth_m", p.DepthM)
-	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Stall, bool, error) {
-		s, err := stallUpdate.update(ctx, tx, a)
-		return s, false, err
-	})
+	return stallUpdate.write(ctx, sh, sc, w, a)
 }
 
 // NewVendor is a vendor to register in the scope's region.
@@ -227,10 +229,7 @@ func UpdateVendor(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w W
 	setField(a, "denominazione", p.Denominazione)
 	setField(a, "comune", p.Comune)
 	setField(a, "stato", p.Stato)
-	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Vendor, bool, error) {
-		v, err := vendorUpdate.update(ctx, tx, a)
-		return v, false, err
-	})
+	return vendorUpdate.write(ctx, sh, sc, w, a)
 }
 
 // NewConcession is a concession to grant: vendor VendorID on stall StallID
