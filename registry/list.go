@@ -48,6 +48,8 @@ type list[T any] struct {
 	count variants // the list's total
 }
 
+// newList builds the statements of list s: a page orders by key and id
+// and takes @limit rows from @offset.
 func newList[T any](s listSpec[T]) list[T] {
 	order, after := s.id, s.id+" > @after_id"
 	if s.key != "" {
