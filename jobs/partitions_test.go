@@ -2,32 +2,15 @@ package jobs
 
 import (
 	"context"
-	"os"
 	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/dmshub/dmsrouter/pgtest"
-	"github.com/dmshub/dmsrouter/shardmap"
 )
-
-var pg *pgtest.Server
-
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &pg)) }
 
 func TestPartitions(t *testing.T) {
 	ctx := context.Background()
-	cfg, err := pg.Deployment(ctx, pgtest.Prefix("jobs"), pgtest.SingleShard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pg.DropDeployment(ctx, cfg)
-	m, err := shardmap.Open(cfg, shardmap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	cfg, m := deployment(t, "jobs")
 	count := func() int {
 		conn, err := pgx.Connect(ctx, cfg.Shards[0].AdminDSN())
 		if err != nil {
@@ -58,13 +41,13 @@ func TestPartitions(t *testing.T) {
 			if r.Err != nil {
 				t.Fatalf("RunOnce: %v", r.Err)
 			}
-			created += r.Created
+			created += int(r.Count)
 		}
 	}
 	if created != 9 || count() != before+9 {
 		t.Errorf("created %d partitions (now %d, before %d), want 9", created, count(), before)
 	}
-	if again := job.RunOnce(ctx); again[0].Created != 0 || again[0].Err != nil {
+	if again := job.RunOnce(ctx); again[0].Count != 0 || again[0].Err != nil {
 		t.Errorf("second run = %+v, want nothing created", again[0])
 	}
 }

@@ -10,6 +10,13 @@ import (
 // survives a round trip through a JSON number.
 const IDShift = 48
 
+// IDSQL returns an SQL expression of the id of sequence number seq in
+// region region (both SQL expressions), the layout of MakeID:
+// (region::bigint << IDShift) | seq. dms.next_id computes the same.
+func IDSQL(region, seq string) string {
+	return "((" + region + ")::bigint << " + strconv.Itoa(IDShift) + ") | (" + seq + ")"
+}
+
 // MaxSeq is the largest sequence number an id can carry, 2^48-1.
 const MaxSeq = 1<<IDShift - 1
 

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/dmshub/dmsrouter/regions"
@@ -31,41 +32,36 @@ type ConcessionFilter struct {
 const concessionCols = `c.id, lpad(c.region_id::text, 2, '0') AS region, c.market_id, c.stall_id, c.vendor_id,
 	to_char(c.valid_from, 'YYYY-MM-DD') AS valid_from, to_char(c.valid_to, 'YYYY-MM-DD') AS valid_to, c.status`
 
-var concessionList = listSpec[Concession]{
-	name:  "concessions",
-	from:  "FROM concessions c",
-	cols:  concessionCols,
-	order: "c.id",
-	after: func(q *query, c cursor) {
-		q.conds = append(q.conds, "c.id > "+q.arg(c.ID))
-	},
-	cursor: func(c Concession) cursor { return cursor{List: "concessions", ID: c.ID} },
+// concessionSpec is the list of concessions by id.
+var concessionSpec = listSpec[Concession]{
+	name:    "concessions",
+	from:    "FROM concessions c",
+	cols:    concessionCols,
+	where:   []string{"c.region_id = @region"},
+	filters: slices.Concat(rowScope("c"), []string{"c.market_id = @market", "c.vendor_id = @vendor", "c.status = @status", "c.valid_to < @expiring_before"}),
+	id:      "c.id",
+	cursor:  func(c Concession) cursor { return cursor{List: "concessions", ID: c.ID} },
 }
+
+var (
+	concessionList = newList(concessionSpec)
+	getConcession  = newGetter[Concession](concessionCols, "FROM concessions c", rowScope("c"), "c.region_id = @region", "c.id = @id")
+)
 
 // ListConcessions returns one page of the concessions in scope sc matching
 // f, ordered by id.
 func ListConcessions(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, f ConcessionFilter, p Page) (List[Concession], error) {
-	var q query
-	q.scoped(sc, "c.", "market_id")
-	if f.MarketID != 0 {
-		q.where("c.market_id = %s", f.MarketID)
-	}
-	if f.VendorID != 0 {
-		q.where("c.vendor_id = %s", f.VendorID)
-	}
-	if f.Status != "" {
-		q.where("c.status = %s", f.Status)
-	}
+	a := scopeArgs(sc)
+	given(a, "market", f.MarketID)
+	given(a, "vendor", f.VendorID)
+	given(a, "status", f.Status)
 	if !f.ExpiringBefore.IsZero() {
-		q.where("c.valid_to < %s", f.ExpiringBefore)
+		a["expiring_before"] = f.ExpiringBefore
 	}
-	return concessionList.run(ctx, sh, sc, q, p, "")
+	return concessionList.run(ctx, sh, sc, a, p, statement{})
 }
 
 // GetConcession returns concession id if it lies in scope sc, else ErrNotFound.
 func GetConcession(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, id int64) (Concession, error) {
-	var q query
-	q.scoped(sc, "c.", "market_id")
-	q.where("c.id = %s", id)
-	return getOne[Concession](ctx, sh, sc, "SELECT "+concessionCols+" FROM concessions c WHERE "+q.clause(), q.args...)
+	return getConcession.get(ctx, sh, sc, id)
 }

@@ -2,7 +2,10 @@ package registry
 
 import (
 	"context"
+	"slices"
 	"strings"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/shardmap"
@@ -33,66 +36,49 @@ type MarketFilter struct {
 const marketCols = `m.id, lpad(m.region_id::text, 2, '0') AS region, m.code, m.name, m.province, m.comune,
 	m.comune_name, m.days, m.status, m.cost_per_sqm::float8 AS cost_per_sqm`
 
-var marketList = listSpec[Market]{
-	name:  "markets",
-	from:  "FROM markets m",
-	cols:  marketCols,
-	order: "m.name, m.id",
-	after: func(q *query, c cursor) {
-		q.conds = append(q.conds, "(m.name, m.id) > ("+q.arg(c.Text)+", "+q.arg(c.ID)+")")
-	},
-	cursor: func(m Market) cursor { return cursor{List: "markets", Text: m.Name, ID: m.ID} },
+// marketSpec is the list of markets, regional and national alike.
+var marketSpec = listSpec[Market]{
+	name:    "markets",
+	from:    "FROM markets m",
+	cols:    marketCols,
+	where:   []string{"m.region_id = @region"},
+	filters: slices.Concat(marketScope, []string{"m.province = @province", "m.comune = @comune", "m.status = @status", "m.name ILIKE @q"}),
+	key:     "m.name",
+	id:      "m.id",
+	keyArg:  func(c cursor) (any, bool) { return c.Text, true },
+	cursor:  func(m Market) cursor { return cursor{List: "markets", Text: m.Name, ID: m.ID} },
 }
 
-// marketScope adds the scope's predicates for the markets table itself.
-func marketScope(q *query, sc regions.Scope) {
-	q.where("m.region_id = %s", int16(sc.Region.Num()))
-	if sc.Province != "" {
-		q.where("m.province = %s", sc.Province)
+var (
+	marketList = newList(marketSpec)
+	getMarket  = newGetter[Market](marketCols, "FROM markets m", marketScope, "m.region_id = @region", "m.id = @id")
+	// marketGuard yields a row when market @market is visible in the scope.
+	marketGuard = newVariants(marketScope, func(on []string) string {
+		return "SELECT 1 FROM markets m WHERE " + where(slices.Concat([]string{"m.region_id = @region", "m.id = @market"}, on)...)
+	})
+)
+
+// marketArgs returns the arguments of scope sc and filter f.
+func marketArgs(sc regions.Scope, f MarketFilter) pgx.NamedArgs {
+	a := scopeArgs(sc)
+	given(a, "province", f.Province)
+	given(a, "comune", f.Comune)
+	given(a, "status", f.Status)
+	if f.Q != "" {
+		a["q"] = "%" + escapeLike(f.Q) + "%"
 	}
-	if sc.Comune != "" {
-		q.where("m.comune = %s", sc.Comune)
-	}
-	if sc.Market != 0 {
-		q.where("m.id = %s", sc.Market)
-	}
+	return a
 }
 
 // ListMarkets returns one page of the markets in scope sc matching f,
 // ordered by name and id.
 func ListMarkets(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, f MarketFilter, p Page) (List[Market], error) {
-	var q query
-	marketScope(&q, sc)
-	if f.Province != "" {
-		q.where("m.province = %s", f.Province)
-	}
-	if f.Comune != "" {
-		q.where("m.comune = %s", f.Comune)
-	}
-	if f.Status != "" {
-		q.where("m.status = %s", f.Status)
-	}
-	if f.Q != "" {
-		q.where("m.name ILIKE %s", "%"+escapeLike(f.Q)+"%")
-	}
-	return marketList.run(ctx, sh, sc, q, p, "")
+	return marketList.run(ctx, sh, sc, marketArgs(sc, f), p, statement{})
 }
 
 // GetMarket returns the market id if it lies in scope sc, else ErrNotFound.
 func GetMarket(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, id int64) (Market, error) {
-	var q query
-	marketScope(&q, sc)
-	q.where("m.id = %s", id)
-	return getOne[Market](ctx, sh, sc, "SELECT "+marketCols+" FROM markets m WHERE "+q.clause(), q.args...)
-}
-
-// marketGuard returns a query (and its arguments) that yields a row when
-// market id is visible in scope sc.
-func marketGuard(sc regions.Scope, id int64) (string, []any) {
-	var q query
-	marketScope(&q, sc)
-	q.where("m.id = %s", id)
-	return "SELECT 1 FROM markets m WHERE " + q.clause(), q.args
+	return getMarket.get(ctx, sh, sc, id)
 }
 
 func escapeLike(s string) string {

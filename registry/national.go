@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -54,7 +53,7 @@ func Summary(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, day time
 	month := time.Date(day.Year(), day.Month(), 1, 0, 0, 0, 0, time.UTC)
 	out := RegionSummary{Stalls: zeroCounts(StallStatuses), Concessions: zeroCounts(ConcessionStatuses)}
 	err := sh.Read(ctx, sc, func(b *pgx.Batch) {
-		b.Queue(summarySQL, r, knownVersion, day, month).QueryRow(func(row pgx.Row) error {
+		summarySQL.queue(b, pgx.NamedArgs{"region": r, "known_version": knownVersion, "day": day, "month": month}).QueryRow(func(row pgx.Row) error {
 			var version *int64
 			counts := make([]int64, len(StallStatuses)+len(ConcessionStatuses))
 			dest := []any{&out.MarketsActive, &out.PresencesDay, &out.PresencesMonth, &version, &out.VendorsUnchanged, &out.PartiteIVA}
@@ -95,8 +94,8 @@ func Summary(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, day time
 	return out, nil
 }
 
-// summarySQL reads a region's summary in one statement ($1 region, $2 the
-// known version of its set of partite IVA, $3 the day, $4 its month): one
+// summarySQL reads a region's summary in one statement (@region, the
+// @known_version of its set of partite IVA, the @day, its @month): one
 // statement rather than five saves most of the per-statement work of both
 // ends, which is most of the work of so small a read. Its columns: active
 // markets; presences on the day (presence_daily) and in the month
@@ -106,27 +105,27 @@ func Summary(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, day time
 // index-only scan reads without sorting; then one count per status of
 // StallStatuses and of ConcessionStatuses from region_status_counts (the
 // CHECK constraints of stalls and concessions allow no other status).
-var summarySQL = func() string {
+var summarySQL = named(func() string {
 	var counts []string
 	for _, e := range []struct {
 		entity   string
 		statuses []string
 	}{{"stalls", StallStatuses}, {"concessions", ConcessionStatuses}} {
 		for _, st := range e.statuses {
-			counts = append(counts, fmt.Sprintf("coalesce(sum(c.n) FILTER (WHERE c.entity = '%s' AND c.status = '%s'), 0)::int8", e.entity, st))
+			counts = append(counts, "coalesce(sum(c.n) FILTER (WHERE c.entity = '"+e.entity+"' AND c.status = '"+st+"'), 0)::int8")
 		}
 	}
-	return `SELECT mk.n, pd.n, pm.n, vs.version, vs.version IS NOT NULL AND vs.version = $2,
-	    CASE WHEN vs.version IS NULL OR vs.version <> $2 THEN (
+	return `SELECT mk.n, pd.n, pm.n, vs.version, vs.version IS NOT NULL AND vs.version = @known_version,
+	    CASE WHEN vs.version IS NULL OR vs.version <> @known_version THEN (
 	        SELECT coalesce(array_agg(p), '{}') FROM (
-	            SELECT v.partita_iva::int8 AS p FROM vendors v WHERE v.region_id = $1 ORDER BY v.partita_iva) x)
+	            SELECT v.partita_iva::int8 AS p FROM vendors v WHERE v.region_id = @region ORDER BY v.partita_iva) x)
 	    END, st.*
-	FROM (SELECT count(*) AS n FROM markets m WHERE m.region_id = $1 AND m.status = 'active') mk,
-	    (SELECT coalesce(sum(d.n), 0)::int8 AS n FROM presence_daily d WHERE d.region_id = $1 AND d.date = $3) pd,
-	    (SELECT coalesce(sum(m.n), 0)::int8 AS n FROM presence_monthly m WHERE m.region_id = $1 AND m.month = $4) pm,
-	    (SELECT ` + strings.Join(counts, ", ") + ` FROM region_status_counts c WHERE c.region_id = $1) st,
-	    (SELECT) one LEFT JOIN vendor_set_versions vs ON vs.region_id = $1`
-}()
+	FROM (SELECT count(*) AS n FROM markets m WHERE m.region_id = @region AND m.status = 'active') mk,
+	    (SELECT coalesce(sum(d.n), 0)::int8 AS n FROM presence_daily d WHERE d.region_id = @region AND d.date = @day) pd,
+	    (SELECT coalesce(sum(m.n), 0)::int8 AS n FROM presence_monthly m WHERE m.region_id = @region AND m.month = @month) pm,
+	    (SELECT ` + strings.Join(counts, ", ") + ` FROM region_status_counts c WHERE c.region_id = @region) st,
+	    (SELECT) one LEFT JOIN vendor_set_versions vs ON vs.region_id = @region`
+}())
 
 func zeroCounts(keys []string) map[string]int64 {
 	m := make(map[string]int64, len(keys))
@@ -142,15 +141,28 @@ type DayCount struct {
 	N    int64  `db:"n"`
 }
 
+var (
+	presencesByDaySQL = named(`SELECT to_char(d.date, 'YYYY-MM-DD') AS date, sum(d.n)::int8 AS n
+		FROM presence_daily d WHERE d.region_id = @region AND d.date BETWEEN @from AND @to
+		GROUP BY d.date ORDER BY d.date`)
+	// wholeMonthsSQL sums the months from @full_from to before @full_to,
+	// partMonthsSQL the days from @from to @to outside them.
+	wholeMonthsSQL = named(`SELECT to_char(m.month, 'YYYY-MM') AS date, sum(m.n)::int8 AS n
+		FROM presence_monthly m WHERE m.region_id = @region AND m.month >= @full_from AND m.month < @full_to
+		GROUP BY m.month`)
+	partMonthsSQL = named(`SELECT to_char(d.date, 'YYYY-MM') AS date, sum(d.n)::int8 AS n
+		FROM presence_daily d WHERE d.region_id = @region AND d.date >= @from AND d.date <= @to
+			AND (d.date < @full_from OR d.date >= @full_to)
+		GROUP BY 1`)
+)
+
 // PresencesByDay returns the presences of region sc.Region on each day from
 // from to to inclusive that has any, ordered by date, from the presence_daily
 // rollup.
 func PresencesByDay(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, from, to time.Time) ([]DayCount, error) {
 	var out []DayCount
 	err := sh.Read(ctx, sc, func(b *pgx.Batch) {
-		b.Queue(`SELECT to_char(d.date, 'YYYY-MM-DD') AS date, sum(d.n)::int8 AS n
-			FROM presence_daily d WHERE d.region_id = $1 AND d.date BETWEEN $2 AND $3
-			GROUP BY d.date ORDER BY d.date`, int16(sc.Region.Num()), from, to).
+		presencesByDaySQL.queue(b, pgx.NamedArgs{"region": int16(sc.Region.Num()), "from": from, "to": to}).
 			Query(func(rows pgx.Rows) error {
 				var err error
 				out, err = pgx.CollectRows(rows, pgx.RowToStructByName[DayCount])
@@ -187,12 +199,9 @@ func PresencesByMonth(ctx context.Context, sh *shardmap.Shard, sc regions.Scope,
 		return err
 	}
 	err := sh.Read(ctx, sc, func(b *pgx.Batch) {
-		b.Queue(`SELECT to_char(m.month, 'YYYY-MM') AS date, sum(m.n)::int8 AS n
-			FROM presence_monthly m WHERE m.region_id = $1 AND m.month >= $2 AND m.month < $3
-			GROUP BY m.month`, r, fullFrom, fullTo).Query(collect)
-		b.Queue(`SELECT to_char(d.date, 'YYYY-MM') AS date, sum(d.n)::int8 AS n
-			FROM presence_daily d WHERE d.region_id = $1 AND d.date >= $2 AND d.date <= $3 AND (d.date < $4 OR d.date >= $5)
-			GROUP BY 1`, r, from, to, fullFrom, fullTo).Query(collect)
+		a := pgx.NamedArgs{"region": r, "from": from, "to": to, "full_from": fullFrom, "full_to": fullTo}
+		wholeMonthsSQL.queue(b, a).Query(collect)
+		partMonthsSQL.queue(b, a).Query(collect)
 	})
 	if err != nil {
 		return nil, err
@@ -208,10 +217,27 @@ func PresencesByMonth(ctx context.Context, sh *shardmap.Shard, sc regions.Scope,
 // expiringList names the cursors of the national list of expiring concessions.
 const expiringList = "expiring"
 
+// expiringConcessions is the national list of the ATTIVA concessions whose
+// valid_to lies from @from to @until, by (valid_to, id): the list of
+// concessions in scope, ordered by valid_to first.
+var expiringConcessions = newList(func() listSpec[Concession] {
+	s := concessionSpec
+	s.name = expiringList
+	s.where = append(slices.Clip(s.where), "c.status = 'ATTIVA'", "c.valid_to >= @from", "c.valid_to <= @until")
+	s.filters = rowScope("c")
+	s.key = "c.valid_to"
+	s.keyArg = func(c cursor) (any, bool) {
+		t, err := time.Parse(time.DateOnly, c.Text)
+		return t, err == nil
+	}
+	s.cursor = func(c Concession) cursor { return cursor{List: expiringList, Text: c.ValidTo, ID: c.ID} }
+	return s
+}())
+
 // ExpiringCursor returns the cursor that continues a list of expiring
 // concessions after c.
 func ExpiringCursor(c Concession) string {
-	return cursor{List: expiringList, Text: c.ValidTo, ID: c.ID}.encode()
+	return expiringConcessions.spec.cursor(c).encode()
 }
 
 // ExpiringConcessions returns the first n ATTIVA concessions of region
@@ -220,47 +246,28 @@ func ExpiringCursor(c Concession) string {
 // start), and the total of such concessions regardless of cur. A cursor this
 // package did not issue for the list is ErrBadCursor.
 func ExpiringConcessions(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, from, until time.Time, cur string, n int) ([]Concession, int64, error) {
-	var q query
-	q.scoped(sc, "c.", "market_id")
-	q.conds = append(q.conds, "c.status = 'ATTIVA'")
-	q.where("c.valid_to >= %s", from)
-	q.where("c.valid_to <= %s", until)
-	countSQL, countArgs := "SELECT count(*) FROM concessions c WHERE "+q.clause(), slices.Clone(q.args)
-	if cur != "" {
-		c, err := decodeCursor(expiringList, cur)
-		if err != nil {
-			return nil, 0, err
-		}
-		after, err := time.Parse(time.DateOnly, c.Text)
-		if err != nil {
-			return nil, 0, ErrBadCursor
-		}
-		q.conds = append(q.conds, "(c.valid_to, c.id) > ("+q.arg(after)+"::date, "+q.arg(c.ID)+")")
-	}
-	pageSQL := "SELECT " + concessionCols + " FROM concessions c WHERE " + q.clause() +
-		" ORDER BY c.valid_to, c.id LIMIT " + q.arg(n)
-	var (
-		items []Concession
-		total int64
-	)
-	err := sh.Read(ctx, sc, func(b *pgx.Batch) {
-		b.Queue(pageSQL, q.args...).Query(func(rows pgx.Rows) error {
-			var err error
-			items, err = pgx.CollectRows(rows, pgx.RowToStructByName[Concession])
-			return err
-		})
-		b.Queue(countSQL, countArgs...).QueryRow(func(row pgx.Row) error { return row.Scan(&total) })
-	})
-	return items, total, err
+	a := scopeArgs(sc)
+	a["from"], a["until"] = from, until
+	return expiringConcessions.leg(ctx, sh, sc, a, cur, n)
 }
 
 // nationalMarketsList names the cursors of the national list of markets.
 const nationalMarketsList = "national-markets"
 
+// nationalMarkets is the list of markets ordered by name in byte order
+// (COLLATE "C"), the order of the router's merge, whatever the database's
+// collation; the index markets_region_name_bytes serves it.
+var nationalMarkets = newList(func() listSpec[Market] {
+	s := marketSpec.collate("C")
+	s.name = nationalMarketsList
+	s.cursor = func(m Market) cursor { return cursor{List: nationalMarketsList, Text: m.Name, ID: m.ID} }
+	return s
+}())
+
 // NationalMarketsCursor returns the cursor that continues the national list
 // of markets after m.
 func NationalMarketsCursor(m Market) string {
-	return cursor{List: nationalMarketsList, Text: m.Name, ID: m.ID}.encode()
+	return nationalMarkets.spec.cursor(m).encode()
 }
 
 // MarketsByName returns the first n markets of region sc.Region matching f
@@ -270,37 +277,8 @@ func NationalMarketsCursor(m Market) string {
 // total of the matching markets regardless of cur. A cursor this package did
 // not issue for the list is ErrBadCursor.
 func MarketsByName(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, f MarketFilter, cur string, n int) ([]Market, int64, error) {
-	var q query
-	marketScope(&q, sc)
-	if f.Status != "" {
-		q.where("m.status = %s", f.Status)
-	}
-	if f.Q != "" {
-		q.where("m.name ILIKE %s", "%"+escapeLike(f.Q)+"%")
-	}
-	countSQL, countArgs := "SELECT count(*) FROM markets m WHERE "+q.clause(), slices.Clone(q.args)
-	if cur != "" {
-		c, err := decodeCursor(nationalMarketsList, cur)
-		if err != nil {
-			return nil, 0, err
-		}
-		q.conds = append(q.conds, `(m.name COLLATE "C", m.id) > (`+q.arg(c.Text)+", "+q.arg(c.ID)+")")
-	}
-	pageSQL := "SELECT " + marketCols + ` FROM markets m WHERE ` + q.clause() +
-		` ORDER BY m.name COLLATE "C", m.id LIMIT ` + q.arg(n)
-	var (
-		items []Market
-		total int64
-	)
-	err := sh.Read(ctx, sc, func(b *pgx.Batch) {
-		b.Queue(pageSQL, q.args...).Query(func(rows pgx.Rows) error {
-			var err error
-			items, err = pgx.CollectRows(rows, pgx.RowToStructByName[Market])
-			return err
-		})
-		b.Queue(countSQL, countArgs...).QueryRow(func(row pgx.Row) error { return row.Scan(&total) })
-	})
-	return items, total, err
+	f.Province, f.Comune = "", ""
+	return nationalMarkets.leg(ctx, sh, sc, marketArgs(sc, f), cur, n)
 }
 
 // MaxVendorConcessions bounds the concessions VendorInRegion lists.
@@ -314,36 +292,41 @@ type VendorRegion struct {
 	PresencesThisYear int64        `json:"presences_this_year"` // from yearStart on
 }
 
+// The statements of VendorInRegion: the vendor with partita IVA @piva in
+// @region (vendors are scoped by region only), its first @limit concessions
+// there, their total, and its presences there from @year_start on.
+var (
+	vendorInRegionSQL    = named("SELECT " + vendorCols + " FROM vendors v WHERE v.region_id = @region AND v.partita_iva = @piva")
+	vendorIDSQL          = "(SELECT v.id FROM vendors v WHERE v.region_id = @region AND v.partita_iva = @piva)"
+	vendorConcessionsSQL = named("SELECT " + concessionCols + " FROM concessions c WHERE c.region_id = @region AND c.vendor_id = " +
+		vendorIDSQL + " ORDER BY c.id LIMIT @limit")
+	vendorConcessionsTotalSQL = named("SELECT count(*) FROM concessions c WHERE c.region_id = @region AND c.vendor_id = " + vendorIDSQL)
+	vendorPresencesSQL        = named("SELECT count(*) FROM vendor_presences p WHERE p.region_id = @region AND p.vendor_id = " +
+		vendorIDSQL + " AND p.date >= @year_start")
+)
+
 // VendorInRegion returns the vendor with partita IVA piva as region
 // sc.Region knows it, with its concessions there and its presences there
 // since yearStart, or ErrNotFound when the region has no such vendor.
 func VendorInRegion(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, piva string, yearStart time.Time) (VendorRegion, error) {
-	r := int16(sc.Region.Num())
 	out := VendorRegion{Concessions: []Concession{}}
 	found := false
-	// The vendor's row: vendors are scoped by region only.
-	vendor := `SELECT v.id FROM vendors v WHERE v.region_id = $1 AND v.partita_iva = $2`
+	a := pgx.NamedArgs{"region": int16(sc.Region.Num()), "piva": piva, "limit": MaxVendorConcessions, "year_start": yearStart}
 	err := sh.Read(ctx, sc, func(b *pgx.Batch) {
-		b.Queue("SELECT "+vendorCols+" FROM vendors v WHERE v.region_id = $1 AND v.partita_iva = $2", r, piva).
-			Query(func(rows pgx.Rows) error {
-				v, err := pgx.CollectRows(rows, pgx.RowToStructByName[Vendor])
-				if len(v) == 1 {
-					out.Vendor, found = v[0], true
-				}
-				return err
-			})
-		b.Queue("SELECT "+concessionCols+" FROM concessions c WHERE c.region_id = $1 AND c.vendor_id = ("+vendor+
-			") ORDER BY c.id LIMIT $3", r, piva, MaxVendorConcessions).
-			Query(func(rows pgx.Rows) error {
-				var err error
-				out.Concessions, err = pgx.CollectRows(rows, pgx.RowToStructByName[Concession])
-				return err
-			})
-		b.Queue("SELECT count(*) FROM concessions c WHERE c.region_id = $1 AND c.vendor_id = ("+vendor+")", r, piva).
-			QueryRow(func(row pgx.Row) error { return row.Scan(&out.ConcessionsTotal) })
-		b.Queue("SELECT count(*) FROM vendor_presences p WHERE p.region_id = $1 AND p.vendor_id = ("+vendor+
-			") AND p.date >= $3", r, piva, yearStart).
-			QueryRow(func(row pgx.Row) error { return row.Scan(&out.PresencesThisYear) })
+		vendorInRegionSQL.queue(b, a).Query(func(rows pgx.Rows) error {
+			v, err := pgx.CollectRows(rows, pgx.RowToStructByName[Vendor])
+			if len(v) == 1 {
+				out.Vendor, found = v[0], true
+			}
+			return err
+		})
+		vendorConcessionsSQL.queue(b, a).Query(func(rows pgx.Rows) error {
+			var err error
+			out.Concessions, err = pgx.CollectRows(rows, pgx.RowToStructByName[Concession])
+			return err
+		})
+		vendorConcessionsTotalSQL.queue(b, a).QueryRow(func(row pgx.Row) error { return row.Scan(&out.ConcessionsTotal) })
+		vendorPresencesSQL.queue(b, a).QueryRow(func(row pgx.Row) error { return row.Scan(&out.PresencesThisYear) })
 	})
 	if err != nil {
 		return out, err

@@ -24,17 +24,16 @@ type Presence struct {
 const presenceCols = `p.id, lpad(p.region_id::text, 2, '0') AS region, p.market_id, p.vendor_id, p.stall_id,
 	to_char(p.date, 'YYYY-MM-DD') AS date, p.kind, p.checkin_at, p.checkout_at`
 
-var presenceList = listSpec[Presence]{
-	name:  "presences",
-	from:  "FROM vendor_presences p",
-	cols:  presenceCols,
-	order: "p.id",
-	after: func(q *query, c cursor) {
-		q.conds = append(q.conds, "p.id > "+q.arg(c.ID))
-	},
+var presenceList = newList(listSpec[Presence]{
+	name:    "presences",
+	from:    "FROM vendor_presences p",
+	cols:    presenceCols,
+	where:   []string{"p.region_id = @region", "p.market_id = @market", "p.date = @date"},
+	filters: rowScope("p"),
+	id:      "p.id",
 	cursor:  func(p Presence) cursor { return cursor{List: "presences", ID: p.ID} },
 	prelude: genericPlans,
-}
+})
 
 // genericPlans makes the rest of a read's transaction use the plan cache's
 // generic plan of each statement. vendor_presences has a partition per
@@ -52,10 +51,7 @@ const genericPlans = `SELECT set_config('plan_cache_mode', 'force_generic_plan',
 // day, ordered by id, or ErrNotFound when the market is not visible in
 // scope sc.
 func ListPresences(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, marketID int64, day time.Time, p Page) (List[Presence], error) {
-	var q query
-	q.scoped(sc, "p.", "market_id")
-	q.where("p.market_id = %s", marketID)
-	q.where("p.date = %s", day)
-	guard, args := marketGuard(sc, marketID)
-	return presenceList.run(ctx, sh, sc, q, p, guard, args...)
+	a := scopeArgs(sc)
+	a["market"], a["date"] = marketID, day
+	return presenceList.run(ctx, sh, sc, a, p, marketGuard.pick(a))
 }

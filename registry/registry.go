@@ -7,9 +7,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"strconv"
-	"strings"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/dmshub/dmsrouter/regions"
 )
@@ -40,44 +39,31 @@ type List[T any] struct {
 	NextCursor     string `json:"next_cursor,omitempty"`
 }
 
-// query builds a WHERE clause and its arguments.
-type query struct {
-	conds []string
-	args  []any
+// scopeArgs returns the named arguments of scope sc that the statements of
+// this package take: @region always, and @scope_province, @scope_comune and
+// @scope_market when sc narrows to them, which makes the conditions of
+// marketScope and rowScope apply.
+func scopeArgs(sc regions.Scope) pgx.NamedArgs {
+	a := pgx.NamedArgs{"region": int16(sc.Region.Num())}
+	given(a, "scope_province", sc.Province)
+	given(a, "scope_comune", sc.Comune)
+	given(a, "scope_market", sc.Market)
+	return a
 }
 
-// arg adds v to the arguments and returns its placeholder.
-func (q *query) arg(v any) string {
-	q.args = append(q.args, v)
-	return "$" + strconv.Itoa(len(q.args))
-}
+// marketScope are the scope's predicates on the markets table m, for the
+// optional conditions of a statement; m.region_id = @region is not optional.
+// Row-level security applies the same predicates; stating them keeps the
+// router's queries correct on their own and lets the planner use them.
+var marketScope = []string{"m.province = @scope_province", "m.comune = @scope_comune", "m.id = @scope_market"}
 
-// where adds a condition; %s in cond is replaced by v's placeholder.
-func (q *query) where(cond string, v any) {
-	q.conds = append(q.conds, fmt.Sprintf(cond, q.arg(v)))
-}
-
-func (q *query) clause() string {
-	if len(q.conds) == 0 {
-		return "TRUE"
-	}
-	return strings.Join(q.conds, " AND ")
-}
-
-// scoped adds the scope's predicates for a table whose rows belong to a
-// market (comune and market_id columns). Row-level security applies the same
-// predicates; stating them keeps the router's queries correct on their own
-// and lets the planner use them.
-func (q *query) scoped(sc regions.Scope, alias, marketCol string) {
-	q.where(alias+"region_id = %s", int16(sc.Region.Num()))
-	if sc.Province != "" {
-		q.where("left("+alias+"comune, 3) = %s", sc.Province)
-	}
-	if sc.Comune != "" {
-		q.where(alias+"comune = %s", sc.Comune)
-	}
-	if sc.Market != 0 {
-		q.where(alias+marketCol+" = %s", sc.Market)
+// rowScope returns the scope's predicates, as marketScope, on a table
+// aliased alias whose rows belong to a market (comune and market_id columns).
+func rowScope(alias string) []string {
+	return []string{
+		"left(" + alias + ".comune, 3) = @scope_province",
+		alias + ".comune = @scope_comune",
+		alias + ".market_id = @scope_market",
 	}
 }
 

@@ -34,6 +34,17 @@ const rankingCTE = `ranking AS (
 		  AND @ref::date BETWEEN c.valid_from AND c.valid_to)
 )`
 
+// graduatoriaSQL reads a page (@limit, @offset) of the ranking,
+// graduatoriaTotalSQL its length.
+var (
+	graduatoriaSQL = named(`WITH ` + rankingCTE + `
+		SELECT r.rank, r.vendor_id, coalesce(v.denominazione, '') AS denominazione, r.presences,
+			to_char(r.first_presence, 'YYYY-MM-DD') AS first_presence
+		FROM ranking r LEFT JOIN vendors v ON v.id = r.vendor_id
+		ORDER BY r.rank LIMIT @limit OFFSET @offset`)
+	graduatoriaTotalSQL = named(`WITH ` + rankingCTE + ` SELECT count(*) FROM ranking`)
+)
+
 // GraduatoriaEntry is one vendor's place in a market's ranking.
 type GraduatoriaEntry struct {
 	Rank          int64  `json:"rank" db:"rank"`
@@ -62,28 +73,26 @@ func GetGraduatoria(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, m
 	if to.After(today) {
 		to = today
 	}
-	args := pgx.NamedArgs{"region": int16(sc.Region.Num()), "market": marketID, "kind": kind, "from": from, "to": to,
-		"ref": to, "limit": p.Limit, "offset": p.Offset}
-	guard, guardArgs := marketGuard(sc, marketID)
+	a := scopeArgs(sc)
+	for k, v := range (pgx.NamedArgs{"market": marketID, "kind": kind, "from": from, "to": to, "ref": to,
+		"limit": p.Limit, "offset": p.Offset}) {
+		a[k] = v
+	}
 	found := false
 	err := sh.Read(ctx, sc, func(b *pgx.Batch) {
-		b.Queue(guard, guardArgs...).Query(func(rows pgx.Rows) error {
+		marketGuard.pick(a).queue(b, a).Query(func(rows pgx.Rows) error {
 			found = rows.Next()
 			rows.Close()
 			return rows.Err()
 		})
-		b.Queue(`WITH `+rankingCTE+`
-			SELECT r.rank, r.vendor_id, coalesce(v.denominazione, '') AS denominazione, r.presences,
-				to_char(r.first_presence, 'YYYY-MM-DD') AS first_presence
-			FROM ranking r LEFT JOIN vendors v ON v.id = r.vendor_id
-			ORDER BY r.rank LIMIT @limit OFFSET @offset`, args).Query(func(rows pgx.Rows) error {
+		graduatoriaSQL.queue(b, a).Query(func(rows pgx.Rows) error {
 			items, err := pgx.CollectRows(rows, pgx.RowToStructByName[GraduatoriaEntry])
 			if items != nil {
 				out.Items = items
 			}
 			return err
 		})
-		b.Queue(`WITH `+rankingCTE+` SELECT count(*) FROM ranking`, args).QueryRow(func(row pgx.Row) error {
+		graduatoriaTotalSQL.queue(b, a).QueryRow(func(row pgx.Row) error {
 			return row.Scan(&out.Total)
 		})
 	})
@@ -118,6 +127,52 @@ type Spunta struct {
 	AlreadyRun bool `json:"already_run"`
 }
 
+// The statements of RunSpunta (see writeArgs, rankingCTE, @comune, @day
+// and @result): spuntaMarketSQL reads the market's comune; spuntaClaimSQL
+// claims the market day's run, unless it ran already, and spuntaResultSQL
+// reads the outcome of that run; spuntaAssignSQL assigns the free stalls to
+// the present spuntisti by rank, audited, and selects the ranking;
+// spuntaStoreSQL stores the outcome with the run.
+var (
+	spuntaMarketSQL = named(`SELECT comune FROM markets WHERE id = @market AND region_id = @region`)
+	spuntaClaimSQL  = named(`INSERT INTO spunta_runs (region_id, market_id, comune, date, run_by, result)
+		VALUES (@region, @market, @comune, @day, @user, 'null') ON CONFLICT DO NOTHING`)
+	spuntaResultSQL = named(`SELECT result::text FROM spunta_runs WHERE market_id = @market AND date = @day`)
+	spuntaAssignSQL = named(`WITH ` + rankingCTE + `, present AS (
+		SELECT p.id AS presence_id, p.vendor_id, r.rank, row_number() OVER (ORDER BY r.rank) AS n
+		FROM vendor_presences p JOIN ranking r ON r.vendor_id = p.vendor_id
+		WHERE p.market_id = @market AND p.date = @day::date AND p.kind = 'SPUNTA' AND p.stall_id IS NULL
+	), free AS (
+		SELECT s.id AS stall_id, s.number AS stall_number, row_number() OVER (ORDER BY s.number) AS n
+		FROM stalls s
+		WHERE s.market_id = @market AND s.region_id = @region AND s.status <> 'riservato'
+		  AND NOT EXISTS (SELECT 1 FROM vendor_presences p
+			WHERE p.market_id = @market AND p.date = @day::date AND p.stall_id = s.id)
+	), pairs AS (
+		SELECT present.presence_id, free.stall_id, free.stall_number FROM present JOIN free USING (n)
+	), old_p AS (
+		SELECT p.* FROM vendor_presences p JOIN pairs ON p.id = pairs.presence_id
+		WHERE p.market_id = @market AND p.date = @day::date
+	), upd_p AS (
+		UPDATE vendor_presences p SET stall_id = pairs.stall_id FROM pairs
+		WHERE p.id = pairs.presence_id AND p.market_id = @market AND p.date = @day::date
+		RETURNING p.*
+	), old_s AS (
+		SELECT s.* FROM stalls s JOIN pairs ON s.id = pairs.stall_id WHERE s.status <> 'occupato'
+	), upd_s AS (
+		UPDATE stalls s SET status = 'occupato' FROM pairs WHERE s.id = pairs.stall_id AND s.status <> 'occupato'
+		RETURNING s.*
+	), ` + auditCTE("audit_p", "spunta", "presence", "n.id, to_jsonb(o), to_jsonb(n) FROM old_p o JOIN upd_p n ON n.id = o.id") + `,
+	` + auditCTE("audit_s", "spunta", "stall", "n.id, to_jsonb(o), to_jsonb(n) FROM old_s o JOIN upd_s n ON n.id = o.id") + `
+	SELECT present.rank, present.vendor_id, present.presence_id, pairs.stall_id, pairs.stall_number
+	FROM present LEFT JOIN pairs USING (presence_id)
+	ORDER BY present.rank`)
+	spuntaStoreSQL = named(`WITH upd AS (
+		UPDATE spunta_runs SET result = @result WHERE market_id = @market AND date = @day RETURNING *
+	), ` + auditCTE("audit", "spunta", "market", "n.market_id, NULL, to_jsonb(n) FROM upd n") + `
+	SELECT count(*) FROM upd`)
+)
+
 // RunSpunta runs the spunta of market marketID on day in scope sc, in one
 // transaction: the stalls free that day (not riservato, with no presence
 // on them) go, in order of stall number, to the present spuntisti without a
@@ -129,24 +184,24 @@ type Spunta struct {
 func RunSpunta(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, marketID int64, day time.Time) (Result[Spunta], error) {
 	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Spunta, bool, error) {
 		out := Spunta{MarketID: marketID, Date: day.Format(time.DateOnly), RunBy: w.Actor.User, Ranking: []SpuntaAssignment{}}
-		region := int16(sc.Region.Num())
+		a := writeArgs(sc, w, pgx.NamedArgs{"market": marketID, "kind": "SPUNTA", "from": time.Date(day.Year(), 1, 1, 0, 0, 0, 0, time.UTC),
+			"to": day, "ref": day, "day": day})
 		var comune string
-		err := tx.QueryRow(ctx, `SELECT comune FROM markets WHERE id = $1 AND region_id = $2`, marketID, region).Scan(&comune)
+		err := spuntaMarketSQL.queryRow(ctx, tx, a).Scan(&comune)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return out, false, ErrNotFound
 		}
 		if err != nil {
 			return out, false, err
 		}
-		tag, err := tx.Exec(ctx, `INSERT INTO spunta_runs (region_id, market_id, comune, date, run_by, result)
-			VALUES ($1, $2, $3, $4, $5, 'null') ON CONFLICT DO NOTHING`, region, marketID, comune, day, w.Actor.User)
+		a["comune"] = comune
+		tag, err := spuntaClaimSQL.exec(ctx, tx, a)
 		if err != nil {
 			return out, false, err
 		}
 		if tag.RowsAffected() == 0 {
 			var stored []byte
-			if err := tx.QueryRow(ctx, `SELECT result::text FROM spunta_runs WHERE market_id = $1 AND date = $2`,
-				marketID, day).Scan(&stored); err != nil {
+			if err := spuntaResultSQL.queryRow(ctx, tx, a).Scan(&stored); err != nil {
 				return out, false, fmt.Errorf("read spunta run: %w", err)
 			}
 			if err := json.Unmarshal(stored, &out); err != nil {
@@ -155,37 +210,7 @@ func RunSpunta(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Writ
 			out.AlreadyRun = true
 			return out, false, nil
 		}
-		rows, err := tx.Query(ctx, `WITH `+rankingCTE+`, present AS (
-				SELECT p.id AS presence_id, p.vendor_id, r.rank, row_number() OVER (ORDER BY r.rank) AS n
-				FROM vendor_presences p JOIN ranking r ON r.vendor_id = p.vendor_id
-				WHERE p.market_id = @market AND p.date = @day::date AND p.kind = 'SPUNTA' AND p.stall_id IS NULL
-			), free AS (
-				SELECT s.id AS stall_id, s.number AS stall_number, row_number() OVER (ORDER BY s.number) AS n
-				FROM stalls s
-				WHERE s.market_id = @market AND s.region_id = @region AND s.status <> 'riservato'
-				  AND NOT EXISTS (SELECT 1 FROM vendor_presences p
-					WHERE p.market_id = @market AND p.date = @day::date AND p.stall_id = s.id)
-			), pairs AS (
-				SELECT present.presence_id, free.stall_id, free.stall_number FROM present JOIN free USING (n)
-			), old_p AS (
-				SELECT p.* FROM vendor_presences p JOIN pairs ON p.id = pairs.presence_id
-				WHERE p.market_id = @market AND p.date = @day::date
-			), upd_p AS (
-				UPDATE vendor_presences p SET stall_id = pairs.stall_id FROM pairs
-				WHERE p.id = pairs.presence_id AND p.market_id = @market AND p.date = @day::date
-				RETURNING p.*
-			), old_s AS (
-				SELECT s.* FROM stalls s JOIN pairs ON s.id = pairs.stall_id WHERE s.status <> 'occupato'
-			), upd_s AS (
-				UPDATE stalls s SET status = 'occupato' FROM pairs WHERE s.id = pairs.stall_id AND s.status <> 'occupato'
-				RETURNING s.*
-			), `+auditCTE("audit_p", "spunta", "presence", "n.id, to_jsonb(o), to_jsonb(n) FROM old_p o JOIN upd_p n ON n.id = o.id")+`,
-			`+auditCTE("audit_s", "spunta", "stall", "n.id, to_jsonb(o), to_jsonb(n) FROM old_s o JOIN upd_s n ON n.id = o.id")+`
-			SELECT present.rank, present.vendor_id, present.presence_id, pairs.stall_id, pairs.stall_number
-			FROM present LEFT JOIN pairs USING (presence_id)
-			ORDER BY present.rank`,
-			writeArgs(sc, w, pgx.NamedArgs{"market": marketID, "kind": "SPUNTA", "from": time.Date(day.Year(), 1, 1, 0, 0, 0, 0, time.UTC),
-				"to": day, "ref": day, "day": day}))
+		rows, err := spuntaAssignSQL.query(ctx, tx, a)
 		if err != nil {
 			return out, false, err
 		}
@@ -205,11 +230,8 @@ func RunSpunta(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Writ
 		if err != nil {
 			return out, false, err
 		}
-		_, err = tx.Exec(ctx, `WITH upd AS (
-				UPDATE spunta_runs SET result = @result WHERE market_id = @market AND date = @day RETURNING *
-			), `+auditCTE("audit", "spunta", "market", "n.market_id, NULL, to_jsonb(n) FROM upd n")+`
-			SELECT count(*) FROM upd`,
-			writeArgs(sc, w, pgx.NamedArgs{"result": string(result), "market": marketID, "day": day}))
+		a["result"] = string(result)
+		_, err = spuntaStoreSQL.exec(ctx, tx, a)
 		return out, true, err
 	})
 }

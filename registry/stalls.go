@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"slices"
 
 	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/shardmap"
@@ -29,37 +30,32 @@ type StallFilter struct {
 const stallCols = `s.id, lpad(s.region_id::text, 2, '0') AS region, s.market_id, s.number, s.type, s.status,
 	s.area_mq::float8 AS area_mq, s.width_m::float8 AS width_m, s.depth_m::float8 AS depth_m`
 
-var stallList = listSpec[Stall]{
-	name:  "stalls",
-	from:  "FROM stalls s",
-	cols:  stallCols,
-	order: "s.number, s.id",
-	after: func(q *query, c cursor) {
-		q.conds = append(q.conds, "(s.number, s.id) > ("+q.arg(int32(c.Num))+", "+q.arg(c.ID)+")")
-	},
-	cursor: func(s Stall) cursor { return cursor{List: "stalls", Num: int64(s.Number), ID: s.ID} },
-}
+var (
+	stallList = newList(listSpec[Stall]{
+		name:    "stalls",
+		from:    "FROM stalls s",
+		cols:    stallCols,
+		where:   []string{"s.region_id = @region", "s.market_id = @market"},
+		filters: slices.Concat(rowScope("s"), []string{"s.status = @status", "s.type = @type"}),
+		key:     "s.number",
+		id:      "s.id",
+		keyArg:  func(c cursor) (any, bool) { return int32(c.Num), true },
+		cursor:  func(s Stall) cursor { return cursor{List: "stalls", Num: int64(s.Number), ID: s.ID} },
+	})
+	getStall = newGetter[Stall](stallCols, "FROM stalls s", rowScope("s"), "s.region_id = @region", "s.id = @id")
+)
 
 // ListStalls returns one page of the stalls of market marketID, ordered by
 // number, or ErrNotFound when the market is not visible in scope sc.
 func ListStalls(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, marketID int64, f StallFilter, p Page) (List[Stall], error) {
-	var q query
-	q.scoped(sc, "s.", "market_id")
-	q.where("s.market_id = %s", marketID)
-	if f.Status != "" {
-		q.where("s.status = %s", f.Status)
-	}
-	if f.Type != "" {
-		q.where("s.type = %s", f.Type)
-	}
-	guard, args := marketGuard(sc, marketID)
-	return stallList.run(ctx, sh, sc, q, p, guard, args...)
+	a := scopeArgs(sc)
+	a["market"] = marketID
+	given(a, "status", f.Status)
+	given(a, "type", f.Type)
+	return stallList.run(ctx, sh, sc, a, p, marketGuard.pick(a))
 }
 
 // GetStall returns stall id if it lies in scope sc, else ErrNotFound.
 func GetStall(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, id int64) (Stall, error) {
-	var q query
-	q.scoped(sc, "s.", "market_id")
-	q.where("s.id = %s", id)
-	return getOne[Stall](ctx, sh, sc, "SELECT "+stallCols+" FROM stalls s WHERE "+q.clause(), q.args...)
+	return getStall.get(ctx, sh, sc, id)
 }

@@ -3,6 +3,8 @@ package registry
 import (
 	"context"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
@@ -29,42 +31,38 @@ type VendorFilter struct {
 const vendorCols = `v.id, lpad(v.region_id::text, 2, '0') AS region, v.partita_iva, v.codice_fiscale,
 	v.denominazione, v.comune, v.stato`
 
-var vendorList = listSpec[Vendor]{
-	name:  "vendors",
-	from:  "FROM vendors v",
-	cols:  vendorCols,
-	order: "v.denominazione, v.id",
-	after: func(q *query, c cursor) {
-		q.conds = append(q.conds, "(v.denominazione, v.id) > ("+q.arg(c.Text)+", "+q.arg(c.ID)+")")
-	},
-	cursor: func(v Vendor) cursor { return cursor{List: "vendors", Text: v.Denominazione, ID: v.ID} },
-}
-
 // Vendors are the region's registry: every principal of the region sees
 // them (a comune office checks in spuntisti registered elsewhere), so only
 // the region narrows them, here and in the row-level security policy.
 
+var (
+	vendorList = newList(listSpec[Vendor]{
+		name:    "vendors",
+		from:    "FROM vendors v",
+		cols:    vendorCols,
+		where:   []string{"v.region_id = @region"},
+		filters: []string{"v.partita_iva = @partita_iva", "v.codice_fiscale = @codice_fiscale", "v.denominazione ILIKE @q"},
+		key:     "v.denominazione",
+		id:      "v.id",
+		keyArg:  func(c cursor) (any, bool) { return c.Text, true },
+		cursor:  func(v Vendor) cursor { return cursor{List: "vendors", Text: v.Denominazione, ID: v.ID} },
+	})
+	getVendor = newGetter[Vendor](vendorCols, "FROM vendors v", nil, "v.region_id = @region", "v.id = @id")
+)
+
 // ListVendors returns one page of the region's vendors matching f, ordered
 // by denominazione and id.
 func ListVendors(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, f VendorFilter, p Page) (List[Vendor], error) {
-	var q query
-	q.where("v.region_id = %s", int16(sc.Region.Num()))
-	if f.PartitaIVA != "" {
-		q.where("v.partita_iva = %s", f.PartitaIVA)
-	}
-	if f.CodiceFiscale != "" {
-		q.where("v.codice_fiscale = %s", f.CodiceFiscale)
-	}
+	a := pgx.NamedArgs{"region": int16(sc.Region.Num())}
+	given(a, "partita_iva", f.PartitaIVA)
+	given(a, "codice_fiscale", f.CodiceFiscale)
 	if f.Q != "" {
-		q.where("v.denominazione ILIKE %s", "%"+escapeLike(f.Q)+"%")
+		a["q"] = "%" + escapeLike(f.Q) + "%"
 	}
-	return vendorList.run(ctx, sh, sc, q, p, "")
+	return vendorList.run(ctx, sh, sc, a, p, statement{})
 }
 
 // GetVendor returns vendor id if it lies in scope sc's region, else ErrNotFound.
 func GetVendor(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, id int64) (Vendor, error) {
-	var q query
-	q.where("v.region_id = %s", int16(sc.Region.Num()))
-	q.where("v.id = %s", id)
-	return getOne[Vendor](ctx, sh, sc, "SELECT "+vendorCols+" FROM vendors v WHERE "+q.clause(), q.args...)
+	return getVendor.get(ctx, sh, sc, id)
 }

@@ -130,9 +130,7 @@ func write[T any](ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w W
 			if err != nil {
 				return err
 			}
-			_, err = tx.Exec(ctx, `UPDATE idempotency_keys SET created = $4, response = $5
-				WHERE region_id = $1 AND user_sub = $2 AND key = $3`,
-				int16(sc.Region.Num()), sc.User, w.Key, created, string(body))
+			_, err = keepKeySQL.exec(ctx, tx, keyArgs(sc, w, pgx.NamedArgs{"created": created, "response": string(body)}))
 			return err
 		})
 		if attempt < maxAttempts && (errors.Is(err, errRetry) || isPgCode(err, "40001", "40P01")) {
@@ -143,12 +141,33 @@ func write[T any](ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w W
 	return res, mapError(err)
 }
 
+// The statements of an Idempotency-Key (see keyArgs): claimKeySQL stores
+// it before the write, with no response yet, unless it is stored already;
+// readKeySQL reads it; keepKeySQL stores the outcome of the write with it.
+var (
+	claimKeySQL = named(`INSERT INTO idempotency_keys (region_id, user_sub, key, fingerprint, created, response)
+		VALUES (@region, @key_user, @key, @fingerprint, false, 'null') ON CONFLICT DO NOTHING`)
+	readKeySQL = named(`SELECT fingerprint, created, response::text FROM idempotency_keys
+		WHERE region_id = @region AND user_sub = @key_user AND key = @key`)
+	keepKeySQL = named(`UPDATE idempotency_keys SET created = @created, response = @response
+		WHERE region_id = @region AND user_sub = @key_user AND key = @key`)
+)
+
+// keyArgs returns the arguments of w's key in scope sc, and more: @region,
+// the @key_user it belongs to, the @key and the request's @fingerprint.
+func keyArgs(sc regions.Scope, w Write, more pgx.NamedArgs) pgx.NamedArgs {
+	a := pgx.NamedArgs{"region": int16(sc.Region.Num()), "key_user": sc.User, "key": w.Key, "fingerprint": w.Fingerprint}
+	for k, v := range more {
+		a[k] = v
+	}
+	return a
+}
+
 // claimKey inserts w's key, or reads the outcome stored with it into res and
 // reports true.
 func claimKey[T any](ctx context.Context, tx pgx.Tx, sc regions.Scope, w Write, res *Result[T]) (bool, error) {
-	region := int16(sc.Region.Num())
-	tag, err := tx.Exec(ctx, `INSERT INTO idempotency_keys (region_id, user_sub, key, fingerprint, created, response)
-		VALUES ($1, $2, $3, $4, false, 'null') ON CONFLICT DO NOTHING`, region, sc.User, w.Key, w.Fingerprint)
+	a := keyArgs(sc, w, nil)
+	tag, err := claimKeySQL.exec(ctx, tx, a)
 	if err != nil || tag.RowsAffected() == 1 {
 		return false, err
 	}
@@ -157,8 +176,7 @@ func claimKey[T any](ctx context.Context, tx pgx.Tx, sc regions.Scope, w Write, 
 		created  bool
 		response string
 	)
-	err = tx.QueryRow(ctx, `SELECT fingerprint, created, response::text FROM idempotency_keys
-		WHERE region_id = $1 AND user_sub = $2 AND key = $3`, region, sc.User, w.Key).Scan(&fp, &created, &response)
+	err = readKeySQL.queryRow(ctx, tx, a).Scan(&fp, &created, &response)
 	if err != nil {
 		return false, fmt.Errorf("read idempotency key: %w", err)
 	}
@@ -269,10 +287,10 @@ func writeArgs(sc regions.Scope, w Write, more pgx.NamedArgs) pgx.NamedArgs {
 // after (jsonb) in that order, as in "n.id, NULL, to_jsonb(n) FROM ins n".
 // Its statement needs the named arguments of writeArgs.
 func auditCTE(name, action, entity, from string) string {
-	return fmt.Sprintf(`%s AS (
+	return name + ` AS (
 		INSERT INTO audit_log (id, region_id, user_sub, role, action, entity, entity_id, before, after)
-		SELECT dms.next_id('audit_log', @region::smallint), @region::smallint, @user, @role, '%s', '%s', %s
-	)`, name, action, entity, from)
+		SELECT dms.next_id('audit_log', @region::smallint), @region::smallint, @user, @role, '` + action + `', '` + entity + `', ` + from + `
+	)`
 }
 
 // collectOne reads the single row of rows into a T, or ErrNotFound.

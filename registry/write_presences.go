@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/dmshub/dmsrouter/migrations"
 	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
@@ -75,7 +76,7 @@ func checkInStatement(extra string) string {
 		@date::date AS date, @kind::text AS kind
 ), s AS (
 	SELECT ` + rowColumnsSQL + `,
-		to_regclass(format('public.vendor_presences_%s', to_char(r.date, 'YYYY_MM'))) IS NOT NULL AS partition_ok
+		to_regclass('public.' || ` + migrations.PresencePartitionSQL("r.date") + `) IS NOT NULL AS partition_ok
 	FROM r
 	` + rowJoinsSQL + `
 	LEFT JOIN LATERAL (
@@ -100,12 +101,12 @@ SELECT v.code, v.detail, v.stall_id, (SELECT body FROM out) FROM v`
 
 var (
 	// checkInSQL is a check-in without an Idempotency-Key.
-	checkInSQL = rewriteNamed(checkInStatement(""))
+	checkInSQL = named(checkInStatement(""))
 	// checkInKeptSQL is a check-in with an Idempotency-Key, which it stores
 	// with the recorded presence; it fails with a unique violation when the
 	// key is stored already or a concurrent request holds it (whose commit
 	// it waits for). It also needs @key_user, @key and @fingerprint.
-	checkInKeptSQL = rewriteNamed(checkInStatement(`, kept AS (
+	checkInKeptSQL = named(checkInStatement(`, kept AS (
 	INSERT INTO idempotency_keys (region_id, user_sub, key, fingerprint, created, response)
 	SELECT @region, @key_user, @key, @fingerprint, true, body FROM out
 )`))
@@ -138,7 +139,7 @@ func CheckInVendor(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w 
 	}
 	var row checkInRow
 	err := sh.Batch(ctx, sc, func(b *pgx.Batch) {
-		b.Queue(stmt.sql, stmt.args(args)...).QueryRow(row.scan)
+		stmt.queue(b, args).QueryRow(row.scan)
 	})
 	switch {
 	case isPgConstraint(err, "idempotency_keys_pkey") || isPgCode(err, "40001", "40P01"):
@@ -153,7 +154,7 @@ func CheckInVendor(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w 
 	}
 	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Presence, bool, error) {
 		var row checkInRow
-		if err := row.scan(tx.QueryRow(ctx, checkInSQL.sql, checkInSQL.args(args)...)); err != nil {
+		if err := row.scan(checkInSQL.queryRow(ctx, tx, args)); err != nil {
 			return Presence{}, false, err
 		}
 		if row.code != nil {
@@ -205,15 +206,19 @@ func decodePresence(b []byte) (Presence, error) {
 	return p, nil
 }
 
+// recordedPresenceSQL reads the presence of @vendor at @market on @date,
+// else the one on @stall.
+var recordedPresenceSQL = named(`SELECT ` + presenceJSON + ` FROM vendor_presences p
+	WHERE p.market_id = @market AND p.date = @date AND (p.vendor_id = @vendor OR p.stall_id = @stall)
+	ORDER BY p.vendor_id = @vendor DESC
+	LIMIT 1`)
+
 // recordedPresence answers check-in in, which takes stall, when it met a
 // presence of its vendor or stall that day (perhaps one a concurrent
 // request has just committed): the same check-in again is answered with
 // it, anything else is a conflict.
 func recordedPresence(ctx context.Context, tx pgx.Tx, in CheckIn, stall *int64) (Presence, bool, error) {
-	rows, err := tx.Query(ctx, `SELECT `+presenceJSON+` FROM vendor_presences p
-		WHERE p.market_id = $1 AND p.date = $2 AND (p.vendor_id = $3 OR p.stall_id = $4)
-		ORDER BY p.vendor_id = $3 DESC
-		LIMIT 1`, in.MarketID, in.Date, in.VendorID, stall)
+	rows, err := recordedPresenceSQL.query(ctx, tx, pgx.NamedArgs{"market": in.MarketID, "date": in.Date, "vendor": in.VendorID, "stall": stall})
 	if err != nil {
 		return Presence{}, false, err
 	}
@@ -307,17 +312,17 @@ const stagingSQL = `CREATE TEMP TABLE IF NOT EXISTS presence_staging_v1 (
 // @last has one, the common case, checked once) and the stall it takes, for
 // a CONCESSION row without one its concession's. Its statement needs
 // @region, @first and @last.
-const stagedSQL = `conc AS (
+var stagedSQL = `conc AS (
 	SELECT DISTINCT ON (r.row_no) r.row_no, c.status, c.stall_id
 	FROM presence_staging_v1 r
 	JOIN concessions c ON ` + concessionOfRowSQL + `
 	ORDER BY r.row_no, ` + concessionOrderSQL + `
 ), s AS (
 	SELECT r.row_no, r.checkin_at AS given_checkin, ` + rowColumnsSQL + `,
-		CASE WHEN (SELECT bool_and(to_regclass(format('public.vendor_presences_%s', to_char(mo, 'YYYY_MM'))) IS NOT NULL)
+		CASE WHEN (SELECT bool_and(to_regclass('public.' || ` + migrations.PresencePartitionSQL("mo") + `) IS NOT NULL)
 				FROM generate_series(date_trunc('month', @first::date), @last::date, interval '1 month') mo)
 			THEN true
-			ELSE to_regclass(format('public.vendor_presences_%s', to_char(r.date, 'YYYY_MM'))) IS NOT NULL
+			ELSE to_regclass('public.' || ` + migrations.PresencePartitionSQL("r.date") + `) IS NOT NULL
 		END AS partition_ok
 	FROM presence_staging_v1 r
 	` + rowJoinsSQL + `
@@ -350,7 +355,7 @@ END`
 // row of the batch, or why the row is refused (with a detail): on its own
 // (rowCodeSQL), or because an earlier row of the batch has the same vendor
 // that day with other data, or another vendor on the same stall.
-const classifySQL = stagedSQL + `, w AS (
+var classifySQL = stagedSQL + `, w AS (
 	SELECT s.*,
 		first_value(row_no) OVER wv AS v_row, first_value(stall_id) OVER wv AS v_stall,
 		first_value(kind) OVER wv AS v_kind, first_value(given_checkin) OVER wv AS v_checkin,
@@ -372,38 +377,42 @@ const classifySQL = stagedSQL + `, w AS (
 	FROM w
 )`
 
-// insertSQL inserts the rows of v whose code is NULL, unless some row is
-// refused, and selects how many it inserted, how many rows were to be
-// inserted, how many were duplicates within the batch, and the refused rows
-// as JSON. %s is the insert's conflict clause; the statement needs @region
-// and @today, and NN replaced by the region's code (see regionSQL).
-const insertSQL = `, ins AS (
+// insertSQL returns the end of an ingest statement over v: it inserts the
+// rows of v whose code is NULL, unless some row is refused, with the insert's
+// conflict clause onConflict, and selects how many it inserted, how many
+// rows were to be inserted, how many were duplicates within the batch, and
+// the refused rows as JSON. The statement needs @region, @today and
+// @id_seq, the region's presence id sequence (migrations.IDSequence), which
+// as an argument is resolved once per statement rather than once per row.
+func insertSQL(onConflict string) string {
+	return `, ins AS (
 	INSERT INTO vendor_presences (id, region_id, market_id, comune, vendor_id, stall_id, date, kind, checkin_at)
-	SELECT (@region::bigint << 48) | nextval('dms.vendor_presences_id_NN'::regclass), @region, market_id, comune, vendor_id, stall_id, date, kind,
+	SELECT ` + regions.IDSQL("@region", "nextval(@id_seq::regclass)") + `, @region, market_id, comune, vendor_id, stall_id, date, kind,
 		coalesce(given_checkin, CASE WHEN date = @today::date THEN now() ELSE date::timestamp AT TIME ZONE 'Europe/Rome' END)
 	FROM v
 	WHERE code IS NULL AND NOT EXISTS (SELECT 1 FROM v WHERE code IS NOT NULL AND code <> 'dup')
-	%s
+	` + onConflict + `
 	RETURNING 1
 )
 SELECT (SELECT count(*) FROM ins)::int, (SELECT count(*) FROM v WHERE code IS NULL)::int,
 	(SELECT count(*) FROM v WHERE code = 'dup')::int,
 	(SELECT coalesce(json_agg(json_build_object('row', row_no, 'code', code, 'detail', detail) ORDER BY row_no), '[]')
 		FROM v WHERE code <> 'dup')`
+}
 
 // fastSQL is the common case of a batch: rows that are new and distinct.
 // It checks each row on its own and inserts without a conflict clause, so a
 // row that meets a stored presence or another row of the batch fails it
 // with a unique violation, and the batch goes the careful way (slowSQL).
-var fastSQL = `WITH ` + stagedSQL + `, v AS (
+var fastSQL = named(`WITH ` + stagedSQL + `, v AS (
 	SELECT s.*, ` + rowCodeSQL + ` AS code, ` + rowDetailSQL + ` AS detail FROM s
-)` + fmt.Sprintf(insertSQL, "")
+)` + insertSQL(""))
 
 // slowSQL classifies rows against each other too, and inserts with ON
 // CONFLICT DO NOTHING: rows already stored, or stored meanwhile by a
 // concurrent writer (the insert waits for it), are skipped, and
 // conflictingRows sorts the skipped rows into duplicates and conflicts.
-var slowSQL = `WITH ` + classifySQL + fmt.Sprintf(insertSQL, "ON CONFLICT DO NOTHING")
+var slowSQL = named(`WITH ` + classifySQL + insertSQL("ON CONFLICT DO NOTHING"))
 
 // rowCodes turn the codes of classifySQL and of the conflict check into
 // the field and reason of a RowError; %s is the code's detail.
@@ -461,7 +470,6 @@ func IngestPresences(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, 
 	if len(rows) == 0 || len(rows) > MaxBatchRows {
 		return Result[BatchOutcome]{}, fmt.Errorf("ingest presences: %d rows, want 1 to %d", len(rows), MaxBatchRows)
 	}
-	fastSQL, slowSQL := regionSQL(fastSQL, sc.Region), regionSQL(slowSQL, sc.Region)
 	first, last := rows[0].Date, rows[0].Date
 	for _, r := range rows {
 		if r.Date.Before(first) {
@@ -493,17 +501,18 @@ func IngestPresences(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, 
 			eligible int
 			rejected []byte
 		)
-		args := pgx.NamedArgs{"region": int16(sc.Region.Num()), "today": today, "first": first, "last": last}
+		args := pgx.NamedArgs{"region": int16(sc.Region.Num()), "today": today, "first": first, "last": last,
+			"id_seq": migrations.IDSequence("vendor_presences", sc.Region), "user": w.Actor.User, "role": w.Actor.Role}
 		fast, err := tx.Begin(ctx)
 		if err != nil {
 			return out, false, err
 		}
-		err = fast.QueryRow(ctx, fastSQL, args).Scan(&out.Inserted, &eligible, &out.Duplicate, &rejected)
+		err = fastSQL.queryRow(ctx, fast, args).Scan(&out.Inserted, &eligible, &out.Duplicate, &rejected)
 		if isPgCode(err, "23505") {
 			if err := fast.Rollback(ctx); err != nil {
 				return out, false, err
 			}
-			err = tx.QueryRow(ctx, slowSQL, args).Scan(&out.Inserted, &eligible, &out.Duplicate, &rejected)
+			err = slowSQL.queryRow(ctx, tx, args).Scan(&out.Inserted, &eligible, &out.Duplicate, &rejected)
 		} else if err == nil {
 			err = fast.Commit(ctx)
 		}
@@ -536,18 +545,15 @@ func IngestPresences(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, 
 		if err != nil {
 			return out, false, err
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO audit_log (id, region_id, user_sub, role, action, entity, entity_id, before, after)
-			VALUES (dms.next_id('audit_log', $1::smallint), $1, $2, $3, 'batch', 'presence', NULL, NULL, $4)`,
-			int16(sc.Region.Num()), w.Actor.User, w.Actor.Role, string(after))
+		args["outcome"] = string(after)
+		_, err = batchAuditSQL.exec(ctx, tx, args)
 		return out, out.Inserted > 0, err
 	})
 }
 
-// regionSQL names region r's presence id sequence in sql, so that the
-// sequence is resolved once per statement rather than once per row.
-func regionSQL(sql string, r regions.Code) string {
-	return strings.ReplaceAll(sql, "dms.vendor_presences_id_NN", fmt.Sprintf("dms.vendor_presences_id_%02d", r.Num()))
-}
+// batchAuditSQL records a batch's audit row, its @outcome.
+var batchAuditSQL = named(`INSERT INTO audit_log (id, region_id, user_sub, role, action, entity, entity_id, before, after)
+	VALUES (dms.next_id('audit_log', @region::smallint), @region, @user, @role, 'batch', 'presence', NULL, NULL, @outcome)`)
 
 func decodeCodes(b []byte) ([]rowCode, error) {
 	var codes []rowCode
@@ -557,25 +563,27 @@ func decodeCodes(b []byte) ([]rowCode, error) {
 	return codes, nil
 }
 
+// conflictingRowsSQL selects the rows of conflictingRows as JSON.
+var conflictingRowsSQL = named(`WITH ` + classifySQL + `
+	SELECT coalesce(json_agg(json_build_object('row', v.row_no,
+			'code', CASE WHEN ev.id IS NULL THEN 'stall_taken' ELSE 'vendor_taken' END,
+			'detail', coalesce(ev.id::text, '')) ORDER BY v.row_no), '[]')
+	FROM v
+	LEFT JOIN LATERAL (
+		SELECT p.id, p.stall_id, p.kind, p.checkin_at FROM vendor_presences p
+		WHERE p.market_id = v.market_id AND p.date = v.date AND p.vendor_id = v.vendor_id
+	) ev ON true
+	WHERE v.code IS NULL AND (ev.id IS NULL OR ev.kind <> v.kind
+		OR (v.given_stall IS NOT NULL AND ev.stall_id IS DISTINCT FROM v.given_stall)
+		OR (v.given_checkin IS NOT NULL AND ev.checkin_at <> v.given_checkin))`)
+
 // conflictingRows returns the staged rows to be inserted that met a
 // different presence already stored: the vendor's presence that day
 // differs (same rule as a single check-in), or another vendor holds the
 // stall. Rows this transaction inserted are identical to themselves.
 func conflictingRows(ctx context.Context, tx pgx.Tx, args pgx.NamedArgs) ([]rowCode, error) {
 	var b []byte
-	err := tx.QueryRow(ctx, `WITH `+classifySQL+`
-		SELECT coalesce(json_agg(json_build_object('row', v.row_no,
-				'code', CASE WHEN ev.id IS NULL THEN 'stall_taken' ELSE 'vendor_taken' END,
-				'detail', coalesce(ev.id::text, '')) ORDER BY v.row_no), '[]')
-		FROM v
-		LEFT JOIN LATERAL (
-			SELECT p.id, p.stall_id, p.kind, p.checkin_at FROM vendor_presences p
-			WHERE p.market_id = v.market_id AND p.date = v.date AND p.vendor_id = v.vendor_id
-		) ev ON true
-		WHERE v.code IS NULL AND (ev.id IS NULL OR ev.kind <> v.kind
-			OR (v.given_stall IS NOT NULL AND ev.stall_id IS DISTINCT FROM v.given_stall)
-			OR (v.given_checkin IS NOT NULL AND ev.checkin_at <> v.given_checkin))`,
-		args).Scan(&b)
+	err := conflictingRowsSQL.queryRow(ctx, tx, args).Scan(&b)
 	if err != nil {
 		return nil, err
 	}

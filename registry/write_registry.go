@@ -3,7 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
-	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,43 +20,59 @@ type Field[T any] struct {
 	V   T
 }
 
-// patch collects the SET clause of an UPDATE from the fields a patch sets.
-type patch struct {
-	sets []string
-	args pgx.NamedArgs
+// setField gives the argument @set_<column> of an updater when the patch
+// sets f.
+func setField[T any](a pgx.NamedArgs, column string, f Field[T]) {
+	if f.Set {
+		a["set_"+column] = f.V
+	}
 }
 
-func setField[T any](p *patch, column string, f Field[T]) {
-	if !f.Set {
-		return
-	}
-	if p.args == nil {
-		p.args = pgx.NamedArgs{}
-	}
-	p.sets = append(p.sets, column+" = @set_"+column)
-	p.args["set_"+column] = f.V
-}
+// updater is the audited UPDATE of one row of a table by @id in @region,
+// with a statement for every combination of the columns a patch sets.
+type updater[T any] struct{ v variants }
 
-// update runs one audited UPDATE of row id of table (aliased alias in cols,
-// the select list of the row's API form) with the patch's SET clause plus
-// extra assignments, and returns the updated row, or ErrNotFound when the
-// row is not in scope.
-func update[T any](ctx context.Context, tx pgx.Tx, sc regions.Scope, w Write, table, alias, entity, cols string, id int64, p patch, extra ...string) (T, error) {
-	sets := append(append([]string(nil), p.sets...), extra...)
-	sql := fmt.Sprintf(`WITH old AS (
-			SELECT * FROM %[1]s WHERE id = @id AND region_id = @region FOR UPDATE
+// newUpdater returns the updater of table (aliased alias in cols, the select
+// list of the row's API form) for an audit entity, whose patches set some of
+// columns (each from the argument @set_<column>) plus the assignments extra.
+func newUpdater[T any](table, alias, entity, cols string, columns []string, extra ...string) updater[T] {
+	var sets []string
+	for _, c := range columns {
+		sets = append(sets, c+" = @set_"+c)
+	}
+	return updater[T]{newVariants(sets, func(on []string) string {
+		return `WITH old AS (
+			SELECT * FROM ` + table + ` WHERE id = @id AND region_id = @region FOR UPDATE
 		), upd AS (
-			UPDATE %[1]s t SET %[2]s FROM old WHERE t.id = old.id RETURNING t.*
-		), %[3]s
-		SELECT %[4]s FROM upd %[5]s`,
-		table, strings.Join(sets, ", "),
-		auditCTE("audit", "update", entity, "n.id, to_jsonb(o), to_jsonb(n) FROM old o JOIN upd n ON n.id = o.id"),
-		cols, alias)
-	args := writeArgs(sc, w, p.args)
-	args["id"] = id
-	rows, err := tx.Query(ctx, sql, args)
+			UPDATE ` + table + ` t SET ` + strings.Join(slices.Concat(on, extra), ", ") + ` FROM old WHERE t.id = old.id RETURNING t.*
+		), ` + auditCTE("audit", "update", entity, "n.id, to_jsonb(o), to_jsonb(n) FROM old o JOIN upd n ON n.id = o.id") + `
+		SELECT ` + cols + ` FROM upd ` + alias
+	})}
+}
+
+// update runs the UPDATE with arguments a (writeArgs, @id and the patch's
+// @set_ arguments) and returns the updated row, or ErrNotFound when the
+// row is not in scope.
+func (u updater[T]) update(ctx context.Context, tx pgx.Tx, a pgx.NamedArgs) (T, error) {
+	rows, err := u.v.pick(a).query(ctx, tx, a)
 	return collectOne[T](rows, err)
 }
+
+// write runs the update with arguments a in its own write transaction.
+func (u updater[T]) write(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, a pgx.NamedArgs) (Result[T], error) {
+	return write(ctx, sh, sc, w, func(tx pgx.Tx) (T, bool, error) {
+		v, err := u.update(ctx, tx, a)
+		return v, false, err
+	})
+}
+
+var (
+	marketUpdate = newUpdater[Market]("markets", "m", "market", marketCols,
+		[]string{"code", "name", "comune_name", "days", "status", "cost_per_sqm"}, "updated_at = now()")
+	stallUpdate  = newUpdater[Stall]("stalls", "s", "stall", stallCols, []string{"number", "type", "status", "area_mq", "width_m", "depth_m"})
+	vendorUpdate = newUpdater[Vendor]("vendors", "v", "vendor", vendorCols,
+		[]string{"partita_iva", "codice_fiscale", "denominazione", "comune", "stato"})
+)
 
 // NewMarket is a market to create in the scope's region.
 type NewMarket struct {
@@ -69,19 +85,21 @@ type NewMarket struct {
 	CostPerSqm float64
 }
 
+// createMarketSQL is the insert of CreateMarket, with its audit row.
+var createMarketSQL = named(`WITH ins AS (
+		INSERT INTO markets (id, region_id, code, name, province, comune, comune_name, days, status, cost_per_sqm)
+		VALUES (dms.next_id('markets', @region::smallint), @region, @code, @name, left(@comune::text, 3), @comune,
+			@comune_name, @days, @status, @cost)
+		RETURNING *
+	), ` + auditCTE("audit", "create", "market", "n.id, NULL, to_jsonb(n) FROM ins n") + `
+	SELECT ` + marketCols + ` FROM ins m`)
+
 // CreateMarket creates a market in scope sc. A code already taken is a
 // *ConflictError.
 func CreateMarket(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, in NewMarket) (Result[Market], error) {
 	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Market, bool, error) {
-		rows, err := tx.Query(ctx, `WITH ins AS (
-				INSERT INTO markets (id, region_id, code, name, province, comune, comune_name, days, status, cost_per_sqm)
-				VALUES (dms.next_id('markets', @region::smallint), @region, @code, @name, left(@comune::text, 3), @comune,
-					@comune_name, @days, @status, @cost)
-				RETURNING *
-			), `+auditCTE("audit", "create", "market", "n.id, NULL, to_jsonb(n) FROM ins n")+`
-			SELECT `+marketCols+` FROM ins m`,
-			writeArgs(sc, w, pgx.NamedArgs{"code": in.Code, "name": in.Name, "comune": in.Comune,
-				"comune_name": in.ComuneName, "days": in.Days, "status": in.Status, "cost": in.CostPerSqm}))
+		rows, err := createMarketSQL.query(ctx, tx, writeArgs(sc, w, pgx.NamedArgs{"code": in.Code, "name": in.Name, "comune": in.Comune,
+			"comune_name": in.ComuneName, "days": in.Days, "status": in.Status, "cost": in.CostPerSqm}))
 		m, err := collectOne[Market](rows, err)
 		return m, true, err
 	})
@@ -100,17 +118,14 @@ type MarketPatch struct {
 
 // UpdateMarket applies p to market id in scope sc, or returns ErrNotFound.
 func UpdateMarket(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, id int64, p MarketPatch) (Result[Market], error) {
-	var up patch
-	setField(&up, "code", p.Code)
-	setField(&up, "name", p.Name)
-	setField(&up, "comune_name", p.ComuneName)
-	setField(&up, "days", p.Days)
-	setField(&up, "status", p.Status)
-	setField(&up, "cost_per_sqm", p.CostPerSqm)
-	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Market, bool, error) {
-		m, err := update[Market](ctx, tx, sc, w, "markets", "m", "market", marketCols, id, up, "updated_at = now()")
-		return m, false, err
-	})
+	a := writeArgs(sc, w, pgx.NamedArgs{"id": id})
+	setField(a, "code", p.Code)
+	setField(a, "name", p.Name)
+	setField(a, "comune_name", p.ComuneName)
+	setField(a, "days", p.Days)
+	setField(a, "status", p.Status)
+	setField(a, "cost_per_sqm", p.CostPerSqm)
+	return marketUpdate.write(ctx, sh, sc, w, a)
 }
 
 // NewStall is a stall to create in a market.
@@ -123,23 +138,25 @@ type NewStall struct {
 	DepthM *float64
 }
 
+// createStallSQL is the insert of CreateStall, with its audit row.
+var createStallSQL = named(`WITH mk AS (
+		SELECT id, comune FROM markets WHERE id = @market AND region_id = @region
+	), ins AS (
+		INSERT INTO stalls (id, region_id, market_id, comune, number, type, status, area_mq, width_m, depth_m)
+		SELECT dms.next_id('stalls', @region::smallint), @region, mk.id, mk.comune, @number, @type, @status,
+			@area, @width, @depth
+		FROM mk
+		RETURNING *
+	), ` + auditCTE("audit", "create", "stall", "n.id, NULL, to_jsonb(n) FROM ins n") + `
+	SELECT ` + stallCols + ` FROM ins s`)
+
 // CreateStall creates a stall in market marketID, or returns ErrNotFound
 // when the market is not in scope sc. A number the market already has is a
 // *ConflictError.
 func CreateStall(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, marketID int64, in NewStall) (Result[Stall], error) {
 	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Stall, bool, error) {
-		rows, err := tx.Query(ctx, `WITH mk AS (
-				SELECT id, comune FROM markets WHERE id = @market AND region_id = @region
-			), ins AS (
-				INSERT INTO stalls (id, region_id, market_id, comune, number, type, status, area_mq, width_m, depth_m)
-				SELECT dms.next_id('stalls', @region::smallint), @region, mk.id, mk.comune, @number, @type, @status,
-					@area, @width, @depth
-				FROM mk
-				RETURNING *
-			), `+auditCTE("audit", "create", "stall", "n.id, NULL, to_jsonb(n) FROM ins n")+`
-			SELECT `+stallCols+` FROM ins s`,
-			writeArgs(sc, w, pgx.NamedArgs{"market": marketID, "number": in.Number, "type": in.Type, "status": in.Status,
-				"area": in.AreaMq, "width": in.WidthM, "depth": in.DepthM}))
+		rows, err := createStallSQL.query(ctx, tx, writeArgs(sc, w, pgx.NamedArgs{"market": marketID, "number": in.Number, "type": in.Type, "status": in.Status,
+			"area": in.AreaMq, "width": in.WidthM, "depth": in.DepthM}))
 		s, err := collectOne[Stall](rows, err)
 		return s, true, err
 	})
@@ -157,17 +174,14 @@ type StallPatch struct {
 
 // UpdateStall applies p to stall id in scope sc, or returns ErrNotFound.
 func UpdateStall(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, id int64, p StallPatch) (Result[Stall], error) {
-	var up patch
-	setField(&up, "number", p.Number)
-	setField(&up, "type", p.Type)
-	setField(&up, "status", p.Status)
-	setField(&up, "area_mq", p.AreaMq)
-	setField(&up, "width_m", p.WidthM)
-	setField(&up, "depth_m", p.DepthM)
-	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Stall, bool, error) {
-		s, err := update[Stall](ctx, tx, sc, w, "stalls", "s", "stall", stallCols, id, up)
-		return s, false, err
-	})
+	a := writeArgs(sc, w, pgx.NamedArgs{"id": id})
+	setField(a, "number", p.Number)
+	setField(a, "type", p.Type)
+	setField(a, "status", p.Status)
+	setField(a, "area_mq", p.AreaMq)
+	setField(a, "width_m", p.WidthM)
+	setField(a, "depth_m", p.DepthM)
+	return stallUpdate.write(ctx, sh, sc, w, a)
 }
 
 // NewVendor is a vendor to register in the scope's region.
@@ -179,18 +193,20 @@ type NewVendor struct {
 	Stato         string
 }
 
+// createVendorSQL is the insert of CreateVendor, with its audit row.
+var createVendorSQL = named(`WITH ins AS (
+		INSERT INTO vendors (id, region_id, partita_iva, codice_fiscale, denominazione, comune, stato)
+		VALUES (dms.next_id('vendors', @region::smallint), @region, @piva, @cf, @den, @comune, @stato)
+		RETURNING *
+	), ` + auditCTE("audit", "create", "vendor", "n.id, NULL, to_jsonb(n) FROM ins n") + `
+	SELECT ` + vendorCols + ` FROM ins v`)
+
 // CreateVendor registers a vendor in scope sc's region. A partita IVA or
 // codice fiscale the region already has is a *ConflictError.
 func CreateVendor(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, in NewVendor) (Result[Vendor], error) {
 	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Vendor, bool, error) {
-		rows, err := tx.Query(ctx, `WITH ins AS (
-				INSERT INTO vendors (id, region_id, partita_iva, codice_fiscale, denominazione, comune, stato)
-				VALUES (dms.next_id('vendors', @region::smallint), @region, @piva, @cf, @den, @comune, @stato)
-				RETURNING *
-			), `+auditCTE("audit", "create", "vendor", "n.id, NULL, to_jsonb(n) FROM ins n")+`
-			SELECT `+vendorCols+` FROM ins v`,
-			writeArgs(sc, w, pgx.NamedArgs{"piva": in.PartitaIVA, "cf": in.CodiceFiscale, "den": in.Denominazione,
-				"comune": in.Comune, "stato": in.Stato}))
+		rows, err := createVendorSQL.query(ctx, tx, writeArgs(sc, w, pgx.NamedArgs{"piva": in.PartitaIVA, "cf": in.CodiceFiscale, "den": in.Denominazione,
+			"comune": in.Comune, "stato": in.Stato}))
 		v, err := collectOne[Vendor](rows, err)
 		return v, true, err
 	})
@@ -207,16 +223,13 @@ type VendorPatch struct {
 
 // UpdateVendor applies p to vendor id in scope sc's region, or returns ErrNotFound.
 func UpdateVendor(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, id int64, p VendorPatch) (Result[Vendor], error) {
-	var up patch
-	setField(&up, "partita_iva", p.PartitaIVA)
-	setField(&up, "codice_fiscale", p.CodiceFiscale)
-	setField(&up, "denominazione", p.Denominazione)
-	setField(&up, "comune", p.Comune)
-	setField(&up, "stato", p.Stato)
-	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Vendor, bool, error) {
-		v, err := update[Vendor](ctx, tx, sc, w, "vendors", "v", "vendor", vendorCols, id, up)
-		return v, false, err
-	})
+	a := writeArgs(sc, w, pgx.NamedArgs{"id": id})
+	setField(a, "partita_iva", p.PartitaIVA)
+	setField(a, "codice_fiscale", p.CodiceFiscale)
+	setField(a, "denominazione", p.Denominazione)
+	setField(a, "comune", p.Comune)
+	setField(a, "stato", p.Stato)
+	return vendorUpdate.write(ctx, sh, sc, w, a)
 }
 
 // NewConcession is a concession to grant: vendor VendorID on stall StallID
@@ -229,6 +242,22 @@ type NewConcession struct {
 	ValidTo   time.Time
 }
 
+// concessionPartsSQL reads what a new concession refers to: its market's
+// comune, its stall's market and its vendor's state (NULL for each missing).
+var concessionPartsSQL = named(`SELECT
+	(SELECT comune FROM markets WHERE id = @market AND region_id = @region),
+	(SELECT market_id FROM stalls WHERE id = @stall AND region_id = @region),
+	(SELECT stato FROM vendors WHERE id = @vendor AND region_id = @region)`)
+
+// createConcessionSQL is the insert of CreateConcession, with its audit row.
+var createConcessionSQL = named(`WITH ins AS (
+		INSERT INTO concessions (id, region_id, market_id, comune, stall_id, vendor_id, valid_from, valid_to, status)
+		VALUES (dms.next_id('concessions', @region::smallint), @region, @market, @comune, @stall, @vendor,
+			@from, @to, 'ATTIVA')
+		RETURNING *
+	), ` + auditCTE("audit", "create", "concession", "n.id, NULL, to_jsonb(n) FROM ins n") + `
+	SELECT ` + concessionCols + ` FROM ins c`)
+
 // CreateConcession grants an ATTIVA concession in scope sc. A market, stall
 // or vendor not in scope is a *MissingError, a stall of another market an
 // *InvalidError, a vendor that is not ATTIVA or another ATTIVA concession on
@@ -239,10 +268,7 @@ func CreateConcession(ctx context.Context, sh *shardmap.Shard, sc regions.Scope,
 			comune, stato *string
 			stallMarket   *int64
 		)
-		err := tx.QueryRow(ctx, `SELECT
-				(SELECT comune FROM markets WHERE id = @market AND region_id = @region),
-				(SELECT market_id FROM stalls WHERE id = @stall AND region_id = @region),
-				(SELECT stato FROM vendors WHERE id = @vendor AND region_id = @region)`,
+		err := concessionPartsSQL.queryRow(ctx, tx,
 			pgx.NamedArgs{"region": int16(sc.Region.Num()), "market": in.MarketID, "stall": in.StallID, "vendor": in.VendorID}).
 			Scan(&comune, &stallMarket, &stato)
 		switch {
@@ -259,15 +285,8 @@ func CreateConcession(ctx context.Context, sh *shardmap.Shard, sc regions.Scope,
 		case *stato != "ATTIVA":
 			return Concession{}, false, conflict("the vendor is %s", *stato)
 		}
-		rows, err := tx.Query(ctx, `WITH ins AS (
-				INSERT INTO concessions (id, region_id, market_id, comune, stall_id, vendor_id, valid_from, valid_to, status)
-				VALUES (dms.next_id('concessions', @region::smallint), @region, @market, @comune, @stall, @vendor,
-					@from, @to, 'ATTIVA')
-				RETURNING *
-			), `+auditCTE("audit", "create", "concession", "n.id, NULL, to_jsonb(n) FROM ins n")+`
-			SELECT `+concessionCols+` FROM ins c`,
-			writeArgs(sc, w, pgx.NamedArgs{"market": in.MarketID, "comune": *comune, "stall": in.StallID,
-				"vendor": in.VendorID, "from": in.ValidFrom, "to": in.ValidTo}))
+		rows, err := createConcessionSQL.query(ctx, tx, writeArgs(sc, w, pgx.NamedArgs{"market": in.MarketID, "comune": *comune, "stall": in.StallID,
+			"vendor": in.VendorID, "from": in.ValidFrom, "to": in.ValidTo}))
 		c, err := collectOne[Concession](rows, err)
 		return c, true, err
 	})
@@ -279,6 +298,20 @@ var concessionTransitions = map[string][]string{
 	"ATTIVA":  {"SOSPESA", "REVOCATA", "CESSATA"},
 	"SOSPESA": {"ATTIVA", "REVOCATA", "CESSATA"},
 }
+
+// The statements of SetConcessionStatus: lockConcessionSQL reads concession
+// @id's status and end for update; setConcessionStatusSQL sets its @status
+// and audits the change with its @reason.
+var (
+	lockConcessionSQL      = named(`SELECT status, valid_to FROM concessions WHERE id = @id AND region_id = @region FOR UPDATE`)
+	setConcessionStatusSQL = named(`WITH old AS (
+		SELECT * FROM concessions WHERE id = @id AND region_id = @region
+	), upd AS (
+		UPDATE concessions t SET status = @status FROM old WHERE t.id = old.id RETURNING t.*
+	), ` + auditCTE("audit", "status", "concession",
+		"n.id, to_jsonb(o), to_jsonb(n) || jsonb_build_object('reason', @reason::text) FROM old o JOIN upd n ON n.id = o.id") + `
+	SELECT ` + concessionCols + ` FROM upd c`)
+)
 
 // SetConcessionStatus moves concession id in scope sc to status, recording
 // reason in the audit log. Only ATTIVA <-> SOSPESA, ATTIVA or SOSPESA ->
@@ -292,8 +325,8 @@ func SetConcessionStatus(ctx context.Context, sh *shardmap.Shard, sc regions.Sco
 			from    string
 			validTo time.Time
 		)
-		err := tx.QueryRow(ctx, `SELECT status, valid_to FROM concessions WHERE id = $1 AND region_id = $2 FOR UPDATE`,
-			id, int16(sc.Region.Num())).Scan(&from, &validTo)
+		a := writeArgs(sc, w, pgx.NamedArgs{"id": id, "status": status, "reason": reason})
+		err := lockConcessionSQL.queryRow(ctx, tx, a).Scan(&from, &validTo)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return Concession{}, false, ErrNotFound
 		}
@@ -310,14 +343,7 @@ func SetConcessionStatus(ctx context.Context, sh *shardmap.Shard, sc regions.Sco
 		if status == "ATTIVA" && validTo.Before(today) {
 			return Concession{}, false, conflict("the concession expired on %s: it is SCADUTA", validTo.Format(time.DateOnly))
 		}
-		sql := `WITH old AS (
-				SELECT * FROM concessions WHERE id = @id AND region_id = @region
-			), upd AS (
-				UPDATE concessions t SET status = @status FROM old WHERE t.id = old.id RETURNING t.*
-			), ` + auditCTE("audit", "status", "concession",
-			"n.id, to_jsonb(o), to_jsonb(n) || jsonb_build_object('reason', @reason::text) FROM old o JOIN upd n ON n.id = o.id") + `
-			SELECT ` + concessionCols + ` FROM upd c`
-		rows, err := tx.Query(ctx, sql, writeArgs(sc, w, pgx.NamedArgs{"id": id, "status": status, "reason": reason}))
+		rows, err := setConcessionStatusSQL.query(ctx, tx, a)
 		c, err := collectOne[Concession](rows, err)
 		return c, false, err
 	})

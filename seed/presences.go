@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/dmshub/dmsrouter/migrations"
 )
 
 // The presences are nearly all the rows, so they take a faster path than
@@ -51,10 +53,7 @@ type dailyCount struct {
 
 // partitionName returns the monthly partition of vendor_presences that holds
 // day d, as dms.ensure_presence_partitions names it.
-func partitionName(d day) string {
-	y, m, _ := d.time().Date()
-	return fmt.Sprintf("vendor_presences_%04d_%02d", y, int(m))
-}
+func partitionName(d day) string { return migrations.PresencePartition(d.time()) }
 
 // loadPresences loads the presences of every shard, at most parallel shards
 // at a time, the biggest first, and finishes each shard as soon as its

@@ -46,7 +46,7 @@ const (
 
 // regionData is one region's generated rows, except the presences, which
 // are streamed (see presenceGen). Row i of each table has sequence number
-// i+1, so its id is region<<48 | i+1.
+// i+1, so its id is regions.MakeID(region, i+1).
 type regionData struct {
 	code        regions.Code
 	num         int
@@ -93,7 +93,7 @@ type concession struct {
 	suspended             day // a SOSPESA concession cannot check in from this day
 }
 
-func (r *regionData) id(seq int) int64 { return int64(r.num)<<regions.IDShift | int64(seq+1) }
+func (r *regionData) id(seq int) int64 { return regions.MakeID(r.code, int64(seq+1)) }
 
 // generateRegion builds region code's markets, stalls, vendors and
 // concessions. It depends only on the plan and the region, never on other

@@ -18,6 +18,7 @@ import (
 	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/seed"
 	"github.com/dmshub/dmsrouter/shardmap"
+	"github.com/dmshub/dmsrouter/taxcode"
 )
 
 var pg *pgtest.Server
@@ -485,7 +486,7 @@ func checkInvariants(t *testing.T, d *db, stats []seed.TableStats) {
 		multi := 0
 		cfs := map[string]string{}
 		for piva, vs := range byPIVA {
-			if !seed.ValidPartitaIVA(piva) {
+			if !taxcode.ValidPartitaIVA(piva) {
 				t.Errorf("partita IVA %s: bad check digit", piva)
 			}
 			if len(vs) > 1 {
@@ -495,7 +496,7 @@ func checkInvariants(t *testing.T, d *db, stats []seed.TableStats) {
 				if v != vs[0] {
 					t.Errorf("partita IVA %s differs between regions: %+v and %+v", piva, vs[0], v)
 				}
-				if !seed.ValidCodiceFiscale(v.CodiceFiscale) {
+				if !taxcode.ValidCodiceFiscale(v.CodiceFiscale) {
 					t.Errorf("partita IVA %s: malformed codice fiscale %s", piva, v.CodiceFiscale)
 				}
 				if len(v.CodiceFiscale) == 11 && v.CodiceFiscale != piva {

@@ -3,6 +3,8 @@ package seed
 import (
 	"math/rand/v2"
 	"testing"
+
+	"github.com/dmshub/dmsrouter/taxcode"
 )
 
 func TestMakePartitaIVA(t *testing.T) {
@@ -25,14 +27,14 @@ func TestGeneratedPartitaIVAValid(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for range 10000 {
 		p := makePartitaIVA(rng.IntN(10_000_000), 1+rng.IntN(100))
-		if !ValidPartitaIVA(p) {
+		if !taxcode.ValidPartitaIVA(p) {
 			t.Fatalf("ValidPartitaIVA(%s) = false for a generated one", p)
 		}
 		// Any single wrong digit is caught by the check digit.
 		i := rng.IntN(11)
 		b := []byte(p)
 		b[i] = '0' + (b[i]-'0'+byte(1+rng.IntN(9)))%10
-		if ValidPartitaIVA(string(b)) {
+		if taxcode.ValidPartitaIVA(string(b)) {
 			t.Fatalf("ValidPartitaIVA(%s) = true, a digit of %s changed", b, p)
 		}
 	}
@@ -79,7 +81,7 @@ func TestGeneratedCodiciFiscaliValid(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for range 10000 {
 		cf := randomPerson(rng, "015146").codiceFiscale()
-		if !ValidCodiceFiscale(cf) {
+		if !taxcode.ValidCodiceFiscale(cf) {
 			t.Fatalf("ValidCodiceFiscale(%s) = false for a generated one", cf)
 		}
 	}
@@ -95,7 +97,7 @@ func TestPlanVendors(t *testing.T) {
 	}
 	pivas, cfs := map[string]bool{}, map[string]bool{}
 	for _, v := range p.vendors {
-		if !ValidPartitaIVA(v.partitaIVA) || !ValidCodiceFiscale(v.codiceFiscale) {
+		if !taxcode.ValidPartitaIVA(v.partitaIVA) || !taxcode.ValidCodiceFiscale(v.codiceFiscale) {
 			t.Errorf("vendor %+v: invalid tax code", v)
 		}
 		if len(v.codiceFiscale) == 11 && v.codiceFiscale != v.partitaIVA {

@@ -12,31 +12,45 @@ import "strings"
 // multiple of 10). The 11-digit codice fiscale of a company follows the same
 // rule.
 func ValidPartitaIVA(s string) bool {
-	if len(s) != 11 || strings.Trim(s, "0") == "" {
+	if len(s) != 11 || strings.Trim(s, "0") == "" || !allDigits(s) {
 		return false
 	}
+	return s[10] == PartitaIVACheck(s[:10])
+}
+
+// PartitaIVACheck returns the check digit, as an ASCII digit, of the ten
+// ASCII digits d (the first ten of a partita IVA), by the rule
+// ValidPartitaIVA describes. It panics when d is shorter than ten bytes.
+func PartitaIVACheck(d string) byte {
 	sum := 0
-	for i := 0; i < 11; i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return false
-		}
-		n := int(c - '0')
-		if i < 10 && i%2 == 1 {
+	for i := range 10 {
+		n := int(d[i] - '0')
+		if i%2 == 1 {
 			n *= 2
 			if n > 9 {
 				n -= 9
 			}
 		}
-		if i < 10 {
-			sum += n
+		sum += n
+	}
+	return byte('0' + (10-sum%10)%10)
+}
+
+func allDigits(s string) bool {
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
 		}
 	}
-	return int(s[10]-'0') == (10-sum%10)%10
+	return true
 }
 
 // cfMonths are the month letters of a codice fiscale, January first.
 const cfMonths = "ABCDEHLMPRST"
+
+// MonthLetter returns the letter that stands for month m (1 to 12) in a
+// codice fiscale. It panics when m is out of range.
+func MonthLetter(m int) byte { return cfMonths[m-1] }
 
 // cfOmocodia are the letters that stand for the digits 0..9 in the numeric
 // positions of a codice fiscale when two people would otherwise share one.
@@ -73,8 +87,7 @@ func ValidCodiceFiscale(s string) bool {
 		}
 		return 0, false
 	}
-	sum := 0
-	for i := 0; i < 16; i++ {
+	for i := range 16 {
 		c := s[i]
 		switch i {
 		case 0, 1, 2, 3, 4, 5, 11, 15:
@@ -90,9 +103,28 @@ func ValidCodiceFiscale(s string) bool {
 				return false
 			}
 		}
-		if i == 15 {
-			break
-		}
+	}
+	d1, _ := digit(s[9])
+	d2, _ := digit(s[10])
+	day := d1*10 + d2
+	if day > 40 {
+		day -= 40
+	}
+	if day < 1 || day > 31 {
+		return false
+	}
+	return s[15] == CodiceFiscaleCheck(s[:15])
+}
+
+// CodiceFiscaleCheck returns the check letter of the first 15 characters of
+// a person's codice fiscale, which must be ASCII digits or upper-case
+// letters: characters in odd positions (1st, 3rd, ...) count by the table
+// cfOdd, the others by their place among the digits or the letters, and the
+// sum modulo 26 is the letter. It panics when s is shorter than 15 bytes.
+func CodiceFiscaleCheck(s string) byte {
+	sum := 0
+	for i := range 15 {
+		c := s[i]
 		var idx, even int
 		if c >= '0' && c <= '9' {
 			idx, even = int(c-'0'), int(c-'0')
@@ -105,14 +137,5 @@ func ValidCodiceFiscale(s string) bool {
 			sum += even
 		}
 	}
-	d1, _ := digit(s[9])
-	d2, _ := digit(s[10])
-	day := d1*10 + d2
-	if day > 40 {
-		day -= 40
-	}
-	if day < 1 || day > 31 {
-		return false
-	}
-	return s[15] == byte('A'+sum%26)
+	return byte('A' + sum%26)
 }

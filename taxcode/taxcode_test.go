@@ -50,3 +50,27 @@ func TestValidCodiceFiscale(t *testing.T) {
 		}
 	}
 }
+
+func TestChecks(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want byte
+		fn   func(string) byte
+	}{
+		{"0123456789", '7', PartitaIVACheck},
+		{"1234567890", '3', PartitaIVACheck},
+		{"0074311015", '7', PartitaIVACheck},
+		{"RSSMRA80A01H501", 'U', CodiceFiscaleCheck},
+		{"RSSMRA80A41H501", 'Y', CodiceFiscaleCheck},
+		{"RSSMRA80A01H50M", 'M', CodiceFiscaleCheck},
+	} {
+		if got := tt.fn(tt.in); got != tt.want {
+			t.Errorf("check of %q = %c, want %c", tt.in, got, tt.want)
+		}
+	}
+	for m, want := range map[int]byte{1: 'A', 5: 'E', 6: 'H', 12: 'T'} {
+		if got := MonthLetter(m); got != want {
+			t.Errorf("MonthLetter(%d) = %c, want %c", m, got, want)
+		}
+	}
+}

@@ -1,0 +1,40 @@
+package jobs
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/dmshub/dmsrouter/shardmap"
+)
+
+// expiryLock names the advisory lock of the Idempotency-Key expiry job.
+const expiryLock = "dmsrouter.idempotency_expiry"
+
+// ExpireKeys deletes, on every shard, the stored Idempotency-Keys older
+// than Retention (dms.expire_idempotency_keys), which would otherwise be
+// kept forever: every write with a key stores one.
+type ExpireKeys struct {
+	Shards    func() []*shardmap.Shard // the shards to maintain, read at each run
+	Retention time.Duration            // Config.IdempotencyRetention
+	Every     time.Duration            // between runs
+	Log       *slog.Logger
+}
+
+// RunOnce deletes the keys older than Retention on every shard; each
+// Result counts the keys deleted.
+func (e *ExpireKeys) RunOnce(ctx context.Context) []Result {
+	return eachShard(ctx, e.Shards(), expiryLock, func(tx pgx.Tx) (int64, error) {
+		var n int64
+		err := tx.QueryRow(ctx, `SELECT dms.expire_idempotency_keys($1)`, e.Retention).Scan(&n)
+		return n, err
+	})
+}
+
+// Run calls RunOnce now and then every e.Every until ctx is done, logging
+// what it deleted and what failed.
+func (e *ExpireKeys) Run(ctx context.Context) {
+	every(ctx, e.Every, e.Log, "idempotency expiry", "idempotency keys expired", e.RunOnce)
+}

@@ -1,0 +1,101 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestNationalLegs(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, "national")
+	t.Run("summary", func(t *testing.T) {
+		s, err := Summary(ctx, w.sh, lombardia, w.today, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := RegionSummary{MarketsActive: 3, Stalls: map[string]int64{"libero": 2, "occupato": 1, "riservato": 1},
+			Concessions: map[string]int64{"ATTIVA": 2, "SOSPESA": 0, "REVOCATA": 0, "CESSATA": 0, "SCADUTA": 0},
+			Vendors:     3, PartiteIVA: []int64{743110157, 1234567897, 12345678903}, PresencesDay: 2, PresencesMonth: 2}
+		if s.VendorsVersion == 0 {
+			t.Error("Summary: no version of the set of partite IVA")
+		}
+		want.VendorsVersion = s.VendorsVersion
+		if !reflect.DeepEqual(s, want) {
+			t.Errorf("Summary = %+v, want %+v", s, want)
+		}
+		again, err := Summary(ctx, w.sh, lombardia, w.today.AddDate(0, 0, 1), s.VendorsVersion)
+		if err != nil || !again.VendorsUnchanged || again.PartiteIVA != nil || again.PresencesDay != 0 {
+			t.Errorf("Summary with the known version, the next day = %+v, %v; want the set unchanged and no presences", again, err)
+		}
+	})
+	t.Run("presences by day and month", func(t *testing.T) {
+		days, err := PresencesByDay(ctx, w.sh, lombardia, w.today.AddDate(0, 0, -3), w.today)
+		want := []DayCount{{w.today.Format(time.DateOnly), 2}}
+		if err != nil || !slices.Equal(days, want) {
+			t.Errorf("PresencesByDay = %v, %v, want %v", days, err, want)
+		}
+		months, err := PresencesByMonth(ctx, w.sh, lombardia, w.today.AddDate(0, -2, 0), w.today)
+		want = []DayCount{{w.today.Format("2006-01"), 2}}
+		if err != nil || !slices.Equal(months, want) {
+			t.Errorf("PresencesByMonth = %v, %v, want %v", months, err, want)
+		}
+	})
+	t.Run("expiring", func(t *testing.T) {
+		from, until := w.today, w.today.AddDate(0, 0, 60)
+		first, total, err := ExpiringConcessions(ctx, w.sh, lombardia, from, until, "", 1)
+		if err != nil || total != 2 || len(first) != 1 || first[0].ID != w.concessions[0].ID {
+			t.Fatalf("ExpiringConcessions = %v (total %d), %v; want the first of 2", first, total, err)
+		}
+		next, total, err := ExpiringConcessions(ctx, w.sh, lombardia, from, until, ExpiringCursor(first[0]), 5)
+		if err != nil || total != 2 || len(next) != 1 || next[0].ID != w.concessions[1].ID {
+			t.Errorf("ExpiringConcessions after the first = %v (total %d), %v; want the second", next, total, err)
+		}
+		few, total, err := ExpiringConcessions(ctx, w.sh, lombardia, from, w.today.AddDate(0, 0, 20), "", 5)
+		if err != nil || total != 1 || len(few) != 1 {
+			t.Errorf("ExpiringConcessions within 20 days = %v (total %d), %v; want one", few, total, err)
+		}
+		for _, cur := range []string{"x", NationalMarketsCursor(w.markets["MI001"]), cursor{List: expiringList, Text: "not a date", ID: 1}.encode()} {
+			if _, _, err := ExpiringConcessions(ctx, w.sh, lombardia, from, until, cur, 5); !errors.Is(err, ErrBadCursor) {
+				t.Errorf("ExpiringConcessions with cursor %q: %v, want ErrBadCursor", cur, err)
+			}
+		}
+	})
+	t.Run("markets by name", func(t *testing.T) {
+		// Byte order: upper case before lower case.
+		want := []int64{w.markets["MI001"].ID, w.markets["MI003"].ID, w.markets["BG001"].ID, w.markets["MI002"].ID}
+		// Province and Comune of the filter name a region: ignored.
+		f := MarketFilter{Province: "016", Comune: "016024"}
+		first, total, err := MarketsByName(ctx, w.sh, lombardia, f, "", 3)
+		if err != nil || total != 4 || !slices.Equal(ids(first, marketID), want[:3]) {
+			t.Fatalf("MarketsByName = %v (total %d), %v; want %v", ids(first, marketID), total, err, want[:3])
+		}
+		next, total, err := MarketsByName(ctx, w.sh, lombardia, f, NationalMarketsCursor(first[2]), 3)
+		if err != nil || total != 4 || !slices.Equal(ids(next, marketID), want[3:]) {
+			t.Errorf("MarketsByName after %d = %v (total %d), %v; want %v", first[2].ID, ids(next, marketID), total, err, want[3:])
+		}
+		active, total, err := MarketsByName(ctx, w.sh, lombardia, MarketFilter{Status: "active", Q: "borgo"}, "", 3)
+		if err != nil || total != 1 || !slices.Equal(ids(active, marketID), []int64{w.markets["BG001"].ID}) {
+			t.Errorf("MarketsByName active, borgo = %v (total %d), %v", ids(active, marketID), total, err)
+		}
+		if _, _, err := MarketsByName(ctx, w.sh, lombardia, f, marketList.spec.cursor(first[0]).encode(), 3); !errors.Is(err, ErrBadCursor) {
+			t.Errorf("MarketsByName with a regional cursor: %v, want ErrBadCursor", err)
+		}
+	})
+	t.Run("vendor in region", func(t *testing.T) {
+		v, err := VendorInRegion(ctx, w.sh, lombardia, "01234567897", w.today.AddDate(0, 0, -1))
+		if err != nil || v.Vendor != w.vendors["Alfa Srl"] || v.ConcessionsTotal != 1 || len(v.Concessions) != 1 || v.PresencesThisYear != 1 {
+			t.Errorf("VendorInRegion(03) = %+v, %v", v, err)
+		}
+		v, err = VendorInRegion(ctx, w.sh, lazio, "01234567897", w.today.AddDate(0, 0, -1))
+		if err != nil || v.Vendor != w.vendors["Alfa Srl Roma"] || v.ConcessionsTotal != 0 || len(v.Concessions) != 0 || v.PresencesThisYear != 0 {
+			t.Errorf("VendorInRegion(12) = %+v, %v", v, err)
+		}
+		if _, err := VendorInRegion(ctx, w.sh, lazio, "12345678903", w.today); !errors.Is(err, ErrNotFound) {
+			t.Errorf("VendorInRegion of a vendor the region lacks: %v, want ErrNotFound", err)
+		}
+	})
+}

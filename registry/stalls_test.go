@@ -1,0 +1,69 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/dmshub/dmsrouter/regions"
+)
+
+func TestStalls(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, "stalls")
+	mi1, bg1 := w.markets["MI001"].ID, w.markets["BG001"].ID
+	all := ids(w.stalls, stallID)
+	for _, tt := range []struct {
+		name   string
+		sc     regions.Scope
+		market int64
+		f      StallFilter
+		p      Page
+		want   []int64
+		err    error
+	}{
+		{"by number", lombardia, mi1, StallFilter{}, Page{Limit: 10}, all, nil},
+		{"status", milano, mi1, StallFilter{Status: "libero"}, Page{Limit: 10}, []int64{all[0], all[3]}, nil},
+		{"type", milano, mi1, StallFilter{Type: "spunta"}, Page{Limit: 10}, []int64{all[2]}, nil},
+		{"offset", lombardia, mi1, StallFilter{}, Page{Limit: 2, Offset: 1}, all[1:3], nil},
+		{"a market without stalls", lombardia, bg1, StallFilter{}, Page{Limit: 10}, []int64{}, nil},
+		{"a market outside the scope", regions.Scope{Region: "03", Comune: "016024"}, mi1, StallFilter{}, Page{Limit: 10}, nil, ErrNotFound},
+		{"a market of another region", lazio, mi1, StallFilter{}, Page{Limit: 10}, nil, ErrNotFound},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			l, err := ListStalls(ctx, w.sh, tt.sc, tt.market, tt.f, tt.p)
+			if !errors.Is(err, tt.err) {
+				t.Fatalf("ListStalls: %v, want %v", err, tt.err)
+			}
+			if got := ids(l.Items, stallID); err == nil && !slices.Equal(got, tt.want) {
+				t.Errorf("ListStalls = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	t.Run("pages", func(t *testing.T) {
+		var got []int64
+		p := Page{Limit: 3}
+		for p.Cursor != "" || got == nil {
+			l, err := ListStalls(ctx, w.sh, lombardia, mi1, StallFilter{}, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l.Total != 4 {
+				t.Errorf("total %d, want 4", l.Total)
+			}
+			got, p.Cursor = append(got, ids(l.Items, stallID)...), l.NextCursor
+		}
+		if !slices.Equal(got, all) {
+			t.Errorf("pages = %v, want %v", got, all)
+		}
+	})
+	t.Run("get", func(t *testing.T) {
+		if s, err := GetStall(ctx, w.sh, milano, all[2]); err != nil || s.Number != 3 || s.Status != "riservato" || s.AreaMq != 10 || s.WidthM != nil {
+			t.Errorf("GetStall = %+v, %v, want stall 3", s, err)
+		}
+		if _, err := GetStall(ctx, w.sh, regions.Scope{Region: "03", Market: bg1}, all[0]); !errors.Is(err, ErrNotFound) {
+			t.Errorf("GetStall of another market's scope: %v, want ErrNotFound", err)
+		}
+	})
+}

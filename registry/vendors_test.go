@@ -1,0 +1,67 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/dmshub/dmsrouter/regions"
+)
+
+func TestVendors(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, "vendors")
+	id := func(names ...string) []int64 {
+		out := []int64{}
+		for _, n := range names {
+			out = append(out, w.vendors[n].ID)
+		}
+		return out
+	}
+	for _, tt := range []struct {
+		name string
+		sc   regions.Scope
+		f    VendorFilter
+		want []int64
+	}{
+		{"by denominazione", lombardia, VendorFilter{}, id("Alfa Srl", "Beta di Mario Rossi", "Gamma Spa")},
+		{"a comune's scope sees the region's vendors", milano, VendorFilter{}, id("Alfa Srl", "Beta di Mario Rossi", "Gamma Spa")},
+		{"partita IVA", lombardia, VendorFilter{PartitaIVA: "01234567897"}, id("Alfa Srl")},
+		{"codice fiscale", lombardia, VendorFilter{CodiceFiscale: "RSSMRA80A01H501U"}, id("Beta di Mario Rossi")},
+		{"name", lombardia, VendorFilter{Q: "spa"}, id("Gamma Spa")},
+		{"another region", lazio, VendorFilter{PartitaIVA: "01234567897"}, id("Alfa Srl Roma")},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			l, err := ListVendors(ctx, w.sh, tt.sc, tt.f, Page{Limit: 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ids(l.Items, vendorID); !slices.Equal(got, tt.want) || l.Total != int64(len(tt.want)) {
+				t.Errorf("ListVendors = %v (total %d), want %v", got, l.Total, tt.want)
+			}
+		})
+	}
+	t.Run("pages", func(t *testing.T) {
+		l, err := ListVendors(ctx, w.sh, lombardia, VendorFilter{}, Page{Limit: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		next, err := ListVendors(ctx, w.sh, lombardia, VendorFilter{}, Page{Limit: 2, Cursor: l.NextCursor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ids(append(l.Items, next.Items...), vendorID); !slices.Equal(got, id("Alfa Srl", "Beta di Mario Rossi", "Gamma Spa")) ||
+			next.Total != 3 || next.NextCursor != "" {
+			t.Errorf("pages = %v (total %d, next %q)", got, next.Total, next.NextCursor)
+		}
+	})
+	t.Run("get", func(t *testing.T) {
+		if v, err := GetVendor(ctx, w.sh, milano, w.vendors["Gamma Spa"].ID); err != nil || v != w.vendors["Gamma Spa"] {
+			t.Errorf("GetVendor = %+v, %v, want %+v", v, err, w.vendors["Gamma Spa"])
+		}
+		if _, err := GetVendor(ctx, w.sh, lazio, w.vendors["Gamma Spa"].ID); !errors.Is(err, ErrNotFound) {
+			t.Errorf("GetVendor of another region: %v, want ErrNotFound", err)
+		}
+	})
+}
