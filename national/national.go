@@ -1,5 +1,5 @@
 // Package national answers the national dashboards by asking every region
-// (ARCHITECTURE.md, decision 6): one leg per region, each setting its own
+// (docs/architecture.md#6): one leg per region, each setting its own
 // region's scope (several regions may share a shard), merged into one
 // answer that says which regions did not answer.
 //

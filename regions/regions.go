@@ -127,7 +127,7 @@ func Provinces(r Code) []string {
 	return append([]string(nil), ps...)
 }
 
-// regionInfo is one row of the DOMAIN.md province table. Every list is sorted.
+// regionInfo is one row of the province table of docs/domain.md. Every list is sorted.
 type regionInfo struct {
 	name      string
 	provinces []string // plain province codes in use

@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-// wantRegions is the region list of DOMAIN.md, written out independently of
+// wantRegions is the region list of docs/domain.md, written out independently of
 // the implementation.
 var wantRegions = []struct {
 	code Code
@@ -38,10 +38,10 @@ var wantRegions = []struct {
 	{"20", 20, "Sardegna"},
 }
 
-// span is an inclusive range of province numbers, as DOMAIN.md writes them.
+// span is an inclusive range of province numbers, as docs/domain.md writes them.
 type span struct{ lo, hi int }
 
-// wantProvinceTable is DOMAIN.md's province table transcribed as ranges.
+// wantProvinceTable is the province table of docs/domain.md transcribed as ranges.
 var wantProvinceTable = []struct {
 	region    Code
 	plain     []span

@@ -8,7 +8,7 @@ import (
 	"github.com/dmshub/dmsrouter/regions"
 )
 
-// marketShares are the regions' shares of the markets in DOMAIN.md, in
+// marketShares are the regions' shares of the markets in docs/domain.md (Scale to design for), in
 // tenths of a percent, indexed by region number. They sum to 1000.
 var marketShares = [21]int{
 	1: 72, 2: 2, 3: 170, 4: 18, 5: 82, 6: 20, 7: 26, 8: 75, 9: 62, 10: 15,

@@ -33,7 +33,7 @@ const (
 
 var tinyToday = time.Date(2025, 6, 18, 0, 0, 0, 0, time.UTC)
 
-// shares are DOMAIN.md's market shares in percent, by region number.
+// shares are the market shares of docs/domain.md (Scale to design for) in percent, by region number.
 var shares = [21]float64{
 	1: 7.2, 2: 0.2, 3: 17, 4: 1.8, 5: 8.2, 6: 2.0, 7: 2.6, 8: 7.5, 9: 6.2, 10: 1.5,
 	11: 2.5, 12: 9.7, 13: 2.2, 14: 0.5, 15: 9.5, 16: 6.6, 17: 0.9, 18: 3.1, 19: 8.1, 20: 2.7,

@@ -229,7 +229,7 @@ const scopeReadOnlySQL = scopeSQL + `, set_config('transaction_read_only', 'on',
 
 // scopeWriteSQL is scopeSQL that also makes the transaction read-only when
 // its database is frozen for maintenance (ALTER DATABASE ... SET
-// default_transaction_read_only = on, ARCHITECTURE.md decision 12). That
+// default_transaction_read_only = on, docs/architecture.md#17). That
 // setting reaches only sessions that start after it, and the pool's
 // connections may be older: every write transaction looks the setting up
 // in the catalog, so a freeze reaches every connection of every router at
