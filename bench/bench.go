@@ -3,6 +3,10 @@
 // the router's HTTP API, and of one monolithic database holding all 20
 // regions, plus bulk ingest as batched INSERTs against COPY. Latencies are
 // kept, so percentiles are exact.
+//
+// It is a dev tool (cmd/dmsdev bench and ingest): it may import auth (to
+// sign its clients' tokens), config, registry, shardmap and regions, and
+// nothing shipped imports it.
 package bench
 
 import (

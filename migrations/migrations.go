@@ -1,5 +1,8 @@
 // Package migrations holds the regional schema as embedded SQL and applies it
-// to shard databases with goose.
+// to shard databases with goose, and defines once the names the schema
+// gives to per-region sequences and monthly presence partitions.
+//
+// It may import regions and the database drivers; goose stays in here.
 package migrations
 
 import (

@@ -1,6 +1,10 @@
 // Package registry holds the domain queries of the regional databases:
 // markets, stalls, vendors, concessions and presences, each read on one
 // shard inside a scope that row-level security enforces too.
+//
+// It may import shardmap (the shards and their scoped transactions),
+// regions, migrations (partition and sequence names) and pgx; it knows
+// nothing of HTTP.
 package registry
 
 import (

@@ -12,6 +12,9 @@
 // shards in parallel (the presences by a faster path, see presences.go);
 // ids are region<<48 | a per-region sequence number, and the sequences are
 // moved past the loaded ids afterwards.
+//
+// It is a dev tool (cmd/dmsdev seed and demo): it may import shardmap,
+// migrations, regions and taxcode, and nothing shipped imports it.
 package seed
 
 import (

@@ -1,5 +1,6 @@
 // Package taxcode checks the form of Italian tax codes: the partita IVA of a
-// business and the codice fiscale of a person or a company.
+// business and the codice fiscale of a person or a company, and computes
+// their check characters. It imports nothing of the module.
 package taxcode
 
 import "strings"
