@@ -1,0 +1,307 @@
+package router
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/dmshub/dmsrouter/auth"
+	"github.com/dmshub/dmsrouter/config"
+	"github.com/dmshub/dmsrouter/national"
+	"github.com/dmshub/dmsrouter/pgtest"
+	"github.com/dmshub/dmsrouter/regions"
+	"github.com/dmshub/dmsrouter/registry"
+	"github.com/dmshub/dmsrouter/shardmap"
+)
+
+// BenchmarkNationalSummary measures GET /v1/national/summary through the
+// whole router (HTTP on loopback, authentication, fan-out, merge, JSON) and
+// one region's leg alone. It runs against the deployment configured in the
+// file named by DMSROUTER_BENCH_CONFIG (a seeded one: see BENCHMARKS.md,
+// "National fan-out"), else against the test fixture on 20 shards. It
+// reports percentiles of the latencies it measured:
+//
+//   - uncached/1-client: the cache off, one client: the fan-out's latency;
+//   - uncached/same: the cache off, 8 clients asking the same summary, which
+//     singleflight collapses into shared fan-outs;
+//   - uncached/distinct: the cache off, 8 clients each asking another date,
+//     so every request is a fan-out of its own;
+//   - cached: 8 clients, answers from the cache;
+//   - leg/RR: region RR's leg alone (registry.Summary on its shard), one
+//     client; the slowest region's percentiles are also reported as leg/slowest;
+//   - scan/all-regions: the same figures without the rollups, every region's
+//     tables scanned one region after another (what one database without
+//     rollups does), one client.
+func BenchmarkNationalSummary(b *testing.B) {
+	ctx := context.Background()
+	var cfg config.Config
+	if path := os.Getenv("DMSROUTER_BENCH_CONFIG"); path != "" {
+		var err error
+		if cfg, err = config.Load(path, os.Getenv); err != nil {
+			b.Fatal(err)
+		}
+	} else {
+		var err error
+		cfg.Auth.HS256Secret = pgtest.TestSecret
+		cfg.ShardMap, err = pg.Deployment(ctx, pgtest.Prefix("natbench"), pgtest.OnePerRegion())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { pg.DropDeployment(context.Background(), cfg.ShardMap) })
+		for _, sh := range cfg.ShardMap.Shards {
+			exec(b, sh.AdminDSN(), fmt.Sprintf(nationalSQL, "ARRAY["+strconv.Itoa(regions.Code(sh.Name[1:]).Num())+"]"))
+		}
+	}
+	m, err := shardmap.NewHolder(cfg.ShardMap, shardmap.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(m.Close)
+	v, err := auth.NewVerifier(cfg.Auth)
+	if err != nil {
+		b.Fatal(err)
+	}
+	fan, err := national.New(cfg.National, national.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := New(m, v, fan, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(s)
+	b.Cleanup(srv.Close)
+	secret := cfg.Auth.HS256Secret
+	tok, err := auth.SignHS256(secret, auth.Principal{Subject: "bench", Role: "auditor", Territory: regions.Territory{Level: regions.National}}, time.Hour, time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	get := func(path string) {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		res, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || bytes.Contains(body, []byte(`"partial":true`)) {
+			b.Fatalf("GET %s = %d %.300s", path, res.StatusCode, body)
+		}
+	}
+	today := s.today()
+	var dbs []string // the shard databases, whose backends' CPU time the benchmark reports
+	for _, sh := range cfg.ShardMap.Shards {
+		if c, err := pgx.ParseConfig(sh.Primary); err == nil {
+			dbs = append(dbs, c.Database)
+		}
+	}
+	measure := func(name string, clients int, cacheTTL time.Duration, path func(client, i int) string) {
+		b.Run(name, func(b *testing.B) {
+			nc := cfg.National
+			nc.CacheTTL = cacheTTL
+			fan.SetConfig(nc)
+			get(path(0, 0)) // warm the pools (and the cache)
+			var lat latencies
+			cpu, pgCPU, wait := processCPU(), backendsCPU(dbs), runQueueWait()
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			per := (b.N + clients - 1) / clients
+			for c := range clients {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range per {
+						start := time.Now()
+						get(path(c, i))
+						lat.add(time.Since(start))
+					}
+				}()
+			}
+			wg.Wait()
+			lat.report(b)
+			perOp := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(len(lat.d)) }
+			b.ReportMetric(perOp(processCPU()-cpu), "proc-cpu-ms/op")
+			b.ReportMetric(perOp(backendsCPU(dbs)-pgCPU), "pg-cpu-ms/op")
+			b.ReportMetric(perOp(runQueueWait()-wait), "runq-wait-ms/op")
+		})
+	}
+	measure("uncached/1-client", 1, 0, func(int, int) string { return "/v1/national/summary" })
+	measure("uncached/same", 8, 0, func(int, int) string { return "/v1/national/summary" })
+	measure("uncached/distinct", 8, 0, func(c, i int) string {
+		// Another day of the month for every request in flight.
+		return "/v1/national/summary?date=" + today.AddDate(0, 0, -((c*7+i)%27)).Format(time.DateOnly)
+	})
+	measure("cached", 8, time.Minute, func(int, int) string { return "/v1/national/summary" })
+
+	var slowest *latencies
+	var slowestRegion string
+	for _, r := range regions.All() {
+		sh, err := m.For(r.Code)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sc := regions.Scope{Region: r.Code, User: "bench"}
+		var lat latencies
+		b.Run("leg/"+string(r.Code), func(b *testing.B) {
+			lat = latencies{}
+			first, err := registry.Summary(ctx, sh, sc, today, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for range b.N {
+				start := time.Now()
+				// As the router asks: the set of partite IVA is known.
+				if _, err := registry.Summary(ctx, sh, sc, today, first.VendorsVersion); err != nil {
+					b.Fatal(err)
+				}
+				lat.add(time.Since(start))
+			}
+			lat.report(b)
+		})
+		if slowest == nil || lat.percentile(50) > slowest.percentile(50) {
+			slowest, slowestRegion = &lat, string(r.Code)
+		}
+	}
+	// The same figures without rollups, as one database without them would
+	// compute them: every region's tables scanned, one region after another.
+	b.Run("scan/all-regions", func(b *testing.B) {
+		month := time.Date(today.Year(), today.Month(), 1, 0, 0, 0, 0, time.UTC)
+		var lat latencies
+		for range b.N {
+			start := time.Now()
+			for _, r := range regions.All() {
+				sh, _ := m.For(r.Code)
+				err := sh.Read(ctx, regions.Scope{Region: r.Code, User: "bench"}, func(batch *pgx.Batch) {
+					n := int16(r.Code.Num())
+					for _, q := range []string{
+						`SELECT count(*) FROM markets WHERE region_id = $1 AND status = 'active'`,
+						`SELECT status, count(*) FROM stalls WHERE region_id = $1 GROUP BY 1`,
+						`SELECT status, count(*) FROM concessions WHERE region_id = $1 GROUP BY 1`,
+						`SELECT partita_iva FROM vendors WHERE region_id = $1`,
+					} {
+						batch.Queue(q, n)
+					}
+					batch.Queue(`SELECT count(*) FILTER (WHERE date = $2), count(*) FROM vendor_presences
+						WHERE region_id = $1 AND date >= $3 AND date < $4`, n, today, month, month.AddDate(0, 1, 0))
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			lat.add(time.Since(start))
+		}
+		lat.report(b)
+	})
+	b.Run("leg/slowest", func(b *testing.B) {
+		b.Logf("slowest leg alone: region %s, p50 %s, p99 %s", slowestRegion, slowest.percentile(50), slowest.percentile(99))
+		b.ReportMetric(float64(slowest.percentile(50).Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(slowest.percentile(99).Microseconds())/1000, "p99-ms")
+	})
+}
+
+// processCPU returns the CPU time this process has used (the router and its
+// benchmark clients).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// backendsCPU returns the CPU time used so far by the PostgreSQL backends
+// of this machine that serve dms_app on one of the databases dbs (their
+// process title is "postgres: dms_app DB ..."). The pools keep their
+// connections, so the difference over a run is the run's database CPU.
+func backendsCPU(dbs []string) time.Duration {
+	var ticks int64
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, path := range stats {
+		title, err := os.ReadFile(filepath.Join(filepath.Dir(path), "cmdline"))
+		if err != nil || !bytes.HasPrefix(title, []byte("postgres: dms_app ")) {
+			continue
+		}
+		f := strings.Fields(strings.TrimPrefix(string(title), "postgres: dms_app "))
+		if len(f) == 0 || !slices.Contains(dbs, f[0]) {
+			continue
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(string(b[i+1:]))
+		if len(fields) > 12 {
+			u, _ := strconv.ParseInt(fields[11], 10, 64)
+			s, _ := strconv.ParseInt(fields[12], 10, 64)
+			ticks += u + s
+		}
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+}
+
+// runQueueWait returns how long this process's threads have waited for a
+// CPU so far (the second field of /proc/self/task/*/schedstat): the cost of
+// sharing the machine.
+func runQueueWait() time.Duration {
+	var ns int64
+	tasks, _ := filepath.Glob("/proc/self/task/*/schedstat")
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		if f := strings.Fields(string(b)); len(f) >= 2 {
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			ns += n
+		}
+	}
+	return time.Duration(ns)
+}
+
+// latencies collects request durations from concurrent clients.
+type latencies struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (l *latencies) add(d time.Duration) {
+	l.mu.Lock()
+	l.d = append(l.d, d)
+	l.mu.Unlock()
+}
+
+func (l *latencies) percentile(p float64) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.d) == 0 {
+		return 0
+	}
+	slices.Sort(l.d)
+	return l.d[min(len(l.d)-1, int(float64(len(l.d))*p/100))]
+}
+
+func (l *latencies) report(b *testing.B) {
+	b.ReportMetric(float64(l.percentile(50).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(l.percentile(99).Microseconds())/1000, "p99-ms")
+}
