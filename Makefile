@@ -1,26 +1,42 @@
-# The README's commands. Go and PostgreSQL's server binaries (Debian:
-# apt-get install postgresql) are all they need.
+# The README's commands. Go and PostgreSQL's server binaries are all they
+# need; demo, demo-reset and test install the binaries first when they are
+# missing (scripts/ensure-postgres.sh: Debian's postgresql package, as root
+# or through sudo).
 GO ?= go
 
-.PHONY: build test vet demo clean
+.PHONY: build test vet demo demo-reset postgres clean bin/dmsrouter bin/dmsdev
 
 # bin/dmsrouter is what production runs (and all deploy/Dockerfile builds);
 # bin/dmsdev holds the dev tools: seed, demo, bench, ingest.
-build:
+build: bin/dmsrouter bin/dmsdev
+
+bin/dmsrouter:
 	$(GO) build -o bin/dmsrouter ./cmd/dmsrouter
+
+bin/dmsdev:
 	$(GO) build -o bin/dmsdev ./cmd/dmsdev
 
 # Every package that needs PostgreSQL starts a throwaway cluster (or reuses
 # the server named by PGTEST_DSN); see pgtest/.
-test: vet
+test: postgres vet
 	$(GO) test -count=1 -timeout 15m ./...
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 
-demo:
-	$(GO) run ./cmd/dmsdev demo --config configs/dev.yaml
+# The demo runs the built binary, not go run: go run reports a child that
+# a signal stopped as a failure although it exits 0, and make then prints
+# an error after every Ctrl-C.
+demo: postgres bin/dmsdev
+	bin/dmsdev demo --config configs/dev.yaml
+
+# The demo with its shards emptied and seeded again first.
+demo-reset: postgres bin/dmsdev
+	bin/dmsdev demo --config configs/dev.yaml --reset
+
+postgres:
+	@scripts/ensure-postgres.sh
 
 clean:
 	rm -rf bin

@@ -123,3 +123,21 @@ func newProvider(db *sql.DB) (*goose.Provider, error) {
 		goose.WithSessionLocker(locker),
 		goose.WithDisableGlobalRegistry(true))
 }
+
+// Latest returns the newest migration version embedded in this binary,
+// without a database: what a shard's version is once Up has run.
+func Latest() (int64, error) {
+	names, err := fs.Glob(embedded, "sql/*.sql")
+	if err != nil {
+		return 0, err
+	}
+	var latest int64
+	for _, name := range names {
+		v, err := goose.NumericComponent(name)
+		if err != nil {
+			return 0, fmt.Errorf("migration %s: %w", name, err)
+		}
+		latest = max(latest, v)
+	}
+	return latest, nil
+}

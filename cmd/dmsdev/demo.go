@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -26,10 +28,17 @@ import (
 
 // demoCmd is the newcomer's one command: it starts (or reuses) a local
 // PostgreSQL cluster under --data on the port of the configuration's DSNs,
-// creates and migrates the shard databases, seeds them on first use, and
-// serves the API with ready-to-paste tokens and curl lines until ctx is
-// done; then it stops the router and the cluster, keeping the data.
+// creates and migrates the shard databases, seeds them on first use (or
+// again with --reset), and serves the API with ready-to-paste tokens and
+// curl lines until ctx is done or the terminal is closed (SIGHUP); then it
+// stops the router and the cluster it started, or found left running from
+// --data by an earlier demo, keeping the data. It checks that it can
+// listen before it starts anything.
 func demoCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	// Closing the terminal must stop the cluster too, not leave it running
+	// (serve alone uses SIGHUP, to reload).
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGHUP)
+	defer stop()
 	fs := cli.NewFlags("dmsdev", "demo", stderr)
 	path := fs.String("config", "configs/dev.yaml", "configuration file; every DSN must name one local port")
 	markets := fs.Int("markets", 800, "markets to seed on first use")
@@ -37,6 +46,7 @@ func demoCmd(ctx context.Context, args []string, getenv func(string) string, std
 	seedValue := fs.Int64("seed", 1, "random seed of the data")
 	data := fs.String("data", ".dmsdata", "directory of the local PostgreSQL cluster")
 	addr := fs.String("addr", "", "listen address (overrides server.addr)")
+	reset := fs.Bool("reset", false, "delete the shards' data and seed them again before serving")
 	if err := cli.ParseArgs(fs, args); err != nil {
 		return err
 	}
@@ -49,6 +59,9 @@ func demoCmd(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	if cfg.Auth.HS256Secret == "" {
 		return errors.New("demo: auth.hs256_secret is not set: the demo's tokens need it")
+	}
+	if err := checkListen(cfg.Server.Addr); err != nil {
+		return err
 	}
 	if !pgcluster.Installed() {
 		fmt.Fprint(stderr, `PostgreSQL's server binaries (initdb, pg_ctl, postgres) are not installed.
@@ -69,16 +82,25 @@ Install them and run the demo again; on Debian or Ubuntu:
 		return err
 	}
 
+	var srv *pgcluster.Server // the cluster to stop on exit
 	if pgcluster.Running(ctx, cfg.ShardMap) {
-		fmt.Fprintf(stdout, "PostgreSQL is already running on 127.0.0.1:%d: using it (it stays running on exit)\n", port)
+		if srv, err = pgcluster.Adopt(ctx, cfg.ShardMap, dir); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		if srv != nil {
+			fmt.Fprintf(stdout, "PostgreSQL was left running on 127.0.0.1:%d by an earlier demo (data in %s): using it, and stopping it on exit\n", port, dir)
+		} else {
+			fmt.Fprintf(stdout, "PostgreSQL is already running on 127.0.0.1:%d, from another data directory than %s: using it (it stays running on exit)\n", port, dir)
+		}
 	} else {
 		fmt.Fprintf(stdout, "starting PostgreSQL on 127.0.0.1:%d, data in %s\n", port, dir)
 		// Never interrupted half-way: a canceled pg_ctl could leave a
 		// server running that nothing stops.
-		srv, err := pgcluster.StartAt(context.WithoutCancel(ctx), dir, port)
-		if err != nil {
+		if srv, err = pgcluster.StartAt(context.WithoutCancel(ctx), dir, port); err != nil {
 			return fmt.Errorf("demo: start PostgreSQL: %w", err)
 		}
+	}
+	if srv != nil {
 		defer func() {
 			if err := srv.Stop(); err != nil {
 				fmt.Fprintln(stderr, "demo:", err)
@@ -92,16 +114,16 @@ Install them and run the demo again; on Debian or Ubuntu:
 		return fmt.Errorf("demo: %w", err)
 	}
 
-	opts := seed.Options{Markets: *markets, Days: *days, Seed: *seedValue, Progress: stdout}
+	opts := seed.Options{Markets: *markets, Days: *days, Seed: *seedValue, Reset: *reset, Progress: stdout}
 	if f, ok := stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		opts.Terminal = true
 	}
-	reseed := fmt.Sprintf("go run ./cmd/dmsdev seed --config %s --markets %d --days %d --seed %d --reset", *path, *markets, *days, *seedValue)
+	const reseed = "make demo-reset, or add --reset to the demo's flags"
 	switch _, err := seed.Run(ctx, cfg.ShardMap, opts); {
 	case errors.Is(err, seed.ErrNotEmpty):
-		fmt.Fprintf(stdout, "the shards hold data already: not seeding (to start over: %s)\n", reseed)
+		fmt.Fprintf(stdout, "the shards hold data already: not seeding (to seed them again: %s)\n", reseed)
 	case err != nil:
-		return fmt.Errorf("demo: seeding stopped part-way, the shards hold partial data (start over with: %s): %w", reseed, err)
+		return fmt.Errorf("demo: seeding stopped part-way, the shards hold partial data (to seed them again: %s): %w", reseed, err)
 	}
 
 	rome, err := time.LoadLocation("Europe/Rome")
@@ -123,6 +145,24 @@ Install them and run the demo again; on Debian or Ubuntu:
 	})
 	fmt.Fprintln(stdout, "router stopped")
 	return err
+}
+
+// checkListen reports, saying which address and how to pick another,
+// when addr cannot be listened on: the demo checks before it starts
+// PostgreSQL rather than fail once everything else is ready.
+func checkListen(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		another := "127.0.0.1:8081"
+		if host, port, splitErr := net.SplitHostPort(addr); splitErr == nil {
+			if n, convErr := strconv.Atoi(port); convErr == nil && n > 0 && n < 65535 {
+				another = net.JoinHostPort(host, strconv.Itoa(n+1))
+			}
+		}
+		return fmt.Errorf("demo: cannot listen on %s (%w); nothing was started. Is another demo or router running? "+
+			"Pick another address: DMSROUTER_SERVER_ADDR=%s make demo, or --addr %s", addr, err, another, another)
+	}
+	return ln.Close()
 }
 
 // localPort returns the one loopback port every DSN of cfg names, or an
@@ -286,5 +326,5 @@ func (ex examples) print(w io.Writer, base string, tokens []string, dir string, 
 	for _, l := range lines {
 		fmt.Fprintf(w, "  # %s\n  curl -s -H \"Authorization: Bearer $%s\" '%s%s'\n", l.about, l.token, base, l.path)
 	}
-	fmt.Fprintf(w, "\nCtrl-C stops the router, then PostgreSQL (the data stays for the next run).\n\n")
+	fmt.Fprintf(w, "\nCtrl-C (or closing the terminal) stops the router, then PostgreSQL (the data stays for the next run).\n\n")
 }

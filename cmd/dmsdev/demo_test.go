@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,9 +22,16 @@ import (
 )
 
 // TestDemo runs the newcomer's demo end to end at a tiny scale on its own
-// cluster: it starts PostgreSQL, creates, migrates and seeds the 20
-// databases, serves, and every printed curl line answers with seeded data
-// for the printed token; canceling stops the router and then the cluster.
+// cluster, three times on the same data directory:
+//
+//   - first use: it starts PostgreSQL, creates, migrates and seeds the 20
+//     databases, serves, and every printed curl line answers with seeded
+//     data for the printed token; closing the terminal (SIGHUP) stops the
+//     router and then the cluster;
+//   - with a cluster an earlier demo left running on the data directory:
+//     it says so, serves the data it holds (printing the reseed command
+//     that works, make demo-reset) and stops that cluster on exit;
+//   - with --reset: it seeds the shards again before serving.
 func TestDemo(t *testing.T) {
 	// The data directory's parent must be open to the postgres OS user
 	// when the test runs as root, which t.TempDir's is not.
@@ -40,31 +49,99 @@ func TestDemo(t *testing.T) {
 	if err := os.WriteFile(path, []byte(strings.ReplaceAll(dev, ":54329/", ":"+strconv.Itoa(port)+"/")), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	args := []string{"demo", "--config", path, "--markets", "40", "--days", "3", "--data", dir, "--addr", "127.0.0.1:0"}
 
+	t.Run("first use, stopped by SIGHUP", func(t *testing.T) {
+		d := startDemo(t, args)
+		if !strings.Contains(d.out.String(), "starting PostgreSQL") || !strings.Contains(d.out.String(), "seed: ") {
+			t.Errorf("demo did not start PostgreSQL and seed:\n%s", d.out)
+		}
+		checkCurls(t, d.out.String())
+		// The terminal is closed: the process gets SIGHUP (which, unheard,
+		// would end this test binary at once).
+		syscall.Kill(os.Getpid(), syscall.SIGHUP)
+		d.waitStopped(t, dir, port)
+	})
+
+	t.Run("a cluster left running", func(t *testing.T) {
+		leftover, err := pgcluster.StartAt(context.Background(), dir, port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { leftover.Stop() })
+		d := startDemo(t, args)
+		for _, want := range []string{
+			"PostgreSQL was left running on 127.0.0.1:" + strconv.Itoa(port) + " by an earlier demo",
+			"the shards hold data already: not seeding (to seed them again: make demo-reset, or add --reset",
+		} {
+			if !strings.Contains(d.out.String(), want) {
+				t.Errorf("demo did not say %q:\n%s", want, d.out)
+			}
+		}
+		checkCurls(t, d.out.String())
+		d.cancel()
+		d.waitStopped(t, dir, port)
+	})
+
+	t.Run("--reset", func(t *testing.T) {
+		d := startDemo(t, append(args, "--reset"))
+		if strings.Contains(d.out.String(), "hold data already") || !strings.Contains(d.out.String(), "seed: ") {
+			t.Errorf("demo --reset did not seed again:\n%s", d.out)
+		}
+		checkCurls(t, d.out.String())
+		d.cancel()
+		d.waitStopped(t, dir, port)
+	})
+}
+
+// demoRun is a demo running in the background.
+type demoRun struct {
+	out    *clitest.Buffer
+	cancel context.CancelFunc // Ctrl-C
+	done   chan struct{}      // closed when run returned err
+	err    error
+}
+
+// startDemo runs dmsdev with args until it serves. The test's cleanup
+// stops it if the test did not.
+func startDemo(t *testing.T, args []string) *demoRun {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	out, logs := &clitest.Buffer{}, &clitest.Buffer{}
-	done := make(chan error, 1)
+	d := &demoRun{out: &clitest.Buffer{}, cancel: cancel, done: make(chan struct{})}
+	logs := &clitest.Buffer{}
 	go func() {
-		args := []string{"demo", "--config", path, "--markets", "40", "--days", "3", "--data", dir, "--addr", "127.0.0.1:0"}
-		done <- run(ctx, args, clitest.NoEnv, out, logs)
+		d.err = run(ctx, args, clitest.NoEnv, d.out, logs)
+		close(d.done)
 	}()
-	deadline := time.After(2 * time.Minute)
-	for !strings.Contains(out.String(), "Ctrl-C stops") {
+	t.Cleanup(func() {
+		cancel()
 		select {
-		case err := <-done:
-			t.Fatalf("demo returned %v before serving\nstdout:\n%s\nstderr:\n%s", err, out, logs)
+		case <-d.done:
+		case <-time.After(time.Minute):
+		}
+	})
+	deadline := time.After(2 * time.Minute)
+	for !strings.Contains(d.out.String(), "Ctrl-C") {
+		select {
+		case <-d.done:
+			t.Fatalf("demo returned %v before serving\nstdout:\n%s\nstderr:\n%s", d.err, d.out, logs)
 		case <-deadline:
-			t.Fatalf("demo did not serve within 2 minutes\nstdout:\n%s\nstderr:\n%s", out, logs)
+			t.Fatalf("demo did not serve within 2 minutes\nstdout:\n%s\nstderr:\n%s", d.out, logs)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	return d
+}
 
+// checkCurls runs the demo's printed curl lines with its printed tokens:
+// each answers 200 with items.
+func checkCurls(t *testing.T, out string) {
+	t.Helper()
 	tokens := map[string]string{}
-	for _, m := range regexp.MustCompile(`export (DMS_\w+)='([^']+)'`).FindAllStringSubmatch(out.String(), -1) {
+	for _, m := range regexp.MustCompile(`export (DMS_\w+)='([^']+)'`).FindAllStringSubmatch(out, -1) {
 		tokens[m[1]] = m[2]
 	}
-	curls := regexp.MustCompile(`curl -s -H "Authorization: Bearer \$(DMS_\w+)" '([^']+)'`).FindAllStringSubmatch(out.String(), -1)
+	curls := regexp.MustCompile(`curl -s -H "Authorization: Bearer \$(DMS_\w+)" '([^']+)'`).FindAllStringSubmatch(out, -1)
 	if len(tokens) != 3 || len(curls) != 5 {
 		t.Fatalf("demo printed %d tokens and %d curl lines, want 3 and 5:\n%s", len(tokens), len(curls), out)
 	}
@@ -84,18 +161,22 @@ func TestDemo(t *testing.T) {
 			t.Errorf("GET %s with $%s = %d, %d items, want 200 with items:\n%s", c[2], c[1], res.StatusCode, len(list.Items), body)
 		}
 	}
+}
 
-	cancel()
+// waitStopped waits for the demo to return nil, and checks that it stopped
+// PostgreSQL and kept the data.
+func (d *demoRun) waitStopped(t *testing.T, dir string, port int) {
+	t.Helper()
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("demo returned %v after cancel, want nil", err)
+	case <-d.done:
+		if d.err != nil {
+			t.Errorf("demo returned %v after the signal, want nil", d.err)
 		}
 	case <-time.After(time.Minute):
-		t.Fatal("demo did not stop within a minute of cancel")
+		t.Fatal("demo did not stop within a minute of the signal")
 	}
-	if !strings.Contains(out.String(), "PostgreSQL stopped") {
-		t.Errorf("demo did not say it stopped PostgreSQL:\n%s", out)
+	if !strings.Contains(d.out.String(), "PostgreSQL stopped") {
+		t.Errorf("demo did not say it stopped PostgreSQL:\n%s", d.out)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "data", "postmaster.pid")); !os.IsNotExist(err) {
 		t.Errorf("postmaster.pid still exists after the demo stopped (stat: %v)", err)
@@ -111,12 +192,36 @@ func TestDemo(t *testing.T) {
 	}
 }
 
+// TestDemoPortTaken checks that the demo checks its listen address before
+// it starts anything, and says which one and how to pick another.
+func TestDemoPortTaken(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	addr := l.Addr().(*net.TCPAddr)
+	next := "127.0.0.1:" + strconv.Itoa(addr.Port+1)
+	var out, errOut clitest.Buffer
+	err = run(context.Background(), []string{"demo", "--config", filepath.Join("..", "..", "configs", "dev.yaml"), "--data", t.TempDir(), "--addr", addr.String()},
+		clitest.NoEnv, &out, &errOut)
+	for _, want := range []string{"cannot listen on " + addr.String(), "nothing was started", "DMSROUTER_SERVER_ADDR=" + next + " make demo", "--addr " + next} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("demo with %s taken = %v, want an error containing %q", addr, err, want)
+		}
+	}
+	if out.String() != "" {
+		t.Errorf("demo with its port taken printed %q, want nothing (nothing started)", out.String())
+	}
+}
+
 // TestDemoWithoutPostgres checks that without PostgreSQL's server binaries
 // the demo says how to install them and fails.
 func TestDemoWithoutPostgres(t *testing.T) {
 	t.Setenv("PG_BINDIR", t.TempDir())
 	var out, errOut clitest.Buffer
-	err := run(context.Background(), []string{"demo", "--config", filepath.Join("..", "..", "configs", "dev.yaml"), "--data", t.TempDir()}, clitest.NoEnv, &out, &errOut)
+	err := run(context.Background(), []string{"demo", "--config", filepath.Join("..", "..", "configs", "dev.yaml"), "--data", t.TempDir(), "--addr", "127.0.0.1:0"},
+		clitest.NoEnv, &out, &errOut)
 	if err == nil || !strings.Contains(errOut.String(), "apt-get install postgresql") {
 		t.Errorf("demo without binaries = %v, stderr:\n%s\nwant an error and the install command", err, errOut.String())
 	}

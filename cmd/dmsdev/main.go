@@ -27,7 +27,7 @@ func main() { cli.Main("dmsdev", run) }
 func commands() []cli.Command {
 	return []cli.Command{
 		{Name: "seed", Summary: "fill every shard with deterministic synthetic data (--config F --markets N --days D)", Run: seedCmd},
-		{Name: "demo", Summary: "start a local PostgreSQL, seed it on first use and serve it (--config F [--markets N --days D --data DIR])", Run: demoCmd},
+		{Name: "demo", Summary: "start a local PostgreSQL, seed it on first use (again with --reset) and serve it (--config F [--markets N --days D --data DIR --reset])", Run: demoCmd},
 		{Name: "bench", Summary: "measure direct SQL, the router and a monolith side by side (--config F [--monolith F2 --duration --concurrency --out])", Run: benchCmd},
 		{Name: "ingest", Summary: "measure one shard's write paths on a throwaway cluster ([--markets --prefill --rows --clients])", Run: ingestCmd},
 	}

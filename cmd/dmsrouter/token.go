@@ -39,6 +39,9 @@ func tokenCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if !slices.Contains(auth.Roles(), *role) {
 		return fmt.Errorf("--role %q: want one of %s", *role, strings.Join(auth.Roles(), ", "))
 	}
+	if *territory == "" {
+		return errors.New("--territory is required (national, region:NN, province:NNN, comune:NNNNNN, market:ID)")
+	}
 	t, err := regions.ParseTerritory(*territory)
 	if err != nil {
 		return fmt.Errorf("--territory: %w", err)

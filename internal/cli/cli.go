@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -29,15 +30,14 @@ type RunFunc func(ctx context.Context, args []string, getenv func(string) string
 // Main is all a binary's main does: it calls run with the process's
 // arguments, environment and standard streams, under a context that
 // SIGINT or SIGTERM cancels, and exits 1 when run fails, printing the
-// error after prog (except flag.ErrHelp: the flag set printed the usage).
+// error once after prog. A run that a signal stopped cleanly returns nil,
+// so the process exits 0; so does a request for help (flag.ErrHelp).
 func Main(prog string, run RunFunc) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, prog+":", err)
-		}
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, prog+":", err)
 		os.Exit(1)
 	}
 }
@@ -51,7 +51,8 @@ type Command struct {
 // Dispatch runs the command of cmds that args[0] names with the rest of
 // args, and blocks until it is done or ctx is canceled. help, -h and --help
 // print the usage of prog to stdout; no command or an unknown one prints it
-// to stderr and returns an error.
+// to stderr and returns an error. A command asked for its help (ParseArgs
+// saw -h or --help) has its usage printed to stdout and succeeds.
 func Dispatch(ctx context.Context, prog string, cmds []Command, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	usage := func(w io.Writer) {
 		fmt.Fprintf(w, "usage: %s <command> [flags]\n\ncommands:\n", prog)
@@ -69,29 +70,63 @@ func Dispatch(ctx context.Context, prog string, cmds []Command, args []string, g
 	}
 	for _, c := range cmds {
 		if c.Name == args[0] {
-			return c.Run(ctx, args[1:], getenv, stdout, stderr)
+			err := c.Run(ctx, args[1:], getenv, stdout, stderr)
+			if h := (*helpError)(nil); errors.As(err, &h) {
+				_, err = io.WriteString(stdout, h.usage)
+			}
+			return err
 		}
 	}
 	usage(stderr)
 	return fmt.Errorf("unknown command %q", args[0])
 }
 
-// NewFlags returns the flag set of subcommand name of prog; it reports
-// errors to stderr instead of exiting.
+// NewFlags returns the flag set of subcommand name of prog. Its usage,
+// "usage: prog name [flags]" and the flags, goes to stderr when a command
+// calls fs.Usage; ParseArgs reports errors and help itself, once.
 func NewFlags(prog, name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(prog+" "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: %s [flags]\n\nflags:\n", fs.Name())
+		fs.PrintDefaults()
+	}
 	return fs
 }
 
+// helpError is what ParseArgs returns for -h or --help: the usage, which
+// Dispatch prints to stdout before succeeding.
+type helpError struct{ usage string }
+
+func (e *helpError) Error() string { return "help requested" }
+
+func (e *helpError) Unwrap() error { return flag.ErrHelp }
+
 // ParseArgs parses a subcommand's flags and refuses positional arguments,
-// which no subcommand takes.
+// which no subcommand takes. For -h or --help it returns an error wrapping
+// flag.ErrHelp that carries the usage (Dispatch prints it and succeeds);
+// for a bad flag, an error that names it and where the flags are listed,
+// and nothing is written (Main prints the error, once).
 func ParseArgs(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		return err
+	out := fs.Output()
+	fs.SetOutput(io.Discard) // the flag package's own report would repeat the error
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	cmd := fs.Name()
+	if _, sub, ok := strings.Cut(cmd, " "); ok {
+		cmd = sub
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%s: unexpected arguments %q", fs.Name(), fs.Args())
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		var usage strings.Builder
+		fs.SetOutput(&usage)
+		fs.Usage()
+		fs.SetOutput(out)
+		return &helpError{usage: usage.String()}
+	case err != nil:
+		return fmt.Errorf("%s: %w (%s --help lists the flags)", cmd, err, fs.Name())
+	case fs.NArg() > 0:
+		return fmt.Errorf("%s: unexpected arguments %q", cmd, fs.Args())
 	}
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -73,4 +75,52 @@ func Prepare(ctx context.Context, cfg shardmap.Config) error {
 		}
 	}
 	return migrate(ctx, cfg)
+}
+
+// Adopt returns the server that answers as cfg's first shard's admin when
+// it runs from the data directory StartAt keeps under dir: a cluster that
+// an earlier run started and did not stop (its terminal was closed, say).
+// Stop then stops it and keeps dir, as for a server StartAt started. It
+// returns nil and no error when the server runs from another directory.
+func Adopt(ctx context.Context, cfg shardmap.Config, dir string) (*Server, error) {
+	admin, err := adminConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := pgx.ConnectConfig(ctx, admin)
+	if err != nil {
+		return nil, fmt.Errorf("pgcluster: connect as %s: %w", admin.User, err)
+	}
+	defer conn.Close(context.Background())
+	var running string
+	if err := conn.QueryRow(ctx, "SHOW data_directory").Scan(&running); err != nil {
+		return nil, fmt.Errorf("pgcluster: data directory of the server: %w", err)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if !sameDir(running, filepath.Join(abs, "data")) {
+		return nil, nil
+	}
+	bin, err := BinDir()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Host: admin.Host, Port: int(admin.Port), dir: abs, bin: bin}
+	if os.Geteuid() == 0 {
+		s.owner = "postgres" // as StartAt
+	}
+	s.AdminDSN = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", s.Port)
+	return s, nil
+}
+
+// sameDir reports whether paths a and b name the same directory.
+func sameDir(a, b string) bool {
+	ia, errA := os.Stat(a)
+	ib, errB := os.Stat(b)
+	if errA != nil || errB != nil {
+		return filepath.Clean(a) == filepath.Clean(b)
+	}
+	return os.SameFile(ia, ib)
 }
