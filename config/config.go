@@ -11,6 +11,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"sort"
 	"strconv"
@@ -40,14 +41,19 @@ type Config struct {
 	ShardMap shardmap.Config `mapstructure:",squash"`
 }
 
-// Server configures the HTTP listener.
+// Server configures the HTTP listeners: the API on Addr, the Prometheus
+// metrics on MetricsAddr ("" serves none). The metrics have a listener of
+// their own, on the loopback by default, so that the API's callers cannot
+// read them.
 type Server struct {
 	Addr            string        `mapstructure:"addr"`
+	MetricsAddr     string        `mapstructure:"metrics_addr"`
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
 }
 
 var defaults = map[string]any{
 	"server.addr":                   "127.0.0.1:8080",
+	"server.metrics_addr":           "127.0.0.1:9090",
 	"server.shutdown_timeout":       "10s",
 	"auth.hs256_secret":             "",
 	"auth.public_key_file":          "",
@@ -263,6 +269,11 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.Server.Addr == "" {
 		errs = append(errs, errors.New("server.addr: must not be empty"))
+	}
+	if a := c.Server.MetricsAddr; a != "" {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			errs = append(errs, fmt.Errorf("server.metrics_addr: %q is not host:port (or \"\" to serve no metrics)", a))
+		}
 	}
 	for _, err := range []error{c.Auth.Validate(), c.National.Validate(), c.ShardMap.Validate()} {
 		if j, ok := err.(interface{ Unwrap() []error }); ok {

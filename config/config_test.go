@@ -46,6 +46,13 @@ func TestLoad(t *testing.T) {
 		len(sm.Shards) != 1 || sm.Shards[0].MaxConns != 4 {
 		t.Errorf("Load(good) = %+v", cfg)
 	}
+	if cfg.Server.MetricsAddr != "127.0.0.1:9090" {
+		t.Errorf("Load(good).Server.MetricsAddr = %q, want the default 127.0.0.1:9090", cfg.Server.MetricsAddr)
+	}
+	noMetrics, err := config.Load(write(t, strings.Replace(good(), "server:\n", "server:\n  metrics_addr: \"\"\n", 1)), noenv)
+	if err != nil || noMetrics.Server.MetricsAddr != "" {
+		t.Errorf("Load(metrics_addr \"\") = %q, %v; want \"\" (no metrics listener)", noMetrics.Server.MetricsAddr, err)
+	}
 	want := national.Config{LegTimeout: national.DefaultLegTimeout, Concurrency: national.DefaultConcurrency, CacheTTL: national.DefaultCacheTTL}
 	if cfg.National != want {
 		t.Errorf("Load(good).National = %+v, want the defaults %+v", cfg.National, want)
@@ -93,6 +100,7 @@ func TestLoadErrors(t *testing.T) {
 		{"no secret", strings.Replace(g, "hs256_secret: \"0123456789abcdef\"", "hs256_secret: \"\"", 1), nil, "auth: set hs256_secret", ""},
 		{"duplicate shard", strings.Replace(g, "regions:", "  - name: s1\n    primary: \"postgres://a@b/c\"\nregions:", 1), nil, "defined twice", ""},
 		{"empty addr", strings.Replace(g, "addr: \"127.0.0.1:9\"", "addr: \"\"", 1), nil, "server.addr: must not be empty", ""},
+		{"metrics addr", strings.Replace(g, "server:\n", "server:\n  metrics_addr: \"9090\"\n", 1), nil, `server.metrics_addr: "9090" is not host:port`, ""},
 		{"leg timeout", g + "national:\n  leg_timeout: 2m\n", nil, "national.leg_timeout: 2m0s is outside 0..1m", ""},
 		{"concurrency", g + "national:\n  concurrency: 65\n", nil, "national.concurrency: 65 is outside 0..64", ""},
 		{"cache ttl", g + "national:\n  cache_ttl: -1s\n", nil, "national.cache_ttl: -1s is outside 0..1m", ""},

@@ -42,6 +42,17 @@ func requestLabels(m string) []map[string]string {
 	return series
 }
 
+// TestMetricsNotOnAPI checks that the public API does not serve /metrics:
+// the metrics listener does (internal/cli).
+func TestMetricsNotOnAPI(t *testing.T) {
+	e := newEnv(t, "metricsapi", false)
+	for _, who := range []string{"", "national"} {
+		if r := e.get(t, who, "/metrics"); r.status != http.StatusNotFound {
+			t.Errorf("GET /metrics as %q on the API = %d, want 404", who, r.status)
+		}
+	}
+}
+
 // TestMetricLabelsBounded sends hundreds of requests with invented methods
 // and paths, with and without a token, and checks that they add only a few
 // series to the request histogram, each labelled from a bounded set, and

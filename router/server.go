@@ -117,7 +117,6 @@ func (s *Server) routes() *gin.Engine {
 
 	e.GET("/healthz", s.handle(s.healthz))
 	e.GET("/readyz", s.handle(s.readyz))
-	e.GET("/metrics", gin.WrapH(s.tel.MetricsHandler()))
 
 	v1 := e.Group("/v1", s.authenticate)
 	v1.GET("/regions", s.handle(s.listRegions))
