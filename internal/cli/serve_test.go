@@ -66,7 +66,9 @@ func TestServeMetricsListener(t *testing.T) {
 			defer cancel()
 			addrc := make(chan net.Addr, 1)
 			done := make(chan error, 1)
-			go func() { done <- cli.Serve(sctx, serveConfig(sm, metricsAddr), log, nil, func(a net.Addr) { addrc <- a }) }()
+			go func() {
+				done <- cli.Serve(sctx, serveConfig(sm, metricsAddr), log, nil, func(a net.Addr) { addrc <- a })
+			}()
 			var api string
 			select {
 			case a := <-addrc:
