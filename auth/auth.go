@@ -7,10 +7,12 @@
 package auth
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -168,6 +170,37 @@ type authClaims struct {
 	jwt.RegisteredClaims
 	Role      string `json:"role"`
 	Territory string `json:"territory"`
+}
+
+// UnmarshalJSON decodes the claims after checking that exp, nbf and iat,
+// when present, are JSON numbers, as RFC 7519 defines NumericDate: the JWT
+// library would also take a numeric string, and a null as absent.
+func (c *authClaims) UnmarshalJSON(b []byte) error {
+	var dates struct {
+		Exp json.RawMessage `json:"exp"`
+		Nbf json.RawMessage `json:"nbf"`
+		Iat json.RawMessage `json:"iat"`
+	}
+	if err := json.Unmarshal(b, &dates); err != nil {
+		return err
+	}
+	for _, d := range []struct {
+		claim string
+		raw   json.RawMessage
+	}{{"exp", dates.Exp}, {"nbf", dates.Nbf}, {"iat", dates.Iat}} {
+		if d.raw != nil && !isJSONNumber(d.raw) {
+			return fmt.Errorf("claim %s: %.20s is not a number", d.claim, d.raw)
+		}
+	}
+	type plain authClaims // without this method
+	return json.Unmarshal(b, (*plain)(c))
+}
+
+// isJSONNumber reports whether raw, one valid JSON value, is a number: the
+// only values that start with a digit or a minus sign.
+func isJSONNumber(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	return len(raw) > 0 && (raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9')
 }
 
 // Verify parses and checks token at time now and returns its principal. The

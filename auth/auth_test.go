@@ -176,6 +176,18 @@ func TestVerify(t *testing.T) {
 		{"iat in the future", hsOnly, hs(claimSet("iat", authNow.Add(time.Hour).Unix())), Principal{}},
 		{"missing exp", hsOnly, hs(claimWithout("exp")), Principal{}},
 		{"exp not a number", hsOnly, hs(claimSet("exp", "tomorrow")), Principal{}},
+		{"exp with a fraction", hsOnly, hs(claimSet("exp", float64(authNow.Add(time.Hour).Unix())+0.5)), manager},
+
+		// NumericDate is a JSON number (RFC 7519, section 2): no other type.
+		{"exp a numeric string", hsOnly, hs(claimSet("exp", strconv.FormatInt(authNow.Add(time.Hour).Unix(), 10))), Principal{}},
+		{"exp null", hsOnly, hs(claimSet("exp", nil)), Principal{}},
+		{"exp true", hsOnly, hs(claimSet("exp", true)), Principal{}},
+		{"exp an array", hsOnly, hs(claimSet("exp", []int64{authNow.Add(time.Hour).Unix()})), Principal{}},
+		{"exp an object", hsOnly, hs(claimSet("exp", map[string]int64{"n": authNow.Add(time.Hour).Unix()})), Principal{}},
+		{"nbf a numeric string", hsOnly, hs(claimSet("nbf", strconv.FormatInt(authNow.Add(-time.Hour).Unix(), 10))), Principal{}},
+		{"nbf null", hsOnly, hs(claimSet("nbf", nil)), Principal{}},
+		{"iat a numeric string", hsOnly, hs(claimSet("iat", strconv.FormatInt(authNow.Add(-time.Minute).Unix(), 10))), Principal{}},
+		{"iat false", hsOnly, hs(claimSet("iat", false)), Principal{}},
 
 		// Signature and alg.
 		{"wrong secret", hsOnly, signAuthToken(t, jwt.SigningMethodHS256, []byte("another-secret-of-16+"), validAuthClaims()), Principal{}},

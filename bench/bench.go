@@ -292,6 +292,7 @@ func localServers(ctx context.Context, cfg shardmap.Config, mono *shardmap.Confi
 // base URL and a channel closed when serve has returned.
 func startRouter(ctx context.Context, serve func(context.Context, config.Config, func(net.Addr)) error, cfg config.Config) (string, <-chan struct{}, error) {
 	cfg.Server.Addr = "127.0.0.1:0"
+	cfg.Server.MetricsAddr = "" // not scraped; and the port may be taken
 	addrc := make(chan net.Addr, 1)
 	errc := make(chan error, 1)
 	done := make(chan struct{})

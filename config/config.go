@@ -11,6 +11,8 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,14 +41,19 @@ type Config struct {
 	ShardMap shardmap.Config `mapstructure:",squash"`
 }
 
-// Server configures the HTTP listener.
+// Server configures the HTTP listeners: the API on Addr, the Prometheus
+// metrics on MetricsAddr ("" serves none). The metrics have a listener of
+// their own, on the loopback by default, so that the API's callers cannot
+// read them.
 type Server struct {
 	Addr            string        `mapstructure:"addr"`
+	MetricsAddr     string        `mapstructure:"metrics_addr"`
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
 }
 
 var defaults = map[string]any{
 	"server.addr":                   "127.0.0.1:8080",
+	"server.metrics_addr":           "127.0.0.1:9090",
 	"server.shutdown_timeout":       "10s",
 	"auth.hs256_secret":             "",
 	"auth.public_key_file":          "",
@@ -65,7 +72,14 @@ var defaults = map[string]any{
 // Load reads the YAML file at path, applies environment overrides from
 // getenv and validates the result. Shards are overridden by name:
 // DMSROUTER_SHARDS_S03_PRIMARY, _ADMIN, _MAX_CONNS and _REPLICAS (comma
-// separated). The error names every offending key.
+// separated).
+//
+// The error names every offending key; when the bad value came from the
+// environment it names the variable first. A DMSROUTER_SHARDS_ variable
+// that names no shard of the file, or no shard field, is an error too (a
+// misspelled override would otherwise be ignored). Load finds those among
+// the process's variables (os.Environ) whose value getenv returns; other
+// DMSROUTER_ variables that match no key are ignored, as tools have their own.
 func Load(path string, getenv func(string) string) (Config, error) {
 	v := viper.New()
 	v.SetConfigFile(path)
@@ -76,26 +90,63 @@ func Load(path string, getenv func(string) string) (Config, error) {
 	if err := v.ReadInConfig(); err != nil {
 		return Config{}, fmt.Errorf("read config %s: %w", path, err)
 	}
-	for _, key := range v.AllKeys() {
-		if val := getenv(envName(key)); val != "" {
-			v.Set(key, val)
-		}
+	cfg, err := decode(v)
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
 	}
+	cfg, fromEnv, errs := overrideKeys(v, cfg, getenv)
+	errs = append(errs, overrideShards(cfg.ShardMap.Shards, getenv, environNames(getenv), fromEnv)...)
+	// The overrides that failed left the file's values, which Validate
+	// checks with the rest.
+	errs = append(errs, blame(cfg.Validate(), fromEnv)...)
+	if len(errs) > 0 {
+		return Config{}, fmt.Errorf("config %s: %w", path, errors.Join(errs...))
+	}
+	return cfg, nil
+}
+
+// decode unmarshals v, refusing keys Config does not have.
+func decode(v *viper.Viper) (Config, error) {
 	var cfg Config
 	err := v.UnmarshalExact(&cfg, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
 		mapstructure.StringToTimeDurationHookFunc(),
 		mapstructure.StringToSliceHookFunc(","),
 	)))
-	if err != nil {
-		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	return cfg, err
+}
+
+// overrideKeys sets each key of v whose variable getenv returns non-empty,
+// one at a time, so that a value that does not decode is reported under its
+// variable and left out. It returns cfg, v decoded, with the overrides that
+// decoded, and the variable that set each key.
+func overrideKeys(v *viper.Viper, cfg Config, getenv func(string) string) (Config, map[string]string, []error) {
+	keys := v.AllKeys()
+	sort.Strings(keys)
+	fromEnv := map[string]string{}
+	var errs []error
+	for _, key := range keys {
+		name := envName(key)
+		val := getenv(name)
+		if val == "" {
+			continue
+		}
+		old := v.Get(key)
+		v.Set(key, val)
+		c, err := decode(v)
+		if err != nil {
+			// mapstructure's error spans lines and names the key again.
+			var de *mapstructure.DecodeError
+			if errors.As(err, &de) {
+				err = de.Unwrap()
+			}
+			errs = append(errs, fmt.Errorf("%s (environment): %s: %w", name, key, err))
+			v.Set(key, old)
+			continue
+		}
+		cfg = c
+		fromEnv[key] = name
 	}
-	if err := overrideShards(cfg.ShardMap.Shards, getenv); err != nil {
-		return Config{}, fmt.Errorf("config %s: %w", path, err)
-	}
-	if err := cfg.Validate(); err != nil {
-		return Config{}, fmt.Errorf("config %s: %w", path, err)
-	}
-	return cfg, nil
+	return cfg, fromEnv, errs
 }
 
 func envName(key string) string {
@@ -103,28 +154,115 @@ func envName(key string) string {
 	return EnvPrefix + strings.ToUpper(r.Replace(key))
 }
 
-func overrideShards(shards []shardmap.ShardConfig, getenv func(string) string) error {
+// shardFields are the suffixes of a shard's override variables.
+var shardFields = []string{"PRIMARY", "ADMIN", "REPLICAS", "MAX_CONNS"}
+
+// shardKey names shard name's field as Validate does.
+func shardKey(name, field string) string {
+	return "shards[" + name + "]." + strings.ToLower(field)
+}
+
+// overrideShards applies the DMSROUTER_SHARDS_<NAME>_<FIELD> variables to
+// shards, recording in fromEnv the variable that set each field, and
+// returns an error for each variable of names (the environment's) with that
+// prefix that names no shard or no field, and for a MAX_CONNS that is not a
+// number.
+func overrideShards(shards []shardmap.ShardConfig, getenv func(string) string, names []string, fromEnv map[string]string) []error {
+	var errs []error
+	known := map[string]bool{}
 	for i := range shards {
 		s := &shards[i]
-		prefix := envName("shards." + s.Name + ".")
-		if v := getenv(prefix + "PRIMARY"); v != "" {
-			s.Primary = v
-		}
-		if v := getenv(prefix + "ADMIN"); v != "" {
-			s.Admin = v
-		}
-		if v := getenv(prefix + "REPLICAS"); v != "" {
-			s.Replicas = strings.Split(v, ",")
-		}
-		if v := getenv(prefix + "MAX_CONNS"); v != "" {
-			n, err := strconv.ParseInt(v, 10, 32)
-			if err != nil {
-				return fmt.Errorf("%sMAX_CONNS: %q is not a number", prefix, v)
+		for _, field := range shardFields {
+			name := envName("shards." + s.Name + "." + field)
+			known[name] = true
+			val := getenv(name)
+			if val == "" {
+				continue
 			}
-			s.MaxConns = int32(n)
+			switch field {
+			case "PRIMARY":
+				s.Primary = val
+			case "ADMIN":
+				s.Admin = val
+			case "REPLICAS":
+				s.Replicas = strings.Split(val, ",")
+			case "MAX_CONNS":
+				n, err := strconv.ParseInt(val, 10, 32)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("%s: %q is not a number", name, val))
+					continue
+				}
+				s.MaxConns = int32(n)
+			}
+			fromEnv[shardKey(s.Name, field)] = name
 		}
 	}
-	return nil
+	prefix := EnvPrefix + "SHARDS_"
+	for _, name := range names {
+		if !strings.HasPrefix(name, prefix) || known[name] {
+			continue
+		}
+		var shard string
+		for _, field := range shardFields {
+			if s, ok := strings.CutSuffix(strings.TrimPrefix(name, prefix), "_"+field); ok {
+				shard = s
+				break
+			}
+		}
+		if shard == "" {
+			errs = append(errs, fmt.Errorf("%s: unknown shard field (want %s<SHARD>_ and one of %s)", name, prefix, strings.Join(shardFields, ", ")))
+			continue
+		}
+		errs = append(errs, fmt.Errorf("%s: no shard %q in the file (shards: %s)", name, strings.ToLower(shard), shardNames(shards)))
+	}
+	return errs
+}
+
+func shardNames(shards []shardmap.ShardConfig) string {
+	names := make([]string, len(shards))
+	for i, s := range shards {
+		names[i] = s.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// environNames returns the names of the process's environment variables
+// that getenv gives a value, sorted.
+func environNames(getenv func(string) string) []string {
+	var names []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if getenv(name) != "" {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// blame splits err, the result of Validate whose lines each start with the
+// key they are about, and names the variable in front of each line whose
+// key (or, for a list item like shards[s03].replicas[0], its list) was set
+// from the environment.
+func blame(err error, fromEnv map[string]string) []error {
+	if err == nil {
+		return nil
+	}
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for i, e := range errs {
+		key, _, _ := strings.Cut(e.Error(), ": ")
+		name, ok := fromEnv[key]
+		if !ok && strings.HasSuffix(key, "]") {
+			name, ok = fromEnv[key[:strings.LastIndexByte(key, '[')]]
+		}
+		if ok {
+			errs[i] = fmt.Errorf("%s (environment): %w", name, e)
+		}
+	}
+	return errs
 }
 
 // Validate checks every block and returns every problem found, each naming
@@ -133,6 +271,11 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.Server.Addr == "" {
 		errs = append(errs, errors.New("server.addr: must not be empty"))
+	}
+	if a := c.Server.MetricsAddr; a != "" {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			errs = append(errs, fmt.Errorf("server.metrics_addr: %q is not host:port (or \"\" to serve no metrics)", a))
+		}
 	}
 	for _, err := range []error{c.Auth.Validate(), c.National.Validate(), c.ShardMap.Validate()} {
 		if j, ok := err.(interface{ Unwrap() []error }); ok {

@@ -46,6 +46,13 @@ func TestLoad(t *testing.T) {
 		len(sm.Shards) != 1 || sm.Shards[0].MaxConns != 4 {
 		t.Errorf("Load(good) = %+v", cfg)
 	}
+	if cfg.Server.MetricsAddr != "127.0.0.1:9090" {
+		t.Errorf("Load(good).Server.MetricsAddr = %q, want the default 127.0.0.1:9090", cfg.Server.MetricsAddr)
+	}
+	noMetrics, err := config.Load(write(t, strings.Replace(good(), "server:\n", "server:\n  metrics_addr: \"\"\n", 1)), noenv)
+	if err != nil || noMetrics.Server.MetricsAddr != "" {
+		t.Errorf("Load(metrics_addr \"\") = %q, %v; want \"\" (no metrics listener)", noMetrics.Server.MetricsAddr, err)
+	}
 	want := national.Config{LegTimeout: national.DefaultLegTimeout, Concurrency: national.DefaultConcurrency, CacheTTL: national.DefaultCacheTTL}
 	if cfg.National != want {
 		t.Errorf("Load(good).National = %+v, want the defaults %+v", cfg.National, want)
@@ -78,25 +85,44 @@ func TestLoadErrors(t *testing.T) {
 		name, body string
 		env        map[string]string
 		want       string
+		not        string // when set, a text the error must not contain
 	}{
-		{"no file", "", nil, "read config"},
-		{"region missing", strings.Replace(g, "  \"07\": s1\n", "", 1), nil, "regions.07"},
-		{"unknown shard", strings.Replace(g, "\"07\": s1", "\"07\": s9", 1), nil, `regions.07: unknown shard "s9"`},
-		{"unquoted region", strings.Replace(g, "\"07\": s1", "7: s1", 1), nil, "regions.7"},
-		{"unknown region", g + "  \"21\": s1\n", nil, "regions.21"},
-		{"region mapped twice", g + "  \"07\": s1\n", nil, "07"},
-		{"bad dsn", strings.Replace(g, "postgres://dms_app@127.0.0.1:5432/dms?sslmode=disable", "postgres://x@host:notaport/db", 1), nil, "shards[0].primary"},
-		{"unknown key", g + "extra: 1\n", nil, "extra"},
-		{"unknown nested key", strings.Replace(g, "max_conns: 4", "max_conns: 4\n    maxconns: 4", 1), nil, "maxconns"},
-		{"unknown national key", g + "national:\n  legtimeout: 1s\n", nil, "legtimeout"},
-		{"no secret", strings.Replace(g, "hs256_secret: \"0123456789abcdef\"", "hs256_secret: \"\"", 1), nil, "auth: set hs256_secret"},
-		{"duplicate shard", strings.Replace(g, "regions:", "  - name: s1\n    primary: \"postgres://a@b/c\"\nregions:", 1), nil, "defined twice"},
-		{"empty addr", strings.Replace(g, "addr: \"127.0.0.1:9\"", "addr: \"\"", 1), nil, "server.addr: must not be empty"},
-		{"leg timeout", g + "national:\n  leg_timeout: 2m\n", nil, "national.leg_timeout: 2m0s is outside 0..1m"},
-		{"concurrency", g + "national:\n  concurrency: 65\n", nil, "national.concurrency: 65 is outside 0..64"},
-		{"cache ttl", g + "national:\n  cache_ttl: -1s\n", nil, "national.cache_ttl: -1s is outside 0..1m"},
-		{"env max conns", g, map[string]string{"DMSROUTER_SHARDS_S1_MAX_CONNS": "many"}, `DMSROUTER_SHARDS_S1_MAX_CONNS: "many" is not a number`},
-		{"env bad duration", g, map[string]string{"DMSROUTER_DATABASE_CONNECT_TIMEOUT": "soon"}, "connect_timeout"},
+		{"no file", "", nil, "read config", ""},
+		{"region missing", strings.Replace(g, "  \"07\": s1\n", "", 1), nil, "regions.07", ""},
+		{"unknown shard", strings.Replace(g, "\"07\": s1", "\"07\": s9", 1), nil, `regions.07: unknown shard "s9"`, ""},
+		{"unquoted region", strings.Replace(g, "\"07\": s1", "7: s1", 1), nil, "regions.7", ""},
+		{"unknown region", g + "  \"21\": s1\n", nil, "regions.21", ""},
+		{"region mapped twice", g + "  \"07\": s1\n", nil, "07", ""},
+		{"bad dsn", strings.Replace(g, "postgres://dms_app@127.0.0.1:5432/dms?sslmode=disable", "postgres://x@host:notaport/db", 1), nil, "shards[s1].primary: cannot parse DSN", "DMSROUTER_"},
+		{"unknown key", g + "extra: 1\n", nil, "extra", ""},
+		{"unknown nested key", strings.Replace(g, "max_conns: 4", "max_conns: 4\n    maxconns: 4", 1), nil, "maxconns", ""},
+		{"unknown national key", g + "national:\n  legtimeout: 1s\n", nil, "legtimeout", ""},
+		{"no secret", strings.Replace(g, "hs256_secret: \"0123456789abcdef\"", "hs256_secret: \"\"", 1), nil, "auth: set hs256_secret", ""},
+		{"duplicate shard", strings.Replace(g, "regions:", "  - name: s1\n    primary: \"postgres://a@b/c\"\nregions:", 1), nil, "defined twice", ""},
+		{"empty addr", strings.Replace(g, "addr: \"127.0.0.1:9\"", "addr: \"\"", 1), nil, "server.addr: must not be empty", ""},
+		{"metrics addr", strings.Replace(g, "server:\n", "server:\n  metrics_addr: \"9090\"\n", 1), nil, `server.metrics_addr: "9090" is not host:port`, ""},
+		{"leg timeout", g + "national:\n  leg_timeout: 2m\n", nil, "national.leg_timeout: 2m0s is outside 0..1m", ""},
+		{"concurrency", g + "national:\n  concurrency: 65\n", nil, "national.concurrency: 65 is outside 0..64", ""},
+		{"cache ttl", g + "national:\n  cache_ttl: -1s\n", nil, "national.cache_ttl: -1s is outside 0..1m", ""},
+		{"env max conns", g, map[string]string{"DMSROUTER_SHARDS_S1_MAX_CONNS": "many"}, `DMSROUTER_SHARDS_S1_MAX_CONNS: "many" is not a number`, ""},
+		{"env bad duration", g, map[string]string{"DMSROUTER_DATABASE_CONNECT_TIMEOUT": "soon"}, "DMSROUTER_DATABASE_CONNECT_TIMEOUT (environment): database.connect_timeout", ""},
+
+		// A bad value from the environment is reported under its variable,
+		// a bad value of the file under its key only.
+		{"env bad dsn", g, map[string]string{"DMSROUTER_SHARDS_S1_PRIMARY": "postgres://x@host:notaport/db"},
+			"DMSROUTER_SHARDS_S1_PRIMARY (environment): shards[s1].primary: cannot parse DSN", ""},
+		{"env bad admin dsn", g, map[string]string{"DMSROUTER_SHARDS_S1_ADMIN": "postgres://x@host:notaport/db"},
+			"DMSROUTER_SHARDS_S1_ADMIN (environment): shards[s1].admin: cannot parse DSN", ""},
+		{"env bad replica", g, map[string]string{"DMSROUTER_SHARDS_S1_REPLICAS": "postgres://r@h/x,postgres://x@host:notaport/db"},
+			"DMSROUTER_SHARDS_S1_REPLICAS (environment): shards[s1].replicas[1]: cannot parse DSN", ""},
+		{"env max conns out of range", g, map[string]string{"DMSROUTER_SHARDS_S1_MAX_CONNS": "5000"},
+			"DMSROUTER_SHARDS_S1_MAX_CONNS (environment): shards[s1].max_conns: 5000 is outside", ""},
+		{"env concurrency", g, map[string]string{"DMSROUTER_NATIONAL_CONCURRENCY": "65"},
+			"DMSROUTER_NATIONAL_CONCURRENCY (environment): national.concurrency: 65 is outside 0..64", ""},
+		{"env region to unknown shard", g, map[string]string{"DMSROUTER_REGIONS_07": "s9"},
+			`DMSROUTER_REGIONS_07 (environment): regions.07: unknown shard "s9"`, ""},
+		{"file bad dsn with an env override", strings.Replace(g, "postgres://dms_app@127.0.0.1:5432/dms?sslmode=disable", "postgres://x@host:notaport/db", 1),
+			map[string]string{"DMSROUTER_SHARDS_S1_MAX_CONNS": "3", "DMSROUTER_NATIONAL_CONCURRENCY": "3"}, "shards[s1].primary: cannot parse DSN", "DMSROUTER_"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -107,6 +133,44 @@ func TestLoadErrors(t *testing.T) {
 			_, err := config.Load(path, func(k string) string { return tt.env[k] })
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("Load(%s) error = %v, want it to name %q", tt.name, err, tt.want)
+			}
+			if tt.not != "" && err != nil && strings.Contains(err.Error(), tt.not) {
+				t.Errorf("Load(%s) error = %v, want no %q in it", tt.name, err, tt.not)
+			}
+		})
+	}
+}
+
+// TestLoadShardOverrideNames checks that a DMSROUTER_SHARDS_ variable of the
+// process's environment that names no shard of the file, or no field, is
+// refused under its name instead of being ignored.
+func TestLoadShardOverrideNames(t *testing.T) {
+	path := write(t, good())
+	tests := []struct {
+		name, val string
+		want      string // a substring of the error; "" means Load succeeds
+	}{
+		{"DMSROUTER_SHARDS_S1_PRIMARY", "postgres://other@127.0.0.1:5433/x", ""},
+		{"DMSROUTER_SHARDS_S1_MAX_CONNS", "3", ""},
+		{"DMSROUTER_BENCH_CONFIG", "configs/monolith.dev.yaml", ""},
+		{"DMSROUTER_SHARDS_S3_PRIMARY", "postgres://a@b/c", `DMSROUTER_SHARDS_S3_PRIMARY: no shard "s3" in the file (shards: s1)`},
+		{"DMSROUTER_SHARDS_S01_MAX_CONNS", "3", `DMSROUTER_SHARDS_S01_MAX_CONNS: no shard "s01"`},
+		{"DMSROUTER_SHARDS_S1_PRIMARI", "postgres://a@b/c", "DMSROUTER_SHARDS_S1_PRIMARI: unknown shard field"},
+		{"DMSROUTER_SHARDS_S1_MAXCONNS", "3", "DMSROUTER_SHARDS_S1_MAXCONNS: unknown shard field"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(tt.name, tt.val)
+			_, err := config.Load(path, os.Getenv)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("Load with %s=%s: %v, want nil error", tt.name, tt.val, err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("Load with %s=%s: %v, want an error naming %q", tt.name, tt.val, err, tt.want)
+			}
+			// Only the variables getenv gives count.
+			if _, err := config.Load(path, noenv); err != nil {
+				t.Errorf("Load with %s set and getenv giving nothing: %v, want nil error", tt.name, err)
 			}
 		})
 	}

@@ -67,8 +67,8 @@ func TestNationalPartial(t *testing.T) {
 		})
 	}
 	// Partial answers are counted by region.
-	if m := e.get(t, "", "/metrics"); !strings.Contains(m.raw, `dms_national_partial_total{`) ||
-		!regexp.MustCompile(`dms_national_partial_total\{[^}]*region="12"[^}]*status="unavailable"[^}]*\} [1-9]`).MatchString(m.raw) {
+	if m := e.metrics(t); !strings.Contains(m, `dms_national_partial_total{`) ||
+		!regexp.MustCompile(`dms_national_partial_total\{[^}]*region="12"[^}]*status="unavailable"[^}]*\} [1-9]`).MatchString(m) {
 		t.Errorf("/metrics lacks the partial counter for region 12")
 	}
 }

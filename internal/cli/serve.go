@@ -21,7 +21,9 @@ import (
 )
 
 // Serve runs the router for cfg until ctx is done. ready is called with
-// the bound address once the listener is open. On SIGHUP, when reload is
+// the bound address once the API's listener is open. The Prometheus metrics
+// are served at /metrics on a listener of their own, cfg.Server.MetricsAddr
+// (none when it is ""), whose URL is logged as "serving metrics". On SIGHUP, when reload is
 // not nil, the configuration reload returns, if it is valid, replaces the
 // shard map and the national settings; the listener and the auth keys stay
 // as they are.
@@ -62,8 +64,57 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload func
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Server.Addr, err)
 	}
-	hs := &http.Server{
-		Handler:           srv,
+	servers := []*http.Server{httpServer(srv, log)}
+	listeners := []net.Listener{ln}
+	if a := cfg.Server.MetricsAddr; a != "" {
+		mln, err := net.Listen("tcp", a)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listen for metrics on %s (server.metrics_addr; \"\" serves none): %w", a, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", tel.MetricsHandler())
+		servers = append(servers, httpServer(mux, log))
+		listeners = append(listeners, mln)
+	}
+	errc := make(chan error, len(servers))
+	for i, hs := range servers {
+		go func() { errc <- hs.Serve(listeners[i]) }()
+	}
+	if len(listeners) > 1 {
+		log.Info("serving metrics", slog.String("url", "http://"+listeners[1].Addr().String()+"/metrics"))
+	}
+	if ready != nil {
+		ready(ln.Addr())
+	}
+	running := len(servers)
+	var errs []error
+	select {
+	case err := <-errc:
+		// A server stopped by itself: stop the other too.
+		errs = append(errs, err)
+		running--
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
+	defer cancel()
+	for _, hs := range servers {
+		if err := hs.Shutdown(shutdown); err != nil {
+			errs = append(errs, fmt.Errorf("shutdown: %w", err))
+		}
+	}
+	for range running {
+		if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// httpServer returns a server of h with the router's timeouts and limits.
+func httpServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -71,25 +122,6 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload func
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	if ready != nil {
-		ready(ln.Addr())
-	}
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	shutdown, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
-	defer cancel()
-	if err := hs.Shutdown(shutdown); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }
 
 // reloadOnSignal loads the configuration each time hup fires and hands its

@@ -18,12 +18,12 @@ import (
 )
 
 // WriteConfig writes the shard map cfg as the YAML the commands read,
-// served on a free loopback port with pgtest.TestSecret as the HS256 secret, into a file under
+// served on a free loopback port (its metrics on another) with pgtest.TestSecret as the HS256 secret, into a file under
 // tb.TempDir, and returns its path.
 func WriteConfig(tb testing.TB, cfg shardmap.Config) string {
 	tb.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "server:\n  addr: %q\nauth:\n  hs256_secret: %q\nshards:\n", "127.0.0.1:0", pgtest.TestSecret)
+	fmt.Fprintf(&b, "server:\n  addr: %q\n  metrics_addr: %q\nauth:\n  hs256_secret: %q\nshards:\n", "127.0.0.1:0", "127.0.0.1:0", pgtest.TestSecret)
 	for _, s := range cfg.Shards {
 		fmt.Fprintf(&b, "  - name: %s\n    primary: %q\n    admin: %q\n    max_conns: 4\n", s.Name, s.Primary, s.Admin)
 	}
