@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -56,10 +57,10 @@ func (s *Server) Deployment(ctx context.Context, prefix string, layout Layout) (
 			BreakerOpenTimeout: 2 * time.Second,
 		},
 	}
-	names := map[string]bool{}
+	names := map[string][]regions.Code{}
 	for r, name := range layout {
 		cfg.Regions[string(r)] = name
-		names[name] = true
+		names[name] = append(names[name], r)
 	}
 	var sorted []string
 	for n := range names {
@@ -81,7 +82,8 @@ func (s *Server) Deployment(ctx context.Context, prefix string, layout Layout) (
 			Admin:    s.AdminDB(db),
 			MaxConns: 4,
 		})
-		targets = append(targets, migrations.Target{Name: name, DSN: s.AdminDB(db)})
+		slices.Sort(names[name])
+		targets = append(targets, migrations.Target{Name: name, DSN: s.AdminDB(db), Regions: names[name]})
 	}
 	var errs []error
 	for _, r := range migrations.Up(ctx, targets) {

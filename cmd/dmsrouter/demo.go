@@ -95,12 +95,8 @@ Install them and run the demo again; on Debian or Ubuntu:
 	if err := createDatabases(ctx, admin, cfg); err != nil {
 		return err
 	}
-	var targets []migrations.Target
-	for _, s := range cfg.Shards {
-		targets = append(targets, migrations.Target{Name: s.Name, DSN: s.AdminDSN()})
-	}
 	var errs []error
-	for _, r := range migrations.Up(ctx, targets) {
+	for _, r := range migrations.Up(ctx, shardTargets(cfg)) {
 		errs = append(errs, r.Err)
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"text/tabwriter"
 
 	"github.com/dmshub/dmsrouter/migrations"
+	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
 
@@ -26,10 +28,7 @@ func migrateCmd(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return err
 	}
-	var targets []migrations.Target
-	for _, s := range cfg.Shards {
-		targets = append(targets, migrations.Target{Name: s.Name, DSN: s.AdminDSN()})
-	}
+	targets := shardTargets(cfg)
 	var results []migrations.Result
 	if args[0] == "up" {
 		results = migrations.Up(ctx, targets)
@@ -37,6 +36,21 @@ func migrateCmd(ctx context.Context, args []string, getenv func(string) string, 
 		results = migrations.Status(ctx, targets)
 	}
 	return printMigrations(stdout, results)
+}
+
+// shardTargets returns the migration targets of cfg's shards, each with the
+// regions cfg assigns to it.
+func shardTargets(cfg shardmap.Config) []migrations.Target {
+	held := map[string][]regions.Code{}
+	for code, shard := range cfg.Regions {
+		held[shard] = append(held[shard], regions.Code(code))
+	}
+	var targets []migrations.Target
+	for _, s := range cfg.Shards {
+		slices.Sort(held[s.Name])
+		targets = append(targets, migrations.Target{Name: s.Name, DSN: s.AdminDSN(), Regions: held[s.Name]})
+	}
+	return targets
 }
 
 func printMigrations(w io.Writer, results []migrations.Result) error {
