@@ -175,6 +175,10 @@ func TestWall(t *testing.T) {
 		{"a presence naming a stall of another market", region03, presence(milano, "015146", bergamoStall, vendor, "now()"), "23503"},
 		{"a presence naming a vendor of another region", region03, presence(milano, "015146", "NULL", veneto, "now()"), "23503"},
 		{"a presence at own comune's market", comuneMilano, presence(milano, "015146", milanoStall, vendor, "now()"), ""},
+		{"a presence written to its partition, past the checks of the parent", comuneMilano, fmt.Sprintf(`DO $$ BEGIN
+			EXECUTE format('INSERT INTO %%I (id, region_id, market_id, comune, vendor_id, date, kind, checkin_at)
+				VALUES (%d, 3, %d, %%L, %d, current_date, %%L, now())', 'vendor_presences_' || to_char(current_date, 'YYYY_MM'), '015146', 'SPUNTA');
+			END $$`, regions.MakeID("03", 100), bergamo, vendor), "42501"},
 		{"a concession at another comune's market, own comune copied in", comuneMilano, fmt.Sprintf(`INSERT INTO concessions (id, region_id, market_id, comune, stall_id, vendor_id, valid_from, valid_to)
 			VALUES (%d, 3, %d, '015146', %d, %d, '2026-01-01', '2026-12-31')`, regions.MakeID("03", 99), bergamo, bergamoStall, vendor), "23503"},
 		{"a concession naming a stall of another market", region03, fmt.Sprintf(`INSERT INTO concessions (id, region_id, market_id, comune, stall_id, vendor_id, valid_from, valid_to)

@@ -237,7 +237,12 @@ func checkOptionalName(s string) string {
 	return ""
 }
 
+// checkDays validates a market's days: one to seven distinct ISO weekdays
+// (the schema refuses a market without days).
 func checkDays(days []int16) string {
+	if len(days) == 0 {
+		return "want at least one ISO weekday 1 (Monday) to 7 (Sunday)"
+	}
 	seen := map[int16]bool{}
 	for _, d := range days {
 		if d < 1 || d > 7 || seen[d] {

@@ -49,7 +49,8 @@ func (s *Server) createMarket(c *gin.Context) error {
 		return err
 	}
 	var k checks
-	in := registry.NewMarket{Status: "active", Days: []int16{}}
+	// A market created without days is held every day, as the schema's default.
+	in := registry.NewMarket{Status: "active", Days: []int16{1, 2, 3, 4, 5, 6, 7}}
 	if required(&k, "code", b.Code) {
 		in.Code = *b.Code
 		if msg := checkMarketCode(in.Code); msg != "" {

@@ -203,6 +203,17 @@ func TestRegistryWrites(t *testing.T) {
 	}
 	wantStatus(t, "POST a market with a code taken", e.do(t, "lombardia", "POST", "/v1/markets",
 		`{"code":"MI002","name":"Doppione","comune":"015146"}`), 409)
+	// Codes are unique per region: TO001 is Piemonte's, on the same shard.
+	r = e.do(t, "lombardia", "POST", "/v1/markets", `{"code":"TO001","name":"Omonimo","comune":"015146","days":[3]}`)
+	wantStatus(t, "POST a market with a code of another region", r, 201)
+	if r.body["code"] != "TO001" || r.body["region"] != "03" {
+		t.Errorf("market with another region's code = %s", r.raw)
+	}
+	r = e.do(t, "lombardia", "POST", "/v1/markets", `{"code":"TO001","name":"Doppione","comune":"016024","days":[3]}`)
+	wantStatus(t, "POST a market with a code taken in its region", r, 409)
+	if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Errorf("duplicate code: Content-Type = %q, want application/problem+json", ct)
+	}
 	r = e.do(t, "national", "POST", "/v1/markets", `{"code":"RM002","name":"Mercato Esquilino","comune":"058091"}`)
 	wantStatus(t, "national POST a market in Lazio", r, 201)
 	if got, _ := regions.IDRegion(int64(r.body["id"].(float64))); got != "12" {
@@ -335,6 +346,10 @@ func TestWriteRolesAndBadInput(t *testing.T) {
 		{"bad code", "lombardia", "POST", "/v1/markets", `{"code":"mi9","name":"x","comune":"015146"}`, "code"},
 		{"unknown comune", "lombardia", "POST", "/v1/markets", `{"code":"MI009","name":"x","comune":"215146"}`, "comune"},
 		{"bad days", "lombardia", "POST", "/v1/markets", `{"code":"MI009","name":"x","comune":"015146","days":[0,8]}`, "days"},
+		{"no days", "lombardia", "POST", "/v1/markets", `{"code":"MI009","name":"x","comune":"015146","days":[]}`, "days"},
+		{"patch no days", "lombardia", "PATCH", "/v1/markets/" + ids(milano), `{"days":[]}`, "days"},
+		{"comune of another region", "lombardia", "POST", "/v1/markets", `{"code":"MI009","name":"x","comune":"058091","region":"03"}`, "region"},
+		{"national: comune of another region", "national", "POST", "/v1/markets", `{"code":"RM009","name":"x","comune":"058091","region":"03"}`, "region"},
 		{"negative cost", "lombardia", "POST", "/v1/markets", `{"code":"MI009","name":"x","comune":"015146","cost_per_sqm":-1}`, "cost_per_sqm"},
 		{"malformed JSON", "lombardia", "POST", "/v1/markets", `{"code":`, "body"},
 		{"trailing data", "lombardia", "POST", "/v1/markets", market + `{}`, "body"},
