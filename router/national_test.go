@@ -851,6 +851,11 @@ func TestPresenceRollup(t *testing.T) {
 	market := func(r regions.Code, seq int64) int64 { return regions.MakeID(r, seq) }
 	m1, m2, m3 := market("03", 1), market("03", 2), market("12", 1)
 	comune := map[int64]string{m1: "015146", m2: "016024", m3: "058091"}
+	if _, err := admin.Exec(ctx, `INSERT INTO markets (id, region_id, code, name, province, comune) VALUES
+		($1, 3, 'MI001', 'Milano', '015', '015146'), ($2, 3, 'BG001', 'Bergamo', '016', '016024'), ($3, 12, 'RM001', 'Roma', '058', '058091')`,
+		m1, m2, m3); err != nil {
+		t.Fatal(err)
+	}
 	nextID := map[int16]int64{}
 	row := func(m int64, vendor int64, day string, kind string) []any {
 		r := int16(m >> regions.IDShift)
