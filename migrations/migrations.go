@@ -17,15 +17,19 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
+
+	"github.com/dmshub/dmsrouter/regions"
 )
 
 //go:embed sql/*.sql
 var embedded embed.FS
 
-// Target is one database to migrate: a shard's name and its owner DSN.
+// Target is one database to migrate: a shard's name, its owner DSN and the
+// regions it holds, which Up records with HoldRegions after migrating.
 type Target struct {
-	Name string
-	DSN  string
+	Name    string
+	DSN     string
+	Regions []regions.Code
 }
 
 // Result is what happened to one Target.
@@ -39,11 +43,12 @@ type Result struct {
 }
 
 // Up applies every pending migration to each target, all targets in
-// parallel, and returns one Result per target in the order given. A
-// concurrent Up on the same database waits on goose's advisory lock, so
-// running it twice, or from several processes, is a no-op the second time.
+// parallel, then records the target's regions (HoldRegions), and returns
+// one Result per target in the order given. A concurrent Up on the same
+// database waits on goose's advisory lock, so running it twice, or from
+// several processes, is a no-op the second time.
 func Up(ctx context.Context, targets []Target) []Result {
-	return each(ctx, targets, func(ctx context.Context, p *goose.Provider, r *Result) error {
+	results := each(ctx, targets, func(ctx context.Context, p *goose.Provider, r *Result) error {
 		before, err := p.GetDBVersion(ctx)
 		if err != nil {
 			return err
@@ -57,6 +62,44 @@ func Up(ctx context.Context, targets []Target) []Result {
 		r.Version, err = p.GetDBVersion(ctx)
 		return err
 	})
+	for i, t := range targets {
+		if results[i].Err == nil {
+			if err := HoldRegions(ctx, t.DSN, t.Regions); err != nil {
+				results[i].Err = fmt.Errorf("migrate %s: %w", t.Name, err)
+			}
+		}
+	}
+	return results
+}
+
+// HoldRegions records in the migrated database at dsn (an owner's DSN)
+// that it holds regions rs, so that rows of those regions may be written
+// there (dms.shard_regions, migration 00010); rows of any other region are
+// refused. A region it holds already keeps its state: a region that an
+// online move marked not owned stays so. HoldRegions never releases a
+// region: a database stops holding one only once its rows are gone.
+func HoldRegions(ctx context.Context, dsn string, rs []regions.Code) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	nums := make([]int16, len(rs))
+	for i, r := range rs {
+		n := r.Num()
+		if n == 0 {
+			return fmt.Errorf("hold regions: unknown region %q", r)
+		}
+		nums[i] = int16(n)
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("hold regions: %w", err)
+	}
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(ctx, `INSERT INTO dms.shard_regions (region_id) SELECT unnest($1::smallint[]) ON CONFLICT DO NOTHING`, nums)
+	if err != nil {
+		return fmt.Errorf("hold regions: %w", err)
+	}
+	return nil
 }
 
 // Status reports each target's current version without changing anything.

@@ -76,7 +76,8 @@ func checkNewMarket(k *checks, req writeReq, b *marketBody) (registry.NewMarket,
 		Name:       need(k, "name", b.Name, checkName),
 		Comune:     need(k, "comune", b.Comune, checkComune),
 		ComuneName: optional(k, "comune_name", b.ComuneName, "", checkOptionalName),
-		Days:       optional(k, "days", b.Days, []int16{}, checkDays),
+		// A market created without days is held every day, as the schema's default.
+		Days:       optional(k, "days", b.Days, []int16{1, 2, 3, 4, 5, 6, 7}, checkDays),
 		Status:     optional(k, "status", b.Status, "active", checkMarketStatus),
 		CostPerSqm: optional(k, "cost_per_sqm", b.CostPerSqm, 0, checkCostPerSqm),
 	}
@@ -153,7 +154,12 @@ func checkMarketCode(s string) string {
 	return ""
 }
 
+// checkDays validates a market's days: one to seven distinct ISO weekdays
+// (the schema refuses a market without days).
 func checkDays(days []int16) string {
+	if len(days) == 0 {
+		return "want at least one ISO weekday 1 (Monday) to 7 (Sunday)"
+	}
 	seen := map[int16]bool{}
 	for _, d := range days {
 		if d < 1 || d > 7 || seen[d] {

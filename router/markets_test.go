@@ -26,6 +26,17 @@ func testMarketWrites(t *testing.T, e *env) {
 	}
 	wantStatus(t, "POST a market with a code taken", e.do(t, "lombardia", "POST", "/v1/markets",
 		`{"code":"MI002","name":"Doppione","comune":"015146"}`), 409)
+	// Codes are unique per region: TO001 is Piemonte's, on the same shard.
+	r = e.do(t, "lombardia", "POST", "/v1/markets", `{"code":"TO001","name":"Omonimo","comune":"015146","days":[3]}`)
+	wantStatus(t, "POST a market with a code of another region", r, 201)
+	if r.body["code"] != "TO001" || r.body["region"] != "03" {
+		t.Errorf("market with another region's code = %s", r.raw)
+	}
+	r = e.do(t, "lombardia", "POST", "/v1/markets", `{"code":"TO001","name":"Doppione","comune":"016024","days":[3]}`)
+	wantStatus(t, "POST a market with a code taken in its region", r, 409)
+	if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Errorf("duplicate code: Content-Type = %q, want application/problem+json", ct)
+	}
 	r = e.do(t, "national", "POST", "/v1/markets", `{"code":"RM002","name":"Mercato Esquilino","comune":"058091"}`)
 	wantStatus(t, "national POST a market in Lazio", r, 201)
 	if got, _ := regions.IDRegion(int64(r.body["id"].(float64))); got != "12" {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"time"
 
@@ -61,6 +62,19 @@ func (d DatabaseConfig) probeInterval() time.Duration {
 		return d.ProbeInterval
 	}
 	return DefaultProbeInterval
+}
+
+// ShardRegions returns the regions the shard map assigns to the shard
+// named name, sorted.
+func (c Config) ShardRegions(name string) []regions.Code {
+	var held []regions.Code
+	for code, shard := range c.Regions {
+		if shard == name {
+			held = append(held, regions.Code(code))
+		}
+	}
+	slices.Sort(held)
+	return held
 }
 
 // ShardConfig is one shard: a primary database, its replicas, and the

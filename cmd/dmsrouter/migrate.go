@@ -35,10 +35,7 @@ func migrateCmd(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return err
 	}
-	var targets []migrations.Target
-	for _, s := range cfg.ShardMap.Shards {
-		targets = append(targets, migrations.Target{Name: s.Name, DSN: s.AdminDSN()})
-	}
+	targets := shardTargets(cfg.ShardMap)
 	var results []migrations.Result
 	if args[0] == "up" {
 		results = migrations.Up(ctx, targets)
@@ -51,6 +48,16 @@ func migrateCmd(ctx context.Context, args []string, getenv func(string) string, 
 const migrateSubcommands = `  up      apply the pending migrations to every shard
   status  print each shard's version
 `
+
+// shardTargets lists the shards of cfg to migrate, each with the regions
+// the shard map gives it, which migrations.Up records in the shard.
+func shardTargets(cfg shardmap.Config) []migrations.Target {
+	var targets []migrations.Target
+	for _, s := range cfg.Shards {
+		targets = append(targets, migrations.Target{Name: s.Name, DSN: s.AdminDSN(), Regions: cfg.ShardRegions(s.Name)})
+	}
+	return targets
+}
 
 // parseMigrateArgs parses migrate's arguments: up or status, then flags.
 // help, -h and --help return the usage (cli.ParseArgs's help error).

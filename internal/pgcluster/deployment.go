@@ -55,10 +55,10 @@ func (s *Server) Deployment(ctx context.Context, prefix string, layout Layout) (
 			BreakerOpenTimeout: 2 * time.Second,
 		},
 	}
-	names := map[string]bool{}
+	names := map[string][]regions.Code{}
 	for r, name := range layout {
 		cfg.Regions[string(r)] = name
-		names[name] = true
+		names[name] = append(names[name], r)
 	}
 	var sorted []string
 	for n := range names {
@@ -90,7 +90,7 @@ func (s *Server) Deployment(ctx context.Context, prefix string, layout Layout) (
 func migrate(ctx context.Context, cfg shardmap.Config) error {
 	var targets []migrations.Target
 	for _, s := range cfg.Shards {
-		targets = append(targets, migrations.Target{Name: s.Name, DSN: s.AdminDSN()})
+		targets = append(targets, migrations.Target{Name: s.Name, DSN: s.AdminDSN(), Regions: cfg.ShardRegions(s.Name)})
 	}
 	var errs []error
 	for _, r := range migrations.Up(ctx, targets) {

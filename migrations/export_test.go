@@ -1,0 +1,16 @@
+package migrations
+
+import (
+	"context"
+
+	"github.com/pressly/goose/v3"
+)
+
+// UpTo applies the migrations up to version to the database at dsn, so that
+// a test can put rows into an older schema and then migrate them.
+func UpTo(ctx context.Context, dsn string, version int64) error {
+	return withProvider(ctx, dsn, func(p *goose.Provider) error {
+		_, err := p.UpTo(ctx, version)
+		return err
+	})
+}
