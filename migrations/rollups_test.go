@@ -22,11 +22,14 @@ const statusFixture = `
 DO $$
 DECLARE
     r int;
+    p text; -- a province of region r
+
 BEGIN
     FOREACH r IN ARRAY %s LOOP
+        p := CASE r WHEN 3 THEN '015' WHEN 12 THEN '058' WHEN 19 THEN '082' END;
         INSERT INTO markets (id, region_id, code, name, province, comune, comune_name, status)
         SELECT dms.next_id('markets', r::smallint), r, 'RT' || lpad((r * 10 + g)::text, 3, '0'), 'Mercato ' || g,
-               lpad(r::text, 3, '0'), lpad(r::text, 3, '0') || lpad(g::text, 3, '0'), 'Comune ' || g, 'active'
+               p, p || lpad(g::text, 3, '0'), 'Comune ' || g, 'active'
         FROM generate_series(1, 3) g;
         INSERT INTO stalls (id, region_id, market_id, comune, number, type, status, area_mq)
         SELECT dms.next_id('stalls', r::smallint), r, m.id, m.comune, g, 'fisso',
@@ -35,7 +38,7 @@ BEGIN
         WHERE m.region_id = r;
         INSERT INTO vendors (id, region_id, partita_iva, codice_fiscale, denominazione, comune)
         VALUES (dms.next_id('vendors', r::smallint), r, '1000000' || lpad(r::text, 4, '0'),
-                '1000000' || lpad(r::text, 4, '0'), 'Impresa ' || r, lpad(r::text, 3, '0') || '001');
+                '1000000' || lpad(r::text, 4, '0'), 'Impresa ' || r, p || '001');
         INSERT INTO concessions (id, region_id, market_id, comune, stall_id, vendor_id, valid_from, valid_to, status)
         SELECT dms.next_id('concessions', r::smallint), r, s.market_id, s.comune, s.id,
                (SELECT v.id FROM vendors v WHERE v.region_id = r),
@@ -69,6 +72,11 @@ func TestPresenceRollup(t *testing.T) {
 	market := func(r regions.Code, seq int64) int64 { return regions.MakeID(r, seq) }
 	m1, m2, m3 := market("03", 1), market("03", 2), market("12", 1)
 	comune := map[int64]string{m1: "015146", m2: "016024", m3: "058091"}
+	if _, err := admin.Exec(ctx, `INSERT INTO markets (id, region_id, code, name, province, comune) VALUES
+		($1, 3, 'MI001', 'Milano', '015', '015146'), ($2, 3, 'BG001', 'Bergamo', '016', '016024'), ($3, 12, 'RM001', 'Roma', '058', '058091')`,
+		m1, m2, m3); err != nil {
+		t.Fatal(err)
+	}
 	nextID := map[int16]int64{}
 	row := func(m int64, vendor int64, day string, kind string) []any {
 		r := int16(m >> regions.IDShift)

@@ -309,13 +309,13 @@ func TestHoldRegions(t *testing.T) {
 	}
 }
 
-// TestUpgradeKeepsRows migrates a database holding rows of version 7: the
+// TestUpgradeKeepsRows migrates a database holding rows of version 9 (the last before 00010): the
 // regions of its rows are held besides the target's, and a market without
 // days is held every day.
 func TestUpgradeKeepsRows(t *testing.T) {
 	ctx := context.Background()
 	dsn := freshDB(t, "upgrade")
-	if err := migrations.UpTo(ctx, dsn, 7); err != nil {
+	if err := migrations.UpTo(ctx, dsn, 9); err != nil {
 		t.Fatal(err)
 	}
 	policiesBefore := policies(t, dsn)

@@ -25,7 +25,7 @@ func TestWrites(t *testing.T) {
 		want  any // nil, a sentinel error, or a pointer to an error type
 	}{
 		{"a market code taken", func() error {
-			_, err := CreateMarket(ctx, w.sh, lombardia, admin, NewMarket{Code: "MI001", Name: "x", Comune: "015146", ComuneName: "Milano", Days: []int16{}, Status: "active"})
+			_, err := CreateMarket(ctx, w.sh, lombardia, admin, NewMarket{Code: "MI001", Name: "x", Comune: "015146", ComuneName: "Milano", Days: []int16{1}, Status: "active"})
 			return err
 		}, &conflict},
 		{"a market outside the scope", func() error {
