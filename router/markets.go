@@ -11,7 +11,7 @@ import (
 )
 
 // marketStatuses are the statuses of a market.
-var marketStatuses = []string{"active", "inactive"}
+var marketStatuses = []string{"ACTIVE", "INACTIVE"}
 
 // listMarkets is GET /v1/markets: the markets of one region, or of every
 // region merged for a national principal that names none.
@@ -77,7 +77,7 @@ func checkNewMarket(k *checks, req writeReq, b *marketBody) (registry.NewMarket,
 		Comune:     need(k, "comune", b.Comune, checkComune),
 		ComuneName: optional(k, "comune_name", b.ComuneName, "", checkOptionalName),
 		Days:       optional(k, "days", b.Days, []int16{}, checkDays),
-		Status:     optional(k, "status", b.Status, "active", checkMarketStatus),
+		Status:     optional(k, "status", b.Status, "ACTIVE", checkMarketStatus),
 		CostPerSqm: optional(k, "cost_per_sqm", b.CostPerSqm, 0, checkCostPerSqm),
 	}
 	r := comuneRegion(in.Comune)

@@ -9,7 +9,7 @@ import (
 
 // stallTypes are the types of a stall; its statuses are
 // registry.StallStatuses.
-var stallTypes = []string{"fisso", "spunta", "straordinario"}
+var stallTypes = []string{"FISSO", "SPUNTA", "STRAORDINARIO"}
 
 var (
 	checkStallType   = oneOf(stallTypes...)
@@ -56,7 +56,7 @@ func checkNewStall(k *checks, req writeReq, b *stallBody) (registry.NewStall, re
 		Number: need(k, "number", b.Number, checkStallNumber),
 		Type:   need(k, "type", b.Type, checkStallType),
 		AreaMq: need(k, "area_mq", b.AreaMq, checkArea),
-		Status: optional(k, "status", b.Status, "libero", checkStallStatus),
+		Status: optional(k, "status", b.Status, "LIBERO", checkStallStatus),
 		WidthM: optionalPtr(k, "width_m", b.WidthM, checkSide),
 		DepthM: optionalPtr(k, "depth_m", b.DepthM, checkSide),
 	}
