@@ -20,7 +20,7 @@ func (s *Server) listMarkets(c *gin.Context) error {
 	explicit := q.region("region")
 	province, provRegion := q.province("province")
 	comune, comRegion := q.comune("comune")
-	f := registry.MarketFilter{Province: province, Comune: comune, Status: q.oneOf("status", marketStatuses...), Q: q.str("q")}
+	f := registry.MarketFilter{Province: province, Comune: comune, Status: q.enum("status", marketStatus, marketStatuses...), Q: q.str("q")}
 	pg := q.page()
 	complete := completeParam(q)
 	if err := q.err(); err != nil {
@@ -77,7 +77,7 @@ func checkNewMarket(k *checks, req writeReq, b *marketBody) (registry.NewMarket,
 		Comune:     need(k, "comune", b.Comune, checkComune),
 		ComuneName: optional(k, "comune_name", b.ComuneName, "", checkOptionalName),
 		Days:       optional(k, "days", b.Days, []int16{}, checkDays),
-		Status:     optional(k, "status", b.Status, "ACTIVE", checkMarketStatus),
+		Status:     optional(k, "status", respelled(b.Status, marketStatus), "ACTIVE", checkMarketStatus),
 		CostPerSqm: optional(k, "cost_per_sqm", b.CostPerSqm, 0, checkCostPerSqm),
 	}
 	r := comuneRegion(in.Comune)
@@ -137,7 +137,7 @@ func checkMarketPatch(k *checks, req writeReq, b *marketPatchBody) (registry.Mar
 		Name:       patchField(k, "name", b.Name, checkName),
 		ComuneName: patchField(k, "comune_name", b.ComuneName, checkOptionalName),
 		Days:       patchField(k, "days", b.Days, checkDays),
-		Status:     patchField(k, "status", b.Status, checkMarketStatus),
+		Status:     patchField(k, "status", b.Status.respelled(marketStatus), checkMarketStatus),
 		CostPerSqm: patchField(k, "cost_per_sqm", b.CostPerSqm, checkCostPerSqm),
 	}
 	k.someChange(p.Code.Set, p.Name.Set, p.ComuneName.Set, p.Days.Set, p.Status.Set, p.CostPerSqm.Set)

@@ -291,6 +291,7 @@ func TestRegistryWrites(t *testing.T) {
 		{"stalls", testStallWrites},
 		{"vendors", testVendorWrites},
 		{"concessions", testConcessionWrites},
+		{"deprecated spellings", testDeprecatedSpellings},
 	} {
 		t.Run(tt.name, func(t *testing.T) { tt.test(t, e) })
 	}

@@ -60,6 +60,7 @@ type vendorBody struct {
 	Denominazione *string `json:"denominazione"`
 	Comune        *string `json:"comune"`
 	Status        *string `json:"status"`
+	Stato         *string `json:"stato"` // the deprecated name of status
 	Region        *string `json:"region"`
 }
 
@@ -72,12 +73,13 @@ func (s *Server) createVendor(c *gin.Context) error {
 }
 
 func checkNewVendor(k *checks, req writeReq, b *vendorBody) (registry.NewVendor, regions.Code, error) {
+	statusKey, status := renamedKey(k, "status", b.Status, "stato", b.Stato, present[string])
 	in := registry.NewVendor{
 		PartitaIVA:    need(k, "partita_iva", b.PartitaIVA, checkPartitaIVA),
 		CodiceFiscale: need(k, "codice_fiscale", b.CodiceFiscale, checkCodiceFiscale),
 		Denominazione: need(k, "denominazione", b.Denominazione, checkName),
 		Comune:        need(k, "comune", b.Comune, checkComune),
-		Status:        optional(k, "status", b.Status, "ATTIVA", checkVendorStatus),
+		Status:        optional(k, statusKey, status, "ATTIVA", checkVendorStatus),
 	}
 	r := comuneRegion(in.Comune)
 	if !req.p.Territory.Covers(r) {
@@ -96,6 +98,7 @@ type vendorPatchBody struct {
 	Denominazione opt[string] `json:"denominazione"`
 	Comune        opt[string] `json:"comune"`
 	Status        opt[string] `json:"status"`
+	Stato         opt[string] `json:"stato"` // the deprecated name of status
 }
 
 // updateVendor is PATCH /v1/vendors/{id}. A new comune must lie in the
@@ -105,12 +108,13 @@ func (s *Server) updateVendor(c *gin.Context) error {
 }
 
 func checkVendorPatch(k *checks, req writeReq, b *vendorPatchBody) (registry.VendorPatch, regions.Code, error) {
+	statusKey, status := renamedKey(k, "status", b.Status, "stato", b.Stato, opt[string].present)
 	p := registry.VendorPatch{
 		PartitaIVA:    patchField(k, "partita_iva", b.PartitaIVA, checkPartitaIVA),
 		CodiceFiscale: patchField(k, "codice_fiscale", b.CodiceFiscale, checkCodiceFiscale),
 		Denominazione: patchField(k, "denominazione", b.Denominazione, checkName),
 		Comune:        patchField(k, "comune", b.Comune, nil),
-		Status:        patchField(k, "status", b.Status, checkVendorStatus),
+		Status:        patchField(k, statusKey, status, checkVendorStatus),
 	}
 	if p.Comune.Set {
 		checkField(k, "comune", p.Comune.V, checkComune)
