@@ -6,8 +6,8 @@ import (
 	"github.com/pressly/goose/v3"
 )
 
-// UpTo and DownTo migrate the database at dsn up or down to version, for
-// the tests of a migration that changes data.
+// UpTo applies the migrations up to version to the database at dsn, so that
+// a test can put rows into an older schema and then migrate them.
 func UpTo(ctx context.Context, dsn string, version int64) error {
 	return withProvider(ctx, dsn, func(p *goose.Provider) error {
 		_, err := p.UpTo(ctx, version)
@@ -15,6 +15,8 @@ func UpTo(ctx context.Context, dsn string, version int64) error {
 	})
 }
 
+// DownTo rolls the database at dsn back to version, so that a test can
+// check a migration's Down section.
 func DownTo(ctx context.Context, dsn string, version int64) error {
 	return withProvider(ctx, dsn, func(p *goose.Provider) error {
 		_, err := p.DownTo(ctx, version)
