@@ -14,3 +14,12 @@ func UpTo(ctx context.Context, dsn string, version int64) error {
 		return err
 	})
 }
+
+// DownTo rolls the database at dsn back to version, so that a test can
+// check a migration's Down section.
+func DownTo(ctx context.Context, dsn string, version int64) error {
+	return withProvider(ctx, dsn, func(p *goose.Provider) error {
+		_, err := p.DownTo(ctx, version)
+		return err
+	})
+}

@@ -29,11 +29,11 @@ BEGIN
         p := CASE r WHEN 3 THEN '015' WHEN 12 THEN '058' WHEN 19 THEN '082' END;
         INSERT INTO markets (id, region_id, code, name, province, comune, comune_name, status)
         SELECT dms.next_id('markets', r::smallint), r, 'RT' || lpad((r * 10 + g)::text, 3, '0'), 'Mercato ' || g,
-               p, p || lpad(g::text, 3, '0'), 'Comune ' || g, 'active'
+               p, p || lpad(g::text, 3, '0'), 'Comune ' || g, 'ACTIVE'
         FROM generate_series(1, 3) g;
         INSERT INTO stalls (id, region_id, market_id, comune, number, type, status, area_mq)
-        SELECT dms.next_id('stalls', r::smallint), r, m.id, m.comune, g, 'fisso',
-               (ARRAY['libero', 'occupato', 'riservato'])[1 + (g + r + (m.id %% 2)::int) %% 3], 10
+        SELECT dms.next_id('stalls', r::smallint), r, m.id, m.comune, g, 'FISSO',
+               (ARRAY['LIBERO', 'OCCUPATO', 'RISERVATO'])[1 + (g + r + (m.id %% 2)::int) %% 3], 10
         FROM markets m, generate_series(1, 3) g
         WHERE m.region_id = r;
         INSERT INTO vendors (id, region_id, partita_iva, codice_fiscale, denominazione, comune)
@@ -278,26 +278,9 @@ func TestStatusCountsRollup(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer admin.Close(ctx)
-	check := func(step string) {
-		t.Helper()
-		var diff int64
-		err := admin.QueryRow(ctx, `
-			WITH truth AS (SELECT region_id, 'stalls' AS entity, status, count(*) AS n FROM stalls GROUP BY 1, 3
-			               UNION ALL
-			               SELECT region_id, 'concessions', status, count(*) FROM concessions GROUP BY 1, 3),
-			     roll AS (SELECT region_id, entity, status, sum(n) FROM region_status_counts GROUP BY 1, 2, 3 HAVING sum(n) > 0)
-			SELECT count(*) FROM (
-			    (SELECT * FROM truth EXCEPT SELECT * FROM roll) UNION ALL (SELECT * FROM roll EXCEPT SELECT * FROM truth)) x`).Scan(&diff)
-		if err != nil {
-			t.Fatalf("%s: %v", step, err)
-		}
-		if diff != 0 {
-			t.Fatalf("after %s, region_status_counts differs from stalls and concessions in %d rows", step, diff)
-		}
-	}
 	for _, step := range []struct{ name, sql string }{
 		{"insert", fmt.Sprintf(statusFixture, "ARRAY[3, 12, 19]")},
-		{"stall status update", `UPDATE stalls SET status = 'occupato' WHERE number = 1`},
+		{"stall status update", `UPDATE stalls SET status = 'OCCUPATO' WHERE number = 1`},
 		{"update of no counted column", `UPDATE stalls SET area_mq = 12`},
 		{"concession status update", `UPDATE concessions SET status = 'SCADUTA' WHERE valid_to < '2026-06-15'`},
 		{"concession moved to another market", `UPDATE concessions c SET market_id = s.market_id, stall_id = s.id, comune = s.comune
@@ -309,10 +292,30 @@ func TestStatusCountsRollup(t *testing.T) {
 		if _, err := admin.Exec(ctx, step.sql); err != nil {
 			t.Fatalf("%s: %v", step.name, err)
 		}
-		check(step.name)
+		checkStatusCounts(t, admin, step.name)
 	}
 	var n int64
 	if err := admin.QueryRow(ctx, `SELECT count(*) FROM region_status_counts WHERE entity = 'stalls' AND n > 0`).Scan(&n); err != nil || n == 0 {
 		t.Errorf("after TRUNCATE of concessions, %d stall counts are left (%v); want them kept", n, err)
+	}
+}
+
+// checkStatusCounts fails tb when region_status_counts differs from a count
+// of stalls and concessions by region and status after step.
+func checkStatusCounts(tb testing.TB, admin *pgx.Conn, step string) {
+	tb.Helper()
+	var diff int64
+	err := admin.QueryRow(context.Background(), `
+		WITH truth AS (SELECT region_id, 'stalls' AS entity, status, count(*) AS n FROM stalls GROUP BY 1, 3
+		               UNION ALL
+		               SELECT region_id, 'concessions', status, count(*) FROM concessions GROUP BY 1, 3),
+		     roll AS (SELECT region_id, entity, status, sum(n) FROM region_status_counts GROUP BY 1, 2, 3 HAVING sum(n) > 0)
+		SELECT count(*) FROM (
+		    (SELECT * FROM truth EXCEPT SELECT * FROM roll) UNION ALL (SELECT * FROM roll EXCEPT SELECT * FROM truth)) x`).Scan(&diff)
+	if err != nil {
+		tb.Fatalf("%s: %v", step, err)
+	}
+	if diff != 0 {
+		tb.Fatalf("after %s, region_status_counts differs from stalls and concessions in %d rows", step, diff)
 	}
 }

@@ -33,8 +33,8 @@ INSERT INTO markets (id, region_id, code, name, province, comune, days) VALUES
   (%[1]d, 3, 'MI001', 'Mercato di Milano', '015', '015146', '{2,6}'),
   (%[2]d, 3, 'BG001', 'Mercato di Bergamo', '016', '016024', '{1}');
 INSERT INTO stalls (id, region_id, market_id, comune, number, type, area_mq) VALUES
-  (%[3]d, 3, %[1]d, '015146', 2, 'fisso', 10),
-  (%[4]d, 3, %[2]d, '016024', 1, 'fisso', 10);
+  (%[3]d, 3, %[1]d, '015146', 2, 'FISSO', 10),
+  (%[4]d, 3, %[2]d, '016024', 1, 'FISSO', 10);
 INSERT INTO vendors (id, region_id, partita_iva, codice_fiscale, denominazione, comune) VALUES
   (%[5]d, 3, '01234567897', '01234567897', 'Rossi', '015146');`
 
@@ -176,11 +176,11 @@ func TestWall(t *testing.T) {
 
 		// Copied columns that lie.
 		{"a stall at another comune's market, own comune copied in", comuneMilano, fmt.Sprintf(`INSERT INTO stalls (id, region_id, market_id, comune, number, type, area_mq)
-			VALUES (%d, 3, %d, '015146', 99, 'fisso', 9)`, regions.MakeID("03", 99), bergamo), "23503"},
+			VALUES (%d, 3, %d, '015146', 99, 'FISSO', 9)`, regions.MakeID("03", 99), bergamo), "23503"},
 		{"moving a stall to another comune's market", comuneMilano, fmt.Sprintf(`UPDATE stalls SET market_id = %d WHERE id = %d`, bergamo, milanoStall), "42501"},
 		{"changing a market's comune", region03, fmt.Sprintf(`UPDATE markets SET comune = '015100', province = '015' WHERE id = %d`, milano), "42501"},
 		{"a stall at own comune's market", comuneMilano, fmt.Sprintf(`INSERT INTO stalls (id, region_id, market_id, comune, number, type, area_mq)
-			VALUES (%d, 3, %d, '015146', 99, 'fisso', 9)`, regions.MakeID("03", 99), milano), ""},
+			VALUES (%d, 3, %d, '015146', 99, 'FISSO', 9)`, regions.MakeID("03", 99), milano), ""},
 		{"a presence at another comune's market, own comune copied in", comuneMilano, presence(bergamo, "015146", "NULL", vendor, "now()"), "23503"},
 		{"a presence naming a stall of another market", region03, presence(milano, "015146", bergamoStall, vendor, "now()"), "23503"},
 		{"a presence at own comune's market", comuneMilano, presence(milano, "015146", milanoStall, vendor, "now()"), ""},

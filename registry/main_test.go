@@ -68,16 +68,16 @@ func newWorld(t *testing.T, name string) *world {
 		sc regions.Scope
 		NewMarket
 	}{
-		{lombardia, NewMarket{Code: "MI001", Name: "Mercato Centrale", Comune: "015146", ComuneName: "Milano", Days: []int16{1, 4}, Status: "active", CostPerSqm: 1.5}},
-		{lombardia, NewMarket{Code: "MI002", Name: "mercato rionale", Comune: "015146", ComuneName: "Milano", Days: []int16{2}, Status: "active", CostPerSqm: 1}},
-		{lombardia, NewMarket{Code: "MI003", Name: "Mercato Vecchio", Comune: "015146", ComuneName: "Milano", Days: []int16{3}, Status: "inactive", CostPerSqm: 1}},
-		{lombardia, NewMarket{Code: "BG001", Name: "Mercato del Borgo", Comune: "016024", ComuneName: "Bergamo", Days: []int16{6}, Status: "active", CostPerSqm: 2}},
-		{lazio, NewMarket{Code: "RM001", Name: "Mercato Esquilino", Comune: "058091", ComuneName: "Roma", Days: []int16{1}, Status: "active", CostPerSqm: 3}},
+		{lombardia, NewMarket{Code: "MI001", Name: "Mercato Centrale", Comune: "015146", ComuneName: "Milano", Days: []int16{1, 4}, Status: "ACTIVE", CostPerSqm: 1.5}},
+		{lombardia, NewMarket{Code: "MI002", Name: "mercato rionale", Comune: "015146", ComuneName: "Milano", Days: []int16{2}, Status: "ACTIVE", CostPerSqm: 1}},
+		{lombardia, NewMarket{Code: "MI003", Name: "Mercato Vecchio", Comune: "015146", ComuneName: "Milano", Days: []int16{3}, Status: "INACTIVE", CostPerSqm: 1}},
+		{lombardia, NewMarket{Code: "BG001", Name: "Mercato del Borgo", Comune: "016024", ComuneName: "Bergamo", Days: []int16{6}, Status: "ACTIVE", CostPerSqm: 2}},
+		{lazio, NewMarket{Code: "RM001", Name: "Mercato Esquilino", Comune: "058091", ComuneName: "Roma", Days: []int16{1}, Status: "ACTIVE", CostPerSqm: 3}},
 	} {
 		w.markets[in.Code] = must(CreateMarket(ctx, w.sh, in.sc, admin, in.NewMarket))(t).Value
 	}
 	mi1 := w.markets["MI001"].ID
-	for i, st := range []struct{ typ, status string }{{"fisso", "libero"}, {"fisso", "occupato"}, {"spunta", "riservato"}, {"fisso", "libero"}} {
+	for i, st := range []struct{ typ, status string }{{"FISSO", "LIBERO"}, {"FISSO", "OCCUPATO"}, {"SPUNTA", "RISERVATO"}, {"FISSO", "LIBERO"}} {
 		s := must(CreateStall(ctx, w.sh, lombardia, admin, mi1, NewStall{Number: int32(i + 1), Type: st.typ, Status: st.status, AreaMq: 10}))(t)
 		w.stalls = append(w.stalls, s.Value)
 	}
@@ -85,10 +85,10 @@ func newWorld(t *testing.T, name string) *world {
 		sc regions.Scope
 		NewVendor
 	}{
-		{lombardia, NewVendor{PartitaIVA: "01234567897", CodiceFiscale: "01234567897", Denominazione: "Alfa Srl", Comune: "015146", Stato: "ATTIVA"}},
-		{lombardia, NewVendor{PartitaIVA: "12345678903", CodiceFiscale: "RSSMRA80A01H501U", Denominazione: "Beta di Mario Rossi", Comune: "058091", Stato: "ATTIVA"}},
-		{lombardia, NewVendor{PartitaIVA: "00743110157", CodiceFiscale: "00743110157", Denominazione: "Gamma Spa", Comune: "016024", Stato: "ATTIVA"}},
-		{lazio, NewVendor{PartitaIVA: "01234567897", CodiceFiscale: "01234567897", Denominazione: "Alfa Srl Roma", Comune: "015146", Stato: "ATTIVA"}},
+		{lombardia, NewVendor{PartitaIVA: "01234567897", CodiceFiscale: "01234567897", Denominazione: "Alfa Srl", Comune: "015146", Status: "ATTIVA"}},
+		{lombardia, NewVendor{PartitaIVA: "12345678903", CodiceFiscale: "RSSMRA80A01H501U", Denominazione: "Beta di Mario Rossi", Comune: "058091", Status: "ATTIVA"}},
+		{lombardia, NewVendor{PartitaIVA: "00743110157", CodiceFiscale: "00743110157", Denominazione: "Gamma Spa", Comune: "016024", Status: "ATTIVA"}},
+		{lazio, NewVendor{PartitaIVA: "01234567897", CodiceFiscale: "01234567897", Denominazione: "Alfa Srl Roma", Comune: "015146", Status: "ATTIVA"}},
 	} {
 		w.vendors[in.Denominazione] = must(CreateVendor(ctx, w.sh, in.sc, admin, in.NewVendor))(t).Value
 	}

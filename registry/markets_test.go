@@ -36,7 +36,7 @@ func TestMarkets(t *testing.T) {
 			{"province scope", milanoPr, MarketFilter{}, id("MI001", "MI003", "MI002")},
 			{"comune filter", lombardia, MarketFilter{Comune: "016024"}, id("BG001")},
 			{"province filter outside the scope", milanoPr, MarketFilter{Province: "016"}, id()},
-			{"status", lombardia, MarketFilter{Status: "inactive"}, id("MI003")},
+			{"status", lombardia, MarketFilter{Status: "INACTIVE"}, id("MI003")},
 			{"name, case-insensitive", lombardia, MarketFilter{Q: "MERCATO R"}, id("MI002")},
 			{"name, a LIKE wildcard is literal", lombardia, MarketFilter{Q: "%"}, id()},
 			{"market scope", regions.Scope{Region: "03", Market: w.markets["BG001"].ID}, MarketFilter{}, id("BG001")},

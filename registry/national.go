@@ -21,7 +21,7 @@ import (
 // StallStatuses and ConcessionStatuses are the values the summary counts, in
 // the order the schema lists them.
 var (
-	StallStatuses      = []string{"libero", "occupato", "riservato"}
+	StallStatuses      = []string{"LIBERO", "OCCUPATO", "RISERVATO"}
 	ConcessionStatuses = []string{"ATTIVA", "SOSPESA", "REVOCATA", "CESSATA", "SCADUTA"}
 )
 
@@ -120,7 +120,7 @@ var summarySQL = named(func() string {
 	        SELECT coalesce(array_agg(p), '{}') FROM (
 	            SELECT v.partita_iva::int8 AS p FROM vendors v WHERE v.region_id = @region ORDER BY v.partita_iva) x)
 	    END, st.*
-	FROM (SELECT count(*) AS n FROM markets m WHERE m.region_id = @region AND m.status = 'active') mk,
+	FROM (SELECT count(*) AS n FROM markets m WHERE m.region_id = @region AND m.status = 'ACTIVE') mk,
 	    (SELECT coalesce(sum(d.n), 0)::int8 AS n FROM presence_daily d WHERE d.region_id = @region AND d.date = @day) pd,
 	    (SELECT coalesce(sum(m.n), 0)::int8 AS n FROM presence_monthly m WHERE m.region_id = @region AND m.month = @month) pm,
 	    (SELECT ` + strings.Join(counts, ", ") + ` FROM region_status_counts c WHERE c.region_id = @region) st,

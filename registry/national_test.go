@@ -17,7 +17,7 @@ func TestNationalLegs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := RegionSummary{MarketsActive: 3, Stalls: map[string]int64{"libero": 2, "occupato": 1, "riservato": 1},
+		want := RegionSummary{MarketsActive: 3, Stalls: map[string]int64{"LIBERO": 2, "OCCUPATO": 1, "RISERVATO": 1},
 			Concessions: map[string]int64{"ATTIVA": 2, "SOSPESA": 0, "REVOCATA": 0, "CESSATA": 0, "SCADUTA": 0},
 			Vendors:     3, PartiteIVA: []int64{743110157, 1234567897, 12345678903}, PresencesDay: 2, PresencesMonth: 2}
 		if s.VendorsVersion == 0 {
@@ -77,7 +77,7 @@ func TestNationalLegs(t *testing.T) {
 		if err != nil || total != 4 || !slices.Equal(ids(next, marketID), want[3:]) {
 			t.Errorf("MarketsByName after %d = %v (total %d), %v; want %v", first[2].ID, ids(next, marketID), total, err, want[3:])
 		}
-		active, total, err := MarketsByName(ctx, w.sh, lombardia, MarketFilter{Status: "active", Q: "borgo"}, "", 3)
+		active, total, err := MarketsByName(ctx, w.sh, lombardia, MarketFilter{Status: "ACTIVE", Q: "borgo"}, "", 3)
 		if err != nil || total != 1 || !slices.Equal(ids(active, marketID), []int64{w.markets["BG001"].ID}) {
 			t.Errorf("MarketsByName active, borgo = %v (total %d), %v", ids(active, marketID), total, err)
 		}

@@ -145,7 +145,7 @@ var (
 	), free AS (
 		SELECT s.id AS stall_id, s.number AS stall_number, row_number() OVER (ORDER BY s.number) AS n
 		FROM stalls s
-		WHERE s.market_id = @market AND s.region_id = @region AND s.status <> 'riservato'
+		WHERE s.market_id = @market AND s.region_id = @region AND s.status <> 'RISERVATO'
 		  AND NOT EXISTS (SELECT 1 FROM vendor_presences p
 			WHERE p.market_id = @market AND p.date = @day::date AND p.stall_id = s.id)
 	), pairs AS (
@@ -158,9 +158,9 @@ var (
 		WHERE p.id = pairs.presence_id AND p.market_id = @market AND p.date = @day::date
 		RETURNING p.*
 	), old_s AS (
-		SELECT s.* FROM stalls s JOIN pairs ON s.id = pairs.stall_id WHERE s.status <> 'occupato'
+		SELECT s.* FROM stalls s JOIN pairs ON s.id = pairs.stall_id WHERE s.status <> 'OCCUPATO'
 	), upd_s AS (
-		UPDATE stalls s SET status = 'occupato' FROM pairs WHERE s.id = pairs.stall_id AND s.status <> 'occupato'
+		UPDATE stalls s SET status = 'OCCUPATO' FROM pairs WHERE s.id = pairs.stall_id AND s.status <> 'OCCUPATO'
 		RETURNING s.*
 	), ` + auditCTE("audit_p", "spunta", "presence", "n.id, to_jsonb(o), to_jsonb(n) FROM old_p o JOIN upd_p n ON n.id = o.id") + `,
 	` + auditCTE("audit_s", "spunta", "stall", "n.id, to_jsonb(o), to_jsonb(n) FROM old_s o JOIN upd_s n ON n.id = o.id") + `
@@ -178,7 +178,7 @@ var (
 // on them) go, in order of stall number, to the present spuntisti without a
 // stall, in order of their rank in the year's SPUNTA graduatoria up to that
 // day (GetGraduatoria). Each assignment sets the presence's stall and marks
-// the stall occupato, with an audit row each. A market day's spunta runs
+// the stall OCCUPATO, with an audit row each. A market day's spunta runs
 // once: running it again returns the first outcome with AlreadyRun and
 // changes nothing. A market not in scope is ErrNotFound.
 func RunSpunta(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, marketID int64, day time.Time) (Result[Spunta], error) {

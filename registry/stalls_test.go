@@ -24,8 +24,8 @@ func TestStalls(t *testing.T) {
 		err    error
 	}{
 		{"by number", lombardia, mi1, StallFilter{}, Page{Limit: 10}, all, nil},
-		{"status", milano, mi1, StallFilter{Status: "libero"}, Page{Limit: 10}, []int64{all[0], all[3]}, nil},
-		{"type", milano, mi1, StallFilter{Type: "spunta"}, Page{Limit: 10}, []int64{all[2]}, nil},
+		{"status", milano, mi1, StallFilter{Status: "LIBERO"}, Page{Limit: 10}, []int64{all[0], all[3]}, nil},
+		{"type", milano, mi1, StallFilter{Type: "SPUNTA"}, Page{Limit: 10}, []int64{all[2]}, nil},
 		{"offset", lombardia, mi1, StallFilter{}, Page{Limit: 2, Offset: 1}, all[1:3], nil},
 		{"a market without stalls", lombardia, bg1, StallFilter{}, Page{Limit: 10}, []int64{}, nil},
 		{"a market outside the scope", regions.Scope{Region: "03", Comune: "016024"}, mi1, StallFilter{}, Page{Limit: 10}, nil, ErrNotFound},
@@ -59,7 +59,7 @@ func TestStalls(t *testing.T) {
 		}
 	})
 	t.Run("get", func(t *testing.T) {
-		if s, err := GetStall(ctx, w.sh, milano, all[2]); err != nil || s.Number != 3 || s.Status != "riservato" || s.AreaMq != 10 || s.WidthM != nil {
+		if s, err := GetStall(ctx, w.sh, milano, all[2]); err != nil || s.Number != 3 || s.Status != "RISERVATO" || s.AreaMq != 10 || s.WidthM != nil {
 			t.Errorf("GetStall = %+v, %v, want stall 3", s, err)
 		}
 		if _, err := GetStall(ctx, w.sh, regions.Scope{Region: "03", Market: bg1}, all[0]); !errors.Is(err, ErrNotFound) {

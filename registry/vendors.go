@@ -18,7 +18,7 @@ type Vendor struct {
 	CodiceFiscale string `json:"codice_fiscale" db:"codice_fiscale"`
 	Denominazione string `json:"denominazione" db:"denominazione"`
 	Comune        string `json:"comune" db:"comune"`
-	Stato         string `json:"stato" db:"stato"`
+	Status        string `json:"status" db:"status"`
 }
 
 // VendorFilter narrows a vendor list; empty fields do not filter.
@@ -29,7 +29,7 @@ type VendorFilter struct {
 }
 
 const vendorCols = `v.id, lpad(v.region_id::text, 2, '0') AS region, v.partita_iva, v.codice_fiscale,
-	v.denominazione, v.comune, v.stato`
+	v.denominazione, v.comune, v.status`
 
 // Vendors are the region's registry: every principal of the region sees
 // them (a comune office checks in spuntisti registered elsewhere), so only

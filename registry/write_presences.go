@@ -44,7 +44,7 @@ const (
 	// comune, its vendor's state, its stall's market, and the stall the
 	// row takes (for a CONCESSION row without one, its concession's).
 	rowColumnsSQL = `r.market_id, r.vendor_id, r.date, r.kind, r.stall_id AS given_stall,
-		m.comune, m.id IS NOT NULL AS market_ok, vd.stato AS vendor_stato, sl.market_id AS stall_market,
+		m.comune, m.id IS NOT NULL AS market_ok, vd.status AS vendor_status, sl.market_id AS stall_market,
 		c.status AS conc_status, c.stall_id AS conc_stall,
 		CASE WHEN r.kind = 'CONCESSION' THEN coalesce(r.stall_id, c.stall_id) ELSE r.stall_id END AS stall_id`
 	// rowJoinsSQL joins r with its market, vendor and stall in region
@@ -333,8 +333,8 @@ var stagedSQL = `conc AS (
 const rowCodeSQL = `CASE
 	WHEN NOT market_ok THEN 'market'
 	WHEN NOT partition_ok THEN 'partition'
-	WHEN vendor_stato IS NULL THEN 'vendor'
-	WHEN vendor_stato <> 'ATTIVA' THEN 'vendor_state'
+	WHEN vendor_status IS NULL THEN 'vendor'
+	WHEN vendor_status <> 'ATTIVA' THEN 'vendor_state'
 	WHEN given_stall IS NOT NULL AND stall_market IS DISTINCT FROM market_id THEN 'stall'
 	WHEN conc_status IN ('SOSPESA', 'REVOCATA') THEN 'suspended'
 	WHEN kind = 'CONCESSION' AND conc_status IS NULL THEN 'no_concession'
@@ -344,7 +344,7 @@ END`
 
 // rowDetailSQL is the detail of rowCodeSQL's reason.
 const rowDetailSQL = `CASE
-	WHEN vendor_stato <> 'ATTIVA' THEN vendor_stato
+	WHEN vendor_status <> 'ATTIVA' THEN vendor_status
 	WHEN conc_status IN ('SOSPESA', 'REVOCATA') THEN conc_status
 	WHEN kind = 'CONCESSION' AND given_stall IS NOT NULL THEN conc_stall::text
 	ELSE ''

@@ -71,7 +71,7 @@ var (
 		[]string{"code", "name", "comune_name", "days", "status", "cost_per_sqm"}, "updated_at = now()")
 	stallUpdate  = newUpdater[Stall]("stalls", "s", "stall", stallCols, []string{"number", "type", "status", "area_mq", "width_m", "depth_m"})
 	vendorUpdate = newUpdater[Vendor]("vendors", "v", "vendor", vendorCols,
-		[]string{"partita_iva", "codice_fiscale", "denominazione", "comune", "stato"})
+		[]string{"partita_iva", "codice_fiscale", "denominazione", "comune", "status"})
 )
 
 // NewMarket is a market to create in the scope's region.
@@ -190,13 +190,13 @@ type NewVendor struct {
 	CodiceFiscale string
 	Denominazione string
 	Comune        string // the registered office, anywhere in Italy
-	Stato         string
+	Status        string // ATTIVA, SOSPESA or CESSATA
 }
 
 // createVendorSQL is the insert of CreateVendor, with its audit row.
 var createVendorSQL = named(`WITH ins AS (
-		INSERT INTO vendors (id, region_id, partita_iva, codice_fiscale, denominazione, comune, stato)
-		VALUES (dms.next_id('vendors', @region::smallint), @region, @piva, @cf, @den, @comune, @stato)
+		INSERT INTO vendors (id, region_id, partita_iva, codice_fiscale, denominazione, comune, status)
+		VALUES (dms.next_id('vendors', @region::smallint), @region, @piva, @cf, @den, @comune, @status)
 		RETURNING *
 	), ` + auditCTE("audit", "create", "vendor", "n.id, NULL, to_jsonb(n) FROM ins n") + `
 	SELECT ` + vendorCols + ` FROM ins v`)
@@ -206,7 +206,7 @@ var createVendorSQL = named(`WITH ins AS (
 func CreateVendor(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, in NewVendor) (Result[Vendor], error) {
 	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Vendor, bool, error) {
 		rows, err := createVendorSQL.query(ctx, tx, writeArgs(sc, w, pgx.NamedArgs{"piva": in.PartitaIVA, "cf": in.CodiceFiscale, "den": in.Denominazione,
-			"comune": in.Comune, "stato": in.Stato}))
+			"comune": in.Comune, "status": in.Status}))
 		v, err := collectOne[Vendor](rows, err)
 		return v, true, err
 	})
@@ -218,7 +218,7 @@ type VendorPatch struct {
 	CodiceFiscale Field[string]
 	Denominazione Field[string]
 	Comune        Field[string]
-	Stato         Field[string]
+	Status        Field[string]
 }
 
 // UpdateVendor applies p to vendor id in scope sc's region, or returns ErrNotFound.
@@ -228,7 +228,7 @@ func UpdateVendor(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w W
 	setField(a, "codice_fiscale", p.CodiceFiscale)
 	setField(a, "denominazione", p.Denominazione)
 	setField(a, "comune", p.Comune)
-	setField(a, "stato", p.Stato)
+	setField(a, "status", p.Status)
 	return vendorUpdate.write(ctx, sh, sc, w, a)
 }
 
@@ -247,7 +247,7 @@ type NewConcession struct {
 var concessionPartsSQL = named(`SELECT
 	(SELECT comune FROM markets WHERE id = @market AND region_id = @region),
 	(SELECT market_id FROM stalls WHERE id = @stall AND region_id = @region),
-	(SELECT stato FROM vendors WHERE id = @vendor AND region_id = @region)`)
+	(SELECT status FROM vendors WHERE id = @vendor AND region_id = @region)`)
 
 // createConcessionSQL is the insert of CreateConcession, with its audit row.
 var createConcessionSQL = named(`WITH ins AS (
@@ -265,12 +265,12 @@ var createConcessionSQL = named(`WITH ins AS (
 func CreateConcession(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, in NewConcession) (Result[Concession], error) {
 	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Concession, bool, error) {
 		var (
-			comune, stato *string
-			stallMarket   *int64
+			comune, vendorStatus *string
+			stallMarket          *int64
 		)
 		err := concessionPartsSQL.queryRow(ctx, tx,
 			pgx.NamedArgs{"region": int16(sc.Region.Num()), "market": in.MarketID, "stall": in.StallID, "vendor": in.VendorID}).
-			Scan(&comune, &stallMarket, &stato)
+			Scan(&comune, &stallMarket, &vendorStatus)
 		switch {
 		case err != nil:
 			return Concession{}, false, err
@@ -280,10 +280,10 @@ func CreateConcession(ctx context.Context, sh *shardmap.Shard, sc regions.Scope,
 			return Concession{}, false, &MissingError{Field: "stall_id"}
 		case *stallMarket != in.MarketID:
 			return Concession{}, false, &InvalidError{Field: "stall_id", Reason: "not a stall of this market"}
-		case stato == nil:
+		case vendorStatus == nil:
 			return Concession{}, false, &MissingError{Field: "vendor_id"}
-		case *stato != "ATTIVA":
-			return Concession{}, false, conflict("the vendor is %s", *stato)
+		case *vendorStatus != "ATTIVA":
+			return Concession{}, false, conflict("the vendor is %s", *vendorStatus)
 		}
 		rows, err := createConcessionSQL.query(ctx, tx, writeArgs(sc, w, pgx.NamedArgs{"market": in.MarketID, "comune": *comune, "stall": in.StallID,
 			"vendor": in.VendorID, "from": in.ValidFrom, "to": in.ValidTo}))

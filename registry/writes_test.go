@@ -25,7 +25,7 @@ func TestWrites(t *testing.T) {
 		want  any // nil, a sentinel error, or a pointer to an error type
 	}{
 		{"a market code taken", func() error {
-			_, err := CreateMarket(ctx, w.sh, lombardia, admin, NewMarket{Code: "MI001", Name: "x", Comune: "015146", ComuneName: "Milano", Days: []int16{1}, Status: "active"})
+			_, err := CreateMarket(ctx, w.sh, lombardia, admin, NewMarket{Code: "MI001", Name: "x", Comune: "015146", ComuneName: "Milano", Days: []int16{1}, Status: "ACTIVE"})
 			return err
 		}, &conflict},
 		{"a market outside the scope", func() error {
@@ -33,7 +33,7 @@ func TestWrites(t *testing.T) {
 			return err
 		}, ErrNotFound},
 		{"a stall number taken", func() error {
-			_, err := CreateStall(ctx, w.sh, lombardia, admin, mi1, NewStall{Number: 1, Type: "fisso", Status: "libero", AreaMq: 1})
+			_, err := CreateStall(ctx, w.sh, lombardia, admin, mi1, NewStall{Number: 1, Type: "FISSO", Status: "LIBERO", AreaMq: 1})
 			return err
 		}, &conflict},
 		{"a stall out of range", func() error {
@@ -106,8 +106,8 @@ func TestWrites(t *testing.T) {
 		if err != nil || s.Value.WidthM == nil || *s.Value.WidthM != 2.5 || s.Value.AreaMq != 10 {
 			t.Errorf("UpdateStall width 2.5 = %+v, %v", s.Value, err)
 		}
-		s, err = UpdateStall(ctx, w.sh, lombardia, admin, w.stalls[3].ID, StallPatch{WidthM: Field[*float64]{true, nil}, Status: Field[string]{true, "riservato"}})
-		if err != nil || s.Value.WidthM != nil || s.Value.Status != "riservato" {
+		s, err = UpdateStall(ctx, w.sh, lombardia, admin, w.stalls[3].ID, StallPatch{WidthM: Field[*float64]{true, nil}, Status: Field[string]{true, "RISERVATO"}})
+		if err != nil || s.Value.WidthM != nil || s.Value.Status != "RISERVATO" {
 			t.Errorf("UpdateStall width nil = %+v, %v", s.Value, err)
 		}
 		c, err := SetConcessionStatus(ctx, w.sh, lombardia, admin, w.concessions[1].ID, "SOSPESA", "controllo", w.today)
@@ -124,7 +124,7 @@ func TestWrites(t *testing.T) {
 	t.Run("idempotency keys", func(t *testing.T) {
 		kept := admin
 		kept.Key, kept.Fingerprint = "k1", []byte{1}
-		in := NewVendor{PartitaIVA: "00000000019", CodiceFiscale: "00000000019", Denominazione: "Delta", Comune: "015146", Stato: "ATTIVA"}
+		in := NewVendor{PartitaIVA: "00000000019", CodiceFiscale: "00000000019", Denominazione: "Delta", Comune: "015146", Status: "ATTIVA"}
 		first, err := CreateVendor(ctx, w.sh, lombardia, kept, in)
 		if err != nil || !first.Created || first.Replayed {
 			t.Fatalf("CreateVendor with a key = %+v, %v", first, err)

@@ -27,7 +27,7 @@ func testConcessionWrites(t *testing.T, e *env) {
 		fmt.Sprintf(`{"market_id":%d,"stall_id":%d,"vendor_id":%d,"valid_from":"2030-01-01"}`, milano, stallBG1, vendorFB))
 	wantStatus(t, "POST a concession on another market's stall", r, 422)
 	wantField(t, "another market's stall", r, "stall_id")
-	exec(t, nw, `INSERT INTO vendors (id, region_id, partita_iva, codice_fiscale, denominazione, comune, stato)
+	exec(t, nw, `INSERT INTO vendors (id, region_id, partita_iva, codice_fiscale, denominazione, comune, status)
 		VALUES (dms.next_id('vendors', 3::smallint), 3, '00000000777', '00000000777', 'Sospeso', '015146', 'SOSPESA')`)
 	suspended := scalar(t, nw, `SELECT id FROM vendors WHERE partita_iva = '00000000777'`)
 	wantStatus(t, "POST a concession to a SOSPESA vendor", e.do(t, "lombardia", "POST", "/v1/concessions",

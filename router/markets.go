@@ -11,7 +11,7 @@ import (
 )
 
 // marketStatuses are the statuses of a market.
-var marketStatuses = []string{"active", "inactive"}
+var marketStatuses = []string{"ACTIVE", "INACTIVE"}
 
 // listMarkets is GET /v1/markets: the markets of one region, or of every
 // region merged for a national principal that names none.
@@ -20,7 +20,7 @@ func (s *Server) listMarkets(c *gin.Context) error {
 	explicit := q.region("region")
 	province, provRegion := q.province("province")
 	comune, comRegion := q.comune("comune")
-	f := registry.MarketFilter{Province: province, Comune: comune, Status: q.oneOf("status", marketStatuses...), Q: q.str("q")}
+	f := registry.MarketFilter{Province: province, Comune: comune, Status: q.enum("status", marketStatus, marketStatuses...), Q: q.str("q")}
 	pg := q.page()
 	complete := completeParam(q)
 	if err := q.err(); err != nil {
@@ -78,7 +78,7 @@ func checkNewMarket(k *checks, req writeReq, b *marketBody) (registry.NewMarket,
 		ComuneName: optional(k, "comune_name", b.ComuneName, "", checkOptionalName),
 		// A market created without days is held every day, as the schema's default.
 		Days:       optional(k, "days", b.Days, []int16{1, 2, 3, 4, 5, 6, 7}, checkDays),
-		Status:     optional(k, "status", b.Status, "active", checkMarketStatus),
+		Status:     optional(k, "status", respelled(b.Status, marketStatus), "ACTIVE", checkMarketStatus),
 		CostPerSqm: optional(k, "cost_per_sqm", b.CostPerSqm, 0, checkCostPerSqm),
 	}
 	r := comuneRegion(in.Comune)
@@ -138,7 +138,7 @@ func checkMarketPatch(k *checks, req writeReq, b *marketPatchBody) (registry.Mar
 		Name:       patchField(k, "name", b.Name, checkName),
 		ComuneName: patchField(k, "comune_name", b.ComuneName, checkOptionalName),
 		Days:       patchField(k, "days", b.Days, checkDays),
-		Status:     patchField(k, "status", b.Status, checkMarketStatus),
+		Status:     patchField(k, "status", b.Status.respelled(marketStatus), checkMarketStatus),
 		CostPerSqm: patchField(k, "cost_per_sqm", b.CostPerSqm, checkCostPerSqm),
 	}
 	k.someChange(p.Code.Set, p.Name.Set, p.ComuneName.Set, p.Days.Set, p.Status.Set, p.CostPerSqm.Set)

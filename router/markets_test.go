@@ -14,7 +14,7 @@ func testMarketWrites(t *testing.T, e *env) {
 		`{"code":"MI002","name":"Mercato di Viale Papiniano","comune":"015146","comune_name":"Milano","days":[2,6],"cost_per_sqm":1.5}`)
 	wantStatus(t, "POST /v1/markets", r, 201)
 	mid := int64(r.body["id"].(float64))
-	if got, _ := regions.IDRegion(mid); got != "03" || r.body["province"] != "015" || r.body["region"] != "03" || r.body["status"] != "active" {
+	if got, _ := regions.IDRegion(mid); got != "03" || r.body["province"] != "015" || r.body["region"] != "03" || r.body["status"] != "ACTIVE" {
 		t.Errorf("created market = %s", r.raw)
 	}
 	if g := e.get(t, "milano", "/v1/markets/"+ids(mid)); g.status != 200 || g.body["code"] != "MI002" {
@@ -43,9 +43,9 @@ func testMarketWrites(t *testing.T, e *env) {
 		t.Errorf("national market's region = %s, want 12", got)
 	}
 
-	r = e.do(t, "milano", "PATCH", "/v1/markets/"+ids(mid), `{"name":"Mercato Papiniano","status":"inactive"}`)
+	r = e.do(t, "milano", "PATCH", "/v1/markets/"+ids(mid), `{"name":"Mercato Papiniano","status":"INACTIVE"}`)
 	wantStatus(t, "PATCH /v1/markets/{id}", r, 200)
-	if r.body["name"] != "Mercato Papiniano" || r.body["status"] != "inactive" || r.body["code"] != "MI002" {
+	if r.body["name"] != "Mercato Papiniano" || r.body["status"] != "INACTIVE" || r.body["code"] != "MI002" {
 		t.Errorf("patched market = %s", r.raw)
 	}
 	a = latestAudit(t, nw, "market", mid)

@@ -191,7 +191,7 @@ func BenchmarkNationalSummary(b *testing.B) {
 				err := sh.Read(ctx, regions.Scope{Region: r.Code, User: "bench"}, func(batch *pgx.Batch) {
 					n := int16(r.Code.Num())
 					for _, q := range []string{
-						`SELECT count(*) FROM markets WHERE region_id = $1 AND status = 'active'`,
+						`SELECT count(*) FROM markets WHERE region_id = $1 AND status = 'ACTIVE'`,
 						`SELECT status, count(*) FROM stalls WHERE region_id = $1 GROUP BY 1`,
 						`SELECT status, count(*) FROM concessions WHERE region_id = $1 GROUP BY 1`,
 						`SELECT partita_iva FROM vendors WHERE region_id = $1`,

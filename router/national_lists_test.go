@@ -88,13 +88,13 @@ func testNationalMarkets(t *testing.T, e *env) {
 		id   int64
 		name string
 	}
-	for _, filter := range []string{"", "&status=inactive", "&q=mercato+n"} {
+	for _, filter := range []string{"", "&status=INACTIVE", "&q=mercato+n"} {
 		t.Run(filter, func(t *testing.T) {
 			var all []market
 			sql := `SELECT id, name FROM markets WHERE true`
 			switch filter {
-			case "&status=inactive":
-				sql += ` AND status = 'inactive'`
+			case "&status=INACTIVE":
+				sql += ` AND status = 'INACTIVE'`
 			case "&q=mercato+n":
 				sql += ` AND name ILIKE '%mercato n%'`
 			}

@@ -36,13 +36,13 @@ BEGIN
         SELECT dms.next_id('markets', r::smallint), r, 'NT' || lpad((r * 10 + g)::text, 3, '0'),
                (ARRAY['Mercato Centrale', 'Mercato del Borgo', 'Mercato Nuovo', 'mercato rionale', 'Mercato Vecchio'])[1 + (r * 7 + g) %% 5],
                prov, prov || lpad(g::text, 3, '0'), 'Comune ' || g,
-               CASE WHEN (r + g) %% 5 = 0 THEN 'inactive' ELSE 'active' END
+               CASE WHEN (r + g) %% 5 = 0 THEN 'INACTIVE' ELSE 'ACTIVE' END
         FROM generate_series(1, 1 + r %% 4) g;
 
         INSERT INTO stalls (id, region_id, market_id, comune, number, type, status, area_mq)
         SELECT dms.next_id('stalls', r::smallint), r, m.id, m.comune, g,
-               (ARRAY['fisso', 'spunta', 'straordinario'])[1 + g %% 3],
-               (ARRAY['libero', 'occupato', 'riservato'])[1 + (g + r + (m.id %% 2)::int) %% 3], 10
+               (ARRAY['FISSO', 'SPUNTA', 'STRAORDINARIO'])[1 + g %% 3],
+               (ARRAY['LIBERO', 'OCCUPATO', 'RISERVATO'])[1 + (g + r + (m.id %% 2)::int) %% 3], 10
         FROM markets m, generate_series(1, 3) g
         WHERE m.region_id = r AND m.code LIKE 'NT%%';
 
@@ -201,7 +201,7 @@ func testNationalSummary(t *testing.T, e *env) {
 					SummaryFigures: national.SummaryFigures{Stalls: zero(registry.StallStatuses), Concessions: zero(registry.ConcessionStatuses)}}
 				byRegion[string(r.Code)] = f
 			}
-			e.each(t, `SELECT region_id, count(*) FROM markets WHERE status = 'active' GROUP BY 1`, nil, func(v []any) {
+			e.each(t, `SELECT region_id, count(*) FROM markets WHERE status = 'ACTIVE' GROUP BY 1`, nil, func(v []any) {
 				byRegion[regionOf(v[0])].MarketsActive = v[1].(int64)
 			})
 			e.each(t, `SELECT region_id, status, count(*) FROM stalls GROUP BY 1, 2`, nil, func(v []any) {

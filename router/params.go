@@ -60,7 +60,13 @@ func (p *params) str(name string) string { return p.c.Query(name) }
 
 // oneOf returns the parameter when it is empty or one of values.
 func (p *params) oneOf(name string, values ...string) string {
-	v := p.c.Query(name)
+	return p.enum(name, func(s string) string { return s }, values...)
+}
+
+// enum is oneOf for a parameter with deprecated spellings: it returns the
+// parameter in the current spelling of spell (see marketStatus).
+func (p *params) enum(name string, spell func(string) string, values ...string) string {
+	v := spell(p.c.Query(name))
 	if v == "" {
 		return ""
 	}

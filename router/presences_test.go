@@ -173,7 +173,7 @@ func TestConcurrentCheckIns(t *testing.T) {
 // On 06-15 all five spuntisti are present (each gains one presence, which
 // changes no order), ranked S3 (6), S2 (4, first 01-13), S1 (4, first
 // 02-03), S4 (2), Bianchi (1). Milano's stalls: 1 taken by vendor03, 2 and
-// 3 and 4 free, 5 riservato. So S3 gets stall 2, S2 stall 3, S1 stall 4;
+// 3 and 4 free, 5 RISERVATO. So S3 gets stall 2, S2 stall 3, S1 stall 4;
 // S4 and Bianchi get none.
 func TestSpunta(t *testing.T) {
 	e := newEnv(t, "wspunta", false)
@@ -183,9 +183,9 @@ func TestSpunta(t *testing.T) {
 		SELECT dms.next_id('vendors', 3::smallint), 3, lpad(n::text, 11, '0'), lpad(n::text, 11, '0'), 'S' || n, '015146'
 		FROM generate_series(1, 4) n;
 		INSERT INTO stalls (id, region_id, market_id, comune, number, type, status, area_mq) VALUES
-		  (dms.next_id('stalls', 3::smallint), 3, %[1]d, '015146', 3, 'spunta', 'libero', 10),
-		  (dms.next_id('stalls', 3::smallint), 3, %[1]d, '015146', 4, 'spunta', 'occupato', 10),
-		  (dms.next_id('stalls', 3::smallint), 3, %[1]d, '015146', 5, 'spunta', 'riservato', 10);
+		  (dms.next_id('stalls', 3::smallint), 3, %[1]d, '015146', 3, 'SPUNTA', 'LIBERO', 10),
+		  (dms.next_id('stalls', 3::smallint), 3, %[1]d, '015146', 4, 'SPUNTA', 'OCCUPATO', 10),
+		  (dms.next_id('stalls', 3::smallint), 3, %[1]d, '015146', 5, 'SPUNTA', 'RISERVATO', 10);
 		INSERT INTO vendor_presences (id, region_id, market_id, comune, vendor_id, date, kind, checkin_at)
 		SELECT dms.next_id('vendor_presences', 3::smallint), 3, %[1]d, '015146', v, d::date, 'SPUNTA', d::timestamptz
 		FROM (VALUES (%[2]d, '2026-02-03'), (%[2]d, '2026-03-03'), (%[2]d, '2026-04-07'),
@@ -233,13 +233,13 @@ func TestSpunta(t *testing.T) {
 	if len(ranking) != 5 || r.body["assigned"] != 3.0 || r.body["already_run"] != false {
 		t.Errorf("spunta = %s", r.raw)
 	}
-	if got := scalar(t, nw, `SELECT count(*) FROM stalls WHERE id IN ($1, $2, $3) AND status = 'occupato'`, stallMI2, stall3, stall4); got != 3 {
-		t.Errorf("assigned stalls occupato = %d, want 3", got)
+	if got := scalar(t, nw, `SELECT count(*) FROM stalls WHERE id IN ($1, $2, $3) AND status = 'OCCUPATO'`, stallMI2, stall3, stall4); got != 3 {
+		t.Errorf("assigned stalls OCCUPATO = %d, want 3", got)
 	}
 	if got := scalar(t, nw, `SELECT count(*) FROM audit_log WHERE action = 'spunta'`); got != 3+2+1 {
-		t.Errorf("spunta audit rows = %d, want 3 presences, 2 stalls that were libero and 1 market", got)
+		t.Errorf("spunta audit rows = %d, want 3 presences, 2 stalls that were LIBERO and 1 market", got)
 	}
-	if a := latestAudit(t, nw, "stall", stall3); a.Action != "spunta" || a.Before["status"] != "libero" || a.After["status"] != "occupato" {
+	if a := latestAudit(t, nw, "stall", stall3); a.Action != "spunta" || a.Before["status"] != "LIBERO" || a.After["status"] != "OCCUPATO" {
 		t.Errorf("stall audit = %+v", a)
 	}
 

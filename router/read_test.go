@@ -27,7 +27,7 @@ func TestReadAPI(t *testing.T) {
 		}},
 		{"market fields", "lombardia", "/v1/markets/" + id(milano), 200, func(t *testing.T, r response) {
 			want := map[string]any{"id": float64(milano), "region": "03", "code": "MI001", "name": "Mercato di Via Papiniano",
-				"province": "015", "comune": "015146", "status": "active"}
+				"province": "015", "comune": "015146", "status": "ACTIVE"}
 			for k, v := range want {
 				if r.body[k] != v {
 					t.Errorf("market[%s] = %v, want %v", k, r.body[k], v)
@@ -44,9 +44,9 @@ func TestReadAPI(t *testing.T) {
 				t.Errorf("province=016 codes = %s", got)
 			}
 		}},
-		{"markets by status", "lombardia", "/v1/markets?status=inactive", 200, func(t *testing.T, r response) {
+		{"markets by status", "lombardia", "/v1/markets?status=INACTIVE", 200, func(t *testing.T, r response) {
 			if r.body["total"] != 0.0 {
-				t.Errorf("status=inactive = %s", r.raw)
+				t.Errorf("status=INACTIVE = %s", r.raw)
 			}
 		}},
 		{"national names a region", "national", "/v1/markets?region=01", 200, func(t *testing.T, r response) {
@@ -69,13 +69,13 @@ func TestReadAPI(t *testing.T) {
 				t.Errorf("stall numbers = %s", got)
 			}
 		}},
-		{"stalls filtered", "milano", "/v1/markets/" + id(milano) + "/stalls?status=libero&type=spunta", 200, func(t *testing.T, r response) {
+		{"stalls filtered", "milano", "/v1/markets/" + id(milano) + "/stalls?status=LIBERO&type=SPUNTA", 200, func(t *testing.T, r response) {
 			if got := r.field("number"); got != "2" {
 				t.Errorf("stall numbers = %s", got)
 			}
 		}},
 		{"stall", "milano", "/v1/stalls/" + id(stallMI1), 200, func(t *testing.T, r response) {
-			if r.body["market_id"] != float64(milano) || r.body["number"] != 1.0 || r.body["type"] != "fisso" || r.body["status"] != "occupato" || r.body["region"] != "03" {
+			if r.body["market_id"] != float64(milano) || r.body["number"] != 1.0 || r.body["type"] != "FISSO" || r.body["status"] != "OCCUPATO" || r.body["region"] != "03" {
 				t.Errorf("stall = %s", r.raw)
 			}
 		}},

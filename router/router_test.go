@@ -55,13 +55,13 @@ func layout() pgtest.Layout {
 
 const fixtureSQL = `
 INSERT INTO markets (id, region_id, code, name, province, comune, comune_name, days, status, cost_per_sqm) VALUES
-  (dms.next_id('markets', 3::smallint), 3, 'MI001', 'Mercato di Via Papiniano', '015', '015146', 'Milano', '{2,6}', 'active', 1.20),
-  (dms.next_id('markets', 3::smallint), 3, 'BG001', 'Mercato della Fiera', '016', '016024', 'Bergamo', '{1}', 'active', 0.90),
-  (dms.next_id('markets', 1::smallint), 1, 'TO001', 'Mercato di Porta Palazzo', '001', '001272', 'Torino', '{1,2,3,4,5,6}', 'active', 1.50);
+  (dms.next_id('markets', 3::smallint), 3, 'MI001', 'Mercato di Via Papiniano', '015', '015146', 'Milano', '{2,6}', 'ACTIVE', 1.20),
+  (dms.next_id('markets', 3::smallint), 3, 'BG001', 'Mercato della Fiera', '016', '016024', 'Bergamo', '{1}', 'ACTIVE', 0.90),
+  (dms.next_id('markets', 1::smallint), 1, 'TO001', 'Mercato di Porta Palazzo', '001', '001272', 'Torino', '{1,2,3,4,5,6}', 'ACTIVE', 1.50);
 INSERT INTO stalls (id, region_id, market_id, comune, number, type, status, area_mq) VALUES
-  (dms.next_id('stalls', 3::smallint), 3, %[1]d, '015146', 1, 'fisso', 'occupato', 12),
-  (dms.next_id('stalls', 3::smallint), 3, %[1]d, '015146', 2, 'spunta', 'libero', 10),
-  (dms.next_id('stalls', 3::smallint), 3, %[2]d, '016024', 1, 'fisso', 'libero', 9);
+  (dms.next_id('stalls', 3::smallint), 3, %[1]d, '015146', 1, 'FISSO', 'OCCUPATO', 12),
+  (dms.next_id('stalls', 3::smallint), 3, %[1]d, '015146', 2, 'SPUNTA', 'LIBERO', 10),
+  (dms.next_id('stalls', 3::smallint), 3, %[2]d, '016024', 1, 'FISSO', 'LIBERO', 9);
 INSERT INTO vendors (id, region_id, partita_iva, codice_fiscale, denominazione, comune) VALUES
   (dms.next_id('vendors', 3::smallint), 3, '01234567897', 'RSSMRA80A01F205X', 'Rossi Mario', '015146'),
   (dms.next_id('vendors', 3::smallint), 3, '12345678903', '12345678903', 'Frutta Bianchi srl', '016024');
@@ -213,7 +213,7 @@ func (r response) field(key string) string {
 
 // Ids of the fixture not named in router_test.go.
 var (
-	stallMI2   = regions.MakeID("03", 2) // Milano stall 2, spunta, libero
+	stallMI2   = regions.MakeID("03", 2) // Milano stall 2, SPUNTA, LIBERO
 	vendorFB   = regions.MakeID("03", 2) // Frutta Bianchi srl, a spuntista at Milano
 	concBG     = regions.MakeID("03", 2) // vendor03's concession on Bergamo stall 1, to 2026-07-31
 	presenceMI = regions.MakeID("03", 1) // vendor03's presence at Milano on 2026-06-15
@@ -293,6 +293,7 @@ func TestRegistryWrites(t *testing.T) {
 		{"stalls", testStallWrites},
 		{"vendors", testVendorWrites},
 		{"concessions", testConcessionWrites},
+		{"deprecated spellings", testDeprecatedSpellings},
 	} {
 		t.Run(tt.name, func(t *testing.T) { tt.test(t, e) })
 	}

@@ -34,7 +34,7 @@ func TestBadInput(t *testing.T) {
 		{"unknown comune", "national", "/v1/markets?comune=215146", "comune"},
 		{"comune not in the ISTAT list", "national", "/v1/markets?comune=015999", "comune"},
 		{"unknown parameter", "lombardia", "/v1/markets?colour=red", "colour"},
-		{"repeated parameter", "lombardia", "/v1/markets?status=active&status=inactive", "status"},
+		{"repeated parameter", "lombardia", "/v1/markets?status=ACTIVE&status=INACTIVE", "status"},
 		{"bad status", "lombardia", "/v1/markets?status=open", "status"},
 		{"bad stall type", "milano", "/v1/markets/" + mid + "/stalls?type=big", "type"},
 		{"bad concession status", "lombardia", "/v1/concessions?status=attiva", "status"},

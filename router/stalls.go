@@ -9,7 +9,7 @@ import (
 
 // stallTypes are the types of a stall; its statuses are
 // registry.StallStatuses.
-var stallTypes = []string{"fisso", "spunta", "straordinario"}
+var stallTypes = []string{"FISSO", "SPUNTA", "STRAORDINARIO"}
 
 var (
 	checkStallType   = oneOf(stallTypes...)
@@ -22,8 +22,8 @@ var (
 func (s *Server) listStalls(c *gin.Context) error {
 	q := queryParams(c, "status", "type")
 	f := registry.StallFilter{
-		Status: q.oneOf("status", registry.StallStatuses...),
-		Type:   q.oneOf("type", stallTypes...),
+		Status: q.enum("status", stallStatus, registry.StallStatuses...),
+		Type:   q.enum("type", stallType, stallTypes...),
 	}
 	pg := q.page()
 	if err := q.err(); err != nil {
@@ -54,9 +54,9 @@ func (s *Server) createStall(c *gin.Context) error {
 func checkNewStall(k *checks, req writeReq, b *stallBody) (registry.NewStall, regions.Code, error) {
 	in := registry.NewStall{
 		Number: need(k, "number", b.Number, checkStallNumber),
-		Type:   need(k, "type", b.Type, checkStallType),
+		Type:   need(k, "type", respelled(b.Type, stallType), checkStallType),
 		AreaMq: need(k, "area_mq", b.AreaMq, checkArea),
-		Status: optional(k, "status", b.Status, "libero", checkStallStatus),
+		Status: optional(k, "status", respelled(b.Status, stallStatus), "LIBERO", checkStallStatus),
 		WidthM: optionalPtr(k, "width_m", b.WidthM, checkSide),
 		DepthM: optionalPtr(k, "depth_m", b.DepthM, checkSide),
 	}
@@ -80,8 +80,8 @@ func (s *Server) updateStall(c *gin.Context) error {
 func checkStallPatch(k *checks, req writeReq, b *stallPatchBody) (registry.StallPatch, regions.Code, error) {
 	p := registry.StallPatch{
 		Number: patchField(k, "number", b.Number, checkStallNumber),
-		Type:   patchField(k, "type", b.Type, checkStallType),
-		Status: patchField(k, "status", b.Status, checkStallStatus),
+		Type:   patchField(k, "type", b.Type.respelled(stallType), checkStallType),
+		Status: patchField(k, "status", b.Status.respelled(stallStatus), checkStallStatus),
 		AreaMq: patchField(k, "area_mq", b.AreaMq, checkArea),
 		WidthM: nullableField(k, "width_m", b.WidthM, checkSide),
 		DepthM: nullableField(k, "depth_m", b.DepthM, checkSide),

@@ -10,10 +10,10 @@ import (
 	"github.com/dmshub/dmsrouter/taxcode"
 )
 
-// vendorStatuses are the statuses (stato) of a vendor.
+// vendorStatuses are the statuses of a vendor.
 var vendorStatuses = []string{"ATTIVA", "SOSPESA", "CESSATA"}
 
-var checkVendorStato = oneOf(vendorStatuses...)
+var checkVendorStatus = oneOf(vendorStatuses...)
 
 // The shapes a vendor list filter accepts; a vendor's own fields are
 // checked with their check digits (checkPartitaIVA, checkCodiceFiscale).
@@ -59,7 +59,8 @@ type vendorBody struct {
 	CodiceFiscale *string `json:"codice_fiscale"`
 	Denominazione *string `json:"denominazione"`
 	Comune        *string `json:"comune"`
-	Stato         *string `json:"stato"`
+	Status        *string `json:"status"`
+	Stato         *string `json:"stato"` // the deprecated name of status
 	Region        *string `json:"region"`
 }
 
@@ -72,12 +73,13 @@ func (s *Server) createVendor(c *gin.Context) error {
 }
 
 func checkNewVendor(k *checks, req writeReq, b *vendorBody) (registry.NewVendor, regions.Code, error) {
+	statusKey, status := renamedKey(k, "status", b.Status, "stato", b.Stato, present[string])
 	in := registry.NewVendor{
 		PartitaIVA:    need(k, "partita_iva", b.PartitaIVA, checkPartitaIVA),
 		CodiceFiscale: need(k, "codice_fiscale", b.CodiceFiscale, checkCodiceFiscale),
 		Denominazione: need(k, "denominazione", b.Denominazione, checkName),
 		Comune:        need(k, "comune", b.Comune, checkComune),
-		Stato:         optional(k, "stato", b.Stato, "ATTIVA", checkVendorStato),
+		Status:        optional(k, statusKey, status, "ATTIVA", checkVendorStatus),
 	}
 	r := comuneRegion(in.Comune)
 	if !req.p.Territory.Covers(r) {
@@ -95,7 +97,8 @@ type vendorPatchBody struct {
 	CodiceFiscale opt[string] `json:"codice_fiscale"`
 	Denominazione opt[string] `json:"denominazione"`
 	Comune        opt[string] `json:"comune"`
-	Stato         opt[string] `json:"stato"`
+	Status        opt[string] `json:"status"`
+	Stato         opt[string] `json:"stato"` // the deprecated name of status
 }
 
 // updateVendor is PATCH /v1/vendors/{id}. A new comune must lie in the
@@ -105,17 +108,18 @@ func (s *Server) updateVendor(c *gin.Context) error {
 }
 
 func checkVendorPatch(k *checks, req writeReq, b *vendorPatchBody) (registry.VendorPatch, regions.Code, error) {
+	statusKey, status := renamedKey(k, "status", b.Status, "stato", b.Stato, opt[string].present)
 	p := registry.VendorPatch{
 		PartitaIVA:    patchField(k, "partita_iva", b.PartitaIVA, checkPartitaIVA),
 		CodiceFiscale: patchField(k, "codice_fiscale", b.CodiceFiscale, checkCodiceFiscale),
 		Denominazione: patchField(k, "denominazione", b.Denominazione, checkName),
 		Comune:        patchField(k, "comune", b.Comune, nil),
-		Stato:         patchField(k, "stato", b.Stato, checkVendorStato),
+		Status:        patchField(k, statusKey, status, checkVendorStatus),
 	}
 	if p.Comune.Set {
 		checkField(k, "comune", p.Comune.V, checkComune)
 	}
-	k.someChange(p.PartitaIVA.Set, p.CodiceFiscale.Set, p.Denominazione.Set, p.Comune.Set, p.Stato.Set)
+	k.someChange(p.PartitaIVA.Set, p.CodiceFiscale.Set, p.Denominazione.Set, p.Comune.Set, p.Status.Set)
 	// A vendor outside the territory stays not found, whatever the body
 	// names, so only a vendor inside it is refused a comune outside.
 	if r := comuneRegion(p.Comune.V); r != "" && req.p.Territory.Covers(req.region) && !req.p.Territory.Covers(r) {

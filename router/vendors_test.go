@@ -13,14 +13,14 @@ func testVendorWrites(t *testing.T, e *env) {
 		`{"partita_iva":"`+piva+`","codice_fiscale":"RSSMRA80A01H501U","denominazione":"Mario Rossi ambulante","comune":"016024"}`)
 	wantStatus(t, "POST vendor (comune elsewhere in the region)", r, 201)
 	vid := int64(r.body["id"].(float64))
-	if r.body["stato"] != "ATTIVA" || r.body["region"] != "03" {
+	if r.body["status"] != "ATTIVA" || r.body["region"] != "03" {
 		t.Errorf("created vendor = %s", r.raw)
 	}
 	wantStatus(t, "POST a vendor with a partita IVA taken", e.do(t, "lombardia", "POST", "/v1/vendors",
 		`{"partita_iva":"`+piva+`","codice_fiscale":"`+piva+`","denominazione":"Altro","comune":"015146"}`), 409)
-	r = e.do(t, "lombardia", "PATCH", "/v1/vendors/"+ids(vid), `{"denominazione":"Rossi Mario ambulante","stato":"SOSPESA"}`)
+	r = e.do(t, "lombardia", "PATCH", "/v1/vendors/"+ids(vid), `{"denominazione":"Rossi Mario ambulante","status":"SOSPESA"}`)
 	wantStatus(t, "PATCH vendor", r, 200)
-	if a := latestAudit(t, nw, "vendor", vid); a.Before["stato"] != "ATTIVA" || a.After["stato"] != "SOSPESA" {
+	if a := latestAudit(t, nw, "vendor", vid); a.Before["status"] != "ATTIVA" || a.After["status"] != "SOSPESA" {
 		t.Errorf("audit of the vendor patch = %+v", a)
 	}
 	r = e.do(t, "national", "POST", "/v1/vendors",

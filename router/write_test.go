@@ -53,13 +53,13 @@ func TestWriteRolesAndBadInput(t *testing.T) {
 		{"bad partita IVA check digit", "lombardia", "POST", "/v1/vendors", `{"partita_iva":"12345678901","codice_fiscale":"RSSMRA80A01H501U","denominazione":"x","comune":"015146"}`, "partita_iva"},
 		{"bad codice fiscale", "lombardia", "POST", "/v1/vendors", `{"partita_iva":"` + piva + `","codice_fiscale":"RSSMRA80A01H501X","denominazione":"x","comune":"015146"}`, "codice_fiscale"},
 		{"short codice fiscale", "lombardia", "POST", "/v1/vendors", `{"partita_iva":"` + piva + `","codice_fiscale":"RSSMRA80","denominazione":"x","comune":"015146"}`, "codice_fiscale"},
-		{"stall wrong type", "lombardia", "POST", "/v1/markets/" + ids(milano) + "/stalls", `{"number":"7","type":"fisso","area_mq":9}`, "number"},
+		{"stall wrong type", "lombardia", "POST", "/v1/markets/" + ids(milano) + "/stalls", `{"number":"7","type":"FISSO","area_mq":9}`, "number"},
 		{"stall bad type", "lombardia", "POST", "/v1/markets/" + ids(milano) + "/stalls", `{"number":7,"type":"grande","area_mq":9}`, "type"},
-		{"stall zero area", "lombardia", "POST", "/v1/markets/" + ids(milano) + "/stalls", `{"number":7,"type":"fisso","area_mq":0}`, "area_mq"},
+		{"stall zero area", "lombardia", "POST", "/v1/markets/" + ids(milano) + "/stalls", `{"number":7,"type":"FISSO","area_mq":0}`, "area_mq"},
 		{"patch null", "lombardia", "PATCH", "/v1/markets/" + ids(milano), `{"name":null}`, "name"},
 		{"patch comune", "lombardia", "PATCH", "/v1/markets/" + ids(milano), `{"comune":"015139"}`, "comune"},
 		{"patch nothing", "lombardia", "PATCH", "/v1/markets/" + ids(milano), `{}`, "body"},
-		{"patch bad stato", "lombardia", "PATCH", "/v1/vendors/" + ids(vendor03), `{"stato":"attiva"}`, "stato"},
+		{"patch bad status", "lombardia", "PATCH", "/v1/vendors/" + ids(vendor03), `{"status":"attiva"}`, "status"},
 		{"concession bad date", "lombardia", "POST", "/v1/concessions", fmt.Sprintf(`{"market_id":%d,"stall_id":%d,"vendor_id":%d,"valid_from":"2030-02-30"}`, milano, stallMI2, vendorFB), "valid_from"},
 		{"concession backwards", "lombardia", "POST", "/v1/concessions", fmt.Sprintf(`{"market_id":%d,"stall_id":%d,"vendor_id":%d,"valid_from":"2030-02-01","valid_to":"2030-01-01"}`, milano, stallMI2, vendorFB), "valid_to"},
 		{"concession bad id", "lombardia", "POST", "/v1/concessions", fmt.Sprintf(`{"market_id":5,"stall_id":%d,"vendor_id":%d,"valid_from":"2030-02-01"}`, stallMI2, vendorFB), "market_id"},
@@ -91,7 +91,7 @@ func TestWriteRolesAndBadInput(t *testing.T) {
 	// The writing roles all write, each inside its territory.
 	wantStatus(t, "suap_operator POST market", e.do(t, "suap", "POST", "/v1/markets", market), 201)
 	wantStatus(t, "market_manager POST stall", e.do(t, "manager", "POST", "/v1/markets/"+ids(milano)+"/stalls",
-		`{"number":8,"type":"fisso","area_mq":9}`), 201)
+		`{"number":8,"type":"FISSO","area_mq":9}`), 201)
 }
 
 func TestWritesOutsideTerritory(t *testing.T) {
@@ -109,8 +109,8 @@ func TestWritesOutsideTerritory(t *testing.T) {
 		{"market by a market principal", "market", "POST", "/v1/markets", `{"code":"MI003","name":"x","comune":"015146"}`, 403},
 		{"patch another comune's market", "milano", "PATCH", "/v1/markets/" + ids(bergamo), `{"name":"x"}`, 404},
 		{"patch another region's market", "lazio", "PATCH", "/v1/markets/" + ids(milano), `{"name":"x"}`, 404},
-		{"stall in another comune's market", "milano", "POST", "/v1/markets/" + ids(bergamo) + "/stalls", `{"number":9,"type":"fisso","area_mq":9}`, 404},
-		{"patch another comune's stall", "milano", "PATCH", "/v1/stalls/" + ids(stallBG1), `{"status":"riservato"}`, 404},
+		{"stall in another comune's market", "milano", "POST", "/v1/markets/" + ids(bergamo) + "/stalls", `{"number":9,"type":"FISSO","area_mq":9}`, 404},
+		{"patch another comune's stall", "milano", "PATCH", "/v1/stalls/" + ids(stallBG1), `{"status":"RISERVATO"}`, 404},
 		{"vendor of another region", "lazio", "POST", "/v1/vendors", `{"partita_iva":"` + partitaIVA("0555555555") + `","codice_fiscale":"RSSMRA80A01H501U","denominazione":"x","comune":"015146"}`, 403},
 		{"vendor into another region", "lombardia", "POST", "/v1/vendors", `{"partita_iva":"` + partitaIVA("0555555555") + `","codice_fiscale":"RSSMRA80A01H501U","denominazione":"x","comune":"015146","region":"12"}`, 403},
 		{"patch another region's vendor", "lazio", "PATCH", "/v1/vendors/" + ids(vendor03), `{"denominazione":"x"}`, 404},
@@ -179,7 +179,7 @@ func TestRLSRefusesWrongRegion(t *testing.T) {
 		{"an idempotency key of region 05", "", `INSERT INTO idempotency_keys (region_id, user_sub, key, fingerprint, created, response)
 			VALUES (5, 'x', 'k', '\x00', true, '{}')`},
 		{"a stall of another comune", "015146", fmt.Sprintf(`INSERT INTO stalls (id, region_id, market_id, comune, number, type, area_mq)
-			VALUES (%d, 3, %d, '016024', 99, 'fisso', 9)`, regions.MakeID("03", 99), bergamo)},
+			VALUES (%d, 3, %d, '016024', 99, 'FISSO', 9)`, regions.MakeID("03", 99), bergamo)},
 		{"moving a region 03 market to region 05", "", fmt.Sprintf(`UPDATE markets SET region_id = 5 WHERE id = %d`, milano)},
 	}
 	for _, tt := range tests {
@@ -217,7 +217,7 @@ func TestIdempotencyKey(t *testing.T) {
 	r := e.do(t, "milano", "POST", "/v1/markets", `{"code":"MI006","name":"Altro","comune":"015146"}`, "Idempotency-Key", "k1")
 	wantStatus(t, "same key, another body", r, 422)
 	wantStatus(t, "same key, another path", e.do(t, "milano", "POST", "/v1/markets/"+ids(milano)+"/stalls",
-		`{"number":5,"type":"fisso","area_mq":9}`, "Idempotency-Key", "k1"), 422)
+		`{"number":5,"type":"FISSO","area_mq":9}`, "Idempotency-Key", "k1"), 422)
 	// Keys belong to their user: another user's k1 is a request of its own.
 	wantStatus(t, "another user's key", e.do(t, "lombardia", "POST", "/v1/markets", body, "Idempotency-Key", "k1"), 409)
 	// A write that failed stored no key: the retry runs again.
@@ -273,7 +273,7 @@ func TestReadOnlyRegion(t *testing.T) {
 	requests := []struct{ name, method, path, body string }{
 		{"market", "POST", "/v1/markets", `{"code":"RM009","name":"Mercato Trionfale","comune":"058091"}`},
 		{"patch", "PATCH", "/v1/markets/" + ids(roma), `{"name":"x"}`},
-		{"stall", "POST", "/v1/markets/" + ids(roma) + "/stalls", `{"number":1,"type":"fisso","area_mq":9}`},
+		{"stall", "POST", "/v1/markets/" + ids(roma) + "/stalls", `{"number":1,"type":"FISSO","area_mq":9}`},
 		{"vendor", "POST", "/v1/vendors", `{"partita_iva":"` + partitaIVA("0777777777") + `","codice_fiscale":"RSSMRA80A01H501U","denominazione":"x","comune":"058091"}`},
 		{"batch", "POST", "/v1/presences/batch", fmt.Sprintf(`{"rows":[{"market_id":%d,"vendor_id":%d,"date":"2026-06-10","kind":"SPUNTA"}]}`, roma, regions.MakeID("12", 1))},
 		{"check-in", "POST", "/v1/markets/" + ids(roma) + "/presences", fmt.Sprintf(`{"vendor_id":%d,"kind":"SPUNTA"}`, regions.MakeID("12", 1))},

@@ -96,7 +96,7 @@ type vendorIdent struct {
 	codiceFiscale string
 	denominazione string
 	comune        string // registered office, in the home region
-	stato         string
+	status        string
 }
 
 // derive mixes a seed with a path of labels into a new 64-bit seed
@@ -242,13 +242,13 @@ func (p *plan) planVendors(markets int) {
 		vi := vendorIdent{
 			partitaIVA: makePartitaIVA((v*mul+add)%mod, office),
 			comune:     c.code,
-			stato:      "ATTIVA",
+			status:     "ATTIVA",
 		}
 		switch x := rng.IntN(1000); {
 		case x < 15:
-			vi.stato = "CESSATA"
+			vi.status = "CESSATA"
 		case x < 50:
-			vi.stato = "SOSPESA"
+			vi.status = "SOSPESA"
 		}
 		if rng.IntN(100) < 68 {
 			for {

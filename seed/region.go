@@ -16,7 +16,7 @@ const (
 	stallStraordinario
 )
 
-var stallTypes = [...]string{"fisso", "spunta", "straordinario"}
+var stallTypes = [...]string{"FISSO", "SPUNTA", "STRAORDINARIO"}
 
 const (
 	stallLibero uint8 = iota
@@ -24,7 +24,7 @@ const (
 	stallRiservato
 )
 
-var stallStatuses = [...]string{"libero", "occupato", "riservato"}
+var stallStatuses = [...]string{"LIBERO", "OCCUPATO", "RISERVATO"}
 
 const (
 	concAttiva uint8 = iota
@@ -111,7 +111,7 @@ func (p *plan) generateRegion(code regions.Code, rome *time.Location) *regionDat
 	usedNames := map[string]bool{} // comune + name
 	eligible := make([]int32, 0, len(rd.vendors))
 	for i, v := range rd.vendors {
-		if p.vendors[v].stato != "CESSATA" {
+		if p.vendors[v].status != "CESSATA" {
 			eligible = append(eligible, int32(i))
 		}
 	}

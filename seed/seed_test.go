@@ -367,10 +367,10 @@ func checkInvariants(t *testing.T, d *db, stats []seed.TableStats) {
 			"ATTIVA already expired":           "SELECT count(*) FROM concessions WHERE status = 'ATTIVA' AND valid_to < $today",
 			"ATTIVA not started":               "SELECT count(*) FROM concessions WHERE status = 'ATTIVA' AND valid_from > $today",
 			"stall of another market":          "SELECT count(*) FROM concessions c JOIN stalls s ON s.id = c.stall_id WHERE s.market_id <> c.market_id OR s.comune <> c.comune",
-			"concession on a non-fisso stall":  "SELECT count(*) FROM concessions c JOIN stalls s ON s.id = c.stall_id WHERE s.type <> 'fisso'",
+			"concession on a non-FISSO stall":  "SELECT count(*) FROM concessions c JOIN stalls s ON s.id = c.stall_id WHERE s.type <> 'FISSO'",
 			"two concessions of one vendor":    "SELECT count(*) FROM (SELECT FROM concessions GROUP BY market_id, vendor_id HAVING count(*) > 1) d",
 			"longer than ten years":            "SELECT count(*) FROM concessions WHERE valid_to >= valid_from + interval '10 years'",
-			"occupato without ATTIVA/SOSPESA ": "SELECT count(*) FROM stalls s WHERE status = 'occupato' AND NOT EXISTS (SELECT FROM concessions c WHERE c.stall_id = s.id AND c.status IN ('ATTIVA', 'SOSPESA') AND c.valid_to >= $today)",
+			"OCCUPATO without ATTIVA/SOSPESA ": "SELECT count(*) FROM stalls s WHERE status = 'OCCUPATO' AND NOT EXISTS (SELECT FROM concessions c WHERE c.stall_id = s.id AND c.status IN ('ATTIVA', 'SOSPESA') AND c.valid_to >= $today)",
 		} {
 			if n := count(t, d, strings.ReplaceAll(q, "$today", today)); n != 0 {
 				t.Errorf("%s: %d concessions", what, n)
@@ -473,7 +473,7 @@ func checkInvariants(t *testing.T, d *db, stats []seed.TableStats) {
 			}
 		}
 		// And nearly every vendor row acts in its region.
-		idle := count(t, d, `SELECT count(*) FROM vendors v WHERE stato <> 'CESSATA'
+		idle := count(t, d, `SELECT count(*) FROM vendors v WHERE status <> 'CESSATA'
 			AND NOT EXISTS (SELECT FROM concessions WHERE vendor_id = v.id)
 			AND NOT EXISTS (SELECT FROM vendor_presences WHERE vendor_id = v.id)`)
 		if rows := count(t, d, "SELECT count(*) FROM vendors"); float64(idle) > 0.1*float64(rows) {
@@ -541,14 +541,14 @@ func checkInvariants(t *testing.T, d *db, stats []seed.TableStats) {
 }
 
 type vendorRow struct {
-	PartitaIVA, CodiceFiscale, Denominazione, Comune, Stato string
+	PartitaIVA, CodiceFiscale, Denominazione, Comune, Status string
 }
 
 // vendorsByPIVA returns the vendor rows of every region by partita IVA.
 func vendorsByPIVA(tb testing.TB, d *db) map[string][]vendorRow {
 	tb.Helper()
 	m := map[string][]vendorRow{}
-	for _, v := range collect[vendorRow](tb, d, "SELECT partita_iva, codice_fiscale, denominazione, comune, stato FROM vendors") {
+	for _, v := range collect[vendorRow](tb, d, "SELECT partita_iva, codice_fiscale, denominazione, comune, status FROM vendors") {
 		m[v.PartitaIVA] = append(m[v.PartitaIVA], v)
 	}
 	return m

@@ -34,9 +34,9 @@ var tables = []table{
 				e.text(m.comuneName)
 				e.int2Array(m.days)
 				if m.active {
-					e.text("active")
+					e.text("ACTIVE")
 				} else {
-					e.text("inactive")
+					e.text("INACTIVE")
 				}
 				e.numeric2(m.costCents)
 				e.timestamp(m.created)
@@ -67,7 +67,7 @@ var tables = []table{
 	},
 	{
 		name:  "vendors",
-		copy:  `COPY vendors (id, region_id, partita_iva, codice_fiscale, denominazione, comune, stato) FROM STDIN (FORMAT binary)`,
+		copy:  `COPY vendors (id, region_id, partita_iva, codice_fiscale, denominazione, comune, status) FROM STDIN (FORMAT binary)`,
 		units: func(rd *regionData) int64 { return int64(len(rd.vendors)) },
 		source: func(ctx context.Context, g *generator, rd *regionData, add func(int64, int64)) func(*encoder) (bool, error) {
 			return rowsOf(ctx, len(rd.vendors), add, func(e *encoder, i int) {
@@ -79,7 +79,7 @@ var tables = []table{
 				e.text(v.codiceFiscale)
 				e.text(v.denominazione)
 				e.text(v.comune)
-				e.text(v.stato)
+				e.text(v.status)
 			})
 		},
 	},

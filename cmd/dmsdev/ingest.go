@@ -495,8 +495,8 @@ func fill(ctx context.Context, admin *pgx.Conn, markets int) error {
 			'015', '015' || lpad((m % 999 + 1)::text, 3, '0'), 'Comune ' || (m % 999 + 1), '{1,2,3,4,5,6,7}'
 		FROM generate_series(1, @markets::int) m`,
 		`INSERT INTO stalls (id, region_id, market_id, comune, number, type, status, area_mq)
-		SELECT dms.next_id('stalls', 3::smallint), 3, m.id, m.comune, n, CASE WHEN n <= @holders THEN 'fisso' ELSE 'spunta' END,
-			CASE WHEN n <= @holders THEN 'occupato' ELSE 'libero' END, 12
+		SELECT dms.next_id('stalls', 3::smallint), 3, m.id, m.comune, n, CASE WHEN n <= @holders THEN 'FISSO' ELSE 'SPUNTA' END,
+			CASE WHEN n <= @holders THEN 'OCCUPATO' ELSE 'LIBERO' END, 12
 		FROM markets m, generate_series(1, @stalls::int) n ORDER BY m.id, n`,
 		`INSERT INTO vendors (id, region_id, partita_iva, codice_fiscale, denominazione, comune)
 		SELECT dms.next_id('vendors', 3::smallint), 3, lpad(v::text, 11, '0'), lpad(v::text, 11, '0'), 'Impresa ' || v, '015146'
