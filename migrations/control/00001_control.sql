@@ -46,9 +46,9 @@ LIMIT 1;
 CREATE FUNCTION control.write_epoch(expected bigint, regions jsonb, note text) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
-    cur  bigint;
-    next bigint;
-    n    int;
+    cur       bigint;
+    new_epoch bigint;
+    n         int;
 BEGIN
     LOCK TABLE control.epochs IN EXCLUSIVE MODE;
     SELECT coalesce(max(epoch), 0) INTO cur FROM control.epochs;
@@ -61,12 +61,12 @@ BEGIN
         RAISE EXCEPTION 'an epoch assigns all 20 regions; this one assigns %', n
             USING ERRCODE = '22023';
     END IF;
-    next := cur + 1;
-    INSERT INTO control.epochs (epoch, note) VALUES (next, note);
+    new_epoch := cur + 1;
+    INSERT INTO control.epochs (epoch, note) VALUES (new_epoch, note);
     INSERT INTO control.assignments (epoch, region_id, shard)
-    SELECT next, r.key, r.value FROM jsonb_each_text(regions) r;
-    PERFORM pg_notify('dms_assignments', next::text);
-    RETURN next;
+    SELECT new_epoch, r.key, r.value FROM jsonb_each_text(regions) r;
+    PERFORM pg_notify('dms_assignments', new_epoch::text);
+    RETURN new_epoch;
 END
 $$;
 -- +goose StatementEnd
