@@ -81,10 +81,13 @@ func TestMigrateStatusDown(t *testing.T) {
 				t.Errorf("migrate %s with the server down = %v, want %q", cmd, err, want)
 			}
 			lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-			if len(lines) != 21 {
-				t.Fatalf("migrate %s printed %d lines, want a header and one per shard:\n%s", cmd, len(lines), out.String())
+			if len(lines) != 22 {
+				t.Fatalf("migrate %s printed %d lines, want a header, one per shard and the control database's:\n%s", cmd, len(lines), out.String())
 			}
-			for i, line := range lines[1:] {
+			if f := strings.Fields(lines[21]); len(f) < 5 || f[0] != "control" || f[1] != "-" || f[2] != "-" || f[4] != "error:" {
+				t.Errorf("migrate %s control line = %q, want control - - <latest> error: <the connection error>", cmd, lines[21])
+			}
+			for i, line := range lines[1:21] {
 				f := strings.Fields(line)
 				region := fmt.Sprintf("%02d", i+1)
 				shard := "s" + region
