@@ -317,9 +317,11 @@ func (f *Follower) setState(err error) {
 		f.log.Info("control database: following the assignments", at...)
 	case state == "ok":
 		f.log.Info("control database: reachable again", at...)
+	case state == "empty":
+		f.log.Error("control database: no epoch yet (run dmsrouter migrate up): serving "+serving, at...)
 	case prev == "":
 		f.log.Error("CONTROL DATABASE UNREACHABLE AT START: serving "+serving+" until it answers; retrying every "+f.poll.String(), at...)
 	default:
-		f.log.Error("control database: "+state+": serving "+serving+" until it answers", at...)
+		f.log.Error("control database: unreachable: serving "+serving+" until it answers", at...)
 	}
 }

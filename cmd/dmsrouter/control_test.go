@@ -229,23 +229,7 @@ func (r *router) waitEpoch(t *testing.T, token string, epoch int64, code, shard 
 	t.Helper()
 	var last string
 	ok := eventually(func() bool {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+r.addr+"/v1/regions", nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		var body struct {
-			Epoch int64
-			Items []struct {
-				Code, Shard string
-				Epoch       int64
-			}
-		}
-		if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
-			t.Fatal(err)
-		}
+		body := getRegions(t, r.addr, token)
 		last = fmt.Sprintf("%+v", body)
 		if body.Epoch != epoch || len(body.Items) != 20 {
 			return false
