@@ -25,7 +25,9 @@ func controlDB(t *testing.T) string {
 	t.Helper()
 	ctx := context.Background()
 	db := pgtest.Prefix("control_" + strings.ToLower(t.Name()))
-	drop := func() { pg.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)") }
+	drop := func() {
+		pg.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)")
+	}
 	drop()
 	if err := pg.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()); err != nil {
 		t.Fatal(err)
