@@ -122,7 +122,10 @@ func (f *Follower) Stop() {
 	f.wg.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	f.pool.Exec(ctx, `DELETE FROM control.routers WHERE router_id = $1`, f.id)
+	twice(ctx, func() error {
+		_, err := f.pool.Exec(ctx, `DELETE FROM control.routers WHERE router_id = $1`, f.id)
+		return err
+	})
 	f.pool.Close()
 }
 
@@ -228,15 +231,30 @@ func (f *Follower) listenOnce(ctx context.Context, listening func()) (listened b
 func (f *Follower) sync(ctx context.Context) {
 	tctx, cancel := context.WithTimeout(ctx, max(f.poll, 2*time.Second))
 	defer cancel()
-	cur, err := Current(tctx, f.pool)
-	if err == nil {
-		f.apply(cur)
-		err = f.record(tctx)
-	}
+	err := twice(tctx, func() error {
+		cur, err := Current(tctx, f.pool)
+		if err == nil {
+			f.apply(cur)
+			err = f.record(tctx)
+		}
+		return err
+	})
 	if ctx.Err() != nil {
 		return // stopping
 	}
 	f.setState(err)
+}
+
+// twice runs fn, and once more when it fails and ctx is not done: the
+// pool's connection may have been closed by the server since its last use
+// (a restart, pg_terminate_backend), and the pool replaces it only after
+// a query failed on it.
+func twice(ctx context.Context, fn func() error) error {
+	err := fn()
+	if err != nil && ctx.Err() == nil && !errors.Is(err, ErrNotSeeded) {
+		err = fn()
+	}
+	return err
 }
 
 // apply rebuilds the holder's map with cur's assignments, unless it

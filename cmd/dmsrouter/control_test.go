@@ -186,7 +186,7 @@ func TestControl(t *testing.T) {
 		r.stop(t)
 	}
 	if n := queryInt(t, ctlDSN, `SELECT count(*) FROM control.routers`); n != 0 {
-		t.Errorf("control.routers holds %d rows after every router stopped, want 0", n)
+		t.Errorf("control.routers holds %d rows after every router stopped, want 0; r2's log:\n%s", n, r2.logs.String())
 	}
 }
 
