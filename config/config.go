@@ -1,10 +1,11 @@
 // Package config loads dmsrouter's configuration file: it is the only
 // package that knows viper, the file's YAML layout, the defaults and the
 // DMSROUTER_ environment overrides. It composes the typed settings each
-// package defines (auth.Config, national.Config, shardmap.Config) with the
+// package defines (auth.Config, national.Config, shardmap.Config,
+// control.Config) with the
 // server's own into one Config, validates them all and hands them out.
 //
-// It may import auth, national and shardmap for their Config types. Only
+// It may import auth, control, national and shardmap for their Config types. Only
 // the commands, and tests that read a configuration file, import config.
 package config
 
@@ -22,6 +23,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/dmshub/dmsrouter/auth"
+	"github.com/dmshub/dmsrouter/control"
 	"github.com/dmshub/dmsrouter/national"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
@@ -33,12 +35,14 @@ const EnvPrefix = "DMSROUTER_"
 // Config is the router's whole configuration: the HTTP server, the
 // authentication keys, the national fan-out and the shard map (database
 // settings, shards and region assignments, which sit at the top level of
-// the file).
+// the file) and the control database, which holds the region assignments
+// instead of the file when it is set.
 type Config struct {
 	Server   Server          `mapstructure:"server"`
 	Auth     auth.Config     `mapstructure:"auth"`
 	National national.Config `mapstructure:"national"`
 	ShardMap shardmap.Config `mapstructure:",squash"`
+	Control  control.Config  `mapstructure:"control"`
 }
 
 // Server configures the HTTP listeners: the API on Addr, the Prometheus
@@ -67,6 +71,9 @@ var defaults = map[string]any{
 	"national.leg_timeout":          national.DefaultLegTimeout.String(),
 	"national.concurrency":          national.DefaultConcurrency,
 	"national.cache_ttl":            national.DefaultCacheTTL.String(),
+	"control.dsn":                   "", // no control database: the file's regions rule
+	"control.poll_interval":         "0s",
+	"control.router_id":             "",
 }
 
 // Load reads the YAML file at path, applies environment overrides from
@@ -277,7 +284,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("server.metrics_addr: %q is not host:port (or \"\" to serve no metrics)", a))
 		}
 	}
-	for _, err := range []error{c.Auth.Validate(), c.National.Validate(), c.ShardMap.Validate()} {
+	for _, err := range []error{c.Auth.Validate(), c.National.Validate(), c.ShardMap.Validate(), c.Control.Validate()} {
 		if j, ok := err.(interface{ Unwrap() []error }); ok {
 			errs = append(errs, j.Unwrap()...)
 		} else if err != nil {
@@ -286,4 +293,27 @@ func (c *Config) Validate() error {
 	}
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	return errors.Join(errs...)
+}
+
+// LoadRegions reads the YAML file at path that holds only a regions block,
+// `regions: {"01": s01, ...}`, as dmsrouter shards apply takes it, and
+// returns the assignments unvalidated: validate them with the shards of a
+// shardmap.Config. The error names an unknown key.
+func LoadRegions(path string) (map[string]string, error) {
+	v := viper.New()
+	v.SetConfigFile(path)
+	v.SetConfigType("yaml")
+	if err := v.ReadInConfig(); err != nil {
+		return nil, fmt.Errorf("read regions file %s: %w", path, err)
+	}
+	var f struct {
+		Regions map[string]string `mapstructure:"regions"`
+	}
+	if err := v.UnmarshalExact(&f); err != nil {
+		return nil, fmt.Errorf("regions file %s: %w", path, err)
+	}
+	if len(f.Regions) == 0 {
+		return nil, fmt.Errorf("regions file %s: no regions block (want regions: {\"01\": s01, ...}, all 20)", path)
+	}
+	return f.Regions, nil
 }

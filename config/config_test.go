@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dmshub/dmsrouter/config"
+	"github.com/dmshub/dmsrouter/control"
 	"github.com/dmshub/dmsrouter/national"
 	"github.com/dmshub/dmsrouter/regions"
 )
@@ -194,5 +195,70 @@ func TestValidateOrder(t *testing.T) {
 		if lines[i-1] > lines[i] {
 			t.Errorf("Validate lines out of order: %q before %q", lines[i-1], lines[i])
 		}
+	}
+}
+
+// TestLoadControl checks the control block: absent it is off, present it
+// is read with its defaults, the environment sets it like any key, and a
+// shard that serves no region (the target of a future move) may stand in
+// the file.
+func TestLoadControl(t *testing.T) {
+	const dsn = "postgres://postgres@127.0.0.1:54329/dms_control?sslmode=disable"
+	spare := "  - name: spare\n    primary: \"postgres://dms_app@127.0.0.1:5432/spare?sslmode=disable\"\n"
+	withSpare := strings.Replace(good(), "regions:\n", spare+"regions:\n", 1)
+	for _, tc := range []struct {
+		name, body string
+		env        map[string]string
+		want       control.Config
+	}{
+		{"no control block", good(), nil, control.Config{}},
+		{"control block", good() + "control:\n  dsn: \"" + dsn + "\"\n  poll_interval: 500ms\n", nil,
+			control.Config{DSN: dsn, PollInterval: 500 * time.Millisecond}},
+		{"dsn from the environment", good(), map[string]string{"DMSROUTER_CONTROL_DSN": dsn, "DMSROUTER_CONTROL_ROUTER_ID": "r1"},
+			control.Config{DSN: dsn, RouterID: "r1"}},
+		{"a shard with no regions", withSpare + "control:\n  dsn: \"" + dsn + "\"\n", nil, control.Config{DSN: dsn}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := config.Load(write(t, tc.body), func(k string) string { return tc.env[k] })
+			if err != nil {
+				t.Fatalf("Load error: %v", err)
+			}
+			if cfg.Control != tc.want {
+				t.Errorf("Load().Control = %+v, want %+v", cfg.Control, tc.want)
+			}
+			if got := cfg.Control.Enabled(); got != (tc.want.DSN != "") {
+				t.Errorf("Load().Control.Enabled() = %v, want %v", got, !got)
+			}
+		})
+	}
+	for _, tc := range []struct{ name, block, want string }{
+		{"bad dsn", "control:\n  dsn: \"postgres://x@host:notaport/db\"\n", "control.dsn: cannot parse DSN"},
+		{"poll too fast", "control:\n  dsn: \"" + dsn + "\"\n  poll_interval: 10ms\n", "control.poll_interval: 10ms is outside 100ms..10m"},
+		{"poll without dsn", "control:\n  poll_interval: 1s\n", "control.dsn: must be set when the control block has other keys"},
+		{"unknown control key", "control:\n  dsn: \"" + dsn + "\"\n  interval: 1s\n", "interval"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := config.Load(write(t, good()+tc.block), noenv); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Load(%s) error = %v, want it to name %q", tc.name, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestLoadRegions(t *testing.T) {
+	for _, tc := range []struct{ name, body, want string }{
+		{"regions", "regions:\n  \"03\": s03b\n  \"05\": s05\n", ""},
+		{"no regions block", "regions: {}\n", "no regions block"},
+		{"other keys", "regions:\n  \"03\": s03\nextra: 1\n", "extra"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := config.LoadRegions(write(t, tc.body))
+			switch {
+			case tc.want == "" && (err != nil || got["03"] != "s03b" || len(got) != 2):
+				t.Errorf("LoadRegions = %v, %v; want 03: s03b and 05: s05", got, err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("LoadRegions error = %v, want it to name %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -1,5 +1,7 @@
-// Package migrations holds the regional schema as embedded SQL and applies it
-// to shard databases with goose, and defines once the names the schema
+// Package migrations holds the regional schema and the control database's
+// schema as embedded SQL and applies them with goose (the regional one to
+// shard databases, the control one to the control database, each recorded
+// in its own goose table), and defines once the names the regional schema
 // gives to per-region sequences and monthly presence partitions.
 //
 // It may import regions and the database drivers; goose stays in here.
@@ -13,16 +15,34 @@ import (
 	"io/fs"
 	"sync"
 
+	"github.com/dmshub/dmsrouter/regions"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
-
-	"github.com/dmshub/dmsrouter/regions"
 )
 
-//go:embed sql/*.sql
+//go:embed sql/*.sql control/*.sql
 var embedded embed.FS
+
+// schema is the directory of one schema's embedded migrations.
+type schema string
+
+// regional is the shards' schema; control is the control database's.
+const (
+	regional schema = "sql"
+	control  schema = "control"
+)
+
+// table returns the goose table that records which migrations of s a
+// database has: the control schema has its own, so that a control
+// database can never be taken for a shard, nor the other way round.
+func (s schema) table() string {
+	if s == control {
+		return "goose_control_version"
+	}
+	return goose.DefaultTablename
+}
 
 // Target is one database to migrate: a shard's name, its owner DSN and the
 // regions it holds, which Up records with HoldRegions after migrating.
@@ -43,25 +63,11 @@ type Result struct {
 }
 
 // Up applies every pending migration to each target, all targets in
-// parallel, then records the target's regions (HoldRegions), and returns
-// one Result per target in the order given. A concurrent Up on the same
-// database waits on goose's advisory lock, so running it twice, or from
-// several processes, is a no-op the second time.
+// parallel, and returns one Result per target in the order given. A
+// concurrent Up on the same database waits on goose's advisory lock, so
+// running it twice, or from several processes, is a no-op the second time.
 func Up(ctx context.Context, targets []Target) []Result {
-	results := each(ctx, targets, func(ctx context.Context, p *goose.Provider, r *Result) error {
-		before, err := p.GetDBVersion(ctx)
-		if err != nil {
-			return err
-		}
-		r.Before = before
-		applied, err := p.Up(ctx)
-		r.Applied = len(applied)
-		if err != nil {
-			return err
-		}
-		r.Version, err = p.GetDBVersion(ctx)
-		return err
-	})
+	results := each(ctx, regional, targets, up)
 	for i, t := range targets {
 		if results[i].Err == nil {
 			if err := HoldRegions(ctx, t.DSN, t.Regions); err != nil {
@@ -104,14 +110,43 @@ func HoldRegions(ctx context.Context, dsn string, rs []regions.Code) error {
 
 // Status reports each target's current version without changing anything.
 func Status(ctx context.Context, targets []Target) []Result {
-	return each(ctx, targets, func(ctx context.Context, p *goose.Provider, r *Result) error {
-		v, err := p.GetDBVersion(ctx)
-		r.Before, r.Version = v, v
-		return err
-	})
+	return each(ctx, regional, targets, status)
 }
 
-func each(ctx context.Context, targets []Target, fn func(context.Context, *goose.Provider, *Result) error) []Result {
+// ControlUp applies every pending migration of the control database's
+// schema to target, as Up does for shards.
+func ControlUp(ctx context.Context, target Target) Result {
+	return each(ctx, control, []Target{target}, up)[0]
+}
+
+// ControlStatus reports the control database's version, as Status does
+// for shards.
+func ControlStatus(ctx context.Context, target Target) Result {
+	return each(ctx, control, []Target{target}, status)[0]
+}
+
+func up(ctx context.Context, p *goose.Provider, r *Result) error {
+	before, err := p.GetDBVersion(ctx)
+	if err != nil {
+		return err
+	}
+	r.Before = before
+	applied, err := p.Up(ctx)
+	r.Applied = len(applied)
+	if err != nil {
+		return err
+	}
+	r.Version, err = p.GetDBVersion(ctx)
+	return err
+}
+
+func status(ctx context.Context, p *goose.Provider, r *Result) error {
+	v, err := p.GetDBVersion(ctx)
+	r.Before, r.Version = v, v
+	return err
+}
+
+func each(ctx context.Context, sch schema, targets []Target, fn func(context.Context, *goose.Provider, *Result) error) []Result {
 	results := make([]Result, len(targets))
 	var wg sync.WaitGroup
 	for i, t := range targets {
@@ -120,7 +155,7 @@ func each(ctx context.Context, targets []Target, fn func(context.Context, *goose
 			defer wg.Done()
 			r := &results[i]
 			r.Name = t.Name
-			r.Err = withProvider(ctx, t.DSN, func(p *goose.Provider) error {
+			r.Err = withProvider(ctx, sch, t.DSN, func(p *goose.Provider) error {
 				sources := p.ListSources()
 				if len(sources) > 0 {
 					r.Latest = sources[len(sources)-1].Version
@@ -136,7 +171,7 @@ func each(ctx context.Context, targets []Target, fn func(context.Context, *goose
 	return results
 }
 
-func withProvider(ctx context.Context, dsn string, fn func(*goose.Provider) error) error {
+func withProvider(ctx context.Context, sch schema, dsn string, fn func(*goose.Provider) error) error {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return fmt.Errorf("parse dsn: %w", err)
@@ -146,15 +181,15 @@ func withProvider(ctx context.Context, dsn string, fn func(*goose.Provider) erro
 	if err := db.PingContext(ctx); err != nil {
 		return err
 	}
-	p, err := newProvider(db)
+	p, err := newProvider(db, sch)
 	if err != nil {
 		return err
 	}
 	return fn(p)
 }
 
-func newProvider(db *sql.DB) (*goose.Provider, error) {
-	fsys, err := fs.Sub(embedded, "sql")
+func newProvider(db *sql.DB, sch schema) (*goose.Provider, error) {
+	fsys, err := fs.Sub(embedded, string(sch))
 	if err != nil {
 		return nil, err
 	}
@@ -164,13 +199,20 @@ func newProvider(db *sql.DB) (*goose.Provider, error) {
 	}
 	return goose.NewProvider(goose.DialectPostgres, db, fsys,
 		goose.WithSessionLocker(locker),
-		goose.WithDisableGlobalRegistry(true))
+		goose.WithDisableGlobalRegistry(true),
+		goose.WithTableName(sch.table()))
 }
 
 // Latest returns the newest migration version embedded in this binary,
 // without a database: what a shard's version is once Up has run.
-func Latest() (int64, error) {
-	names, err := fs.Glob(embedded, "sql/*.sql")
+func Latest() (int64, error) { return regional.latest() }
+
+// ControlLatest returns the newest migration version of the control
+// database's schema embedded in this binary.
+func ControlLatest() (int64, error) { return control.latest() }
+
+func (s schema) latest() (int64, error) {
+	names, err := fs.Glob(embedded, string(s)+"/*.sql")
 	if err != nil {
 		return 0, err
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/dmshub/dmsrouter/control"
 )
 
 // healthz answers 200 while the process serves.
@@ -19,6 +21,11 @@ func (s *Server) healthz(c *gin.Context) error {
 type readiness struct {
 	Status string            `json:"status"`
 	Shards map[string]string `json:"shards"`
+	// Control is the state of the control database's follower, read
+	// afresh on every probe; absent without one. An unreachable control
+	// database does not make the router unready: it serves the last
+	// assignments it applied.
+	Control *control.State `json:"control,omitempty"`
 }
 
 // readyz answers 200 when at least one shard answers, 503 otherwise.
@@ -29,13 +36,18 @@ func (s *Server) readyz(c *gin.Context) error {
 		s.readyState = s.checkShards(c.Request.Context())
 		s.readyAt = time.Now()
 	}
+	body := s.readyState
+	if s.control != nil {
+		st := s.control.State()
+		body.Control = &st
+	}
 	status := http.StatusOK
-	if s.readyState.Status != "ready" {
+	if body.Status != "ready" {
 		status = http.StatusServiceUnavailable
 	}
 	c.Header("Content-Type", "application/json; charset=utf-8")
 	c.Status(status)
-	return jsonEncode(c.Writer, s.readyState)
+	return jsonEncode(c.Writer, body)
 }
 
 func (s *Server) checkShards(ctx context.Context) readiness {

@@ -16,7 +16,7 @@ func TestReadAPI(t *testing.T) {
 		check           func(t *testing.T, r response)
 	}{
 		{"regions", "milano", "/v1/regions", 200, func(t *testing.T, r response) {
-			if r.body["total"] != 20.0 || !strings.Contains(r.raw, `{"code":"03","name":"Lombardia","shard":"nw","breaker":"closed"}`) {
+			if r.body["total"] != 20.0 || r.body["epoch"] != 0.0 || !strings.Contains(r.raw, `{"code":"03","name":"Lombardia","shard":"nw","breaker":"closed","epoch":0}`) {
 				t.Errorf("regions = %s", r.raw)
 			}
 		}},

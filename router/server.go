@@ -4,7 +4,7 @@
 // (package national answers them), problem+json errors and telemetry. Gin
 // stays inside this package.
 //
-// It may import auth, national, registry, shardmap, regions, taxcode, gin,
+// It may import auth, control, national, registry, shardmap, regions, taxcode, gin,
 // Prometheus and OpenTelemetry; only the commands import it.
 package router
 
@@ -30,6 +30,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dmshub/dmsrouter/auth"
+	"github.com/dmshub/dmsrouter/control"
 	"github.com/dmshub/dmsrouter/national"
 	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/registry"
@@ -56,6 +57,8 @@ type Server struct {
 	tracer   trace.Tracer
 	national *national.Fanout // answers the national requests
 
+	control *control.Follower // the control database's follower; nil without one
+
 	readyMu    sync.Mutex
 	readyAt    time.Time
 	readyState readiness
@@ -67,6 +70,9 @@ type Options struct {
 	Logger    *slog.Logger
 	Telemetry *Telemetry
 	Now       func() time.Time
+	// Control follows the control database that assigns the regions;
+	// /readyz reports its state. Nil: the file's regions rule.
+	Control *control.Follower
 }
 
 // New returns a Server that routes through the shard map m holds (and
@@ -77,7 +83,7 @@ func New(m *shardmap.Holder, v *auth.Verifier, n *national.Fanout, opts Options)
 	if err != nil {
 		return nil, fmt.Errorf("load Europe/Rome: %w", err)
 	}
-	s := &Server{shards: m, verifier: v, national: n, log: opts.Logger, tel: opts.Telemetry, now: opts.Now, rome: rome}
+	s := &Server{shards: m, verifier: v, national: n, log: opts.Logger, tel: opts.Telemetry, now: opts.Now, rome: rome, control: opts.Control}
 	if s.log == nil {
 		s.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}

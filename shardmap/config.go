@@ -16,10 +16,14 @@ import (
 // Config is the shard map's configuration: the settings every shard's
 // database connections use, the shards, and which shard serves each region
 // (the "database", "shards" and "regions" blocks of the configuration file).
+// A shard may serve no region: the target of a future move.
 type Config struct {
 	Database DatabaseConfig    `mapstructure:"database"`
 	Shards   []ShardConfig     `mapstructure:"shards"`
 	Regions  map[string]string `mapstructure:"regions"`
+	// Epoch is the control database's version of Regions, when they come
+	// from there (package control); 0 when they are the file's.
+	Epoch int64 `mapstructure:"-"`
 }
 
 // DatabaseConfig holds the timeouts and breaker settings every shard uses.

@@ -110,7 +110,7 @@ Install them and run the demo again; on Debian or Ubuntu:
 		}()
 	}
 
-	if err := pgcluster.Prepare(ctx, cfg.ShardMap); err != nil {
+	if err := pgcluster.Prepare(ctx, cfg.ShardMap, cfg.Control.DSN); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
 

@@ -32,6 +32,9 @@ func TestUsage(t *testing.T) {
 		{[]string{"migrate", "help"}, "", []string{"  up      "}},
 		{[]string{"migrate", "stat"}, `migrate: unknown subcommand "stat": want up or status`, nil},
 		{[]string{"migrate"}, "migrate: no subcommand given: want up or status", nil},
+		{[]string{"shards", "--help"}, "", []string{"usage: dmsrouter shards apply [flags]", "  apply   ", "-regions string", "-yes", "-wait duration"}},
+		{[]string{"shards"}, "shards: no subcommand given: want apply", nil},
+		{[]string{"shards", "apply", "--config", dev}, "shards apply: --regions is required", nil},
 		{[]string{"serve", "-x"}, "serve: flag provided but not defined: -x (dmsrouter serve --help lists the flags)", nil},
 		{[]string{"token", "--config", dev, "--sub", "u1", "--role", "admin_pa"},
 			"--territory is required (national, region:NN, province:NNN, comune:NNNNNN, market:ID)", nil},
@@ -81,10 +84,13 @@ func TestMigrateStatusDown(t *testing.T) {
 				t.Errorf("migrate %s with the server down = %v, want %q", cmd, err, want)
 			}
 			lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-			if len(lines) != 21 {
-				t.Fatalf("migrate %s printed %d lines, want a header and one per shard:\n%s", cmd, len(lines), out.String())
+			if len(lines) != 22 {
+				t.Fatalf("migrate %s printed %d lines, want a header, one per shard and the control database's:\n%s", cmd, len(lines), out.String())
 			}
-			for i, line := range lines[1:] {
+			if f := strings.Fields(lines[21]); len(f) < 5 || f[0] != "control" || f[1] != "-" || f[2] != "-" || f[4] != "error:" {
+				t.Errorf("migrate %s control line = %q, want control - - <latest> error: <the connection error>", cmd, lines[21])
+			}
+			for i, line := range lines[1:21] {
 				f := strings.Fields(line)
 				region := fmt.Sprintf("%02d", i+1)
 				shard := "s" + region

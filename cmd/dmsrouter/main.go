@@ -1,7 +1,7 @@
 // Command dmsrouter is the DMS Hub regional data router, the binary that
 // production runs: it serves the HTTP API over the regional shards and
-// carries the operator commands that migrate the shards and sign
-// development tokens.
+// carries the operator commands that migrate the shards, change the region
+// assignments and sign development tokens.
 //
 // The dev tools (seed, demo, bench, ingest) live in cmd/dmsdev, so this
 // binary links no test harness, seeder or benchmark; deps_test.go checks
@@ -24,6 +24,7 @@ func commands() []cli.Command {
 	return []cli.Command{
 		{Name: "serve", Summary: "serve the HTTP API (--config F)", Run: serveCmd},
 		{Name: "migrate", Summary: "apply (up) or show (status) the schema on every shard (--config F)", Run: migrateCmd},
+		{Name: "shards", Summary: "change the region assignments in the control database (apply --config F --regions FILE [--yes])", Run: shardsCmd},
 		{Name: "token", Summary: "print a signed development token (--config F --sub --role --territory [--ttl])", Run: tokenCmd},
 	}
 }

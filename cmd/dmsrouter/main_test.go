@@ -196,6 +196,25 @@ func waitForLog(t *testing.T, logs *clitest.Buffer, want string) {
 // regionShard returns the shard /v1/regions names for region code.
 func regionShard(t *testing.T, addr, token, code string) string {
 	t.Helper()
+	for _, it := range getRegions(t, addr, token).Items {
+		if it.Code == code {
+			return it.Shard
+		}
+	}
+	return ""
+}
+
+// regionsPage is the answer of GET /v1/regions.
+type regionsPage struct {
+	Epoch int64
+	Items []struct {
+		Code, Shard string
+		Epoch       int64
+	}
+}
+
+func getRegions(t *testing.T, addr, token string) regionsPage {
+	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/v1/regions", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	res, err := http.DefaultClient.Do(req)
@@ -203,16 +222,9 @@ func regionShard(t *testing.T, addr, token, code string) string {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	var body struct {
-		Items []struct{ Code, Shard string }
-	}
+	var body regionsPage
 	if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
 		t.Fatal(err)
 	}
-	for _, it := range body.Items {
-		if it.Code == code {
-			return it.Shard
-		}
-	}
-	return ""
+	return body
 }

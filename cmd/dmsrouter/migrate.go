@@ -14,21 +14,20 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/dmshub/dmsrouter/config"
+	"github.com/dmshub/dmsrouter/control"
 	"github.com/dmshub/dmsrouter/internal/cli"
 	"github.com/dmshub/dmsrouter/migrations"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
 
 // migrateCmd applies the schema to every shard (up) or prints each shard's
-// version (status).
+// version (status), and does the same for the control database when the
+// configuration has one (up also seeds its first epoch from the file's
+// regions).
 func migrateCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := cli.NewFlags("dmsrouter", "migrate up|status", stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: %s [flags]\n\n%s\nflags:\n", fs.Name(), migrateSubcommands)
-		fs.PrintDefaults()
-	}
+	fs := subcommandFlags("migrate up|status", migrateSubcommands, stderr)
 	path := fs.String("config", "configs/dev.yaml", "configuration file")
-	if err := parseMigrateArgs(fs, args); err != nil {
+	if err := parseSubcommand(fs, "migrate", []string{"up", "status"}, args); err != nil {
 		return err
 	}
 	cfg, err := config.Load(*path, getenv)
@@ -37,17 +36,22 @@ func migrateCmd(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	targets := shardTargets(cfg.ShardMap)
 	var results []migrations.Result
+	var ctl *control.Result
 	if args[0] == "up" {
 		results = migrations.Up(ctx, targets)
+		if cfg.Control.Enabled() {
+			r := control.Migrate(ctx, cfg.Control.DSN, cfg.ShardMap.Regions)
+			ctl = &r
+		}
 	} else {
 		results = migrations.Status(ctx, targets)
+		if cfg.Control.Enabled() {
+			r := control.Status(ctx, cfg.Control.DSN)
+			ctl = &r
+		}
 	}
-	return printMigrations(stdout, cfg.ShardMap, results)
+	return printMigrations(stdout, cfg.ShardMap, results, ctl)
 }
-
-const migrateSubcommands = `  up      apply the pending migrations to every shard
-  status  print each shard's version
-`
 
 // shardTargets lists the shards of cfg to migrate, each with the regions
 // the shard map gives it, which migrations.Up records in the shard.
@@ -59,11 +63,28 @@ func shardTargets(cfg shardmap.Config) []migrations.Target {
 	return targets
 }
 
-// parseMigrateArgs parses migrate's arguments: up or status, then flags.
-// help, -h and --help return the usage (cli.ParseArgs's help error).
-func parseMigrateArgs(fs *flag.FlagSet, args []string) error {
+const migrateSubcommands = `  up      apply the pending migrations to every shard (and the control database,
+          seeding its first epoch from the file's regions)
+  status  print each shard's version (and the control database's, with its epoch)
+`
+
+// subcommandFlags returns the flag set of a command with subcommands,
+// name such as "migrate up|status", whose usage lists them (subs).
+func subcommandFlags(name, subs string, stderr io.Writer) *flag.FlagSet {
+	fs := cli.NewFlags("dmsrouter", name, stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: %s [flags]\n\n%s\nflags:\n", fs.Name(), subs)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseSubcommand parses the arguments of command cmd: one of subs, then
+// flags. help, -h and --help return the usage (cli.ParseArgs's help error).
+func parseSubcommand(fs *flag.FlagSet, cmd string, subs, args []string) error {
+	want := strings.Join(subs, " or ")
 	switch {
-	case len(args) > 0 && (args[0] == "up" || args[0] == "status"):
+	case len(args) > 0 && slices.Contains(subs, args[0]):
 		return cli.ParseArgs(fs, args[1:])
 	case len(args) > 0 && args[0] == "help":
 		return cli.ParseArgs(fs, []string{"-h"})
@@ -71,54 +92,98 @@ func parseMigrateArgs(fs *flag.FlagSet, args []string) error {
 		if err := cli.ParseArgs(fs, args); err != nil {
 			return err
 		}
-		return errors.New("migrate: no subcommand given: want up or status (dmsrouter migrate --help)")
+		return fmt.Errorf("%s: no subcommand given: want %s (dmsrouter %s --help)", cmd, want, cmd)
 	}
-	return fmt.Errorf("migrate: unknown subcommand %q: want up or status (dmsrouter migrate --help)", args[0])
+	return fmt.Errorf("%s: unknown subcommand %q: want %s (dmsrouter %s --help)", cmd, args[0], want, cmd)
 }
 
 // printMigrations writes one line per shard: its name, the regions it
 // holds, its version, the latest version this binary embeds, and its state
-// or the error that stopped it. When a shard failed it returns an error
-// that sums them up (the lines hold the detail), with a hint when no shard
-// could be reached at all.
-func printMigrations(w io.Writer, cfg shardmap.Config, results []migrations.Result) error {
+// or the error that stopped it; then, when ctl is not nil, the control
+// database's line, with its current epoch in the regions column (the
+// shards' regions are then its assignments). When a database failed it
+// returns an error that sums them up (the lines hold the detail), with a
+// hint when none could be reached at all.
+func printMigrations(w io.Writer, cfg shardmap.Config, results []migrations.Result, ctl *control.Result) error {
 	latest, err := migrations.Latest()
 	if err != nil {
 		return err
 	}
+	assigned := cfg.Regions
+	if ctl != nil && ctl.Err == nil && ctl.Epoch > 0 {
+		assigned = ctl.Regions
+	}
 	held := map[string][]string{}
-	for code, shard := range cfg.Regions {
+	for code, shard := range assigned {
 		held[shard] = append(held[shard], code)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SHARD\tREGIONS\tVERSION\tLATEST\tSTATE")
 	failed, unreachable := 0, 0
 	for _, r := range results {
-		version, state := strconv.FormatInt(r.Version, 10), "up to date"
-		switch {
-		case r.Err != nil:
+		version, state := migrationState(r, latest)
+		if r.Err != nil {
 			failed++
-			var ce *pgconn.ConnectError
-			if errors.As(r.Err, &ce) {
+			if isConnectError(r.Err) {
 				unreachable++
 			}
-			msg := strings.TrimPrefix(r.Err.Error(), "migrate "+r.Name+": ")
-			version, state = "-", "error: "+strings.ReplaceAll(msg, "\n", " ")
-		case r.Version < latest:
-			state = fmt.Sprintf("%d pending: run migrate up", latest-r.Version)
-		case r.Applied > 0:
-			state = fmt.Sprintf("up to date: applied %d (was at %d)", r.Applied, r.Before)
 		}
 		codes := held[r.Name]
 		slices.Sort(codes)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", r.Name, strings.Join(codes, ","), version, latest, state)
 	}
+	var ctlErr error
+	if ctl != nil {
+		ctlLatest, err := migrations.ControlLatest()
+		if err != nil {
+			return err
+		}
+		version, state := migrationState(ctl.Result, ctlLatest)
+		epoch := "-"
+		switch {
+		case ctl.Err != nil:
+			ctlErr = errors.New("the control database failed (see its line above)")
+		case ctl.Epoch > 0:
+			epoch = fmt.Sprintf("epoch %d", ctl.Epoch)
+		case ctl.Version == ctlLatest:
+			state = "no assignments yet: run migrate up"
+		}
+		if ctl.Seeded {
+			state += "; seeded epoch 1 from the file's regions"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", "control", epoch, version, ctlLatest, state)
+		if ctl.Err != nil && isConnectError(ctl.Err) && unreachable == len(results) {
+			ctlErr = nil // the hint below covers it
+		}
+	}
 	tw.Flush()
 	switch {
 	case failed == 0:
-		return nil
-	case unreachable == len(results):
+		return ctlErr
+	case unreachable == len(results) && ctlErr == nil:
 		return errors.New("no shard answered: is PostgreSQL running? make demo starts the local cluster")
 	}
-	return fmt.Errorf("%d of %d shards failed (see their lines above)", failed, len(results))
+	return errors.Join(fmt.Errorf("%d of %d shards failed (see their lines above)", failed, len(results)), ctlErr)
+}
+
+// migrationState returns the version and the state column of a database's
+// line: up to date, pending, what this run applied, or the error.
+func migrationState(r migrations.Result, latest int64) (version, state string) {
+	version, state = strconv.FormatInt(r.Version, 10), "up to date"
+	switch {
+	case r.Err != nil:
+		msg := strings.TrimPrefix(r.Err.Error(), "migrate "+r.Name+": ")
+		version, state = "-", "error: "+strings.ReplaceAll(msg, "\n", " ")
+	case r.Version < latest:
+		state = fmt.Sprintf("%d pending: run migrate up", latest-r.Version)
+	case r.Applied > 0:
+		state = fmt.Sprintf("up to date: applied %d (was at %d)", r.Applied, r.Before)
+	}
+	return version, state
+}
+
+// isConnectError reports whether err is a failure to connect at all.
+func isConnectError(err error) bool {
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ce)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/config"
+	"github.com/dmshub/dmsrouter/control"
 	"github.com/dmshub/dmsrouter/jobs"
 	"github.com/dmshub/dmsrouter/national"
 	"github.com/dmshub/dmsrouter/router"
@@ -26,7 +27,9 @@ import (
 // (none when it is ""), whose URL is logged as "serving metrics". On SIGHUP, when reload is
 // not nil, the configuration reload returns, if it is valid, replaces the
 // shard map and the national settings; the listener and the auth keys stay
-// as they are.
+// as they are. With a control database (cfg.Control), the regions come
+// from its current epoch, followed while serving; the file's serve only
+// until it answers.
 func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload func() (config.Config, error), ready func(net.Addr)) error {
 	tel, err := router.NewTelemetry()
 	if err != nil {
@@ -38,6 +41,15 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload func
 		return err
 	}
 	defer m.Close()
+	apply := m.Reload
+	var follow *control.Follower
+	if cfg.Control.Enabled() {
+		if follow, err = control.Follow(ctx, cfg.Control, cfg.ShardMap, m, log); err != nil {
+			return err
+		}
+		defer follow.Stop()
+		apply = follow.Reload // shards from the file, regions from the control database
+	}
 	fan, err := national.New(cfg.National, national.Options{Logger: log, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
 	if err != nil {
 		return err
@@ -46,7 +58,7 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload func
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
-		go reloadOnSignal(ctx, hup, m, fan, reload, log)
+		go reloadOnSignal(ctx, hup, apply, fan, reload, log)
 	}
 	jobCtx, stopJobs := context.WithCancel(ctx)
 	defer stopJobs()
@@ -56,7 +68,7 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload func
 	if err != nil {
 		return err
 	}
-	srv, err := router.New(m, v, fan, router.Options{Logger: log, Telemetry: tel})
+	srv, err := router.New(m, v, fan, router.Options{Logger: log, Telemetry: tel, Control: follow})
 	if err != nil {
 		return err
 	}
@@ -125,9 +137,9 @@ func httpServer(h http.Handler, log *slog.Logger) *http.Server {
 }
 
 // reloadOnSignal loads the configuration each time hup fires and hands its
-// shard map to m and its national settings to fan, logging what changed or
-// why the new configuration was refused.
-func reloadOnSignal(ctx context.Context, hup <-chan os.Signal, m *shardmap.Holder, fan *national.Fanout, reload func() (config.Config, error), log *slog.Logger) {
+// shard map to apply and its national settings to fan, logging what
+// changed or why the new configuration was refused.
+func reloadOnSignal(ctx context.Context, hup <-chan os.Signal, apply func(shardmap.Config) ([]shardmap.Change, error), fan *national.Fanout, reload func() (config.Config, error), log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -137,7 +149,7 @@ func reloadOnSignal(ctx context.Context, hup <-chan os.Signal, m *shardmap.Holde
 		cfg, err := reload()
 		if err == nil {
 			var changes []shardmap.Change
-			if changes, err = m.Reload(cfg.ShardMap); err == nil {
+			if changes, err = apply(cfg.ShardMap); err == nil {
 				fan.SetConfig(cfg.National)
 				for _, c := range changes {
 					log.Info("shard map reloaded", slog.String("change", c.Kind), slog.String("name", c.Name), slog.String("detail", c.Detail))

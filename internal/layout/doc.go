@@ -4,9 +4,10 @@
 //
 // The rule, from the bottom up: regions and taxcode import nothing of the
 // module; shardmap, migrations and auth only regions; registry and jobs add
-// shardmap (registry also migrations, for the partition names); national
-// adds auth and registry; router adds national and taxcode; config composes
-// the settings of auth, national and shardmap; internal/cli wires them for
+// shardmap (registry also migrations, for the partition names); control
+// (the control database) adds shardmap and migrations; national adds auth
+// and registry; router adds national, control and taxcode; config composes
+// the settings of auth, control, national and shardmap; internal/cli wires them for
 // both binaries; cmd/dmsrouter ships, and the dev tools (cmd/dmsdev, seed,
 // bench, internal/pgcluster, pgtest) are never imported by it. Each
 // third-party library stays in its room: gin and Prometheus in router,

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/dmshub/dmsrouter/control"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
 
@@ -43,12 +44,14 @@ func Running(ctx context.Context, cfg shardmap.Config) bool {
 	return true
 }
 
-// Prepare creates the databases of cfg's shards that do not exist yet,
-// connected as the first shard's admin to the server's postgres database,
-// and migrates every shard. Unlike Deployment it keeps what exists: it is
-// how the demo readies its shards on every run. All shards must live on
-// that one server.
-func Prepare(ctx context.Context, cfg shardmap.Config) error {
+// Prepare creates the databases of cfg's shards that do not exist yet, and
+// the control database at controlDSN unless it is empty, connected as the
+// first shard's admin to the server's postgres database; it migrates every
+// shard, and migrates the control database and seeds its first epoch from
+// cfg's regions when it has none. Unlike Deployment it keeps what exists:
+// it is how the demo readies its databases on every run. All of them must
+// live on that one server.
+func Prepare(ctx context.Context, cfg shardmap.Config, controlDSN string) error {
 	admin, err := adminConfig(cfg)
 	if err != nil {
 		return err
@@ -58,10 +61,17 @@ func Prepare(ctx context.Context, cfg shardmap.Config) error {
 		return fmt.Errorf("pgcluster: connect as %s: %w", admin.User, err)
 	}
 	defer conn.Close(context.Background())
+	dsns := map[string]string{} // what for -> DSN
 	for _, s := range cfg.Shards {
-		c, err := pgx.ParseConfig(s.AdminDSN())
+		dsns["shard "+s.Name] = s.AdminDSN()
+	}
+	if controlDSN != "" {
+		dsns["the control database"] = controlDSN
+	}
+	for what, dsn := range dsns {
+		c, err := pgx.ParseConfig(dsn)
 		if err != nil {
-			return fmt.Errorf("pgcluster: shard %s: %w", s.Name, err)
+			return fmt.Errorf("pgcluster: %s: %w", what, err)
 		}
 		var exists bool
 		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)`, c.Database).Scan(&exists); err != nil {
@@ -74,7 +84,15 @@ func Prepare(ctx context.Context, cfg shardmap.Config) error {
 			return fmt.Errorf("pgcluster: create database %s: %w", c.Database, err)
 		}
 	}
-	return migrate(ctx, cfg)
+	if err := migrate(ctx, cfg); err != nil {
+		return err
+	}
+	if controlDSN != "" {
+		if r := control.Migrate(ctx, controlDSN, cfg.Regions); r.Err != nil {
+			return fmt.Errorf("pgcluster: %w", r.Err)
+		}
+	}
+	return nil
 }
 
 // Adopt returns the server that answers as cfg's first shard's admin when
