@@ -24,6 +24,7 @@ import (
 
 	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/control"
+	"github.com/dmshub/dmsrouter/jobs"
 	"github.com/dmshub/dmsrouter/national"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
@@ -43,6 +44,7 @@ type Config struct {
 	National national.Config `mapstructure:"national"`
 	ShardMap shardmap.Config `mapstructure:",squash"`
 	Control  control.Config  `mapstructure:"control"`
+	Jobs     jobs.Config     `mapstructure:"jobs"`
 }
 
 // Server configures the HTTP listeners: the API on Addr, the Prometheus
@@ -74,6 +76,7 @@ var defaults = map[string]any{
 	"control.dsn":                   "", // no control database: the file's regions rule
 	"control.poll_interval":         "0s",
 	"control.router_id":             "",
+	"jobs.idempotency_retention":    jobs.DefaultConfig().IdempotencyRetention.String(),
 }
 
 // Load reads the YAML file at path, applies environment overrides from
@@ -284,7 +287,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("server.metrics_addr: %q is not host:port (or \"\" to serve no metrics)", a))
 		}
 	}
-	for _, err := range []error{c.Auth.Validate(), c.National.Validate(), c.ShardMap.Validate(), c.Control.Validate()} {
+	for _, err := range []error{c.Auth.Validate(), c.National.Validate(), c.ShardMap.Validate(), c.Control.Validate(), c.Jobs.Validate()} {
 		if j, ok := err.(interface{ Unwrap() []error }); ok {
 			errs = append(errs, j.Unwrap()...)
 		} else if err != nil {

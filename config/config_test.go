@@ -47,6 +47,9 @@ func TestLoad(t *testing.T) {
 		len(sm.Shards) != 1 || sm.Shards[0].MaxConns != 4 {
 		t.Errorf("Load(good) = %+v", cfg)
 	}
+	if cfg.Jobs.IdempotencyRetention != 24*time.Hour {
+		t.Errorf("Load(good).Jobs.IdempotencyRetention = %s, want the default 24h", cfg.Jobs.IdempotencyRetention)
+	}
 	if cfg.Server.MetricsAddr != "127.0.0.1:9090" {
 		t.Errorf("Load(good).Server.MetricsAddr = %q, want the default 127.0.0.1:9090", cfg.Server.MetricsAddr)
 	}
@@ -105,6 +108,8 @@ func TestLoadErrors(t *testing.T) {
 		{"leg timeout", g + "national:\n  leg_timeout: 2m\n", nil, "national.leg_timeout: 2m0s is outside 0..1m", ""},
 		{"concurrency", g + "national:\n  concurrency: 65\n", nil, "national.concurrency: 65 is outside 0..64", ""},
 		{"cache ttl", g + "national:\n  cache_ttl: -1s\n", nil, "national.cache_ttl: -1s is outside 0..1m", ""},
+		{"retention too short", g + "jobs:\n  idempotency_retention: 30m\n", nil, "jobs.idempotency_retention: 30m0s is outside 1h..2160h", ""},
+		{"unknown jobs key", g + "jobs:\n  retention: 1h\n", nil, "retention", ""},
 		{"env max conns", g, map[string]string{"DMSROUTER_SHARDS_S1_MAX_CONNS": "many"}, `DMSROUTER_SHARDS_S1_MAX_CONNS: "many" is not a number`, ""},
 		{"env bad duration", g, map[string]string{"DMSROUTER_DATABASE_CONNECT_TIMEOUT": "soon"}, "DMSROUTER_DATABASE_CONNECT_TIMEOUT (environment): database.connect_timeout", ""},
 

@@ -7,6 +7,7 @@ package jobs
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -21,7 +22,17 @@ type Config struct {
 	// IdempotencyRetention is how long a stored Idempotency-Key (and the
 	// response it replays) is kept: a client's retry after that is a new
 	// request.
-	IdempotencyRetention time.Duration
+	IdempotencyRetention time.Duration `mapstructure:"idempotency_retention"`
+}
+
+// Validate reports a retention outside 1 hour .. 90 days: shorter would
+// forget keys while clients still retry, longer keeps responses (with the
+// data they carry) for no client's benefit.
+func (c Config) Validate() error {
+	if c.IdempotencyRetention < time.Hour || c.IdempotencyRetention > 90*24*time.Hour {
+		return fmt.Errorf("jobs.idempotency_retention: %s is outside 1h..2160h (90 days)", c.IdempotencyRetention)
+	}
+	return nil
 }
 
 // DefaultConfig returns the settings the jobs run with unless configured:

@@ -7,8 +7,8 @@
 // shardmap (registry also migrations, for the partition names); control
 // (the control database) adds shardmap and migrations; national adds auth
 // and registry; router adds national, control and taxcode; config composes
-// the settings of auth, control, national and shardmap; internal/cli wires them for
-// both binaries; cmd/dmsrouter ships, and the dev tools (cmd/dmsdev, seed,
+// the settings of auth, control, jobs, national and shardmap; internal/cli
+// wires them for both binaries; cmd/dmsrouter ships, and the dev tools (cmd/dmsdev, seed,
 // bench, internal/pgcluster, pgtest) are never imported by it. Each
 // third-party library stays in its room: gin and Prometheus in router,
 // viper in config, gobreaker in shardmap, the JWT library in auth, goose in

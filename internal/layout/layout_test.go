@@ -29,7 +29,7 @@ var allowed = map[string][]string{
 	"jobs":                       {"regions", "shardmap"},
 	"national":                   {"auth", "regions", "registry", "shardmap"},
 	"router":                     {"auth", "control", "national", "regions", "registry", "shardmap", "taxcode"},
-	"config":                     {"auth", "control", "national", "shardmap"},
+	"config":                     {"auth", "control", "jobs", "national", "shardmap"},
 	"internal/cli":               {"auth", "config", "control", "jobs", "migrations", "national", "regions", "router", "shardmap"},
 	"internal/layout":            {},
 	"internal/pgcluster":         {"control", "migrations", "regions", "shardmap"},
