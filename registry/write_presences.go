@@ -105,10 +105,10 @@ var (
 	// checkInKeptSQL is a check-in with an Idempotency-Key, which it stores
 	// with the recorded presence; it fails with a unique violation when the
 	// key is stored already or a concurrent request holds it (whose commit
-	// it waits for). It also needs @key_user, @key and @fingerprint.
+	// it waits for). It also needs the arguments of keyArgs.
 	checkInKeptSQL = named(checkInStatement(`, kept AS (
-	INSERT INTO idempotency_keys (region_id, user_sub, key, fingerprint, created, response)
-	SELECT @region, @key_user, @key, @fingerprint, true, body FROM out
+	INSERT INTO idempotency_keys (region_id, user_sub, role, territory, key, fingerprint, created, response)
+	SELECT @region, @key_user, @key_role, @key_territory, @key, @fingerprint, true, body FROM out
 )`))
 )
 
@@ -135,7 +135,7 @@ func CheckInVendor(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w 
 	stmt := checkInSQL
 	if w.Key != "" {
 		stmt = checkInKeptSQL
-		args["key_user"], args["key"], args["fingerprint"] = sc.User, w.Key, w.Fingerprint
+		args = keyArgs(sc, w, args)
 	}
 	var row checkInRow
 	err := sh.Batch(ctx, sc, func(b *pgx.Batch) {

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -221,7 +222,16 @@ type VendorPatch struct {
 	Stato         Field[string]
 }
 
-// UpdateVendor applies p to vendor id in scope sc's region, or returns ErrNotFound.
+// vendorExistsSQL reports whether vendor @id is in @region, which every
+// scope of the region may read.
+var vendorExistsSQL = named(`SELECT EXISTS (SELECT FROM vendors WHERE id = @id AND region_id = @region)`)
+
+// UpdateVendor applies p to vendor id in scope sc's region. Every scope of
+// the region reads its vendors, but row-level security lets a province,
+// comune or market scope change only those registered in it, and only a
+// regional scope change a stato (migration 00011): a vendor of the region
+// outside the scope, or a stato changed by a narrower one, is
+// ErrOutsideScope. A vendor not in the region is ErrNotFound.
 func UpdateVendor(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, id int64, p VendorPatch) (Result[Vendor], error) {
 	a := writeArgs(sc, w, pgx.NamedArgs{"id": id})
 	setField(a, "partita_iva", p.PartitaIVA)
@@ -229,7 +239,20 @@ func UpdateVendor(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w W
 	setField(a, "denominazione", p.Denominazione)
 	setField(a, "comune", p.Comune)
 	setField(a, "stato", p.Stato)
-	return vendorUpdate.write(ctx, sh, sc, w, a)
+	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Vendor, bool, error) {
+		v, err := vendorUpdate.update(ctx, tx, a)
+		if !errors.Is(err, ErrNotFound) {
+			return v, false, err
+		}
+		var exists bool
+		if err := vendorExistsSQL.queryRow(ctx, tx, a).Scan(&exists); err != nil {
+			return v, false, err
+		}
+		if exists {
+			return v, false, fmt.Errorf("%w: vendor %d is registered outside the scope", ErrOutsideScope, id)
+		}
+		return v, false, ErrNotFound
+	})
 }
 
 // NewConcession is a concession to grant: vendor VendorID on stall StallID
