@@ -21,8 +21,8 @@ func TestExpireKeys(t *testing.T) {
 		"day-and-a-minute": 24*time.Hour + time.Minute, "week": 7 * 24 * time.Hour}
 	for key, age := range ages {
 		for _, region := range []int{3, 12} {
-			_, err := admin.Exec(ctx, `INSERT INTO idempotency_keys (region_id, user_sub, key, fingerprint, created, response, created_at)
-				VALUES ($1::smallint, 'u' || $1::text, $2, '\x00', true, '{}', now() - $3::interval)`, region, key, age)
+			_, err := admin.Exec(ctx, `INSERT INTO idempotency_keys (region_id, user_sub, role, territory, key, fingerprint, created, response, created_at)
+				VALUES ($1::smallint, 'u' || $1::text, 'admin_pa', 'national', $2, '\x00', true, '{}', now() - $3::interval)`, region, key, age)
 			if err != nil {
 				t.Fatal(err)
 			}

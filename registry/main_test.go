@@ -44,12 +44,18 @@ type world struct {
 
 func newWorld(t *testing.T, name string) *world {
 	t.Helper()
+	return newWorldOn(t, pg, name)
+}
+
+// newWorldOn is newWorld on server srv.
+func newWorldOn(t *testing.T, srv *pgtest.Server, name string) *world {
+	t.Helper()
 	ctx := context.Background()
-	cfg, err := pg.Deployment(ctx, pgtest.Prefix("registry_"+name), pgtest.SingleShard())
+	cfg, err := srv.Deployment(ctx, pgtest.Prefix("registry_"+name), pgtest.SingleShard())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { pg.DropDeployment(context.Background(), cfg) })
+	t.Cleanup(func() { srv.DropDeployment(context.Background(), cfg) })
 	m, err := shardmap.Open(cfg, shardmap.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -16,10 +16,12 @@ import (
 // rankingCTE is a common table expression ranking that ranks the vendors of
 // market @market by their presences of kind @kind from @from to @to
 // (inclusive): more presences first, then the earlier first presence, then
-// the lower vendor id. For SPUNTA, holders of an ATTIVA concession in the
+// the lower vendor id. Only ATTIVA vendors are ranked: a SOSPESA or
+// CESSATA vendor keeps its presences but has no place, and the vendors
+// after it move up. For SPUNTA, holders of an ATTIVA concession in the
 // market on day @ref are not spuntisti there and are left out.
 const rankingCTE = `ranking AS (
-	SELECT g.vendor_id, g.presences, g.first_presence,
+	SELECT g.vendor_id, vd.denominazione, g.presences, g.first_presence,
 		row_number() OVER (ORDER BY g.presences DESC, g.first_presence, g.vendor_id) AS rank
 	FROM (
 		SELECT p.vendor_id, count(*) AS presences, min(p.date) AS first_presence
@@ -28,6 +30,7 @@ const rankingCTE = `ranking AS (
 		  AND p.date BETWEEN @from::date AND @to::date
 		GROUP BY p.vendor_id
 	) g
+	JOIN vendors vd ON vd.id = g.vendor_id AND vd.region_id = @region AND vd.status = 'ATTIVA'
 	WHERE @kind::text <> 'SPUNTA' OR NOT EXISTS (
 		SELECT 1 FROM concessions c
 		WHERE c.market_id = @market AND c.vendor_id = g.vendor_id AND c.status = 'ATTIVA'
@@ -38,9 +41,9 @@ const rankingCTE = `ranking AS (
 // graduatoriaTotalSQL its length.
 var (
 	graduatoriaSQL = named(`WITH ` + rankingCTE + `
-		SELECT r.rank, r.vendor_id, coalesce(v.denominazione, '') AS denominazione, r.presences,
+		SELECT r.rank, r.vendor_id, r.denominazione, r.presences,
 			to_char(r.first_presence, 'YYYY-MM-DD') AS first_presence
-		FROM ranking r LEFT JOIN vendors v ON v.id = r.vendor_id
+		FROM ranking r
 		ORDER BY r.rank LIMIT @limit OFFSET @offset`)
 	graduatoriaTotalSQL = named(`WITH ` + rankingCTE + ` SELECT count(*) FROM ranking`)
 )

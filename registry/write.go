@@ -15,10 +15,13 @@ import (
 	"github.com/dmshub/dmsrouter/shardmap"
 )
 
-// Actor is who makes a write, as the audit log records it.
+// Actor is who makes a write: the audit log records its User and Role, and
+// an Idempotency-Key belongs to all three, so that only the same principal
+// replays it.
 type Actor struct {
-	User string // the principal's subject
-	Role string
+	User      string // the principal's subject
+	Role      string
+	Territory string // the principal's territory, as regions.Territory.String gives it
 }
 
 // Write describes one write request: who makes it and, when the client sent
@@ -42,8 +45,8 @@ type Result[T any] struct {
 // Errors of the write paths. Each is returned before anything is written,
 // or rolls back everything the transaction wrote.
 var (
-	// ErrKeyReused reports an Idempotency-Key already used by the same user
-	// in the same region for a different request.
+	// ErrKeyReused reports an Idempotency-Key already used by the same
+	// principal in the same region for a different request.
 	ErrKeyReused = errors.New("idempotency key already used for a different request")
 	// ErrOutsideScope reports a row that row-level security refused to
 	// write: the router let through a write outside the caller's scope,
@@ -144,19 +147,27 @@ func write[T any](ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w W
 // The statements of an Idempotency-Key (see keyArgs): claimKeySQL stores
 // it before the write, with no response yet, unless it is stored already;
 // readKeySQL reads it; keepKeySQL stores the outcome of the write with it.
+// A key belongs to a region and a whole principal (keyMatchSQL), and
+// row-level security shows it only in the scope it was stored in
+// (migration 00011), so another principal's key is another key, never a
+// replay.
 var (
-	claimKeySQL = named(`INSERT INTO idempotency_keys (region_id, user_sub, key, fingerprint, created, response)
-		VALUES (@region, @key_user, @key, @fingerprint, false, 'null') ON CONFLICT DO NOTHING`)
-	readKeySQL = named(`SELECT fingerprint, created, response::text FROM idempotency_keys
-		WHERE region_id = @region AND user_sub = @key_user AND key = @key`)
-	keepKeySQL = named(`UPDATE idempotency_keys SET created = @created, response = @response
-		WHERE region_id = @region AND user_sub = @key_user AND key = @key`)
+	claimKeySQL = named(`INSERT INTO idempotency_keys (region_id, user_sub, role, territory, key, fingerprint, created, response)
+		VALUES (@region, @key_user, @key_role, @key_territory, @key, @fingerprint, false, 'null') ON CONFLICT DO NOTHING`)
+	readKeySQL = named(`SELECT fingerprint, created, response::text FROM idempotency_keys WHERE ` + keyMatchSQL)
+	keepKeySQL = named(`UPDATE idempotency_keys SET created = @created, response = @response WHERE ` + keyMatchSQL)
 )
 
+// keyMatchSQL matches the stored key of keyArgs.
+const keyMatchSQL = `region_id = @region AND user_sub = @key_user AND role = @key_role
+	AND territory = @key_territory AND key = @key`
+
 // keyArgs returns the arguments of w's key in scope sc, and more: @region,
-// the @key_user it belongs to, the @key and the request's @fingerprint.
+// the principal it belongs to (@key_user, @key_role, @key_territory), the
+// @key and the request's @fingerprint.
 func keyArgs(sc regions.Scope, w Write, more pgx.NamedArgs) pgx.NamedArgs {
-	a := pgx.NamedArgs{"region": int16(sc.Region.Num()), "key_user": sc.User, "key": w.Key, "fingerprint": w.Fingerprint}
+	a := pgx.NamedArgs{"region": int16(sc.Region.Num()), "key_user": sc.User, "key_role": w.Actor.Role,
+		"key_territory": w.Actor.Territory, "key": w.Key, "fingerprint": w.Fingerprint}
 	for k, v := range more {
 		a[k] = v
 	}
@@ -214,6 +225,12 @@ var constraintConflicts = map[string]string{
 	"vendor_presences_market_date_stall":  "the stall is already taken on this day",
 }
 
+// scopeChecks are the triggers that refuse a row to a scope as row-level
+// security would, naming themselves as the error's constraint.
+var scopeChecks = map[string]bool{
+	"vendors_stato_scope": true, // migration 00011
+}
+
 // mapError turns database errors that a request causes into this package's
 // errors; everything else passes through unchanged.
 func mapError(err error) error {
@@ -232,8 +249,8 @@ func mapError(err error) error {
 		return &ConflictError{Reason: "a referenced row does not exist"}
 	case "23514": // check_violation
 		return &InvalidError{Field: checkField(pgErr.ConstraintName), Reason: "value out of range"}
-	case "42501": // insufficient_privilege: row-level security refused the row, or a missing grant
-		if strings.Contains(pgErr.Message, "row-level security") {
+	case "42501": // insufficient_privilege: row-level security or a scope check refused the row, or a missing grant
+		if strings.Contains(pgErr.Message, "row-level security") || scopeChecks[pgErr.ConstraintName] {
 			return fmt.Errorf("%w: %w", ErrOutsideScope, err)
 		}
 	}

@@ -3,6 +3,8 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -69,10 +71,32 @@ func (u updater[T]) write(ctx context.Context, sh *shardmap.Shard, sc regions.Sc
 var (
 	marketUpdate = newUpdater[Market]("markets", "m", "market", marketCols,
 		[]string{"code", "name", "comune_name", "days", "status", "cost_per_sqm"}, "updated_at = now()")
-	stallUpdate  = newUpdater[Stall]("stalls", "s", "stall", stallCols, []string{"number", "type", "status", "area_mq", "width_m", "depth_m"})
+	stallUpdate  = newUpdater[Stall]("stalls", "s", "stall", stallCols, []string{"number", "type", "status", "width_m", "depth_m"}, stallAreaSQL)
 	vendorUpdate = newUpdater[Vendor]("vendors", "v", "vendor", vendorCols,
 		[]string{"partita_iva", "codice_fiscale", "denominazione", "comune", "status"})
 )
+
+// stallAreaSQL assigns a stall's area: @set_area_mq when the patch sets
+// it, else width_m × depth_m when the patch changes either (flagged by
+// @width_set and @depth_set) and both are known after it, else the area
+// as it was.
+const stallAreaSQL = `area_mq = CASE
+	WHEN @set_area_mq::numeric IS NOT NULL THEN @set_area_mq::numeric
+	WHEN (@width_set::boolean OR @depth_set::boolean)
+		AND (CASE WHEN @width_set THEN @set_width_m::numeric ELSE t.width_m END) IS NOT NULL
+		AND (CASE WHEN @depth_set THEN @set_depth_m::numeric ELSE t.depth_m END) IS NOT NULL
+	THEN round((CASE WHEN @width_set THEN @set_width_m::numeric ELSE t.width_m END)
+		* (CASE WHEN @depth_set THEN @set_depth_m::numeric ELSE t.depth_m END), 2)
+	ELSE t.area_mq END`
+
+// areaFits reports whether area is width × depth, to the hundredth an
+// area keeps, or either side is unknown.
+func areaFits(area float64, width, depth *float64) bool {
+	return width == nil || depth == nil || math.Abs(area-*width**depth) < 0.01
+}
+
+// errAreaRange is a width and depth whose product no area can hold.
+var errAreaRange = &InvalidError{Field: "area_mq", Reason: "width_m × depth_m must be above 0 and at most 9999.99"}
 
 // NewMarket is a market to create in the scope's region.
 type NewMarket struct {
@@ -152,8 +176,12 @@ var createStallSQL = named(`WITH mk AS (
 
 // CreateStall creates a stall in market marketID, or returns ErrNotFound
 // when the market is not in scope sc. A number the market already has is a
-// *ConflictError.
+// *ConflictError; with a width and a depth, an area that is not their
+// product an *InvalidError.
 func CreateStall(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, marketID int64, in NewStall) (Result[Stall], error) {
+	if !areaFits(in.AreaMq, in.WidthM, in.DepthM) {
+		return Result[Stall]{}, areaMismatch(*in.WidthM, *in.DepthM)
+	}
 	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Stall, bool, error) {
 		rows, err := createStallSQL.query(ctx, tx, writeArgs(sc, w, pgx.NamedArgs{"market": marketID, "number": in.Number, "type": in.Type, "status": in.Status,
 			"area": in.AreaMq, "width": in.WidthM, "depth": in.DepthM}))
@@ -172,16 +200,36 @@ type StallPatch struct {
 	DepthM Field[*float64]
 }
 
-// UpdateStall applies p to stall id in scope sc, or returns ErrNotFound.
+// UpdateStall applies p to stall id in scope sc, or returns ErrNotFound. A
+// stall's area follows its width and depth: a patch that changes either
+// sets the area to their product when both are known, and an area set
+// while both are known must be their product, else it is an
+// *InvalidError.
 func UpdateStall(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, id int64, p StallPatch) (Result[Stall], error) {
-	a := writeArgs(sc, w, pgx.NamedArgs{"id": id})
+	a := writeArgs(sc, w, pgx.NamedArgs{"id": id, "width_set": p.WidthM.Set, "depth_set": p.DepthM.Set})
 	setField(a, "number", p.Number)
 	setField(a, "type", p.Type)
 	setField(a, "status", p.Status)
 	setField(a, "area_mq", p.AreaMq)
 	setField(a, "width_m", p.WidthM)
 	setField(a, "depth_m", p.DepthM)
-	return stallUpdate.write(ctx, sh, sc, w, a)
+	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Stall, bool, error) {
+		s, err := stallUpdate.update(ctx, tx, a)
+		switch {
+		case isPgCode(err, "22003"), isPgConstraint(err, "stalls_area_mq_check"):
+			return s, false, errAreaRange
+		case err != nil:
+			return s, false, err
+		case p.AreaMq.Set && !areaFits(s.AreaMq, s.WidthM, s.DepthM):
+			return s, false, areaMismatch(*s.WidthM, *s.DepthM)
+		}
+		return s, false, nil
+	})
+}
+
+// areaMismatch is an area that is not width × depth.
+func areaMismatch(width, depth float64) error {
+	return &InvalidError{Field: "area_mq", Reason: fmt.Sprintf("with width_m and depth_m, the area is their product, %.2f", width*depth)}
 }
 
 // NewVendor is a vendor to register in the scope's region.
@@ -221,7 +269,16 @@ type VendorPatch struct {
 	Status        Field[string]
 }
 
-// UpdateVendor applies p to vendor id in scope sc's region, or returns ErrNotFound.
+// vendorExistsSQL reports whether vendor @id is in @region, which every
+// scope of the region may read.
+var vendorExistsSQL = named(`SELECT EXISTS (SELECT FROM vendors WHERE id = @id AND region_id = @region)`)
+
+// UpdateVendor applies p to vendor id in scope sc's region. Every scope of
+// the region reads its vendors, but row-level security lets a province,
+// comune or market scope change only those registered in it, and only a
+// regional scope change a stato (migration 00011): a vendor of the region
+// outside the scope, or a stato changed by a narrower one, is
+// ErrOutsideScope. A vendor not in the region is ErrNotFound.
 func UpdateVendor(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, id int64, p VendorPatch) (Result[Vendor], error) {
 	a := writeArgs(sc, w, pgx.NamedArgs{"id": id})
 	setField(a, "partita_iva", p.PartitaIVA)
@@ -229,7 +286,20 @@ func UpdateVendor(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w W
 	setField(a, "denominazione", p.Denominazione)
 	setField(a, "comune", p.Comune)
 	setField(a, "status", p.Status)
-	return vendorUpdate.write(ctx, sh, sc, w, a)
+	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Vendor, bool, error) {
+		v, err := vendorUpdate.update(ctx, tx, a)
+		if !errors.Is(err, ErrNotFound) {
+			return v, false, err
+		}
+		var exists bool
+		if err := vendorExistsSQL.queryRow(ctx, tx, a).Scan(&exists); err != nil {
+			return v, false, err
+		}
+		if exists {
+			return v, false, fmt.Errorf("%w: vendor %d is registered outside the scope", ErrOutsideScope, id)
+		}
+		return v, false, ErrNotFound
+	})
 }
 
 // NewConcession is a concession to grant: vendor VendorID on stall StallID

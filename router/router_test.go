@@ -253,15 +253,7 @@ func (e *env) do(t *testing.T, who, method, path, body string, header ...string)
 // addToken signs a token for who with role and territory.
 func (e *env) addToken(t *testing.T, who, role, territory string) {
 	t.Helper()
-	tr, err := regions.ParseTerritory(territory)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := auth.SignHS256(pgtest.TestSecret, auth.Principal{Subject: who, Role: role, Territory: tr}, time.Hour, fixedNow)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.tokens[who] = tok
+	e.addPrincipal(t, who, who, role, territory)
 }
 
 // wantStatus fails unless r has status want.

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"errors"
 	"regexp"
 
 	"github.com/gin-gonic/gin"
@@ -101,8 +102,20 @@ type vendorPatchBody struct {
 	Stato         opt[string] `json:"stato"` // the deprecated name of status
 }
 
-// updateVendor is PATCH /v1/vendors/{id}. A new comune must lie in the
-// principal's territory, as for createVendor.
+// errVendorStatus is a change of a vendor's stato by a principal narrower
+// than a region.
+var errVendorStatus = errors.New("only a regional or national principal may change the status of a vendor")
+
+// updateVendor is PATCH /v1/vendors/{id}. Every office of the region reads
+// the region's vendors, but a principal narrower than a region (province,
+// comune, market) may change only the vendors registered inside its
+// territory (a market's: its comune), and keep them there; another vendor
+// of the region, visible to it, is forbidden (403) rather than not found,
+// which the database decides (migration 00011: a market's comune is known
+// only there). Suspending or reactivating a vendor (its stato), which
+// decides whether it may check in anywhere in the region, needs a regional
+// or national principal. A vendor of a region outside the territory is not
+// found.
 func (s *Server) updateVendor(c *gin.Context) error {
 	return write(s, c, toPathID, readJSON, checkVendorPatch, registry.UpdateVendor)
 }
@@ -121,11 +134,31 @@ func checkVendorPatch(k *checks, req writeReq, b *vendorPatchBody) (registry.Ven
 	}
 	k.someChange(p.PartitaIVA.Set, p.CodiceFiscale.Set, p.Denominazione.Set, p.Comune.Set, p.Status.Set)
 	// A vendor outside the territory stays not found, whatever the body
-	// names, so only a vendor inside it is refused a comune outside.
-	if r := comuneRegion(p.Comune.V); r != "" && req.p.Territory.Covers(req.region) && !req.p.Territory.Covers(r) {
-		k.refuse(forbidden("comune %s is outside territory %s", p.Comune.V, req.p.Territory))
+	// names, so only a vendor inside it is refused a comune outside or a
+	// change of stato.
+	t := req.p.Territory
+	if !t.Covers(req.region) {
+		return p, req.region, nil
+	}
+	if p.Status.Set && t.Level > regions.Regional {
+		k.refuse(errVendorStatus)
+	}
+	if p.Comune.Set && comuneRegion(p.Comune.V) != "" && !vendorComuneInside(t, p.Comune.V) {
+		k.refuse(forbidden("comune %s is outside territory %s", p.Comune.V, t))
 	}
 	return p, req.region, nil
+}
+
+// vendorComuneInside reports whether territory t may register a vendor it
+// changes in comune: a comune of a region t covers for a national or
+// regional territory, of the province or the comune itself for those, and
+// of the region for a market, whose comune only the database knows.
+func vendorComuneInside(t regions.Territory, comune string) bool {
+	switch t.Level {
+	case regions.Provincial, regions.Municipal:
+		return t.Includes(regions.Territory{Level: regions.Municipal, Code: comune})
+	}
+	return t.Covers(comuneRegion(comune))
 }
 
 func checkPartitaIVA(s string) string {

@@ -239,10 +239,12 @@ var idempotencyKeyPattern = regexp.MustCompile(`^[\x21-\x7e]{1,255}$`)
 
 // writeMeta returns who writes, and the request's Idempotency-Key with the
 // fingerprint a retry must match: a hash of the method, the path, the query
-// and the body with insignificant white space removed.
+// and the body with insignificant white space removed. The key belongs to
+// the whole principal (subject, role and territory): only the same
+// principal replays it.
 func writeMeta(c *gin.Context, body []byte) (registry.Write, error) {
 	p := principal(c)
-	w := registry.Write{Actor: registry.Actor{User: p.Subject, Role: p.Role}}
+	w := registry.Write{Actor: registry.Actor{User: p.Subject, Role: p.Role, Territory: p.Territory.String()}}
 	keys := c.Request.Header.Values("Idempotency-Key")
 	if len(keys) == 0 {
 		return w, nil

@@ -176,8 +176,8 @@ func TestRLSRefusesWrongRegion(t *testing.T) {
 			VALUES (%d, 5, %d, '027042', %d, '2026-06-15', 'SPUNTA', now())`, veneto, veneto, veneto)},
 		{"an audit row of region 05", "", fmt.Sprintf(`INSERT INTO audit_log (id, region_id, user_sub, role, action, entity)
 			VALUES (%d, 5, 'x', 'admin_pa', 'create', 'market')`, veneto)},
-		{"an idempotency key of region 05", "", `INSERT INTO idempotency_keys (region_id, user_sub, key, fingerprint, created, response)
-			VALUES (5, 'x', 'k', '\x00', true, '{}')`},
+		{"an idempotency key of region 05", "", `INSERT INTO idempotency_keys (region_id, user_sub, role, territory, key, fingerprint, created, response)
+			VALUES (5, 'x', 'admin_pa', 'national', 'k', '\x00', true, '{}')`},
 		{"a stall of another comune", "015146", fmt.Sprintf(`INSERT INTO stalls (id, region_id, market_id, comune, number, type, area_mq)
 			VALUES (%d, 3, %d, '016024', 99, 'FISSO', 9)`, regions.MakeID("03", 99), bergamo)},
 		{"moving a region 03 market to region 05", "", fmt.Sprintf(`UPDATE markets SET region_id = 5 WHERE id = %d`, milano)},

@@ -195,7 +195,7 @@ func (s *Server) initAndStart(ctx context.Context) error {
 		"-c max_locks_per_transaction=256",
 		"-c timezone=UTC",
 	}, " ")
-	logFile := filepath.Join(s.dir, "postgres.log")
+	logFile := s.LogFile()
 	if out, err := s.pg(ctx, "pg_ctl", "start", "-w", "-t", "60", "-D", data, "-l", logFile, "-o", opts).CombinedOutput(); err != nil {
 		log, _ := os.ReadFile(logFile)
 		return fmt.Errorf("pgcluster: pg_ctl start: %w\n%s\n%s", err, out, log)
@@ -212,6 +212,15 @@ func (s *Server) pg(ctx context.Context, name string, args ...string) *exec.Cmd 
 		return exec.CommandContext(ctx, "runuser", append([]string{"-u", s.owner, "--", path}, args...)...)
 	}
 	return exec.CommandContext(ctx, path, args...)
+}
+
+// LogFile returns the path of the server's log (its stderr) when this
+// process started it, else "".
+func (s *Server) LogFile() string {
+	if s.dir == "" {
+		return ""
+	}
+	return filepath.Join(s.dir, "postgres.log")
 }
 
 // Owned reports whether this process started the server (and so may stop,
