@@ -58,17 +58,8 @@ $$`
 // router's role under row-level security, and TRUNCATE.
 func TestPresenceRollup(t *testing.T) {
 	ctx := context.Background()
-	cfg, err := pg.Deployment(ctx, pgtest.Prefix("rollup"), pgtest.SingleShard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pg.DropDeployment(context.Background(), cfg) })
-	sh := cfg.Shards[0]
-	admin, err := pgx.Connect(ctx, sh.AdminDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
+	sh := pgtest.NewDeployment(t, pg, "rollup", pgtest.SingleShard()).Shards[0]
+	admin := pgtest.Connect(t, sh.AdminDSN())
 	market := func(r regions.Code, seq int64) int64 { return regions.MakeID(r, seq) }
 	m1, m2, m3 := market("03", 1), market("03", 2), market("12", 1)
 	comune := map[int64]string{m1: "015146", m2: "016024", m3: "058091"}
@@ -205,11 +196,7 @@ func TestPresenceRollup(t *testing.T) {
 	check("rollback")
 
 	// The router's role, under row-level security, needs no privilege on the rollup.
-	app, err := pgx.Connect(ctx, sh.Primary)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer app.Close(ctx)
+	app := pgtest.Connect(t, sh.Primary)
 	err = pgx.BeginFunc(ctx, app, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT set_config('dms.region', '3', true), set_config('dms.comune', '015146', true)`); err != nil {
 			return err
@@ -268,16 +255,7 @@ func TestPresenceRollup(t *testing.T) {
 // updates (and updates that change no status), deletes and TRUNCATE.
 func TestStatusCountsRollup(t *testing.T) {
 	ctx := context.Background()
-	cfg, err := pg.Deployment(ctx, pgtest.Prefix("counts"), pgtest.SingleShard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pg.DropDeployment(context.Background(), cfg) })
-	admin, err := pgx.Connect(ctx, cfg.Shards[0].AdminDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
+	admin := adminConn(t, "counts")
 	for _, step := range []struct{ name, sql string }{
 		{"insert", fmt.Sprintf(statusFixture, "ARRAY[3, 12, 19]")},
 		{"stall status update", `UPDATE stalls SET status = 'OCCUPATO' WHERE number = 1`},

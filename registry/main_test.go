@@ -45,23 +45,9 @@ type world struct {
 func newWorld(t *testing.T, name string) *world {
 	t.Helper()
 	ctx := context.Background()
-	cfg, err := pg.Deployment(ctx, pgtest.Prefix("registry_"+name), pgtest.SingleShard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pg.DropDeployment(context.Background(), cfg) })
-	m, err := shardmap.Open(cfg, shardmap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Close)
-	conn, err := pgx.Connect(ctx, cfg.Shards[0].AdminDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
+	cfg := pgtest.NewDeployment(t, pg, "registry_"+name, pgtest.SingleShard())
 	now := time.Now().UTC()
-	w := &world{sh: m.Shards()[0], admin: conn, today: time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC),
+	w := &world{sh: pgtest.OpenMap(t, cfg).Shards()[0], admin: pgtest.Connect(t, cfg.Shards[0].AdminDSN()), today: time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC),
 		markets: map[string]Market{}, vendors: map[string]Vendor{}}
 
 	for _, in := range []struct {

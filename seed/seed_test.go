@@ -39,18 +39,6 @@ var shares = [21]float64{
 	11: 2.5, 12: 9.7, 13: 2.2, 14: 0.5, 15: 9.5, 16: 6.6, 17: 0.9, 18: 3.1, 19: 8.1, 20: 2.7,
 }
 
-func deploy(tb testing.TB, name string, layout pgtest.Layout) shardmap.Config {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cfg, err := pg.Deployment(ctx, pgtest.Prefix(name), layout)
-	if err != nil {
-		tb.Fatalf("Deployment: %v", err)
-	}
-	tb.Cleanup(func() { pg.DropDeployment(context.Background(), cfg) })
-	return cfg
-}
-
 func run(tb testing.TB, cfg shardmap.Config, opts seed.Options) []seed.TableStats {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -76,17 +64,8 @@ func open(tb testing.TB, cfg shardmap.Config) *db {
 	tb.Helper()
 	d := &db{cfg: cfg}
 	for _, sh := range cfg.Shards {
-		conn, err := pgx.Connect(context.Background(), sh.AdminDSN())
-		if err != nil {
-			tb.Fatalf("connect %s: %v", sh.Name, err)
-		}
-		d.conns = append(d.conns, conn)
+		d.conns = append(d.conns, pgtest.Connect(tb, sh.AdminDSN()))
 	}
-	tb.Cleanup(func() {
-		for _, c := range d.conns {
-			c.Close(context.Background())
-		}
-	})
 	return d
 }
 
@@ -144,7 +123,7 @@ func TestSeed(t *testing.T) {
 	// The big regions' shards drop and rebuild the presence indexes, the
 	// small ones keep them: both paths must give the same rows.
 	defer seed.SetRebuildMarketDays(300)()
-	cfg := deploy(t, "seed", pgtest.OnePerRegion())
+	cfg := pgtest.NewDeployment(t, pg, "seed", pgtest.OnePerRegion())
 	stats := run(t, cfg, tinyOptions(7))
 	var names []string
 	for _, s := range stats {
@@ -198,7 +177,7 @@ func TestSeed(t *testing.T) {
 	})
 
 	t.Run("one shard holds the same rows", func(t *testing.T) {
-		single := deploy(t, "seed1", pgtest.SingleShard())
+		single := pgtest.NewDeployment(t, pg, "seed1", pgtest.SingleShard())
 		run(t, single, tinyOptions(7))
 		if got := fingerprint(t, open(t, single)); !mapsEqual(got, first) {
 			t.Errorf("SingleShard layout gave different rows from OnePerRegion")
@@ -567,7 +546,7 @@ func regionOf(tb testing.TB, cfg shardmap.Config, name string) regions.Code {
 }
 
 func TestRefusesRoleBoundByRLS(t *testing.T) {
-	cfg := deploy(t, "seedrls", pgtest.SingleShard())
+	cfg := pgtest.NewDeployment(t, pg, "seedrls", pgtest.SingleShard())
 	for i := range cfg.Shards {
 		cfg.Shards[i].Admin = "" // AdminDSN falls back to the primary: dms_app
 	}

@@ -40,7 +40,7 @@ func TestPrepare(t *testing.T) {
 		if n := count(t, s.AdminDSN(), `SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = 'markets'`); n != 1 {
 			t.Errorf("shard %s has %d markets tables after Prepare, want 1 (migrated)", s.Name, n)
 		}
-		exec(t, s.AdminDSN(), `CREATE TABLE kept AS SELECT 1 AS x`)
+		pgtest.Exec(t, s.AdminDSN(), `CREATE TABLE kept AS SELECT 1 AS x`)
 	}
 	if err := pgcluster.Prepare(ctx, cfg); err != nil {
 		t.Fatalf("Prepare again: %v", err)
@@ -68,27 +68,10 @@ func TestRunning(t *testing.T) {
 	}
 }
 
-func exec(tb testing.TB, dsn, sql string) {
-	tb.Helper()
-	conn, err := pgx.Connect(context.Background(), dsn)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(context.Background(), sql); err != nil {
-		tb.Fatalf("%s: %v", sql, err)
-	}
-}
-
 func count(tb testing.TB, dsn, sql string) int64 {
 	tb.Helper()
-	conn, err := pgx.Connect(context.Background(), dsn)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer conn.Close(context.Background())
 	var n int64
-	if err := conn.QueryRow(context.Background(), sql).Scan(&n); err != nil {
+	if err := pgtest.Connect(tb, dsn).QueryRow(context.Background(), sql).Scan(&n); err != nil {
 		tb.Fatalf("%s: %v", sql, err)
 	}
 	return n
