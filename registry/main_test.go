@@ -2,7 +2,9 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -111,6 +113,51 @@ func ids[T any](items []T, id func(T) int64) []int64 {
 		out = append(out, id(it))
 	}
 	return out
+}
+
+// idsOf returns the ids of the items of m at keys, in that order.
+func idsOf[K comparable, T any](m map[K]T, id func(T) int64, keys ...K) []int64 {
+	out := []int64{}
+	for _, k := range keys {
+		out = append(out, id(m[k]))
+	}
+	return out
+}
+
+// checkList fails t unless a call of fn returned the error wantErr
+// (errors.Is) and, without an error, a page l whose items have the ids want.
+func checkList[T any](t *testing.T, fn string, l List[T], err, wantErr error, id func(T) int64, want []int64) {
+	t.Helper()
+	if !errors.Is(err, wantErr) {
+		t.Fatalf("%s: %v, want %v", fn, err, wantErr)
+	}
+	if got := ids(l.Items, id); err == nil && !slices.Equal(got, want) {
+		t.Errorf("%s = %v (total %d), want %v", fn, got, l.Total, want)
+	}
+}
+
+// allPages follows the cursors of list from a first page of limit items to
+// the last and returns the ids of every item in order; it fails t on an
+// error or a page whose total is not total.
+func allPages[T any](t *testing.T, list func(Page) (List[T], error), id func(T) int64, limit int, total int64) []int64 {
+	t.Helper()
+	var got []int64
+	p := Page{Limit: limit}
+	for range 100 {
+		l, err := list(p)
+		if err != nil {
+			t.Fatalf("page %+v: %v", p, err)
+		}
+		if l.Total != total {
+			t.Errorf("page %+v: total %d, want %d", p, l.Total, total)
+		}
+		got = append(got, ids(l.Items, id)...)
+		if p.Cursor = l.NextCursor; p.Cursor == "" {
+			return got
+		}
+	}
+	t.Fatalf("more than 100 pages of %d: %v", limit, got)
+	return nil
 }
 
 func marketID(m Market) int64         { return m.ID }
