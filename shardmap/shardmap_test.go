@@ -499,38 +499,31 @@ func TestBatchIsOneTransaction(t *testing.T) {
 		return n
 	}
 
-	// The second statement fails: the first one's row is gone too.
-	err := sh.Batch(ctx, sc, func(b *pgx.Batch) {
-		b.Queue(insert("MI001"))
-		b.Queue(`SELECT 1 / 0`)
-	})
-	if err == nil || !strings.Contains(err.Error(), "division by zero") {
-		t.Fatalf("Batch with a failing statement = %v, want division by zero", err)
-	}
-	if n := count(); n != 0 {
-		t.Fatalf("a failed batch left %d markets, want 0", n)
-	}
-	// A row of another region is refused by row-level security, and the
-	// whole batch with it.
-	err = sh.Batch(ctx, sc, func(b *pgx.Batch) {
-		b.Queue(insert("MI002"))
-		b.Queue(`INSERT INTO markets (id, region_id, code, name, province, comune)
-			VALUES (dms.next_id('markets', 1::smallint), 1, 'TO001', 'x', '001', '001272')`)
-	})
-	if err == nil || !strings.Contains(err.Error(), "row-level security") {
-		t.Fatalf("Batch writing outside its region = %v, want a row-level security error", err)
-	}
-	if n := count(); n != 0 {
-		t.Fatalf("a refused batch left %d markets, want 0", n)
-	}
-	err = sh.Batch(ctx, sc, func(b *pgx.Batch) {
-		b.Queue(insert("MI003"))
-		b.Queue(insert("MI004"))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := count(); n != 2 {
-		t.Fatalf("markets after a good batch = %d, want 2", n)
+	// The steps run in order on the same shard: a failed batch must leave
+	// nothing behind for the next.
+	for _, step := range []struct {
+		name    string
+		stmts   []string
+		wantErr string // in the error; empty for none
+		markets int    // after the step
+	}{
+		{"the second statement fails: the first one's row is gone too",
+			[]string{insert("MI001"), `SELECT 1 / 0`}, "division by zero", 0},
+		{"a row of another region is refused by row-level security, and the whole batch with it",
+			[]string{insert("MI002"), `INSERT INTO markets (id, region_id, code, name, province, comune)
+				VALUES (dms.next_id('markets', 1::smallint), 1, 'TO001', 'x', '001', '001272')`}, "row-level security", 0},
+		{"a good batch", []string{insert("MI003"), insert("MI004")}, "", 2},
+	} {
+		err := sh.Batch(ctx, sc, func(b *pgx.Batch) {
+			for _, q := range step.stmts {
+				b.Queue(q)
+			}
+		})
+		if step.wantErr == "" && err != nil || step.wantErr != "" && (err == nil || !strings.Contains(err.Error(), step.wantErr)) {
+			t.Fatalf("%s: Batch = %v, want error %q", step.name, err, step.wantErr)
+		}
+		if n := count(); n != step.markets {
+			t.Fatalf("%s: %d markets after the batch, want %d", step.name, n, step.markets)
+		}
 	}
 }
