@@ -226,10 +226,10 @@ func measure(ctx context.Context, arms []arm, clients int, warmup, d time.Durati
 	}
 	for round := range rounds {
 		for i, a := range arms {
-			cpu, wait, pg := cpuTime(), runQueueTime(), serverCPU(servers)
+			cpu, wait, pg := cpuTime(), RunQueueTime(), serverCPU(servers)
 			s, elapsed := drive(ctx, a, clients, d/time.Duration(rounds), seed+uint64(round), true)
 			runs[i].CPU += cpuTime() - cpu
-			runs[i].RunQueue += runQueueTime() - wait
+			runs[i].RunQueue += RunQueueTime() - wait
 			runs[i].ServerCPU += serverCPU(servers) - pg
 			runs[i].Elapsed += elapsed
 			for k := range s {

@@ -280,10 +280,12 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// runQueueTime returns how long the process's threads have waited on a run
+// RunQueueTime returns how long the process's threads have waited on a run
 // queue so far: the second field of each /proc/self/task/*/schedstat
 // (threads that exited are not counted; the Go runtime rarely ends one).
-func runQueueTime() time.Duration {
+// It is exported for the benchmarks of other packages that report the
+// same measure.
+func RunQueueTime() time.Duration {
 	tasks, _ := filepath.Glob("/proc/self/task/*/schedstat")
 	var total time.Duration
 	for _, t := range tasks {

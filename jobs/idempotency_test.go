@@ -6,16 +6,14 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/dmshub/dmsrouter/pgtest"
 )
 
 func TestExpireKeys(t *testing.T) {
 	ctx := context.Background()
 	cfg, m := deployment(t, "jobs_keys")
-	admin, err := pgx.Connect(ctx, cfg.Shards[0].AdminDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
+	admin := pgtest.Connect(t, cfg.Shards[0].AdminDSN())
 	// Keys of two regions and users, stored hours ago.
 	ages := map[string]time.Duration{"fresh": time.Hour, "day-less-a-minute": 24*time.Hour - time.Minute,
 		"day-and-a-minute": 24*time.Hour + time.Minute, "week": 7 * 24 * time.Hour}
@@ -76,11 +74,7 @@ func TestExpireKeysLock(t *testing.T) {
 	ctx := context.Background()
 	cfg, m := deployment(t, "jobs_lock")
 	// Another router holds the job's lock: this one skips the shard.
-	other, err := pgx.Connect(ctx, cfg.Shards[0].AdminDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close(ctx)
+	other := pgtest.Connect(t, cfg.Shards[0].AdminDSN())
 	tx, err := other.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package jobs
 
 import (
-	"context"
 	"os"
 	"testing"
 
@@ -17,16 +16,6 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &pg)) }
 // shard map, dropped and closed when t ends.
 func deployment(t *testing.T, name string) (shardmap.Config, *shardmap.Map) {
 	t.Helper()
-	ctx := context.Background()
-	cfg, err := pg.Deployment(ctx, pgtest.Prefix(name), pgtest.SingleShard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pg.DropDeployment(context.Background(), cfg) })
-	m, err := shardmap.Open(cfg, shardmap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Close)
-	return cfg, m
+	cfg := pgtest.NewDeployment(t, pg, name, pgtest.SingleShard())
+	return cfg, pgtest.OpenMap(t, cfg)
 }

@@ -5,18 +5,14 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/dmshub/dmsrouter/pgtest"
 )
 
 func TestPartitions(t *testing.T) {
 	ctx := context.Background()
 	cfg, m := deployment(t, "jobs")
+	conn := pgtest.Connect(t, cfg.Shards[0].AdminDSN())
 	count := func() int {
-		conn, err := pgx.Connect(ctx, cfg.Shards[0].AdminDSN())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(ctx)
 		var n int
 		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_inherits WHERE inhparent = 'vendor_presences'::regclass`).Scan(&n); err != nil {
 			t.Fatal(err)

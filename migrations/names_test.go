@@ -16,18 +16,7 @@ import (
 // deployment named name.
 func adminConn(t *testing.T, name string) *pgx.Conn {
 	t.Helper()
-	ctx := context.Background()
-	cfg, err := pg.Deployment(ctx, pgtest.Prefix(name), pgtest.SingleShard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pg.DropDeployment(context.Background(), cfg) })
-	conn, err := pgx.Connect(ctx, cfg.Shards[0].AdminDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
+	return pgtest.Connect(t, pgtest.NewDeployment(t, pg, name, pgtest.SingleShard()).Shards[0].AdminDSN())
 }
 
 // TestIDLayout holds the id layout of package regions (MakeID, IDSQL) and

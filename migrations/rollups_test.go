@@ -58,17 +58,8 @@ $$`
 // router's role under row-level security, and TRUNCATE.
 func TestPresenceRollup(t *testing.T) {
 	ctx := context.Background()
-	cfg, err := pg.Deployment(ctx, pgtest.Prefix("rollup"), pgtest.SingleShard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pg.DropDeployment(context.Background(), cfg) })
-	sh := cfg.Shards[0]
-	admin, err := pgx.Connect(ctx, sh.AdminDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
+	sh := pgtest.NewDeployment(t, pg, "rollup", pgtest.SingleShard()).Shards[0]
+	admin := pgtest.Connect(t, sh.AdminDSN())
 	market := func(r regions.Code, seq int64) int64 { return regions.MakeID(r, seq) }
 	m1, m2, m3 := market("03", 1), market("03", 2), market("12", 1)
 	comune := map[int64]string{m1: "015146", m2: "016024", m3: "058091"}
@@ -95,19 +86,13 @@ func TestPresenceRollup(t *testing.T) {
 	}
 	check := func(step string) {
 		t.Helper()
-		var diff int64
-		err := admin.QueryRow(ctx, `
-			WITH truth AS (SELECT 'day' AS t, market_id::text AS k, date, kind, count(*) AS n FROM vendor_presences GROUP BY 2, 3, 4
-			               UNION ALL
-			               SELECT 'month', region_id::text, date_trunc('month', date)::date, kind, count(*) FROM vendor_presences GROUP BY 2, 3, 4),
-			     roll AS (SELECT 'day' AS t, market_id::text AS k, date, kind, n::int8 FROM presence_daily WHERE n > 0
-			              UNION ALL
-			              SELECT 'month', region_id::text, month, kind, sum(n) FROM presence_monthly GROUP BY 2, 3, 4 HAVING sum(n) > 0)
-			SELECT count(*) FROM (
-			    (SELECT * FROM truth EXCEPT SELECT * FROM roll) UNION ALL (SELECT * FROM roll EXCEPT SELECT * FROM truth)) x`).Scan(&diff)
-		if err != nil {
-			t.Fatalf("%s: %v", step, err)
-		}
+		diff := rollupDiff(t, admin, step,
+			`SELECT 'day' AS t, market_id::text AS k, date, kind, count(*) AS n FROM vendor_presences GROUP BY 2, 3, 4
+			 UNION ALL
+			 SELECT 'month', region_id::text, date_trunc('month', date)::date, kind, count(*) FROM vendor_presences GROUP BY 2, 3, 4`,
+			`SELECT 'day' AS t, market_id::text AS k, date, kind, n::int8 FROM presence_daily WHERE n > 0
+			 UNION ALL
+			 SELECT 'month', region_id::text, month, kind, sum(n) FROM presence_monthly GROUP BY 2, 3, 4 HAVING sum(n) > 0`)
 		if diff != 0 {
 			t.Fatalf("after %s, presence_daily and presence_monthly differ from vendor_presences in %d rows", step, diff)
 		}
@@ -205,11 +190,7 @@ func TestPresenceRollup(t *testing.T) {
 	check("rollback")
 
 	// The router's role, under row-level security, needs no privilege on the rollup.
-	app, err := pgx.Connect(ctx, sh.Primary)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer app.Close(ctx)
+	app := pgtest.Connect(t, sh.Primary)
 	err = pgx.BeginFunc(ctx, app, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT set_config('dms.region', '3', true), set_config('dms.comune', '015146', true)`); err != nil {
 			return err
@@ -268,16 +249,7 @@ func TestPresenceRollup(t *testing.T) {
 // updates (and updates that change no status), deletes and TRUNCATE.
 func TestStatusCountsRollup(t *testing.T) {
 	ctx := context.Background()
-	cfg, err := pg.Deployment(ctx, pgtest.Prefix("counts"), pgtest.SingleShard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pg.DropDeployment(context.Background(), cfg) })
-	admin, err := pgx.Connect(ctx, cfg.Shards[0].AdminDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
+	admin := adminConn(t, "counts")
 	for _, step := range []struct{ name, sql string }{
 		{"insert", fmt.Sprintf(statusFixture, "ARRAY[3, 12, 19]")},
 		{"stall status update", `UPDATE stalls SET status = 'OCCUPATO' WHERE number = 1`},
@@ -304,18 +276,27 @@ func TestStatusCountsRollup(t *testing.T) {
 // of stalls and concessions by region and status after step.
 func checkStatusCounts(tb testing.TB, admin *pgx.Conn, step string) {
 	tb.Helper()
+	diff := rollupDiff(tb, admin, step,
+		`SELECT region_id, 'stalls' AS entity, status, count(*) AS n FROM stalls GROUP BY 1, 3
+		 UNION ALL
+		 SELECT region_id, 'concessions', status, count(*) FROM concessions GROUP BY 1, 3`,
+		`SELECT region_id, entity, status, sum(n) FROM region_status_counts GROUP BY 1, 2, 3 HAVING sum(n) > 0`)
+	if diff != 0 {
+		tb.Fatalf("after %s, region_status_counts differs from stalls and concessions in %d rows", step, diff)
+	}
+}
+
+// rollupDiff returns how many rows the query truth (a count of the base
+// tables) and the query roll (the rollup) do not share, failing tb on an
+// error after step.
+func rollupDiff(tb testing.TB, admin *pgx.Conn, step, truth, roll string) int64 {
+	tb.Helper()
 	var diff int64
-	err := admin.QueryRow(context.Background(), `
-		WITH truth AS (SELECT region_id, 'stalls' AS entity, status, count(*) AS n FROM stalls GROUP BY 1, 3
-		               UNION ALL
-		               SELECT region_id, 'concessions', status, count(*) FROM concessions GROUP BY 1, 3),
-		     roll AS (SELECT region_id, entity, status, sum(n) FROM region_status_counts GROUP BY 1, 2, 3 HAVING sum(n) > 0)
+	err := admin.QueryRow(context.Background(), `WITH truth AS (`+truth+`), roll AS (`+roll+`)
 		SELECT count(*) FROM (
 		    (SELECT * FROM truth EXCEPT SELECT * FROM roll) UNION ALL (SELECT * FROM roll EXCEPT SELECT * FROM truth)) x`).Scan(&diff)
 	if err != nil {
 		tb.Fatalf("%s: %v", step, err)
 	}
-	if diff != 0 {
-		tb.Fatalf("after %s, region_status_counts differs from stalls and concessions in %d rows", step, diff)
-	}
+	return diff
 }

@@ -6,8 +6,6 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/dmshub/dmsrouter/migrations"
 	"github.com/dmshub/dmsrouter/pgtest"
 )
@@ -23,17 +21,8 @@ const spellingsVersion = 12
 // equal to a count of the rows.
 func TestSpellings(t *testing.T) {
 	ctx := context.Background()
-	cfg, err := pg.Deployment(ctx, pgtest.Prefix("spellings"), pgtest.SingleShard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pg.DropDeployment(context.Background(), cfg) })
-	dsn := cfg.Shards[0].AdminDSN()
-	admin, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
+	dsn := pgtest.NewDeployment(t, pg, "spellings", pgtest.SingleShard()).Shards[0].AdminDSN()
+	admin := pgtest.Connect(t, dsn)
 	if _, err := admin.Exec(ctx, fmt.Sprintf(statusFixture, "ARRAY[3, 12]")); err != nil {
 		t.Fatal(err)
 	}

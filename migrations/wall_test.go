@@ -43,20 +43,8 @@ INSERT INTO vendors (id, region_id, partita_iva, codice_fiscale, denominazione, 
 // rows in lombardia.
 func deploy(tb testing.TB, name string) shardmap.Config {
 	tb.Helper()
-	layout := pgtest.Layout{}
-	for _, r := range regions.All() {
-		layout[r.Code] = "rest"
-	}
-	layout["03"] = "lombardia"
-	layout["05"] = "nordest"
-	layout["06"] = "nordest"
-	ctx := context.Background()
-	cfg, err := pg.Deployment(ctx, pgtest.Prefix(name), layout)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { pg.DropDeployment(context.Background(), cfg) })
-	exec(tb, shard(tb, cfg, "lombardia").AdminDSN(),
+	cfg := pgtest.NewDeployment(tb, pg, name, pgtest.Split("rest", pgtest.Layout{"03": "lombardia", "05": "nordest", "06": "nordest"}))
+	pgtest.Exec(tb, shard(tb, cfg, "lombardia").AdminDSN(),
 		fmt.Sprintf(fixtureSQL, milano, bergamo, milanoStall, bergamoStall, vendor))
 	return cfg
 }
@@ -70,17 +58,6 @@ func shard(tb testing.TB, cfg shardmap.Config, name string) shardmap.ShardConfig
 	}
 	tb.Fatalf("no shard %s", name)
 	return shardmap.ShardConfig{}
-}
-
-// connect opens a connection to dsn that is closed when tb ends.
-func connect(tb testing.TB, dsn string) *pgx.Conn {
-	tb.Helper()
-	conn, err := pgx.Connect(context.Background(), dsn)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
 }
 
 // freshDB creates an empty database for tb, dropped when tb ends, and
@@ -98,13 +75,6 @@ func freshDB(tb testing.TB, name string) string {
 	return pg.AdminDB(db)
 }
 
-func exec(tb testing.TB, dsn, sql string, args ...any) {
-	tb.Helper()
-	if _, err := connect(tb, dsn).Exec(context.Background(), sql, args...); err != nil {
-		tb.Fatalf("%s: %v", sql, err)
-	}
-}
-
 // scope is what a session sets by hand before it writes.
 type scope struct{ region, comune string }
 
@@ -113,7 +83,7 @@ type scope struct{ region, comune string }
 func asApp(tb testing.TB, dsn string, sc scope, sql string) error {
 	tb.Helper()
 	ctx := context.Background()
-	tx, err := connect(tb, dsn).Begin(ctx)
+	tx, err := pgtest.Connect(tb, dsn).Begin(ctx)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -227,7 +197,7 @@ func TestWall(t *testing.T) {
 func TestMarketCodeUniquePerRegion(t *testing.T) {
 	cfg := deploy(t, "codes")
 	nordest := shard(t, cfg, "nordest").AdminDSN()
-	exec(t, nordest, `INSERT INTO markets (id, region_id, code, name, province, comune)
+	pgtest.Exec(t, nordest, `INSERT INTO markets (id, region_id, code, name, province, comune)
 		VALUES (dms.next_id('markets', 5::smallint), 5, 'XX001', 'Rialto', '027', '027042')`)
 	insert06 := `INSERT INTO markets (id, region_id, code, name, province, comune)
 		VALUES (dms.next_id('markets', 6::smallint), 6, 'XX001', 'Trieste', '032', '032006')`
@@ -246,7 +216,7 @@ func TestMarketCodeUniquePerRegion(t *testing.T) {
 func TestCodeColumnsCollateC(t *testing.T) {
 	cfg := deploy(t, "collate")
 	ctx := context.Background()
-	conn := connect(t, shard(t, cfg, "lombardia").AdminDSN())
+	conn := pgtest.Connect(t, shard(t, cfg, "lombardia").AdminDSN())
 	for _, col := range []string{
 		"markets.code", "markets.province", "markets.comune",
 		"vendors.partita_iva", "vendors.codice_fiscale", "vendors.comune",
@@ -270,7 +240,7 @@ func TestCodeColumnsCollateC(t *testing.T) {
 func heldRegions(tb testing.TB, dsn string) map[int16]bool {
 	tb.Helper()
 	held := map[int16]bool{}
-	rows, _ := connect(tb, dsn).Query(context.Background(), `SELECT region_id, owned FROM dms.shard_regions`)
+	rows, _ := pgtest.Connect(tb, dsn).Query(context.Background(), `SELECT region_id, owned FROM dms.shard_regions`)
 	var r int16
 	var owned bool
 	if _, err := pgx.ForEachRow(rows, []any{&r, &owned}, func() error { held[r] = owned; return nil }); err != nil {
@@ -294,7 +264,7 @@ func TestHoldRegions(t *testing.T) {
 	if got := len(heldRegions(t, shard(t, cfg, "rest").AdminDSN())); got != 17 {
 		t.Errorf("rest holds %d regions, want 17", got)
 	}
-	exec(t, nordest, `UPDATE dms.shard_regions SET owned = false WHERE region_id = 5`)
+	pgtest.Exec(t, nordest, `UPDATE dms.shard_regions SET owned = false WHERE region_id = 5`)
 	ctx := context.Background()
 	for range 2 {
 		if err := migrations.HoldRegions(ctx, nordest, []regions.Code{"05", "06", "07"}); err != nil {
@@ -319,7 +289,7 @@ func TestUpgradeKeepsRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	policiesBefore := policies(t, dsn)
-	exec(t, dsn, fmt.Sprintf(`INSERT INTO markets (id, region_id, code, name, province, comune) VALUES (%d, 3, 'MI001', 'x', '015', '015146');
+	pgtest.Exec(t, dsn, fmt.Sprintf(`INSERT INTO markets (id, region_id, code, name, province, comune) VALUES (%d, 3, 'MI001', 'x', '015', '015146');
 		INSERT INTO vendors (id, region_id, partita_iva, codice_fiscale, denominazione, comune)
 		VALUES (%d, 5, '01234567897', '01234567897', 'x', '027042')`, milano, veneto))
 	for _, r := range migrations.Up(ctx, []migrations.Target{{Name: "upgrade", DSN: dsn, Regions: []regions.Code{"03", "12"}}}) {
@@ -334,7 +304,7 @@ func TestUpgradeKeepsRows(t *testing.T) {
 		t.Errorf("policies after the upgrade:\n%s\nwant as before:\n%s", strings.Join(got, "\n"), strings.Join(policiesBefore, "\n"))
 	}
 	var days []int16
-	if err := connect(t, dsn).QueryRow(ctx, `SELECT days FROM markets`).Scan(&days); err != nil {
+	if err := pgtest.Connect(t, dsn).QueryRow(ctx, `SELECT days FROM markets`).Scan(&days); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(days, []int16{1, 2, 3, 4, 5, 6, 7}) {
@@ -346,7 +316,7 @@ func TestUpgradeKeepsRows(t *testing.T) {
 // one line each.
 func policies(tb testing.TB, dsn string) []string {
 	tb.Helper()
-	rows, _ := connect(tb, dsn).Query(context.Background(), `SELECT concat_ws(' ', tablename, policyname, permissive, roles::text, cmd, qual, with_check)
+	rows, _ := pgtest.Connect(tb, dsn).Query(context.Background(), `SELECT concat_ws(' ', tablename, policyname, permissive, roles::text, cmd, qual, with_check)
 		FROM pg_policies ORDER BY tablename, policyname`)
 	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
@@ -376,7 +346,7 @@ func TestComuneRegionMatchesRegions(t *testing.T) {
 			t.Fatal(r.Err)
 		}
 	}
-	rows, _ := connect(t, dsn).Query(ctx, `SELECT lpad(p::text, 3, '0'), coalesce(dms.comune_region(lpad(p::text, 3, '0') || '999'), 0)
+	rows, _ := pgtest.Connect(t, dsn).Query(ctx, `SELECT lpad(p::text, 3, '0'), coalesce(dms.comune_region(lpad(p::text, 3, '0') || '999'), 0)
 		FROM generate_series(0, 999) p ORDER BY p`)
 	var (
 		prefix string

@@ -29,17 +29,7 @@ var nationalPrincipal = auth.Principal{Subject: "t", Role: "auditor", Territory:
 // and returns a holder of that map.
 func deploy(t *testing.T, name string) (shardmap.Config, *shardmap.Holder) {
 	t.Helper()
-	ctx := context.Background()
-	layout := pgtest.Layout{}
-	for _, r := range regions.All() {
-		layout[r.Code] = "rest"
-	}
-	layout["03"] = "lom"
-	cfg, err := pg.Deployment(ctx, pgtest.Prefix(name), layout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pg.DropDeployment(context.Background(), cfg) })
+	cfg := pgtest.NewDeployment(t, pg, name, pgtest.Split("rest", pgtest.Layout{"03": "lom"}))
 	h, err := shardmap.NewHolder(cfg, shardmap.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -37,6 +37,10 @@ func OnePerRegion() Layout { return pgcluster.OnePerRegion() }
 // SingleShard puts all 20 regions on one shard named "all".
 func SingleShard() Layout { return pgcluster.SingleShard() }
 
+// Split puts each region of apart on its shard there and every other
+// region on the shard named rest.
+func Split(rest string, apart Layout) Layout { return pgcluster.Split(rest, apart) }
+
 // Start returns the server named by PGTEST_DSN or the PG* variables in
 // getenv, or starts a throwaway one; see pgcluster.Start.
 func Start(ctx context.Context, getenv func(string) string) (*Server, error) {

@@ -29,25 +29,18 @@ func TestConcessions(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			l, err := ListConcessions(ctx, w.sh, tt.sc, tt.f, Page{Limit: 10})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := ids(l.Items, concessionID); !slices.Equal(got, tt.want) || l.Total != int64(len(tt.want)) {
-				t.Errorf("ListConcessions = %v (total %d), want %v", got, l.Total, tt.want)
+			checkList(t, "ListConcessions", l, err, nil, concessionID, tt.want)
+			if l.Total != int64(len(tt.want)) {
+				t.Errorf("ListConcessions total = %d, want %d", l.Total, len(tt.want))
 			}
 		})
 	}
 	t.Run("pages", func(t *testing.T) {
-		l, err := ListConcessions(ctx, w.sh, lombardia, ConcessionFilter{}, Page{Limit: 1})
-		if err != nil {
-			t.Fatal(err)
+		list := func(p Page) (List[Concession], error) {
+			return ListConcessions(ctx, w.sh, lombardia, ConcessionFilter{}, p)
 		}
-		next, err := ListConcessions(ctx, w.sh, lombardia, ConcessionFilter{}, Page{Limit: 1, Cursor: l.NextCursor})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := ids(append(l.Items, next.Items...), concessionID); !slices.Equal(got, []int64{alfa, beta}) || next.Total != 2 {
-			t.Errorf("pages = %v (total %d), want [%d %d]", got, next.Total, alfa, beta)
+		if got := allPages(t, list, concessionID, 1, 2); !slices.Equal(got, []int64{alfa, beta}) {
+			t.Errorf("pages = %v, want [%d %d]", got, alfa, beta)
 		}
 	})
 	t.Run("get", func(t *testing.T) {

@@ -2,7 +2,9 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -51,23 +53,9 @@ func newWorld(t *testing.T, name string) *world {
 func newWorldOn(t *testing.T, srv *pgtest.Server, name string) *world {
 	t.Helper()
 	ctx := context.Background()
-	cfg, err := srv.Deployment(ctx, pgtest.Prefix("registry_"+name), pgtest.SingleShard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.DropDeployment(context.Background(), cfg) })
-	m, err := shardmap.Open(cfg, shardmap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Close)
-	conn, err := pgx.Connect(ctx, cfg.Shards[0].AdminDSN())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
+	cfg := pgtest.NewDeployment(t, srv, "registry_"+name, pgtest.SingleShard())
 	now := time.Now().UTC()
-	w := &world{sh: m.Shards()[0], admin: conn, today: time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC),
+	w := &world{sh: pgtest.OpenMap(t, cfg).Shards()[0], admin: pgtest.Connect(t, cfg.Shards[0].AdminDSN()), today: time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC),
 		markets: map[string]Market{}, vendors: map[string]Vendor{}}
 
 	for _, in := range []struct {
@@ -131,6 +119,51 @@ func ids[T any](items []T, id func(T) int64) []int64 {
 		out = append(out, id(it))
 	}
 	return out
+}
+
+// idsOf returns the ids of the items of m at keys, in that order.
+func idsOf[K comparable, T any](m map[K]T, id func(T) int64, keys ...K) []int64 {
+	out := []int64{}
+	for _, k := range keys {
+		out = append(out, id(m[k]))
+	}
+	return out
+}
+
+// checkList fails t unless a call of fn returned the error wantErr
+// (errors.Is) and, without an error, a page l whose items have the ids want.
+func checkList[T any](t *testing.T, fn string, l List[T], err, wantErr error, id func(T) int64, want []int64) {
+	t.Helper()
+	if !errors.Is(err, wantErr) {
+		t.Fatalf("%s: %v, want %v", fn, err, wantErr)
+	}
+	if got := ids(l.Items, id); err == nil && !slices.Equal(got, want) {
+		t.Errorf("%s = %v (total %d), want %v", fn, got, l.Total, want)
+	}
+}
+
+// allPages follows the cursors of list from a first page of limit items to
+// the last and returns the ids of every item in order; it fails t on an
+// error or a page whose total is not total.
+func allPages[T any](t *testing.T, list func(Page) (List[T], error), id func(T) int64, limit int, total int64) []int64 {
+	t.Helper()
+	var got []int64
+	p := Page{Limit: limit}
+	for range 100 {
+		l, err := list(p)
+		if err != nil {
+			t.Fatalf("page %+v: %v", p, err)
+		}
+		if l.Total != total {
+			t.Errorf("page %+v: total %d, want %d", p, l.Total, total)
+		}
+		got = append(got, ids(l.Items, id)...)
+		if p.Cursor = l.NextCursor; p.Cursor == "" {
+			return got
+		}
+	}
+	t.Fatalf("more than 100 pages of %d: %v", limit, got)
+	return nil
 }
 
 func marketID(m Market) int64         { return m.ID }

@@ -16,13 +16,7 @@ import (
 func TestMarkets(t *testing.T) {
 	ctx := context.Background()
 	w := newWorld(t, "markets")
-	id := func(codes ...string) []int64 {
-		out := []int64{}
-		for _, c := range codes {
-			out = append(out, w.markets[c].ID)
-		}
-		return out
-	}
+	id := func(codes ...string) []int64 { return idsOf(w.markets, marketID, codes...) }
 	// The test cluster's collation (C.UTF-8) orders names by code point:
 	// "Mercato Vecchio" before "Mercato del Borgo", "mercato" last.
 	t.Run("list", func(t *testing.T) {
@@ -44,11 +38,9 @@ func TestMarkets(t *testing.T) {
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				l, err := ListMarkets(ctx, w.sh, tt.sc, tt.f, Page{Limit: 10})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if got := ids(l.Items, marketID); !slices.Equal(got, tt.want) || l.Total != int64(len(tt.want)) {
-					t.Errorf("ListMarkets = %v (total %d), want %v", got, l.Total, tt.want)
+				checkList(t, "ListMarkets", l, err, nil, marketID, tt.want)
+				if l.Total != int64(len(tt.want)) {
+					t.Errorf("ListMarkets total = %d, want %d", l.Total, len(tt.want))
 				}
 			})
 		}
@@ -56,22 +48,8 @@ func TestMarkets(t *testing.T) {
 	t.Run("pages", func(t *testing.T) {
 		want := id("MI001", "MI003", "BG001", "MI002")
 		// By cursor, two at a time.
-		var got []int64
-		p := Page{Limit: 2}
-		for range 3 {
-			l, err := ListMarkets(ctx, w.sh, lombardia, MarketFilter{}, p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if l.Total != 4 {
-				t.Errorf("page %+v: total %d, want 4", p, l.Total)
-			}
-			got = append(got, ids(l.Items, marketID)...)
-			if p.Cursor = l.NextCursor; p.Cursor == "" {
-				break
-			}
-		}
-		if !slices.Equal(got, want) {
+		list := func(p Page) (List[Market], error) { return ListMarkets(ctx, w.sh, lombardia, MarketFilter{}, p) }
+		if got := allPages(t, list, marketID, 2, 4); !slices.Equal(got, want) {
 			t.Errorf("pages by cursor = %v, want %v", got, want)
 		}
 		// By offset, and past the end.

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -32,25 +31,13 @@ func TestPresences(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			l, err := ListPresences(ctx, w.sh, tt.sc, tt.market, tt.day, tt.p)
-			if !errors.Is(err, tt.err) {
-				t.Fatalf("ListPresences: %v, want %v", err, tt.err)
-			}
-			if got := ids(l.Items, presenceID); err == nil && !slices.Equal(got, tt.want) {
-				t.Errorf("ListPresences = %v, want %v", got, tt.want)
-			}
+			checkList(t, "ListPresences", l, err, tt.err, presenceID, tt.want)
 		})
 	}
 	t.Run("pages", func(t *testing.T) {
-		l, err := ListPresences(ctx, w.sh, milano, mi1, w.today, Page{Limit: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		next, err := ListPresences(ctx, w.sh, milano, mi1, w.today, Page{Limit: 1, Cursor: l.NextCursor})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := ids(append(l.Items, next.Items...), presenceID); !slices.Equal(got, all) || next.Total != 2 {
-			t.Errorf("pages = %v (total %d), want %v", got, next.Total, all)
+		list := func(p Page) (List[Presence], error) { return ListPresences(ctx, w.sh, milano, mi1, w.today, p) }
+		if got := allPages(t, list, presenceID, 1, 2); !slices.Equal(got, all) {
+			t.Errorf("pages = %v, want %v", got, all)
 		}
 	})
 	t.Run("the concession's stall", func(t *testing.T) {

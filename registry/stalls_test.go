@@ -33,28 +33,12 @@ func TestStalls(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			l, err := ListStalls(ctx, w.sh, tt.sc, tt.market, tt.f, tt.p)
-			if !errors.Is(err, tt.err) {
-				t.Fatalf("ListStalls: %v, want %v", err, tt.err)
-			}
-			if got := ids(l.Items, stallID); err == nil && !slices.Equal(got, tt.want) {
-				t.Errorf("ListStalls = %v, want %v", got, tt.want)
-			}
+			checkList(t, "ListStalls", l, err, tt.err, stallID, tt.want)
 		})
 	}
 	t.Run("pages", func(t *testing.T) {
-		var got []int64
-		p := Page{Limit: 3}
-		for p.Cursor != "" || got == nil {
-			l, err := ListStalls(ctx, w.sh, lombardia, mi1, StallFilter{}, p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if l.Total != 4 {
-				t.Errorf("total %d, want 4", l.Total)
-			}
-			got, p.Cursor = append(got, ids(l.Items, stallID)...), l.NextCursor
-		}
-		if !slices.Equal(got, all) {
+		list := func(p Page) (List[Stall], error) { return ListStalls(ctx, w.sh, lombardia, mi1, StallFilter{}, p) }
+		if got := allPages(t, list, stallID, 3, 4); !slices.Equal(got, all) {
 			t.Errorf("pages = %v, want %v", got, all)
 		}
 	})

@@ -12,13 +12,7 @@ import (
 func TestVendors(t *testing.T) {
 	ctx := context.Background()
 	w := newWorld(t, "vendors")
-	id := func(names ...string) []int64 {
-		out := []int64{}
-		for _, n := range names {
-			out = append(out, w.vendors[n].ID)
-		}
-		return out
-	}
+	id := func(names ...string) []int64 { return idsOf(w.vendors, vendorID, names...) }
 	for _, tt := range []struct {
 		name string
 		sc   regions.Scope
@@ -34,26 +28,16 @@ func TestVendors(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			l, err := ListVendors(ctx, w.sh, tt.sc, tt.f, Page{Limit: 10})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := ids(l.Items, vendorID); !slices.Equal(got, tt.want) || l.Total != int64(len(tt.want)) {
-				t.Errorf("ListVendors = %v (total %d), want %v", got, l.Total, tt.want)
+			checkList(t, "ListVendors", l, err, nil, vendorID, tt.want)
+			if l.Total != int64(len(tt.want)) {
+				t.Errorf("ListVendors total = %d, want %d", l.Total, len(tt.want))
 			}
 		})
 	}
 	t.Run("pages", func(t *testing.T) {
-		l, err := ListVendors(ctx, w.sh, lombardia, VendorFilter{}, Page{Limit: 2})
-		if err != nil {
-			t.Fatal(err)
-		}
-		next, err := ListVendors(ctx, w.sh, lombardia, VendorFilter{}, Page{Limit: 2, Cursor: l.NextCursor})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := ids(append(l.Items, next.Items...), vendorID); !slices.Equal(got, id("Alfa Srl", "Beta di Mario Rossi", "Gamma Spa")) ||
-			next.Total != 3 || next.NextCursor != "" {
-			t.Errorf("pages = %v (total %d, next %q)", got, next.Total, next.NextCursor)
+		list := func(p Page) (List[Vendor], error) { return ListVendors(ctx, w.sh, lombardia, VendorFilter{}, p) }
+		if got, want := allPages(t, list, vendorID, 2, 3), id("Alfa Srl", "Beta di Mario Rossi", "Gamma Spa"); !slices.Equal(got, want) {
+			t.Errorf("pages = %v, want %v", got, want)
 		}
 	})
 	t.Run("get", func(t *testing.T) {

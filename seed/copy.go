@@ -98,13 +98,7 @@ func (e *encoder) date(d day) { e.int4(int32(d)) }
 func (e *encoder) timestamp(us int64) { e.int8(us) }
 
 // timestampOrNull writes us, or NULL when us is 0.
-func (e *encoder) timestampOrNull(us int64) {
-	if us == 0 {
-		e.null()
-		return
-	}
-	e.int8(us)
-}
+func (e *encoder) timestampOrNull(us int64) { e.int8OrNull(us) }
 
 // numeric2 writes cents/100 as a numeric with two decimals (12.50 for
 // 1250). cents must not be negative.

@@ -29,7 +29,7 @@ func TestFullScale(t *testing.T) {
 		}
 		return def
 	}
-	cfg := deploy(t, "seedfull", pgtest.OnePerRegion())
+	cfg := pgtest.NewDeployment(t, pg, "seedfull", pgtest.OnePerRegion())
 	opts := seed.Options{
 		Markets:  env("SEED_MARKETS", 8000),
 		Days:     env("SEED_DAYS", 300),

@@ -5,11 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/jackc/pgx/v5"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/dmshub/dmsrouter/migrations"
 )
@@ -59,53 +56,22 @@ func partitionName(d day) string { return migrations.PresencePartition(d.time())
 // at a time, the biggest first, and finishes each shard as soon as its
 // presences are in (see finish), so its elapsed time includes that.
 func (g *generator) loadPresences(ctx context.Context, shards []*shard, parallel int, reset bool, pr *progress) (TableStats, error) {
-	type job struct {
-		sh    *shard
-		units int64
-	}
-	var jobs []job
-	var total int64
+	var jobs []loadJob
 	for _, sh := range shards {
 		// Every shard, even one without presences to load: the transaction
 		// also empties the table (Reset leaves that to it).
-		n := g.marketDays(sh)
-		jobs = append(jobs, job{sh, n})
-		total += n
-	}
-	slices.SortStableFunc(jobs, func(a, b job) int { return int(b.units - a.units) })
-
-	begin := time.Now()
-	pr.begin("vendor_presences", total)
-	var (
-		mu   sync.Mutex
-		rows int64
-	)
-	eg, ctx := errgroup.WithContext(ctx)
-	eg.SetLimit(parallel)
-	for _, j := range jobs {
-		eg.Go(func() error {
-			err := withConn(ctx, j.sh, func(conn *pgx.Conn) error {
-				n, err := g.presencesTx(ctx, conn, j.sh, reset, pr.add)
-				mu.Lock()
-				rows += n
-				mu.Unlock()
+		jobs = append(jobs, loadJob{sh: sh, units: g.marketDays(sh), what: "shard " + sh.name,
+			run: func(ctx context.Context, conn *pgx.Conn) (int64, error) {
+				n, err := g.presencesTx(ctx, conn, sh, reset, pr.add)
 				if err != nil {
-					return err
+					return n, err
 				}
 				// At once, before autovacuum comes to analyze the new
 				// partitions itself, concurrently with other shards' loads.
-				return g.finish(ctx, conn, j.sh)
-			})
-			if err != nil {
-				return fmt.Errorf("shard %s: %w", j.sh.name, err)
-			}
-			return nil
-		})
+				return n, g.finish(ctx, conn, sh)
+			}})
 	}
-	err := eg.Wait()
-	elapsed := time.Since(begin)
-	pr.end(rows, elapsed, err)
-	return TableStats{Table: "vendor_presences", Rows: rows, Elapsed: elapsed}, err
+	return runJobs(ctx, "vendor_presences", jobs, parallel, pr)
 }
 
 // marketDays returns the number of market days with presences on shard sh.

@@ -26,6 +26,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -355,52 +356,66 @@ func (g *generator) presenceSpan(rs []regions.Code) (first, last day) {
 // parallel COPY streams at a time, the biggest regions first so that the
 // last to finish is a small one.
 func (g *generator) load(ctx context.Context, shards []*shard, tb table, parallel int, pr *progress) (TableStats, error) {
-	type job struct {
-		sh    *shard
-		rd    *regionData
-		units int64
-	}
-	var jobs []job
-	var total int64
+	var jobs []loadJob
 	for _, sh := range shards {
 		for _, r := range sh.regions {
 			rd := g.regions[r.Num()]
-			if n := tb.units(rd); n > 0 {
-				jobs = append(jobs, job{sh, rd, n})
-				total += n
+			n := tb.units(rd)
+			if n == 0 {
+				continue
 			}
+			jobs = append(jobs, loadJob{sh: sh, units: n, what: fmt.Sprintf("region %s on shard %s", rd.code, sh.name),
+				run: func(ctx context.Context, conn *pgx.Conn) (int64, error) {
+					src := newCopySource(tb.source(ctx, g, rd, pr.add))
+					tag, err := conn.PgConn().CopyFrom(ctx, src, tb.copy)
+					return tag.RowsAffected(), err
+				}})
 		}
 	}
-	slices.SortStableFunc(jobs, func(a, b job) int { return int(b.units - a.units) })
+	return runJobs(ctx, tb.name, jobs, parallel, pr)
+}
+
+// loadJob is one connection's share of loading a table.
+type loadJob struct {
+	sh    *shard
+	units int64  // the job's size, in the units pr counts
+	what  string // what it loads, for its error
+	run   func(ctx context.Context, conn *pgx.Conn) (rows int64, err error)
+}
+
+// runJobs runs jobs, each on a connection of its own to its shard, at most
+// parallel at a time and the biggest first so that the last to finish is a
+// small one; it reports their progress to pr as table and returns the rows
+// they wrote. The first error cancels the jobs still running.
+func runJobs(ctx context.Context, table string, jobs []loadJob, parallel int, pr *progress) (TableStats, error) {
+	var total int64
+	for _, j := range jobs {
+		total += j.units
+	}
+	slices.SortStableFunc(jobs, func(a, b loadJob) int { return int(b.units - a.units) })
 
 	begin := time.Now()
-	pr.begin(tb.name, total)
-	var (
-		mu   sync.Mutex
-		rows int64
-	)
+	pr.begin(table, total)
+	var rows atomic.Int64
 	eg, ctx := errgroup.WithContext(ctx)
 	eg.SetLimit(parallel)
 	for _, j := range jobs {
 		eg.Go(func() error {
 			err := withConn(ctx, j.sh, func(conn *pgx.Conn) error {
-				src := newCopySource(tb.source(ctx, g, j.rd, pr.add))
-				tag, err := conn.PgConn().CopyFrom(ctx, src, tb.copy)
-				mu.Lock()
-				rows += tag.RowsAffected()
-				mu.Unlock()
+				n, err := j.run(ctx, conn)
+				rows.Add(n)
 				return err
 			})
 			if err != nil {
-				return fmt.Errorf("region %s on shard %s: %w", j.rd.code, j.sh.name, err)
+				return fmt.Errorf("%s: %w", j.what, err)
 			}
 			return nil
 		})
 	}
 	err := eg.Wait()
 	elapsed := time.Since(begin)
-	pr.end(rows, elapsed, err)
-	return TableStats{Table: tb.name, Rows: rows, Elapsed: elapsed}, err
+	pr.end(rows.Load(), elapsed, err)
+	return TableStats{Table: table, Rows: rows.Load(), Elapsed: elapsed}, err
 }
 
 // finish moves every sequence of the shard's regions past the ids loaded,

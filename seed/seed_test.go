@@ -39,18 +39,6 @@ var shares = [21]float64{
 	11: 2.5, 12: 9.7, 13: 2.2, 14: 0.5, 15: 9.5, 16: 6.6, 17: 0.9, 18: 3.1, 19: 8.1, 20: 2.7,
 }
 
-func deploy(tb testing.TB, name string, layout pgtest.Layout) shardmap.Config {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cfg, err := pg.Deployment(ctx, pgtest.Prefix(name), layout)
-	if err != nil {
-		tb.Fatalf("Deployment: %v", err)
-	}
-	tb.Cleanup(func() { pg.DropDeployment(context.Background(), cfg) })
-	return cfg
-}
-
 func run(tb testing.TB, cfg shardmap.Config, opts seed.Options) []seed.TableStats {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -76,17 +64,8 @@ func open(tb testing.TB, cfg shardmap.Config) *db {
 	tb.Helper()
 	d := &db{cfg: cfg}
 	for _, sh := range cfg.Shards {
-		conn, err := pgx.Connect(context.Background(), sh.AdminDSN())
-		if err != nil {
-			tb.Fatalf("connect %s: %v", sh.Name, err)
-		}
-		d.conns = append(d.conns, conn)
+		d.conns = append(d.conns, pgtest.Connect(tb, sh.AdminDSN()))
 	}
-	tb.Cleanup(func() {
-		for _, c := range d.conns {
-			c.Close(context.Background())
-		}
-	})
 	return d
 }
 
@@ -123,6 +102,23 @@ func count(tb testing.TB, d *db, query string, args ...any) int64 {
 	return n
 }
 
+// none fails t for every query of checks, keyed by what it finds, that
+// counts rows (noun) on the shards of d; each query may use $today (see
+// atToday).
+func none(t *testing.T, d *db, noun string, checks map[string]string) {
+	t.Helper()
+	for what, q := range checks {
+		if n := count(t, d, atToday(q)); n != 0 {
+			t.Errorf("%s: %d %s", what, n, noun)
+		}
+	}
+}
+
+// atToday returns query with $today replaced by tinyToday as a date literal.
+func atToday(query string) string {
+	return strings.ReplaceAll(query, "$today", "'"+tinyToday.Format(time.DateOnly)+"'::date")
+}
+
 // fingerprint returns an md5 of every loaded table per region, each table's
 // rows as text in id order.
 func fingerprint(tb testing.TB, d *db) map[string]string {
@@ -144,7 +140,7 @@ func TestSeed(t *testing.T) {
 	// The big regions' shards drop and rebuild the presence indexes, the
 	// small ones keep them: both paths must give the same rows.
 	defer seed.SetRebuildMarketDays(300)()
-	cfg := deploy(t, "seed", pgtest.OnePerRegion())
+	cfg := pgtest.NewDeployment(t, pg, "seed", pgtest.OnePerRegion())
 	stats := run(t, cfg, tinyOptions(7))
 	var names []string
 	for _, s := range stats {
@@ -198,7 +194,7 @@ func TestSeed(t *testing.T) {
 	})
 
 	t.Run("one shard holds the same rows", func(t *testing.T) {
-		single := deploy(t, "seed1", pgtest.SingleShard())
+		single := pgtest.NewDeployment(t, pg, "seed1", pgtest.SingleShard())
 		run(t, single, tinyOptions(7))
 		if got := fingerprint(t, open(t, single)); !mapsEqual(got, first) {
 			t.Errorf("SingleShard layout gave different rows from OnePerRegion")
@@ -340,29 +336,24 @@ func checkInvariants(t *testing.T, d *db, stats []seed.TableStats) {
 	})
 
 	t.Run("unique constraints hold", func(t *testing.T) {
-		for what, q := range map[string]string{
+		none(t, d, "duplicates", map[string]string{
 			"presences per (market, date, vendor)": "SELECT count(*) FROM (SELECT FROM vendor_presences GROUP BY market_id, date, vendor_id HAVING count(*) > 1) d",
 			"presences per (market, date, stall)":  "SELECT count(*) FROM (SELECT FROM vendor_presences WHERE stall_id IS NOT NULL GROUP BY market_id, date, stall_id HAVING count(*) > 1) d",
 			"presences per (id, date)":             "SELECT count(*) FROM (SELECT FROM vendor_presences GROUP BY id HAVING count(*) > 1) d",
 			"stalls per (market, number)":          "SELECT count(*) FROM (SELECT FROM stalls GROUP BY market_id, number HAVING count(*) > 1) d",
 			"vendors per (region, partita_iva)":    "SELECT count(*) FROM (SELECT FROM vendors GROUP BY region_id, partita_iva HAVING count(*) > 1) d",
 			"vendors per (region, codice_fiscale)": "SELECT count(*) FROM (SELECT FROM vendors GROUP BY region_id, codice_fiscale HAVING count(*) > 1) d",
-		} {
-			if n := count(t, d, q); n != 0 {
-				t.Errorf("%s: %d duplicates", what, n)
-			}
-		}
+		})
 	})
 
 	t.Run("concessions", func(t *testing.T) {
-		today := "'" + tinyToday.Format(time.DateOnly) + "'::date"
 		if n := count(t, d, `SELECT count(*) FROM concessions a JOIN concessions b
 			ON a.stall_id = b.stall_id AND a.id < b.id
 			AND daterange(a.valid_from, a.valid_to, '[]') && daterange(b.valid_from, b.valid_to, '[]')
 			WHERE a.status = 'ATTIVA' AND b.status = 'ATTIVA'`); n != 0 {
 			t.Errorf("%d pairs of ATTIVA concessions overlap on a stall", n)
 		}
-		for what, q := range map[string]string{
+		none(t, d, "concessions", map[string]string{
 			"SCADUTA not in the past":          "SELECT count(*) FROM concessions WHERE status = 'SCADUTA' AND valid_to >= $today",
 			"ATTIVA already expired":           "SELECT count(*) FROM concessions WHERE status = 'ATTIVA' AND valid_to < $today",
 			"ATTIVA not started":               "SELECT count(*) FROM concessions WHERE status = 'ATTIVA' AND valid_from > $today",
@@ -371,11 +362,7 @@ func checkInvariants(t *testing.T, d *db, stats []seed.TableStats) {
 			"two concessions of one vendor":    "SELECT count(*) FROM (SELECT FROM concessions GROUP BY market_id, vendor_id HAVING count(*) > 1) d",
 			"longer than ten years":            "SELECT count(*) FROM concessions WHERE valid_to >= valid_from + interval '10 years'",
 			"OCCUPATO without ATTIVA/SOSPESA ": "SELECT count(*) FROM stalls s WHERE status = 'OCCUPATO' AND NOT EXISTS (SELECT FROM concessions c WHERE c.stall_id = s.id AND c.status IN ('ATTIVA', 'SOSPESA') AND c.valid_to >= $today)",
-		} {
-			if n := count(t, d, strings.ReplaceAll(q, "$today", today)); n != 0 {
-				t.Errorf("%s: %d concessions", what, n)
-			}
-		}
+		})
 		byStatus := map[string]int64{}
 		for _, r := range collect[struct {
 			Status string
@@ -395,14 +382,13 @@ func checkInvariants(t *testing.T, d *db, stats []seed.TableStats) {
 		if f := float64(byStatus["ATTIVA"]) / float64(total); f < 0.65 || f > 0.9 {
 			t.Errorf("ATTIVA: %.1f%% of concessions, want most", 100*f)
 		}
-		if n := count(t, d, strings.ReplaceAll("SELECT count(*) FROM concessions WHERE status = 'ATTIVA' AND valid_to <= $today + 90", "$today", today)); n == 0 {
+		if n := count(t, d, atToday("SELECT count(*) FROM concessions WHERE status = 'ATTIVA' AND valid_to <= $today + 90")); n == 0 {
 			t.Errorf("no ATTIVA concession expires within 90 days")
 		}
 	})
 
 	t.Run("presences", func(t *testing.T) {
-		today := "'" + tinyToday.Format(time.DateOnly) + "'::date"
-		for what, q := range map[string]string{
+		none(t, d, "presences", map[string]string{
 			"after today":                "SELECT count(*) FROM vendor_presences WHERE date > $today",
 			"not on a market weekday":    "SELECT count(*) FROM vendor_presences p JOIN markets m ON m.id = p.market_id WHERE NOT extract(isodow FROM p.date)::smallint = ANY (m.days)",
 			"comune not the market's":    "SELECT count(*) FROM vendor_presences p JOIN markets m ON m.id = p.market_id WHERE p.comune <> m.comune",
@@ -415,11 +401,7 @@ func checkInvariants(t *testing.T, d *db, stats []seed.TableStats) {
 			"checkin before 6:30 (Rome)": "SELECT count(*) FROM vendor_presences WHERE (checkin_at AT TIME ZONE 'Europe/Rome')::time < '06:30'",
 			"CONCESSION not by holder":   "SELECT count(*) FROM vendor_presences p WHERE kind = 'CONCESSION' AND NOT EXISTS (SELECT FROM concessions c WHERE c.stall_id = p.stall_id AND c.vendor_id = p.vendor_id AND p.date BETWEEN c.valid_from AND c.valid_to)",
 			"SPUNTA by an ATTIVA holder": "SELECT count(*) FROM vendor_presences p WHERE kind = 'SPUNTA' AND EXISTS (SELECT FROM concessions c WHERE c.market_id = p.market_id AND c.vendor_id = p.vendor_id AND c.status = 'ATTIVA' AND p.date BETWEEN c.valid_from AND c.valid_to)",
-		} {
-			if n := count(t, d, strings.ReplaceAll(q, "$today", today)); n != 0 {
-				t.Errorf("%s: %d presences", what, n)
-			}
-		}
+		})
 		// Every market has presences on exactly its last tinyDays market days.
 		for _, r := range collect[struct {
 			Code string
@@ -567,7 +549,7 @@ func regionOf(tb testing.TB, cfg shardmap.Config, name string) regions.Code {
 }
 
 func TestRefusesRoleBoundByRLS(t *testing.T) {
-	cfg := deploy(t, "seedrls", pgtest.SingleShard())
+	cfg := pgtest.NewDeployment(t, pg, "seedrls", pgtest.SingleShard())
 	for i := range cfg.Shards {
 		cfg.Shards[i].Admin = "" // AdminDSN falls back to the primary: dms_app
 	}

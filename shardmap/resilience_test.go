@@ -53,7 +53,7 @@ func readOne(ctx context.Context, sh *shardmap.Shard, r regions.Code) error {
 // cause goes away, the prober closes the breaker long before its open
 // timeout.
 func TestConnectFailuresAreInfrastructure(t *testing.T) {
-	cfg := deploy(t, "connfail", twoShards())
+	cfg := pgtest.NewDeployment(t, pg, "connfail", twoShards())
 	rest := shardIndex(t, cfg, "rest")
 	dsn, admin := cfg.Shards[rest].Primary, cfg.Shards[rest].AdminDSN()
 	c, err := pgx.ParseConfig(dsn)
@@ -75,8 +75,8 @@ func TestConnectFailuresAreInfrastructure(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.setup != "" {
-				adminExec(t, admin, tt.setup)
-				t.Cleanup(func() { adminExec(t, admin, tt.restore) })
+				pgtest.Exec(t, admin, tt.setup)
+				t.Cleanup(func() { pgtest.Exec(t, admin, tt.restore) })
 			}
 			cfg := cfg
 			cfg.Shards = append([]shardmap.ShardConfig(nil), cfg.Shards...)
@@ -84,11 +84,7 @@ func TestConnectFailuresAreInfrastructure(t *testing.T) {
 			cfg.Database.BreakerFailures = 3
 			cfg.Database.BreakerOpenTimeout = time.Minute // only the prober may close it in this test
 			cfg.Database.ProbeInterval = 100 * time.Millisecond
-			m, err := shardmap.Open(cfg, shardmap.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.Close()
+			m := pgtest.OpenMap(t, cfg)
 			sh, _ := m.For("05")
 			ctx := context.Background()
 			for i := range 3 {
@@ -115,7 +111,7 @@ func TestConnectFailuresAreInfrastructure(t *testing.T) {
 			if tt.restore == "" {
 				return
 			}
-			adminExec(t, admin, tt.restore)
+			pgtest.Exec(t, admin, tt.restore)
 			waitServed(t, sh, "05")
 		})
 	}
@@ -291,7 +287,7 @@ func waitProbers(tb testing.TB, want int, what string) {
 // TestProbersStop checks that every server of a shard has a prober, and
 // that closing a shard (replaced by a reload, or at shutdown) stops them.
 func TestProbersStop(t *testing.T) {
-	cfg := deploy(t, "probers", twoShards())
+	cfg := pgtest.NewDeployment(t, pg, "probers", twoShards())
 	nw := shardIndex(t, cfg, "nw")
 	cfg.Shards[nw].Replicas = []string{cfg.Shards[nw].Primary}
 	waitProbers(t, 0, "before the test")

@@ -22,51 +22,35 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &pg)) }
 
 // twoShards puts the north-west regions on shard "nw" and the rest on "rest".
 func twoShards() pgtest.Layout {
-	l := pgtest.Layout{}
-	for _, r := range regions.All() {
-		l[r.Code] = "rest"
-	}
-	for _, c := range []regions.Code{"01", "02", "03", "07"} {
-		l[c] = "nw"
-	}
-	return l
+	return pgtest.Split("rest", pgtest.Layout{"01": "nw", "02": "nw", "03": "nw", "07": "nw"})
 }
 
-func deploy(tb testing.TB, name string, layout pgtest.Layout) shardmap.Config {
+// withMarkets returns a deployment of twoShards named name with two
+// markets of Lombardia (one in Milano, one in Bergamo) and one of Piemonte
+// written on the "nw" shard as its owner.
+func withMarkets(tb testing.TB, name string) shardmap.Config {
 	tb.Helper()
-	ctx := context.Background()
-	cfg, err := pg.Deployment(ctx, pgtest.Prefix(name), layout)
-	if err != nil {
-		tb.Fatalf("Deployment: %v", err)
-	}
-	tb.Cleanup(func() { pg.DropDeployment(context.Background(), cfg) })
-	return cfg
-}
-
-func adminExec(tb testing.TB, dsn, sql string, args ...any) {
-	tb.Helper()
-	conn, err := pgx.Connect(context.Background(), dsn)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(context.Background(), sql, args...); err != nil {
-		tb.Fatalf("exec %q: %v", sql, err)
-	}
-}
-
-// insertMarkets writes two markets of Lombardia (one in Milano, one in
-// Bergamo) and one of Piemonte on the "nw" shard as its owner.
-func insertMarkets(tb testing.TB, cfg shardmap.Config) {
-	tb.Helper()
+	cfg := pgtest.NewDeployment(tb, pg, name, twoShards())
 	admin := cfg.Shards[0].AdminDSN()
 	if cfg.Shards[0].Name != "nw" {
 		admin = cfg.Shards[1].AdminDSN()
 	}
-	adminExec(tb, admin, `INSERT INTO markets (id, region_id, code, name, province, comune) VALUES
+	pgtest.Exec(tb, admin, `INSERT INTO markets (id, region_id, code, name, province, comune) VALUES
 		(dms.next_id('markets', 3::smallint), 3, 'MI001', 'Mercato di Milano', '015', '015146'),
 		(dms.next_id('markets', 3::smallint), 3, 'BG001', 'Mercato di Bergamo', '016', '016024'),
 		(dms.next_id('markets', 1::smallint), 1, 'TO001', 'Mercato di Torino', '001', '001272')`)
+	return cfg
+}
+
+// lombardy returns the shard of region 03 in a map of cfg, closed when tb
+// ends.
+func lombardy(tb testing.TB, cfg shardmap.Config) *shardmap.Shard {
+	tb.Helper()
+	sh, err := pgtest.OpenMap(tb, cfg).For("03")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return sh
 }
 
 func marketNames(tb testing.TB, sh *shardmap.Shard, sc regions.Scope, sql string) []string {
@@ -86,17 +70,7 @@ func marketNames(tb testing.TB, sh *shardmap.Shard, sc regions.Scope, sql string
 }
 
 func TestReadAppliesRowLevelSecurity(t *testing.T) {
-	cfg := deploy(t, "rls", twoShards())
-	insertMarkets(t, cfg)
-	m, err := shardmap.Open(cfg, shardmap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	sh, err := m.For("03")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sh := lombardy(t, withMarkets(t, "rls"))
 	// No region filter in the SQL: only row-level security narrows it.
 	const all = `SELECT name FROM markets ORDER BY name`
 	tests := []struct {
@@ -122,16 +96,9 @@ func TestReadAppliesRowLevelSecurity(t *testing.T) {
 }
 
 func TestReadIsReadOnlyAndScopeDoesNotLeak(t *testing.T) {
-	cfg := deploy(t, "ro", twoShards())
-	insertMarkets(t, cfg)
-	m, err := shardmap.Open(cfg, shardmap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	sh, _ := m.For("03")
+	sh := lombardy(t, withMarkets(t, "ro"))
 	ctx := context.Background()
-	err = sh.Read(ctx, regions.Scope{Region: "03"}, func(b *pgx.Batch) {
+	err := sh.Read(ctx, regions.Scope{Region: "03"}, func(b *pgx.Batch) {
 		b.Queue(`UPDATE markets SET name = 'x'`)
 	})
 	if !errors.Is(err, err) || err == nil || !strings.Contains(err.Error(), "read-only") {
@@ -154,7 +121,7 @@ func TestReadIsReadOnlyAndScopeDoesNotLeak(t *testing.T) {
 }
 
 func TestAppRoleIsBoundByRLS(t *testing.T) {
-	cfg := deploy(t, "role", twoShards())
+	cfg := pgtest.NewDeployment(t, pg, "role", twoShards())
 	conn, err := pgx.Connect(context.Background(), cfg.Shards[0].Primary)
 	if err != nil {
 		t.Fatal(err)
@@ -182,17 +149,7 @@ func TestAppRoleIsBoundByRLS(t *testing.T) {
 // TestRegionReader checks the role a read runs as, and what that role may
 // do when the router is bypassed.
 func TestRegionReader(t *testing.T) {
-	cfg := deploy(t, "rrole", twoShards())
-	insertMarkets(t, cfg)
-	m, err := shardmap.Open(cfg, shardmap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	sh, err := m.For("03")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sh := lombardy(t, withMarkets(t, "rrole"))
 	ctx := context.Background()
 	for _, tt := range []struct {
 		scope regions.Scope
@@ -313,8 +270,7 @@ func TestValidate(t *testing.T) {
 }
 
 func TestHolderReload(t *testing.T) {
-	cfg := deploy(t, "reload", twoShards())
-	insertMarkets(t, cfg)
+	cfg := withMarkets(t, "reload")
 	h, err := shardmap.NewHolder(cfg, shardmap.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -375,7 +331,7 @@ func regionStrings(rs []regions.Code) []string {
 }
 
 func TestBreakerCountsOnlyInfrastructureFailures(t *testing.T) {
-	cfg := deploy(t, "breaker", twoShards())
+	cfg := pgtest.NewDeployment(t, pg, "breaker", twoShards())
 	// Shard "rest" points at a port where nothing listens.
 	for i := range cfg.Shards {
 		if cfg.Shards[i].Name == "rest" {
@@ -384,11 +340,7 @@ func TestBreakerCountsOnlyInfrastructureFailures(t *testing.T) {
 	}
 	cfg.Database.BreakerFailures = 3
 	cfg.Database.BreakerOpenTimeout = 300 * time.Millisecond
-	m, err := shardmap.Open(cfg, shardmap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := pgtest.OpenMap(t, cfg)
 	ctx := context.Background()
 	nw, _ := m.For("03")
 	sc := regions.Scope{Region: "03"}
@@ -457,8 +409,7 @@ func TestBreakerCountsOnlyInfrastructureFailures(t *testing.T) {
 }
 
 func TestReplicas(t *testing.T) {
-	cfg := deploy(t, "replica", twoShards())
-	insertMarkets(t, cfg)
+	cfg := withMarkets(t, "replica")
 	const dead = "postgres://dms_app@127.0.0.1:1/nothing?sslmode=disable"
 	ctx := context.Background()
 	for i := range cfg.Shards {
@@ -467,12 +418,7 @@ func TestReplicas(t *testing.T) {
 			cfg.Shards[i].Replicas = []string{real + "&application_name=replica0", dead}
 		}
 	}
-	m, err := shardmap.Open(cfg, shardmap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	sh, _ := m.For("03")
+	sh := lombardy(t, cfg)
 	sc := regions.Scope{Region: "03"}
 	// Reads alternate between the replicas; the dead one's reads fall back
 	// to the primary, so every read answers.
@@ -494,7 +440,7 @@ func TestReplicas(t *testing.T) {
 		t.Errorf("reads served by %v, want both the live replica and the primary", seen)
 	}
 	// Writes always go to the primary.
-	err = sh.Tx(ctx, sc, pgx.ReadWrite, func(tx pgx.Tx) error {
+	err := sh.Tx(ctx, sc, pgx.ReadWrite, func(tx pgx.Tx) error {
 		var app string
 		if err := tx.QueryRow(ctx, `SELECT current_setting('application_name')`).Scan(&app); err != nil {
 			return err
@@ -510,17 +456,12 @@ func TestReplicas(t *testing.T) {
 }
 
 func TestFrozenDatabaseRefusesWrites(t *testing.T) {
-	cfg := deploy(t, "frozen", twoShards())
+	cfg := pgtest.NewDeployment(t, pg, "frozen", twoShards())
 	for _, s := range cfg.Shards {
 		c, _ := pgx.ParseConfig(s.AdminDSN())
-		adminExec(t, s.AdminDSN(), "ALTER DATABASE "+pgx.Identifier{c.Database}.Sanitize()+" SET default_transaction_read_only = on")
+		pgtest.Exec(t, s.AdminDSN(), "ALTER DATABASE "+pgx.Identifier{c.Database}.Sanitize()+" SET default_transaction_read_only = on")
 	}
-	m, err := shardmap.Open(cfg, shardmap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	sh, _ := m.For("03")
+	sh := lombardy(t, cfg)
 	ctx := context.Background()
 	for range 6 {
 		err := sh.Tx(ctx, regions.Scope{Region: "03"}, pgx.ReadWrite, func(tx pgx.Tx) error {
@@ -540,13 +481,7 @@ func TestFrozenDatabaseRefusesWrites(t *testing.T) {
 // TestBatchIsOneTransaction checks that Batch's statements commit together
 // or not at all, under the scope's row-level security.
 func TestBatchIsOneTransaction(t *testing.T) {
-	cfg := deploy(t, "batch", twoShards())
-	m, err := shardmap.Open(cfg, shardmap.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	sh, _ := m.For("03")
+	sh := lombardy(t, pgtest.NewDeployment(t, pg, "batch", twoShards()))
 	ctx := context.Background()
 	sc := regions.Scope{Region: "03"}
 	insert := func(code string) string {
@@ -564,38 +499,31 @@ func TestBatchIsOneTransaction(t *testing.T) {
 		return n
 	}
 
-	// The second statement fails: the first one's row is gone too.
-	err = sh.Batch(ctx, sc, func(b *pgx.Batch) {
-		b.Queue(insert("MI001"))
-		b.Queue(`SELECT 1 / 0`)
-	})
-	if err == nil || !strings.Contains(err.Error(), "division by zero") {
-		t.Fatalf("Batch with a failing statement = %v, want division by zero", err)
-	}
-	if n := count(); n != 0 {
-		t.Fatalf("a failed batch left %d markets, want 0", n)
-	}
-	// A row of another region is refused by row-level security, and the
-	// whole batch with it.
-	err = sh.Batch(ctx, sc, func(b *pgx.Batch) {
-		b.Queue(insert("MI002"))
-		b.Queue(`INSERT INTO markets (id, region_id, code, name, province, comune)
-			VALUES (dms.next_id('markets', 1::smallint), 1, 'TO001', 'x', '001', '001272')`)
-	})
-	if err == nil || !strings.Contains(err.Error(), "row-level security") {
-		t.Fatalf("Batch writing outside its region = %v, want a row-level security error", err)
-	}
-	if n := count(); n != 0 {
-		t.Fatalf("a refused batch left %d markets, want 0", n)
-	}
-	err = sh.Batch(ctx, sc, func(b *pgx.Batch) {
-		b.Queue(insert("MI003"))
-		b.Queue(insert("MI004"))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := count(); n != 2 {
-		t.Fatalf("markets after a good batch = %d, want 2", n)
+	// The steps run in order on the same shard: a failed batch must leave
+	// nothing behind for the next.
+	for _, step := range []struct {
+		name    string
+		stmts   []string
+		wantErr string // in the error; empty for none
+		markets int    // after the step
+	}{
+		{"the second statement fails: the first one's row is gone too",
+			[]string{insert("MI001"), `SELECT 1 / 0`}, "division by zero", 0},
+		{"a row of another region is refused by row-level security, and the whole batch with it",
+			[]string{insert("MI002"), `INSERT INTO markets (id, region_id, code, name, province, comune)
+				VALUES (dms.next_id('markets', 1::smallint), 1, 'TO001', 'x', '001', '001272')`}, "row-level security", 0},
+		{"a good batch", []string{insert("MI003"), insert("MI004")}, "", 2},
+	} {
+		err := sh.Batch(ctx, sc, func(b *pgx.Batch) {
+			for _, q := range step.stmts {
+				b.Queue(q)
+			}
+		})
+		if step.wantErr == "" && err != nil || step.wantErr != "" && (err == nil || !strings.Contains(err.Error(), step.wantErr)) {
+			t.Fatalf("%s: Batch = %v, want error %q", step.name, err, step.wantErr)
+		}
+		if n := count(); n != step.markets {
+			t.Fatalf("%s: %d markets after the batch, want %d", step.name, n, step.markets)
+		}
 	}
 }

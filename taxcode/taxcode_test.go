@@ -2,11 +2,25 @@ package taxcode
 
 import "testing"
 
+// validCase is an input of a validity check and the answer it must get.
+type validCase struct {
+	in   string
+	want bool
+}
+
+// checkValid fails t for every case of tests that valid, named fn, judges
+// otherwise.
+func checkValid(t *testing.T, fn string, valid func(string) bool, tests []validCase) {
+	t.Helper()
+	for _, tt := range tests {
+		if got := valid(tt.in); got != tt.want {
+			t.Errorf("%s(%q) = %v, want %v", fn, tt.in, got, tt.want)
+		}
+	}
+}
+
 func TestValidPartitaIVA(t *testing.T) {
-	tests := []struct {
-		in   string
-		want bool
-	}{
+	checkValid(t, "ValidPartitaIVA", ValidPartitaIVA, []validCase{
 		{"01234567897", true},
 		{"12345678903", true},
 		{"00743110157", true}, // a real company's, published on its invoices
@@ -18,19 +32,11 @@ func TestValidPartitaIVA(t *testing.T) {
 		{"0123456789A", false},
 		{"0123456789 ", false},
 		{"", false},
-	}
-	for _, tt := range tests {
-		if got := ValidPartitaIVA(tt.in); got != tt.want {
-			t.Errorf("ValidPartitaIVA(%q) = %v, want %v", tt.in, got, tt.want)
-		}
-	}
+	})
 }
 
 func TestValidCodiceFiscale(t *testing.T) {
-	tests := []struct {
-		in   string
-		want bool
-	}{
+	checkValid(t, "ValidCodiceFiscale", ValidCodiceFiscale, []validCase{
 		{"RSSMRA80A01H501U", true},  // Mario Rossi, born in Rome on 1 January 1980
 		{"RSSMRA80A41H501Y", true},  // the same date for a woman: day + 40
 		{"RSSMRA80A01H50MM", true},  // omocodia: the last digit of the place as a letter
@@ -43,12 +49,7 @@ func TestValidCodiceFiscale(t *testing.T) {
 		{"12345678903", true}, // a company's: its partita IVA
 		{"12345678901", false},
 		{"", false},
-	}
-	for _, tt := range tests {
-		if got := ValidCodiceFiscale(tt.in); got != tt.want {
-			t.Errorf("ValidCodiceFiscale(%q) = %v, want %v", tt.in, got, tt.want)
-		}
-	}
+	})
 }
 
 func TestChecks(t *testing.T) {

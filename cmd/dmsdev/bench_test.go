@@ -20,16 +20,8 @@ import (
 // targets. It asserts nothing about timings.
 func TestBench(t *testing.T) {
 	ctx := context.Background()
-	sharded, err := pg.Deployment(ctx, pgtest.Prefix("bench"), pgtest.OnePerRegion())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pg.DropDeployment(context.Background(), sharded) })
-	mono, err := pg.Deployment(ctx, pgtest.Prefix("benchmono"), pgtest.SingleShard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pg.DropDeployment(context.Background(), mono) })
+	sharded := pgtest.NewDeployment(t, pg, "bench", pgtest.OnePerRegion())
+	mono := pgtest.NewDeployment(t, pg, "benchmono", pgtest.SingleShard())
 	opts := seed.Options{Markets: 60, Days: 3, Seed: 5}
 	if _, err := seed.Run(ctx, sharded, opts); err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"time"
 
@@ -37,6 +38,17 @@ func SingleShard() Layout {
 	for _, r := range regions.All() {
 		l[r.Code] = "all"
 	}
+	return l
+}
+
+// Split puts each region of apart on its shard there and every other
+// region on the shard named rest.
+func Split(rest string, apart Layout) Layout {
+	l := Layout{}
+	for _, r := range regions.All() {
+		l[r.Code] = rest
+	}
+	maps.Copy(l, apart)
 	return l
 }
 

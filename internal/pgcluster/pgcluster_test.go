@@ -47,12 +47,12 @@ func TestPrepare(t *testing.T) {
 	if n := count(t, controlDSN, `SELECT count(*) FROM control.assignments WHERE epoch = 1 AND shard = 'a'`); n != 20 {
 		t.Errorf("the control database assigns %d regions to shard a in epoch 1 after Prepare, want 20", n)
 	}
-	exec(t, controlDSN, `SELECT control.write_epoch(1, (SELECT regions FROM control.current), 'kept')`)
+	pgtest.Exec(t, controlDSN, `SELECT control.write_epoch(1, (SELECT regions FROM control.current), 'kept')`)
 	for _, s := range cfg.Shards {
 		if n := count(t, s.AdminDSN(), `SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = 'markets'`); n != 1 {
 			t.Errorf("shard %s has %d markets tables after Prepare, want 1 (migrated)", s.Name, n)
 		}
-		exec(t, s.AdminDSN(), `CREATE TABLE kept AS SELECT 1 AS x`)
+		pgtest.Exec(t, s.AdminDSN(), `CREATE TABLE kept AS SELECT 1 AS x`)
 	}
 	if err := pgcluster.Prepare(ctx, cfg, controlDSN); err != nil {
 		t.Fatalf("Prepare again: %v", err)
@@ -83,27 +83,10 @@ func TestRunning(t *testing.T) {
 	}
 }
 
-func exec(tb testing.TB, dsn, sql string) {
-	tb.Helper()
-	conn, err := pgx.Connect(context.Background(), dsn)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(context.Background(), sql); err != nil {
-		tb.Fatalf("%s: %v", sql, err)
-	}
-}
-
 func count(tb testing.TB, dsn, sql string) int64 {
 	tb.Helper()
-	conn, err := pgx.Connect(context.Background(), dsn)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer conn.Close(context.Background())
 	var n int64
-	if err := conn.QueryRow(context.Background(), sql).Scan(&n); err != nil {
+	if err := pgtest.Connect(tb, dsn).QueryRow(context.Background(), sql).Scan(&n); err != nil {
 		tb.Fatalf("%s: %v", sql, err)
 	}
 	return n
