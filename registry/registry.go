@@ -99,7 +99,8 @@ func (c cursor) encode() string {
 func decodeCursor(list, s string) (cursor, error) {
 	var c cursor
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || json.Unmarshal(b, &c) != nil || c.List != list || c.ID <= 0 {
+	// A NUL in the text would reach PostgreSQL, which cannot store it.
+	if err != nil || json.Unmarshal(b, &c) != nil || c.List != list || c.ID <= 0 || strings.IndexByte(c.Text, 0) >= 0 {
 		return cursor{}, ErrBadCursor
 	}
 	return c, nil

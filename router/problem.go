@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -94,6 +95,16 @@ func as[T error]() func(error) bool {
 	}
 }
 
+// sqlState matches database errors with one of the SQLSTATE codes, through
+// the SQLState method of the driver's error, so no pgx type reaches the
+// router.
+func sqlState(codes ...string) func(error) bool {
+	return func(err error) bool {
+		var db interface{ SQLState() string }
+		return errors.As(err, &db) && slices.Contains(codes, db.SQLState())
+	}
+}
+
 // fillAs adapts a fill of the T its row matches.
 func fillAs[T error](fill func(t T, p *Problem, h http.Header)) func(error, *Problem, http.Header) {
 	return func(err error, p *Problem, h http.Header) {
@@ -121,6 +132,11 @@ var problemTable = []problemRow{
 	{match: is(registry.ErrBadCursor),
 		problem: Problem{Type: "/problems/bad-request", Title: "Bad request", Status: http.StatusBadRequest,
 			Detail: "the cursor is not valid for this list", Errors: []FieldError{{Field: "cursor", Message: "not a cursor this list issued"}}}},
+	{match: sqlState("22021", "22P05"), // character_not_in_repertoire, untranslatable_character
+		// The edge refuses such text first (checkText, bodyText); this row
+		// keeps text that slips past it a client error.
+		problem: Problem{Type: "/problems/bad-request", Title: "Bad request", Status: http.StatusBadRequest,
+			Detail: "the request holds text the database cannot store, such as a NUL character or invalid UTF-8"}},
 	{match: is(auth.ErrUnauthenticated),
 		problem: Problem{Type: "/problems/unauthenticated", Title: "Unauthenticated", Status: http.StatusUnauthorized, Detail: "a valid bearer token is required"},
 		fill:    func(_ error, _ *Problem, h http.Header) { h.Set("WWW-Authenticate", `Bearer realm="dmsrouter"`) }},

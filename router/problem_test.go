@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/registry"
 	"github.com/dmshub/dmsrouter/shardmap"
@@ -66,6 +68,7 @@ func TestToProblem(t *testing.T) {
 	}{
 		{"bad field", fmt.Errorf("read: %w", badField("limit", "too big")), "/problems/bad-request", 400, "", "limit"},
 		{"bad cursor", fmt.Errorf("list markets: %w", registry.ErrBadCursor), "/problems/bad-request", 400, "", "cursor"},
+		{"text the database cannot store", fmt.Errorf("list markets: %w", &pgconn.PgError{Code: "22021"}), "/problems/bad-request", 400, "", ""},
 		{"unauthenticated", fmt.Errorf("%w: token expired", auth.ErrUnauthenticated), "/problems/unauthenticated", 401, "WWW-Authenticate", ""},
 		{"too large", tooLarge("the body is over %d bytes", 10), "/problems/too-large", 413, "", ""},
 		{"media type", errMediaType, "/problems/unsupported-media-type", 415, "", ""},

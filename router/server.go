@@ -111,6 +111,7 @@ func (s *Server) routes() *gin.Engine {
 	e.RedirectTrailingSlash = false
 	e.RedirectFixedPath = false
 	e.Use(s.observe, s.recover)
+	e.Use(s.checkText)
 	e.NoRoute(s.handle(func(*gin.Context) error { return registry.ErrNotFound }))
 	e.NoMethod(s.handle(func(*gin.Context) error { return errMethodNotAllowed }))
 

@@ -148,7 +148,8 @@ func readJSON[B any](c *gin.Context, dst *B) (registry.Write, error) {
 	return writeMeta(c, body)
 }
 
-// readBody reads the request's JSON body, at most limit bytes.
+// readBody reads the request's JSON body, at most limit bytes, and refuses
+// text PostgreSQL cannot store (bodyText).
 func readBody(c *gin.Context, limit int64) ([]byte, error) {
 	if ct := c.GetHeader("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
@@ -166,6 +167,9 @@ func readBody(c *gin.Context, limit int64) ([]byte, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read body: %w", err)
+	}
+	if err := bodyText(b); err != nil {
+		return nil, err
 	}
 	return b, nil
 }
