@@ -1,13 +1,25 @@
 package router
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/base64"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/dmshub/dmsrouter/auth"
+	"github.com/dmshub/dmsrouter/pgtest"
 	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
@@ -77,4 +89,85 @@ func TestTextSQLStates(t *testing.T) {
 			t.Errorf("IsInfrastructure(SQLSTATE %s) = true, want false", code)
 		}
 	}
+}
+
+// TestCutBody sends a body slower than the server's read timeout, and a
+// body its client stops sending (half-closing the connection), through a
+// raw connection: the first is 408, the second the client-closed outcome
+// 499, and neither is logged as an error.
+func TestCutBody(t *testing.T) {
+	e := newEnv(t, "cut", false)
+	var logs syncBuffer
+	v, err := auth.NewVerifier(auth.Config{HS256Secret: pgtest.TestSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(e.m, v, e.national, Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Now: func() time.Time { return fixedNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(s)
+	srv.Config.ReadTimeout = 500 * time.Millisecond
+	srv.Start()
+	defer srv.Close()
+
+	head := "POST /v1/markets HTTP/1.1\r\nHost: dms\r\nAuthorization: Bearer " + e.tokens["lombardia"] +
+		"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"code\":"
+	tests := []struct {
+		name     string
+		halfOpen bool // stop sending: close the connection's write side
+		status   int
+		typ      string
+	}{
+		{"slow body", false, http.StatusRequestTimeout, "/problems/request-timeout"},
+		{"cut body", true, statusClientClosedRequest, "/problems/client-closed-request"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := io.WriteString(conn, head); err != nil {
+				t.Fatal(err)
+			}
+			if tt.halfOpen {
+				if err := conn.(*net.TCPConn).CloseWrite(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != tt.status || !strings.Contains(string(body), `"type":"`+tt.typ+`"`) {
+				t.Errorf("%s = %d %s, want %d %s", tt.name, res.StatusCode, body, tt.status, tt.typ)
+			}
+		})
+	}
+	srv.Close() // waits for the handlers, and so for their log lines
+	if strings.Contains(logs.String(), `"level":"ERROR"`) {
+		t.Errorf("log holds errors:\n%s", logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer that handlers may write concurrently.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

@@ -203,7 +203,12 @@ var problemTable = []problemRow{
 		problem: Problem{Type: "/problems/region-read-only", Title: "Region read-only", Status: http.StatusServiceUnavailable,
 			Detail: "the region is frozen for maintenance; retry later"},
 		fill: func(_ error, _ *Problem, h http.Header) { h.Set("Retry-After", "30") }},
-	{match: is(context.Canceled),
+	{match: is(errBodyTimeout),
+		problem: Problem{Type: "/problems/request-timeout", Title: "Request timeout", Status: http.StatusRequestTimeout,
+			Detail: "the request's body did not arrive in time"},
+		// What is left of the body would be read as the next request.
+		fill: func(_ error, _ *Problem, h http.Header) { h.Set("Connection", "close") }},
+	{match: is(context.Canceled, errBodyCut),
 		// The client went away; nobody reads this, but it is not our failure.
 		problem: Problem{Type: "/problems/client-closed-request", Title: "Client closed request", Status: statusClientClosedRequest}},
 	{match: timedOut,

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -36,6 +37,11 @@ var (
 	errMediaType = errors.New("unsupported media type")
 	// errRoleReadOnly is a write by a role that may only read.
 	errRoleReadOnly = errors.New("your role may not write")
+	// errBodyTimeout is a body that did not arrive within the server's
+	// read timeout.
+	errBodyTimeout = errors.New("request body timed out")
+	// errBodyCut is a body whose client went away before its end.
+	errBodyCut = errors.New("request body cut short")
 )
 
 // tooLarge wraps errTooLarge with what was too large.
@@ -161,12 +167,19 @@ func readBody(c *gin.Context, limit int64) ([]byte, error) {
 		return nil, tooLarge("the body is over %d bytes", limit)
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
+	var (
+		mbe     *http.MaxBytesError
+		timeout net.Error
+	)
+	switch {
+	case errors.As(err, &mbe):
 		return nil, tooLarge("the body is over %d bytes", limit)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read body: %w", err)
+	case errors.As(err, &timeout) && timeout.Timeout():
+		// The server's read timeout: the client sends too slowly, or stopped.
+		return nil, fmt.Errorf("%w: read body: %v", errBodyTimeout, err)
+	case err != nil:
+		// The client closed the connection, or it broke, before the body's end.
+		return nil, fmt.Errorf("%w: read body: %v", errBodyCut, err)
 	}
 	if err := bodyText(b); err != nil {
 		return nil, err
