@@ -171,3 +171,44 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+// TestContentType sends every POST and PATCH route its body under other
+// media types, or none: each is 415, so a browser cannot send a write
+// across sites without a preflight. JSON with a UTF-8 charset passes.
+func TestContentType(t *testing.T) {
+	e := newEnv(t, "ctype", false)
+	mid := ids(milano)
+	routes := []struct{ method, path, body string }{
+		{"POST", "/v1/markets", `{}`},
+		{"PATCH", "/v1/markets/" + mid, `{}`},
+		{"POST", "/v1/markets/" + mid + "/stalls", `{}`},
+		{"PATCH", "/v1/stalls/" + ids(stallMI1), `{}`},
+		{"POST", "/v1/vendors", `{}`},
+		{"PATCH", "/v1/vendors/" + ids(vendor03), `{}`},
+		{"POST", "/v1/concessions", `{}`},
+		{"POST", "/v1/concessions/" + ids(concMI) + "/status", `{}`},
+		{"POST", "/v1/markets/" + mid + "/presences", `{}`},
+		{"POST", "/v1/presences/batch", `{"rows":[]}`},
+		{"POST", "/v1/markets/" + mid + "/spunta?date=2026-06-01", ``},
+		{"POST", "/v1/markets/" + mid + "/spunta?date=2026-06-02", `{}`},
+	}
+	refused := []string{"", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+		"application/jsonx", "application/json; charset=iso-8859-1", "application/json;;"}
+	for _, rt := range routes {
+		for _, ct := range refused {
+			t.Run(rt.method+" "+rt.path+" "+ct, func(t *testing.T) {
+				r := e.do(t, "lombardia", rt.method, rt.path, rt.body, "Content-Type", ct)
+				wantStatus(t, fmt.Sprintf("%s %s as %q", rt.method, rt.path, ct), r, 415)
+				if r.body["type"] != "/problems/unsupported-media-type" {
+					t.Errorf("problem = %s", r.raw)
+				}
+			})
+		}
+		t.Run(rt.method+" "+rt.path+" JSON", func(t *testing.T) {
+			r := e.do(t, "lombardia", rt.method, rt.path, rt.body, "Content-Type", "Application/JSON; charset=UTF-8")
+			if r.status == 415 || r.status >= 500 {
+				t.Errorf("%s %s as JSON = %d %s", rt.method, rt.path, r.status, r.raw)
+			}
+		})
+	}
+}

@@ -220,7 +220,8 @@ var (
 func ids(n int64) string { return strconv.FormatInt(n, 10) }
 
 // do sends a request as who (a key of e.tokens) with an optional JSON body
-// and header pairs.
+// and header pairs; POST and PATCH carry the JSON Content-Type, and a
+// header pair with an empty value removes the header.
 func (e *env) do(t *testing.T, who, method, path, body string, header ...string) response {
 	t.Helper()
 	var rd io.Reader
@@ -231,11 +232,15 @@ func (e *env) do(t *testing.T, who, method, path, body string, header ...string)
 	if who != "" {
 		req.Header.Set("Authorization", "Bearer "+e.tokens[who])
 	}
-	if body != "" {
+	if body != "" || method == http.MethodPost || method == http.MethodPatch {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
+		if header[i+1] == "" {
+			req.Header.Del(header[i])
+		} else {
+			req.Header.Set(header[i], header[i+1])
+		}
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {

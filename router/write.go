@@ -33,7 +33,7 @@ const (
 var (
 	// errTooLarge is a body over its limit, or a batch over its row cap.
 	errTooLarge = errors.New("request too large")
-	// errMediaType is a body that is not JSON.
+	// errMediaType is a write whose Content-Type is not JSON, or missing.
 	errMediaType = errors.New("unsupported media type")
 	// errRoleReadOnly is a write by a role that may only read.
 	errRoleReadOnly = errors.New("your role may not write")
@@ -155,13 +155,13 @@ func readJSON[B any](c *gin.Context, dst *B) (registry.Write, error) {
 }
 
 // readBody reads the request's JSON body, at most limit bytes, and refuses
-// text PostgreSQL cannot store (bodyText).
+// text PostgreSQL cannot store (bodyText). Every write must say its body is
+// JSON, even an empty one: a browser sends no other request across sites
+// without asking first (a CORS preflight), so a page elsewhere cannot make
+// a logged-in browser write with its cookie.
 func readBody(c *gin.Context, limit int64) ([]byte, error) {
-	if ct := c.GetHeader("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || mt != "application/json" {
-			return nil, errMediaType
-		}
+	if !isJSON(c.GetHeader("Content-Type")) {
+		return nil, errMediaType
 	}
 	if c.Request.ContentLength > limit {
 		return nil, tooLarge("the body is over %d bytes", limit)
@@ -185,6 +185,17 @@ func readBody(c *gin.Context, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// isJSON reports whether the media type ct is application/json, with no
+// charset or charset UTF-8 (RFC 8259 allows no other).
+func isJSON(ct string) bool {
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" {
+		return false
+	}
+	cs, ok := params["charset"]
+	return !ok || strings.EqualFold(cs, "utf-8")
 }
 
 // decodeBody decodes the JSON object in data into dst, refusing unknown
