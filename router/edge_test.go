@@ -212,3 +212,57 @@ func TestContentType(t *testing.T) {
 		})
 	}
 }
+
+// TestHygiene checks the headers every answer carries, that every problem
+// type of the error table resolves to a page, and that a 404 says what was
+// not found.
+func TestHygiene(t *testing.T) {
+	e := newEnv(t, "hygiene", false)
+	for _, tt := range []struct {
+		name, who, method, path string
+		status                  int
+	}{
+		{"a list", "lombardia", "GET", "/v1/regions", 200},
+		{"health", "", "GET", "/healthz", 200},
+		{"no token", "", "GET", "/v1/markets", 401},
+		{"bad input", "lombardia", "GET", "/v1/markets?q=%00", 400},
+		{"no route", "lombardia", "GET", "/v1/foo", 404},
+		{"no method", "lombardia", "DELETE", "/v1/markets", 405},
+		{"a problem page", "", "GET", "/problems/not-found", 200},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := e.do(t, tt.who, tt.method, tt.path, "")
+			wantStatus(t, tt.method+" "+tt.path, r, tt.status)
+			if got := r.header.Get("X-Content-Type-Options"); got != "nosniff" {
+				t.Errorf("X-Content-Type-Options = %q, want nosniff", got)
+			}
+			if got := r.header.Get("Content-Security-Policy"); got != "default-src 'none'; frame-ancestors 'none'" {
+				t.Errorf("Content-Security-Policy = %q", got)
+			}
+		})
+	}
+
+	types := []string{internalProblem.Type}
+	for _, row := range problemTable {
+		types = append(types, row.problem.Type)
+	}
+	for _, typ := range types {
+		r := e.get(t, "", typ)
+		p, _ := problemPageOf(typ)
+		if r.status != 200 || !strings.HasPrefix(r.header.Get("Content-Type"), "text/html") || !strings.Contains(r.raw, p.Title) {
+			t.Errorf("GET %s = %d %q %s, want a page titled %q", typ, r.status, r.header.Get("Content-Type"), r.raw, p.Title)
+		}
+	}
+
+	for _, tt := range []struct{ name, path, detail string }{
+		{"no route", "/v1/foo", "no route GET /v1/foo"},
+		{"no problem type", "/problems/nope", "no problem type /problems/nope"},
+		{"no region's id", "/v1/markets/5", "in your territory"},
+		{"no such market", "/v1/markets/" + ids(regions.MakeID("03", 99)), "in your territory"},
+	} {
+		r := e.get(t, "lombardia", tt.path)
+		if detail, _ := r.body["detail"].(string); r.status != 404 || !strings.Contains(detail, tt.detail) {
+			t.Errorf("GET %s = %d %s, want 404 with a detail holding %q", tt.path, r.status, r.raw, tt.detail)
+		}
+	}
+}

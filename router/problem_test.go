@@ -83,6 +83,7 @@ func TestToProblem(t *testing.T) {
 		{"batch rejected", &registry.RejectedError{Rows: []registry.RowError{{Row: 3, Field: "vendor_id", Reason: "not found"}}},
 			"/problems/batch-rejected", 422, "", "rows[3].vendor_id"},
 		{"not found", fmt.Errorf("get market: %w", registry.ErrNotFound), "/problems/not-found", 404, "", ""},
+		{"no route", &pathNotFoundError{what: "no route GET /v1/foo"}, "/problems/not-found", 404, "", ""},
 		{"method not allowed", errMethodNotAllowed, "/problems/method-not-allowed", 405, "", ""},
 		{"regions missing", &partialError{missing: []string{"12"}, retryAfter: 1500 * time.Millisecond}, "/problems/regions-unavailable", 503, "Retry-After", ""},
 		{"shard unavailable", &shardmap.UnavailableError{Shard: "nw", RetryAfter: 5 * time.Second, Err: io.EOF}, "/problems/region-unavailable", 503, "Retry-After", ""},
