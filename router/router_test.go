@@ -88,14 +88,14 @@ type env struct {
 
 // newEnv deploys the layout (shard "lazio" on a cluster of its own when
 // withOwned, so tests can stop it), loads the fixture and starts a router.
-func newEnv(t *testing.T, name string, withOwned bool) *env {
+func newEnv(t testing.TB, name string, withOwned bool) *env {
 	t.Helper()
 	return startEnv(t, name, withOwned, nil)
 }
 
 // startEnv is newEnv whose national fan-out calls onLeg, when not nil, as
 // each leg starts.
-func startEnv(t *testing.T, name string, withOwned bool, onLeg func(regions.Code)) *env {
+func startEnv(t testing.TB, name string, withOwned bool, onLeg func(regions.Code)) *env {
 	t.Helper()
 	ctx := context.Background()
 	cfg, err := pg.Deployment(ctx, pgtest.Prefix(name), layout())
