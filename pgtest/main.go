@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 // A server that cannot be started fails the package: tests against real
 // PostgreSQL are never skipped silently.
 func Main(m *testing.M, srv **Server) int {
+	keepFuzzPipes()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	s, err := Start(ctx, os.Getenv)
 	cancel()
@@ -27,11 +29,27 @@ func Main(m *testing.M, srv **Server) int {
 		return 1
 	}
 	*srv = s
+	// The processes this one starts reuse this server: the workers of
+	// go test -fuzz are test processes running Main, and a server of their
+	// own would outlive a worker its coordinator kills.
+	os.Setenv("PGTEST_DSN", s.AdminDSN)
 	code := m.Run()
 	if err := s.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 	}
 	return code
+}
+
+// keepFuzzPipes marks file descriptors 3 to 5 close-on-exec. A fuzzing
+// worker (go test -fuzz) talks to its coordinator through pipes it
+// inherits there without that flag; a PostgreSQL server the worker starts
+// would inherit them too and outlive the worker, and the coordinator,
+// waiting for the pipes to close, would hang. Descriptors that are not open
+// are left alone.
+func keepFuzzPipes() {
+	for fd := 3; fd <= 5; fd++ {
+		syscall.CloseOnExec(fd)
+	}
 }
 
 // StartOwned starts a throwaway cluster that the caller owns whatever

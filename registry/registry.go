@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -89,7 +90,8 @@ func (c cursor) encode() string {
 func decodeCursor(list, s string) (cursor, error) {
 	var c cursor
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || json.Unmarshal(b, &c) != nil || c.List != list || c.ID <= 0 {
+	// A NUL in the text would reach PostgreSQL, which cannot store it.
+	if err != nil || json.Unmarshal(b, &c) != nil || c.List != list || c.ID <= 0 || strings.IndexByte(c.Text, 0) >= 0 {
 		return cursor{}, ErrBadCursor
 	}
 	return c, nil

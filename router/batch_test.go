@@ -256,6 +256,7 @@ func TestBatchRetries(t *testing.T) {
 	send := func(ctx context.Context, body string, header ...string) (response, error) {
 		req, _ := http.NewRequestWithContext(ctx, "POST", e.srv.URL+"/v1/presences/batch", strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+e.tokens["lombardia"])
+		req.Header.Set("Content-Type", "application/json")
 		for i := 0; i+1 < len(header); i += 2 {
 			req.Header.Set(header[i], header[i+1])
 		}

@@ -113,6 +113,7 @@ func TestConcurrentCheckIns(t *testing.T) {
 				defer wg.Done()
 				req, _ := http.NewRequest("POST", e.srv.URL+"/v1/markets/"+ids(milano)+"/presences", strings.NewReader(body))
 				req.Header.Set("Authorization", "Bearer "+e.tokens["milano"])
+				req.Header.Set("Content-Type", "application/json")
 				if tt.key != "" {
 					req.Header.Set("Idempotency-Key", tt.key)
 				}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html"
 	"log/slog"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -57,6 +59,27 @@ var (
 	errMethodNotAllowed = errors.New("method not allowed")
 )
 
+// pathNotFoundError is a path that names nothing: no route, no problem
+// type. Its text, written for the client, says what; it wraps
+// registry.ErrNotFound.
+type pathNotFoundError struct{ what string }
+
+func (e *pathNotFoundError) Error() string { return e.what }
+func (e *pathNotFoundError) Unwrap() error { return registry.ErrNotFound }
+
+// noRoute is the error of a request that no route serves.
+func noRoute(c *gin.Context) error {
+	return &pathNotFoundError{what: "no route " + clip(c.Request.Method, 20) + " " + clip(c.Request.URL.Path, 200)}
+}
+
+// clip returns s cut to at most n bytes, on a character boundary.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "..."
+}
+
 // forbidden wraps errForbidden with what was asked for.
 func forbidden(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errForbidden, fmt.Sprintf(format, args...))
@@ -94,6 +117,16 @@ func as[T error]() func(error) bool {
 	}
 }
 
+// sqlState matches database errors with one of the SQLSTATE codes, through
+// the SQLState method of the driver's error, so no pgx type reaches the
+// router.
+func sqlState(codes ...string) func(error) bool {
+	return func(err error) bool {
+		var db interface{ SQLState() string }
+		return errors.As(err, &db) && slices.Contains(codes, db.SQLState())
+	}
+}
+
 // fillAs adapts a fill of the T its row matches.
 func fillAs[T error](fill func(t T, p *Problem, h http.Header)) func(error, *Problem, http.Header) {
 	return func(err error, p *Problem, h http.Header) {
@@ -121,6 +154,11 @@ var problemTable = []problemRow{
 	{match: is(registry.ErrBadCursor),
 		problem: Problem{Type: "/problems/bad-request", Title: "Bad request", Status: http.StatusBadRequest,
 			Detail: "the cursor is not valid for this list", Errors: []FieldError{{Field: "cursor", Message: "not a cursor this list issued"}}}},
+	{match: sqlState("22021", "22P05"), // character_not_in_repertoire, untranslatable_character
+		// The edge refuses such text first (checkText, bodyText); this row
+		// keeps text that slips past it a client error.
+		problem: Problem{Type: "/problems/bad-request", Title: "Bad request", Status: http.StatusBadRequest,
+			Detail: "the request holds text the database cannot store, such as a NUL character or invalid UTF-8"}},
 	{match: is(auth.ErrUnauthenticated),
 		problem: Problem{Type: "/problems/unauthenticated", Title: "Unauthenticated", Status: http.StatusUnauthorized, Detail: "a valid bearer token is required"},
 		fill:    func(_ error, _ *Problem, h http.Header) { h.Set("WWW-Authenticate", `Bearer realm="dmsrouter"`) }},
@@ -167,7 +205,14 @@ var problemTable = []problemRow{
 			p.Result = rejected.Outcome
 		})},
 	{match: notFound,
-		problem: Problem{Type: "/problems/not-found", Title: "Not found", Status: http.StatusNotFound}},
+		problem: Problem{Type: "/problems/not-found", Title: "Not found", Status: http.StatusNotFound,
+			Detail: "nothing with this id exists in your territory"},
+		fill: func(err error, p *Problem, _ http.Header) {
+			var path *pathNotFoundError
+			if errors.As(err, &path) {
+				p.Detail = path.Error()
+			}
+		}},
 	{match: is(errMethodNotAllowed),
 		problem: Problem{Type: "/problems/method-not-allowed", Title: "Method not allowed", Status: http.StatusMethodNotAllowed}},
 	{match: as[*partialError](),
@@ -187,7 +232,12 @@ var problemTable = []problemRow{
 		problem: Problem{Type: "/problems/region-read-only", Title: "Region read-only", Status: http.StatusServiceUnavailable,
 			Detail: "the region is frozen for maintenance; retry later"},
 		fill: func(_ error, _ *Problem, h http.Header) { h.Set("Retry-After", "30") }},
-	{match: is(context.Canceled),
+	{match: is(errBodyTimeout),
+		problem: Problem{Type: "/problems/request-timeout", Title: "Request timeout", Status: http.StatusRequestTimeout,
+			Detail: "the request's body did not arrive in time"},
+		// What is left of the body would be read as the next request.
+		fill: func(_ error, _ *Problem, h http.Header) { h.Set("Connection", "close") }},
+	{match: is(context.Canceled, errBodyCut),
 		// The client went away; nobody reads this, but it is not our failure.
 		problem: Problem{Type: "/problems/client-closed-request", Title: "Client closed request", Status: statusClientClosedRequest}},
 	{match: timedOut,
@@ -256,4 +306,60 @@ func (s *Server) writeProblem(c *gin.Context, err error) {
 	c.Writer.WriteHeaderNow()
 	_ = jsonEncode(c.Writer, p)
 	c.Abort()
+}
+
+// problemAbout says what each problem type of problemTable means, for its
+// page (problemPage). Every type the table answers has an entry.
+var problemAbout = map[string]string{
+	"/problems/bad-request":            "The request has invalid input: a path id, query parameter or body field that does not parse or is not allowed, or text holding a NUL character or invalid UTF-8. The errors list names each bad field; fix them and send the request again.",
+	"/problems/batch-rejected":         "Some rows of a presence batch were rejected, so none was written. The errors list names each rejected row and field; result holds the counts.",
+	"/problems/client-closed-request":  "The client closed the connection, or stopped sending the body, before the answer. Nobody reads this answer; it is logged with status 499.",
+	"/problems/conflict":               "The write conflicts with stored data, such as a code or tax code already registered, or an overlapping ATTIVA concession. The detail says which.",
+	"/problems/forbidden":              "The request names something outside the caller's territory, or the caller's role may not do it.",
+	"/problems/idempotency-key-reused": "This Idempotency-Key was used before for a different request. Use a new key for a new request.",
+	"/problems/internal":               "The server failed. The request id (X-Request-ID) finds the logged cause.",
+	"/problems/method-not-allowed":     "The route exists, but not with this HTTP method.",
+	"/problems/not-found":              "No route serves the path, or nothing with the id exists in the caller's territory (whether it exists elsewhere is not revealed).",
+	"/problems/region-read-only":       "The region's database is frozen for maintenance and refuses writes. Retry after Retry-After seconds.",
+	"/problems/region-unavailable":     "The database serving the region is unavailable, or its circuit breaker is open. Retry after Retry-After seconds; other regions keep answering.",
+	"/problems/regions-unavailable":    "Some regions of a national answer did not answer, and the request demanded every region (partial=false). The regions list names them; retry after Retry-After seconds.",
+	"/problems/request-timeout":        "The request's body did not arrive within the server's read timeout. Send it again, faster.",
+	"/problems/timeout":                "The region's database did not answer in time.",
+	"/problems/too-large":              "The body is over its limit (4 MiB for a presence batch, 1 MiB for every other body), or the batch is over 10,000 rows.",
+	"/problems/unauthenticated":        "A valid bearer token is required: Authorization: Bearer <jwt>, or the dms_token cookie.",
+	"/problems/unprocessable":          "The request is well formed but does not fit the data it names, such as a stall of another market. The errors list names the field.",
+	"/problems/unsupported-media-type": "A POST or PATCH must send Content-Type: application/json (charset utf-8, if any), even with an empty body.",
+}
+
+// problemPageOf returns the problem of type typ as problemTable (or
+// internalProblem) answers it, and whether there is such a documented type.
+func problemPageOf(typ string) (Problem, bool) {
+	if _, ok := problemAbout[typ]; !ok {
+		return Problem{}, false
+	}
+	if typ == internalProblem.Type {
+		return internalProblem, true
+	}
+	for _, row := range problemTable {
+		if row.problem.Type == typ {
+			return row.problem, true
+		}
+	}
+	return Problem{}, false
+}
+
+// problemPage is GET /problems/{name}: a short page saying what a problem
+// type means, so that the type URIs of problem+json answers resolve. It
+// needs no token.
+func (s *Server) problemPage(c *gin.Context) error {
+	typ := "/problems/" + c.Param("name")
+	p, ok := problemPageOf(typ)
+	if !ok {
+		return &pathNotFoundError{what: "no problem type " + clip(typ, 100)}
+	}
+	title := html.EscapeString(p.Title)
+	page := fmt.Sprintf("<!doctype html>\n<html lang=\"en\">\n<meta charset=\"utf-8\">\n<title>%s</title>\n<h1>%d %s</h1>\n<p>%s</p>\n<p>Answered as <code>application/problem+json</code> with <code>\"type\": \"%s\"</code>.</p>\n",
+		title, p.Status, title, html.EscapeString(problemAbout[typ]), html.EscapeString(typ))
+	c.Data(http.StatusOK, "text/html; charset=utf-8", []byte(page))
+	return nil
 }

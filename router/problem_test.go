@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/registry"
 	"github.com/dmshub/dmsrouter/shardmap"
@@ -31,6 +33,7 @@ var problemTypes = []string{
 	"/problems/region-read-only",
 	"/problems/region-unavailable",
 	"/problems/regions-unavailable",
+	"/problems/request-timeout",
 	"/problems/timeout",
 	"/problems/too-large",
 	"/problems/unauthenticated",
@@ -66,6 +69,7 @@ func TestToProblem(t *testing.T) {
 	}{
 		{"bad field", fmt.Errorf("read: %w", badField("limit", "too big")), "/problems/bad-request", 400, "", "limit"},
 		{"bad cursor", fmt.Errorf("list markets: %w", registry.ErrBadCursor), "/problems/bad-request", 400, "", "cursor"},
+		{"text the database cannot store", fmt.Errorf("list markets: %w", &pgconn.PgError{Code: "22021"}), "/problems/bad-request", 400, "", ""},
 		{"unauthenticated", fmt.Errorf("%w: token expired", auth.ErrUnauthenticated), "/problems/unauthenticated", 401, "WWW-Authenticate", ""},
 		{"too large", tooLarge("the body is over %d bytes", 10), "/problems/too-large", 413, "", ""},
 		{"media type", errMediaType, "/problems/unsupported-media-type", 415, "", ""},
@@ -79,11 +83,14 @@ func TestToProblem(t *testing.T) {
 		{"batch rejected", &registry.RejectedError{Rows: []registry.RowError{{Row: 3, Field: "vendor_id", Reason: "not found"}}},
 			"/problems/batch-rejected", 422, "", "rows[3].vendor_id"},
 		{"not found", fmt.Errorf("get market: %w", registry.ErrNotFound), "/problems/not-found", 404, "", ""},
+		{"no route", &pathNotFoundError{what: "no route GET /v1/foo"}, "/problems/not-found", 404, "", ""},
 		{"method not allowed", errMethodNotAllowed, "/problems/method-not-allowed", 405, "", ""},
 		{"regions missing", &partialError{missing: []string{"12"}, retryAfter: 1500 * time.Millisecond}, "/problems/regions-unavailable", 503, "Retry-After", ""},
 		{"shard unavailable", &shardmap.UnavailableError{Shard: "nw", RetryAfter: 5 * time.Second, Err: io.EOF}, "/problems/region-unavailable", 503, "Retry-After", ""},
 		{"read-only region", fmt.Errorf("shard nw: %w: %w", shardmap.ErrReadOnly, errors.New("SQLSTATE 25006")), "/problems/region-read-only", 503, "Retry-After", ""},
 		{"client went away", fmt.Errorf("list: %w", context.Canceled), "/problems/client-closed-request", 499, "", ""},
+		{"body cut short", fmt.Errorf("%w: read body: unexpected EOF", errBodyCut), "/problems/client-closed-request", 499, "", ""},
+		{"body too slow", fmt.Errorf("%w: read body: i/o timeout", errBodyTimeout), "/problems/request-timeout", 408, "Connection", ""},
 		{"canceled past the deadline", errors.Join(context.DeadlineExceeded, context.Canceled), "/problems/client-closed-request", 499, "", ""},
 		{"shard timeout", &shardmap.TimeoutError{Shard: "nw", Err: errors.New("statement timeout")}, "/problems/timeout", 504, "", ""},
 		{"deadline", fmt.Errorf("fan-out: %w", context.DeadlineExceeded), "/problems/timeout", 504, "", ""},

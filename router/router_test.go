@@ -89,14 +89,14 @@ type env struct {
 
 // newEnv deploys the layout (shard "lazio" on a cluster of its own when
 // withOwned, so tests can stop it), loads the fixture and starts a router.
-func newEnv(t *testing.T, name string, withOwned bool) *env {
+func newEnv(t testing.TB, name string, withOwned bool) *env {
 	t.Helper()
 	return startEnv(t, name, withOwned, nil)
 }
 
 // startEnv is newEnv whose national fan-out calls onLeg, when not nil, as
 // each leg starts.
-func startEnv(t *testing.T, name string, withOwned bool, onLeg func(regions.Code)) *env {
+func startEnv(t testing.TB, name string, withOwned bool, onLeg func(regions.Code)) *env {
 	t.Helper()
 	ctx := context.Background()
 	cfg, err := pg.Deployment(ctx, pgtest.Prefix(name), layout())
@@ -222,7 +222,8 @@ var (
 func ids(n int64) string { return strconv.FormatInt(n, 10) }
 
 // do sends a request as who (a key of e.tokens) with an optional JSON body
-// and header pairs.
+// and header pairs; POST and PATCH carry the JSON Content-Type, and a
+// header pair with an empty value removes the header.
 func (e *env) do(t *testing.T, who, method, path, body string, header ...string) response {
 	t.Helper()
 	var rd io.Reader
@@ -233,11 +234,15 @@ func (e *env) do(t *testing.T, who, method, path, body string, header ...string)
 	if who != "" {
 		req.Header.Set("Authorization", "Bearer "+e.tokens[who])
 	}
-	if body != "" {
+	if body != "" || method == http.MethodPost || method == http.MethodPatch {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
+		if header[i+1] == "" {
+			req.Header.Del(header[i])
+		} else {
+			req.Header.Set(header[i], header[i+1])
+		}
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {

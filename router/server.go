@@ -33,7 +33,6 @@ import (
 	"github.com/dmshub/dmsrouter/control"
 	"github.com/dmshub/dmsrouter/national"
 	"github.com/dmshub/dmsrouter/regions"
-	"github.com/dmshub/dmsrouter/registry"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
 
@@ -118,7 +117,8 @@ func (s *Server) routes() *gin.Engine {
 	e.RedirectTrailingSlash = false
 	e.RedirectFixedPath = false
 	e.Use(s.observe, s.recover)
-	e.NoRoute(s.handle(func(*gin.Context) error { return registry.ErrNotFound }))
+	e.Use(secureHeaders, s.checkText)
+	e.NoRoute(s.handle(noRoute))
 	e.NoMethod(s.handle(func(*gin.Context) error { return errMethodNotAllowed }))
 
 	e.GET("/healthz", s.handle(s.healthz))
@@ -156,6 +156,9 @@ func (s *Server) routes() *gin.Engine {
 	n.GET("/summary", s.handle(s.nationalSummary))
 	n.GET("/presences", s.handle(s.nationalPresences))
 	n.GET("/concessions/expiring", s.handle(s.nationalExpiring))
+
+	// What each problem type means: the type URIs resolve. No token.
+	e.GET("/problems/:name", s.handle(s.problemPage))
 	return e
 }
 

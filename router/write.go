@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -32,10 +33,15 @@ const (
 var (
 	// errTooLarge is a body over its limit, or a batch over its row cap.
 	errTooLarge = errors.New("request too large")
-	// errMediaType is a body that is not JSON.
+	// errMediaType is a write whose Content-Type is not JSON, or missing.
 	errMediaType = errors.New("unsupported media type")
 	// errRoleReadOnly is a write by a role that may only read.
 	errRoleReadOnly = errors.New("your role may not write")
+	// errBodyTimeout is a body that did not arrive within the server's
+	// read timeout.
+	errBodyTimeout = errors.New("request body timed out")
+	// errBodyCut is a body whose client went away before its end.
+	errBodyCut = errors.New("request body cut short")
 )
 
 // tooLarge wraps errTooLarge with what was too large.
@@ -148,26 +154,48 @@ func readJSON[B any](c *gin.Context, dst *B) (registry.Write, error) {
 	return writeMeta(c, body)
 }
 
-// readBody reads the request's JSON body, at most limit bytes.
+// readBody reads the request's JSON body, at most limit bytes, and refuses
+// text PostgreSQL cannot store (bodyText). Every write must say its body is
+// JSON, even an empty one: a browser sends no other request across sites
+// without asking first (a CORS preflight), so a page elsewhere cannot make
+// a logged-in browser write with its cookie.
 func readBody(c *gin.Context, limit int64) ([]byte, error) {
-	if ct := c.GetHeader("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || mt != "application/json" {
-			return nil, errMediaType
-		}
+	if !isJSON(c.GetHeader("Content-Type")) {
+		return nil, errMediaType
 	}
 	if c.Request.ContentLength > limit {
 		return nil, tooLarge("the body is over %d bytes", limit)
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
+	var (
+		mbe     *http.MaxBytesError
+		timeout net.Error
+	)
+	switch {
+	case errors.As(err, &mbe):
 		return nil, tooLarge("the body is over %d bytes", limit)
+	case errors.As(err, &timeout) && timeout.Timeout():
+		// The server's read timeout: the client sends too slowly, or stopped.
+		return nil, fmt.Errorf("%w: read body: %v", errBodyTimeout, err)
+	case err != nil:
+		// The client closed the connection, or it broke, before the body's end.
+		return nil, fmt.Errorf("%w: read body: %v", errBodyCut, err)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read body: %w", err)
+	if err := bodyText(b); err != nil {
+		return nil, err
 	}
 	return b, nil
+}
+
+// isJSON reports whether the media type ct is application/json, with no
+// charset or charset UTF-8 (RFC 8259 allows no other).
+func isJSON(ct string) bool {
+	mt, params, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" {
+		return false
+	}
+	cs, ok := params["charset"]
+	return !ok || strings.EqualFold(cs, "utf-8")
 }
 
 // decodeBody decodes the JSON object in data into dst, refusing unknown
