@@ -22,24 +22,19 @@ test: postgres vet fuzz-short
 	$(GO) test -count=1 -timeout 15m ./...
 
 # Every fuzz target (func FuzzX in a _test.go file; `go test` also runs each
-# over its seed corpus) for FUZZTIME, one after another. Each fuzzing worker
-# is a test process of its own, which starts its own PostgreSQL where the
-# package needs one, so FUZZPARALLEL (workers per target) stays low.
-# New inputs that fail are written to testdata/fuzz/ of the package: commit
-# them with the fix, and they run in every `go test` from then on.
+# over its seed corpus) for FUZZTIME, one after another: see .ci/fuzz. Each
+# fuzzing worker is a test process of its own (it reuses its package's
+# PostgreSQL server), so FUZZPARALLEL (workers per target) stays low. An
+# input that fails is written to testdata/fuzz/ of its package: commit it
+# with the fix, and every `go test` runs it from then on.
 FUZZTIME ?= 30s
 FUZZPARALLEL ?= 1
 fuzz:
-	@set -e; for f in $$(git grep --untracked -l '^func Fuzz' -- '*_test.go'); do \
-	  for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
-	    echo "$(GO) test -run='^$$' -fuzz='^$$name\$$' -fuzztime=$(FUZZTIME) ./$$(dirname $$f)"; \
-	    $(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) -parallel=$(FUZZPARALLEL) ./$$(dirname $$f); \
-	  done; \
-	done
+	GO=$(GO) .ci/fuzz $(FUZZTIME) $(FUZZPARALLEL)
 
 # make test runs every fuzz target for a few seconds.
 fuzz-short:
-	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+	GO=$(GO) .ci/fuzz 5s 1
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
