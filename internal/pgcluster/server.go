@@ -223,10 +223,6 @@ func (s *Server) LogFile() string {
 	return filepath.Join(s.dir, "postgres.log")
 }
 
-// Owned reports whether this process started the server (and so may stop,
-// pause or restart it).
-func (s *Server) Owned() bool { return s.dir != "" }
-
 // Stop stops a server this process started and removes its temporary data
 // directory (not a directory given to StartAt). It is a no-op otherwise.
 func (s *Server) Stop() error {
