@@ -194,6 +194,12 @@ func (s *Server) initAndStart(ctx context.Context) error {
 		"-c full_page_writes=off",
 		"-c max_locks_per_transaction=256",
 		"-c timezone=UTC",
+		// An online region move (package move) copies a region with
+		// logical replication: a slot and a WAL sender per move and
+		// direction, and one per table while the copy synchronises.
+		"-c wal_level=logical",
+		"-c max_replication_slots=32",
+		"-c max_wal_senders=32",
 	}, " ")
 	logFile := s.LogFile()
 	if out, err := s.pg(ctx, "pg_ctl", "start", "-w", "-t", "60", "-D", data, "-l", logFile, "-o", opts).CombinedOutput(); err != nil {
