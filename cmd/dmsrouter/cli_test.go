@@ -84,11 +84,15 @@ func TestMigrateStatusDown(t *testing.T) {
 				t.Errorf("migrate %s with the server down = %v, want %q", cmd, err, want)
 			}
 			lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-			if len(lines) != 22 {
-				t.Fatalf("migrate %s printed %d lines, want a header, one per shard and the control database's:\n%s", cmd, len(lines), out.String())
+			if len(lines) != 23 {
+				t.Fatalf("migrate %s printed %d lines, want a header, one per shard (20 and the spare) and the control database's:\n%s", cmd, len(lines), out.String())
 			}
-			if f := strings.Fields(lines[21]); len(f) < 5 || f[0] != "control" || f[1] != "-" || f[2] != "-" || f[4] != "error:" {
-				t.Errorf("migrate %s control line = %q, want control - - <latest> error: <the connection error>", cmd, lines[21])
+			// The spare shard serves no region: its regions column is empty.
+			if f := strings.Fields(lines[21]); len(f) < 4 || f[0] != "s03b" || f[1] != "-" || f[3] != "error:" {
+				t.Errorf("migrate %s spare line = %q, want s03b - <latest> error: <the connection error>", cmd, lines[21])
+			}
+			if f := strings.Fields(lines[22]); len(f) < 5 || f[0] != "control" || f[1] != "-" || f[2] != "-" || f[4] != "error:" {
+				t.Errorf("migrate %s control line = %q, want control - - <latest> error: <the connection error>", cmd, lines[22])
 			}
 			for i, line := range lines[1:21] {
 				f := strings.Fields(line)
