@@ -110,7 +110,9 @@ Install them and run the demo again; on Debian or Ubuntu:
 		}()
 	}
 
-	if err := pgcluster.Prepare(ctx, cfg.ShardMap, cfg.Control.DSN); err != nil {
+	// From here on the regions are the control database's: after a move
+	// (dmsrouter region move) the seed and the examples follow the region.
+	if cfg.ShardMap, err = pgcluster.Prepare(ctx, cfg.ShardMap, cfg.Control.DSN); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
 

@@ -58,6 +58,7 @@ func TestDemo(t *testing.T) {
 			t.Errorf("demo did not start PostgreSQL and seed:\n%s", d.out)
 		}
 		checkCurls(t, d.out.String())
+		checkSpare(t, port)
 		// The terminal is closed: the process gets SIGHUP (which, unheard,
 		// would end this test binary at once).
 		syscall.Kill(os.Getpid(), syscall.SIGHUP)
@@ -161,6 +162,26 @@ func checkCurls(t *testing.T, out string) {
 		if err := json.Unmarshal(body, &list); res.StatusCode != http.StatusOK || err != nil || len(list.Items) == 0 {
 			t.Errorf("GET %s with $%s = %d, %d items, want 200 with items:\n%s", c[2], c[1], res.StatusCode, len(list.Items), body)
 		}
+	}
+}
+
+// checkSpare checks that the demo created and migrated configs/dev.yaml's
+// spare database, dms_03b, the target of `dmsrouter region move --region
+// 03 --to s03b`, and that it holds no region and no rows.
+func checkSpare(t *testing.T, port int) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, "postgres://postgres@127.0.0.1:"+strconv.Itoa(port)+"/dms_03b?sslmode=disable")
+	if err != nil {
+		t.Fatalf("the spare database dms_03b: %v", err)
+	}
+	defer conn.Close(ctx)
+	var held, markets int64
+	if err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM dms.shard_regions), (SELECT count(*) FROM markets)`).Scan(&held, &markets); err != nil {
+		t.Fatalf("the spare database dms_03b is not migrated: %v", err)
+	}
+	if held != 0 || markets != 0 {
+		t.Errorf("the spare database dms_03b holds %d regions and %d markets, want none", held, markets)
 	}
 }
 

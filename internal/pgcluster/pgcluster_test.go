@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -40,7 +42,7 @@ func TestPrepare(t *testing.T) {
 	if !pgcluster.Running(ctx, cfg) {
 		t.Fatal("Running(test server) = false, want true")
 	}
-	if err := pgcluster.Prepare(ctx, cfg, controlDSN); err != nil {
+	if _, err := pgcluster.Prepare(ctx, cfg, controlDSN); err != nil {
 		t.Fatalf("Prepare on new databases: %v", err)
 	}
 	// The control database holds epoch 1, the regions of cfg.
@@ -54,7 +56,7 @@ func TestPrepare(t *testing.T) {
 		}
 		pgtest.Exec(t, s.AdminDSN(), `CREATE TABLE kept AS SELECT 1 AS x`)
 	}
-	if err := pgcluster.Prepare(ctx, cfg, controlDSN); err != nil {
+	if _, err := pgcluster.Prepare(ctx, cfg, controlDSN); err != nil {
 		t.Fatalf("Prepare again: %v", err)
 	}
 	if n := count(t, controlDSN, `SELECT max(epoch) FROM control.epochs`); n != 2 {
@@ -65,6 +67,124 @@ func TestPrepare(t *testing.T) {
 			t.Errorf("shard %s holds %d rows of the table written before the second Prepare, want 1", s.Name, n)
 		}
 	}
+}
+
+// TestPrepareHolds checks which regions Prepare tells each shard to hold,
+// on a shard "a" serving the 20 regions and a spare serving none, as the
+// demo's s03b: Prepare runs once on new databases, the case changes them
+// (as a move would), and Prepare runs again. The spare is created and
+// migrated and holds no region until an epoch gives it one; a source that
+// a completed move emptied is not given its region back.
+func TestPrepareHolds(t *testing.T) {
+	tests := []struct {
+		name    string
+		control bool
+		change  func(tb testing.TB, cfg shardmap.Config, controlDSN string) // between the two runs; nil for none
+		want    map[string][]int16                                          // shard -> the regions it holds (owned or not)
+		want03  string                                                      // the shard of region 03 in the returned configuration
+		wantErr string                                                      // a substring of the second run's error
+	}{
+		{
+			name: "the file's regions, no control database",
+			want: map[string][]int16{"a": allRegions(), "spare": nil}, want03: "a",
+		},
+		{
+			name: "the control database's first epoch", control: true,
+			want: map[string][]int16{"a": allRegions(), "spare": nil}, want03: "a",
+		},
+		{
+			name: "after a completed move of 03 to the spare", control: true,
+			change: func(tb testing.TB, cfg shardmap.Config, controlDSN string) {
+				pgtest.Exec(tb, shardDSN(tb, cfg, "spare"), `INSERT INTO dms.shard_regions (region_id) VALUES (3)`)
+				pgtest.Exec(tb, controlDSN, `SELECT control.write_epoch(1, (SELECT regions || '{"03": "spare"}' FROM control.current), 'move 1: region 03 a -> spare')`)
+				pgtest.Exec(tb, shardDSN(tb, cfg, "a"), `DELETE FROM dms.shard_regions WHERE region_id = 3`)
+			},
+			want:   map[string][]int16{"a": slices.DeleteFunc(allRegions(), func(r int16) bool { return r == 3 }), "spare": {3}},
+			want03: "spare",
+		},
+		{
+			name: "an epoch naming a shard the file lacks", control: true,
+			change: func(tb testing.TB, cfg shardmap.Config, controlDSN string) {
+				pgtest.Exec(tb, controlDSN, `SELECT control.write_epoch(1, (SELECT regions || '{"03": "gone"}' FROM control.current), 'by hand')`)
+			},
+			wantErr: `"gone"`,
+		},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			cfg := shardmap.Config{Regions: map[string]string{}}
+			for _, r := range regions.All() {
+				cfg.Regions[string(r.Code)] = "a"
+			}
+			var controlDSN string
+			for _, name := range []string{"a", "spare", "control"} {
+				db := pgtest.Prefix(fmt.Sprintf("holds%d_%s", i, name))
+				t.Cleanup(func() {
+					pg.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)")
+				})
+				switch {
+				case name != "control":
+					cfg.Shards = append(cfg.Shards, shardmap.ShardConfig{Name: name, Primary: pg.DSN(db, "dms_app"), Admin: pg.AdminDB(db)})
+				case tc.control:
+					controlDSN = pg.AdminDB(db)
+				}
+			}
+			if _, err := pgcluster.Prepare(ctx, cfg, controlDSN); err != nil {
+				t.Fatalf("Prepare on new databases: %v", err)
+			}
+			if tc.change != nil {
+				tc.change(t, cfg, controlDSN)
+			}
+			got, err := pgcluster.Prepare(ctx, cfg, controlDSN)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Prepare = %v, want an error containing %s", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Prepare: %v", err)
+			}
+			if got.Regions["03"] != tc.want03 {
+				t.Errorf("Prepare returned region 03 on shard %q, want %q", got.Regions["03"], tc.want03)
+			}
+			for shard, want := range tc.want {
+				dsn := shardDSN(t, cfg, shard)
+				if n := count(t, dsn, `SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = 'markets'`); n != 1 {
+					t.Errorf("shard %s has %d markets tables after Prepare, want 1 (migrated)", shard, n)
+				}
+				var held []int16
+				if err := pgtest.Connect(t, dsn).QueryRow(ctx, `SELECT coalesce(array_agg(region_id ORDER BY region_id), '{}') FROM dms.shard_regions`).Scan(&held); err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(held, want) {
+					t.Errorf("shard %s holds regions %v after Prepare, want %v", shard, held, want)
+				}
+			}
+		})
+	}
+}
+
+// allRegions returns the numbers of the 20 regions, in order.
+func allRegions() []int16 {
+	var all []int16
+	for _, r := range regions.All() {
+		all = append(all, int16(r.Code.Num()))
+	}
+	return all
+}
+
+// shardDSN returns the admin DSN of cfg's shard named name.
+func shardDSN(tb testing.TB, cfg shardmap.Config, name string) string {
+	tb.Helper()
+	for _, s := range cfg.Shards {
+		if s.Name == name {
+			return s.AdminDSN()
+		}
+	}
+	tb.Fatalf("no shard %q", name)
+	return ""
 }
 
 // TestRunning checks that a port nothing listens on is not running.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -46,19 +47,26 @@ func Running(ctx context.Context, cfg shardmap.Config) bool {
 
 // Prepare creates the databases of cfg's shards that do not exist yet, and
 // the control database at controlDSN unless it is empty, connected as the
-// first shard's admin to the server's postgres database; it migrates every
-// shard, and migrates the control database and seeds its first epoch from
-// cfg's regions when it has none. Unlike Deployment it keeps what exists:
+// first shard's admin to the server's postgres database; it migrates the
+// control database and seeds its first epoch from cfg's regions when it has
+// none, then migrates every shard. Unlike Deployment it keeps what exists:
 // it is how the demo readies its databases on every run. All of them must
-// live on that one server.
-func Prepare(ctx context.Context, cfg shardmap.Config, controlDSN string) error {
+// live on that one server. A shard that serves no region (a move's spare)
+// is created and migrated, and holds none.
+//
+// Prepare returns cfg with the regions the shards serve: with a control
+// database, its current epoch, not the file's, so that after an online
+// move each shard is told to hold the regions it serves now, and a source
+// a completed move emptied is not given its region back. It returns an
+// error when that epoch names a shard cfg lacks.
+func Prepare(ctx context.Context, cfg shardmap.Config, controlDSN string) (shardmap.Config, error) {
 	admin, err := adminConfig(cfg)
 	if err != nil {
-		return err
+		return cfg, err
 	}
 	conn, err := pgx.ConnectConfig(ctx, admin)
 	if err != nil {
-		return fmt.Errorf("pgcluster: connect as %s: %w", admin.User, err)
+		return cfg, fmt.Errorf("pgcluster: connect as %s: %w", admin.User, err)
 	}
 	defer conn.Close(context.Background())
 	dsns := map[string]string{} // what for -> DSN
@@ -71,28 +79,32 @@ func Prepare(ctx context.Context, cfg shardmap.Config, controlDSN string) error 
 	for what, dsn := range dsns {
 		c, err := pgx.ParseConfig(dsn)
 		if err != nil {
-			return fmt.Errorf("pgcluster: %s: %w", what, err)
+			return cfg, fmt.Errorf("pgcluster: %s: %w", what, err)
 		}
 		var exists bool
 		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)`, c.Database).Scan(&exists); err != nil {
-			return fmt.Errorf("pgcluster: database %s: %w", c.Database, err)
+			return cfg, fmt.Errorf("pgcluster: database %s: %w", c.Database, err)
 		}
 		if exists {
 			continue
 		}
 		if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{c.Database}.Sanitize()); err != nil {
-			return fmt.Errorf("pgcluster: create database %s: %w", c.Database, err)
+			return cfg, fmt.Errorf("pgcluster: create database %s: %w", c.Database, err)
 		}
-	}
-	if err := migrate(ctx, cfg); err != nil {
-		return err
 	}
 	if controlDSN != "" {
-		if r := control.Migrate(ctx, controlDSN, cfg.Regions); r.Err != nil {
-			return fmt.Errorf("pgcluster: %w", r.Err)
+		r := control.Migrate(ctx, controlDSN, cfg.Regions)
+		if r.Err != nil {
+			return cfg, fmt.Errorf("pgcluster: %w", r.Err)
 		}
+		for code, name := range r.Regions {
+			if !slices.ContainsFunc(cfg.Shards, func(s shardmap.ShardConfig) bool { return s.Name == name }) {
+				return cfg, fmt.Errorf("pgcluster: the control database's epoch %d puts region %s on shard %q, which the file does not define", r.Epoch, code, name)
+			}
+		}
+		cfg.Regions, cfg.Epoch = r.Regions, r.Epoch
 	}
-	return nil
+	return cfg, migrate(ctx, cfg)
 }
 
 // Adopt returns the server that answers as cfg's first shard's admin when
