@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -143,7 +144,7 @@ Install them and run the demo again; on Debian or Ubuntu:
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	err = cli.Serve(ctx, cfg, log, nil, func(a net.Addr) {
-		ex.print(stdout, "http://"+a.String(), tokens, dir, len(cfg.ShardMap.Shards))
+		ex.print(stdout, "http://"+a.String(), tokens, dir, cfg.ShardMap, *path)
 	})
 	fmt.Fprintln(stdout, "router stopped")
 	return err
@@ -303,9 +304,28 @@ func (ex examples) tokens(secret string) ([]string, error) {
 	return out, nil
 }
 
-// print writes the tokens as shell exports and the example curl lines.
-func (ex examples) print(w io.Writer, base string, tokens []string, dir string, shards int) {
-	fmt.Fprintf(w, "\ndmsrouter demo: serving %s (%d shards, data in %s)\n\n", base, shards, dir)
+// printSpares names the shards of cfg that serve no region, such as
+// configs/dev.yaml's s03b, and the command that moves region r (the
+// examples' region) to the first of them online while the demo serves:
+// the spares are there for it (docs/moving-regions.md).
+func printSpares(w io.Writer, cfg shardmap.Config, r regions.Code, path string) {
+	var spares []string
+	for _, s := range cfg.Shards {
+		if len(cfg.ShardRegions(s.Name)) == 0 {
+			spares = append(spares, s.Name)
+		}
+	}
+	if len(spares) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "Shards serving no region: %s. Move region %s (%s) to %s online while the demo serves,\n", strings.Join(spares, ", "), r, r.Name(), spares[0])
+	fmt.Fprintf(w, "from another terminal, and watch it (docs/moving-regions.md):\n\n  go run ./cmd/dmsrouter region move --config %s --region %s --to %s\n\n", path, r, spares[0])
+}
+
+// print writes the tokens as shell exports, the example curl lines and
+// the move the spare shards of cfg (loaded from path) are there for.
+func (ex examples) print(w io.Writer, base string, tokens []string, dir string, cfg shardmap.Config, path string) {
+	fmt.Fprintf(w, "\ndmsrouter demo: serving %s (%d shards, data in %s)\n\n", base, len(cfg.Shards), dir)
 	fmt.Fprintf(w, "Tokens, valid for %.0f hours; paste them into your shell:\n\n", demoTokenTTL.Hours())
 	fmt.Fprintf(w, "  export DMS_NATIONAL='%s'  # super_admin, national\n", tokens[0])
 	fmt.Fprintf(w, "  export DMS_REGION='%s'  # admin_pa, region:%s (%s)\n", tokens[1], ex.region, ex.region.Name())
@@ -328,5 +348,7 @@ func (ex examples) print(w io.Writer, base string, tokens []string, dir string, 
 	for _, l := range lines {
 		fmt.Fprintf(w, "  # %s\n  curl -s -H \"Authorization: Bearer $%s\" '%s%s'\n", l.about, l.token, base, l.path)
 	}
-	fmt.Fprintf(w, "\nCtrl-C (or closing the terminal) stops the router, then PostgreSQL (the data stays for the next run).\n\n")
+	fmt.Fprintln(w)
+	printSpares(w, cfg, ex.region, path)
+	fmt.Fprintf(w, "Ctrl-C (or closing the terminal) stops the router, then PostgreSQL (the data stays for the next run).\n\n")
 }

@@ -25,9 +25,11 @@ import (
 // cluster, three times on the same data directory:
 //
 //   - first use: it starts PostgreSQL, creates, migrates and seeds the 20
-//     databases, serves, and every printed curl line answers with seeded
-//     data for the printed token; closing the terminal (SIGHUP) stops the
-//     router and then the cluster;
+//     databases, creates and migrates the spare (s03b, which holds no
+//     region), serves, and every printed curl line answers with seeded
+//     data for the printed token; it prints the command that moves region
+//     03 to the spare; closing the terminal (SIGHUP) stops the router and
+//     then the cluster;
 //   - with a cluster an earlier demo left running on the data directory:
 //     it says so, serves the data it holds (printing the reseed command
 //     that works, make demo-reset) and stops that cluster on exit;
@@ -59,6 +61,9 @@ func TestDemo(t *testing.T) {
 		}
 		checkCurls(t, d.out.String())
 		checkSpare(t, port)
+		if want := "go run ./cmd/dmsrouter region move --config " + path + " --region 03 --to s03b"; !strings.Contains(d.out.String(), want) {
+			t.Errorf("demo did not print the move to the spare shard, %q:\n%s", want, d.out)
+		}
 		// The terminal is closed: the process gets SIGHUP (which, unheard,
 		// would end this test binary at once).
 		syscall.Kill(os.Getpid(), syscall.SIGHUP)
