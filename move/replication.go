@@ -164,20 +164,6 @@ func dropSubscription(ctx context.Context, conn, publisher *pgx.Conn, name, slot
 	return dropSlot(ctx, publisher, slot)
 }
 
-// subscriptionReady reports whether every table of subscription name on
-// conn is synchronised (state r: copied and streaming).
-func subscriptionReady(ctx context.Context, conn *pgx.Conn, name string) (bool, error) {
-	var ready, all int
-	err := conn.QueryRow(ctx, `
-		SELECT count(*) FILTER (WHERE sr.srsubstate = 'r'), count(*)
-		FROM pg_subscription s JOIN pg_subscription_rel sr ON sr.srsubid = s.oid
-		WHERE s.subname = $1`, name).Scan(&ready, &all)
-	if err != nil {
-		return false, fmt.Errorf("subscription %s: %w", name, err)
-	}
-	return all == len(Tables) && ready == all, nil
-}
-
 // holdUnowned records in conn's database that it holds region r without
 // serving it, so that the region's rows may arrive there: a move's target
 // while the copy runs. A region held already keeps its state.

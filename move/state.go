@@ -59,7 +59,7 @@ type Record struct {
 	Error        string          `db:"error"`
 }
 
-// recordSQL selects Records; durations in microseconds, as time.Duration
+// recordSQL selects Records, durations in nanoseconds: time.Duration
 // scans them from int8.
 const recordSQL = `
 	SELECT id, region_id, source, target, phase,
@@ -103,6 +103,16 @@ func activeMove(ctx context.Context, q control.Querier, r regions.Code) (Record,
 	}
 	if err != nil {
 		return Record{}, fmt.Errorf("read the moves of region %s: %w", r, err)
+	}
+	return rec, nil
+}
+
+// moveByID returns move id.
+func moveByID(ctx context.Context, q control.Querier, id int64) (Record, error) {
+	rows, _ := q.Query(ctx, recordSQL+` WHERE id = $1`, id)
+	rec, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByName[Record])
+	if err != nil {
+		return Record{}, fmt.Errorf("read move %d: %w", id, err)
 	}
 	return rec, nil
 }
