@@ -227,10 +227,10 @@ func writeMark(ctx context.Context, conn *pgx.Conn, r regions.Code) (int64, erro
 	return mark, nil
 }
 
-// waitMark waits until conn's database, the side replicated to, shows
+// awaitMark waits until conn's database, the side replicated to, shows
 // region r's mark (or a later one), until deadline: then every change
 // committed on the other side before the mark is applied here.
-func waitMark(ctx context.Context, conn *pgx.Conn, r regions.Code, mark int64, deadline time.Time) error {
+func awaitMark(ctx context.Context, conn *pgx.Conn, r regions.Code, mark int64, deadline time.Time) error {
 	for {
 		var got int64
 		err := conn.QueryRow(ctx, `SELECT coalesce(max(mark), 0) FROM dms.move_marks WHERE region_id = $1`, r.Num()).Scan(&got)
@@ -255,7 +255,7 @@ func settle(ctx context.Context, from, to *pgx.Conn, r regions.Code, within time
 	if err != nil {
 		return err
 	}
-	return waitMark(ctx, to, r, mark, time.Now().Add(within))
+	return awaitMark(ctx, to, r, mark, time.Now().Add(within))
 }
 
 // sequencesPast sets every per-region sequence of region r in to's
