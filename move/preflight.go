@@ -138,8 +138,11 @@ func failure(name string, err error) Check {
 func (s side) version(ctx context.Context, latest int64) Check {
 	name := s.role + " schema version"
 	var v int64
-	err := s.conn.QueryRow(ctx, `SELECT CASE WHEN to_regclass('public.goose_db_version') IS NULL THEN 0
-ELSE (SELECT coalesce(max(version_id), 0) FROM public.goose_db_version WHERE is_applied) END`).Scan(&v)
+	var migrated bool
+	err := s.conn.QueryRow(ctx, `SELECT to_regclass('public.goose_db_version') IS NOT NULL`).Scan(&migrated)
+	if err == nil && migrated {
+		err = s.conn.QueryRow(ctx, `SELECT coalesce(max(version_id), 0) FROM public.goose_db_version WHERE is_applied`).Scan(&v)
+	}
 	if err != nil {
 		return failure(name, err)
 	}
@@ -308,6 +311,12 @@ func sourceServes(ctx context.Context, s side, p Plan) Check {
 	return Check{Name: name, OK: true, Detail: "owned by shard " + s.shard}
 }
 
+// everyRegionTable holds a row of every region in every shard database
+// (a stamp of each region's set of partite IVA that any vendor write
+// replaces, migration 00002), so a target holds its row of the region
+// before any move: targetEmpty does not count it.
+const everyRegionTable = "public.vendor_set_versions"
+
 func targetEmpty(ctx context.Context, s side, p Plan) Check {
 	name := fmt.Sprintf("target holds no row of region %s", p.Region)
 	counts, err := RegionRows(ctx, s.conn, p.Region, nil)
@@ -316,6 +325,9 @@ func targetEmpty(ctx context.Context, s side, p Plan) Check {
 	}
 	var held []string
 	for _, t := range Tables {
+		if t.Name == everyRegionTable {
+			continue
+		}
 		if n := counts[t.Name]; n > 0 {
 			held = append(held, fmt.Sprintf("%s: %d", t.Name, n))
 		}
@@ -324,7 +336,7 @@ func targetEmpty(ctx context.Context, s side, p Plan) Check {
 		return Check{Name: name, Detail: "rows of the region on shard " + s.shard + ": " + strings.Join(held, ", "),
 			Fix: fmt.Sprintf("remove them: dmsrouter region abort --region %s if an earlier move left them, else delete them by hand; or choose another target", p.Region)}
 	}
-	return Check{Name: name, OK: true, Detail: fmt.Sprintf("%d tables empty for the region", len(Tables))}
+	return Check{Name: name, OK: true, Detail: fmt.Sprintf("%d tables empty for the region (%s not counted: every shard holds a row of every region)", len(Tables)-1, everyRegionTable)}
 }
 
 func targetNotOwner(ctx context.Context, s side, p Plan) Check {
