@@ -117,7 +117,9 @@ func newDatabase(t *testing.T, name string) string {
 	if err := pg.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { pg.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)") })
+	t.Cleanup(func() {
+		pg.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)")
+	})
 	return pg.AdminDB(db)
 }
 
