@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -277,7 +278,7 @@ ORDER BY 1`)
 	}
 	var missing []string
 	for _, n := range found {
-		if _, ok := tableNamed(n); !ok {
+		if _, ok := tableNamed(n); !ok && !slices.Contains(Unmoved, n) {
 			missing = append(missing, n)
 		}
 	}
