@@ -513,7 +513,7 @@ func summary(v Verification) string {
 // undo puts the fence of a switch in direction d back as it was before
 // the freeze: to does not serve the region, from serves it unfrozen, the
 // reverse slot is gone and the stream runs. to is released first, so that
-// the two never serve the region at once.
+// the two are never both writable.
 func (x *run) undo(ctx context.Context, d direction) error {
 	if err := x.undoFence(ctx, d); err != nil {
 		return err
@@ -634,13 +634,17 @@ func (x *run) freezeAndSwitch(ctx context.Context, d direction, cur control.Assi
 			}
 			return nil
 		}},
-		{"released", func() error {
+		// The target takes the region before the source gives it up, so
+		// that it is served by a shard at every moment: while both own
+		// it the source is still frozen (only the target could write),
+		// and no router reaches the target before the epoch names it.
+		{"owned", func() error {
 			if left := time.Until(deadline); left <= 0 {
 				return fmt.Errorf("the freeze took longer than --max-freeze %s", x.m.o.MaxFreeze)
 			}
-			return setOwned(ctx, d.from, r, false)
+			return setOwned(ctx, d.to, r, true)
 		}},
-		{"owned", func() error { return setOwned(ctx, d.to, r, true) }},
+		{"released", func() error { return setOwned(ctx, d.from, r, false) }},
 	}
 	var took []string
 	for _, s := range steps {
