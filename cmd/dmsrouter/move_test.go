@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -162,9 +163,20 @@ func TestRegionMove(t *testing.T) {
 		if got := regionShard(t, r3.addr, env.national, string(movedRegion)); got != moveTarget {
 			t.Errorf("after the fence r3 serves region %s from %q, want %s", movedRegion, got, moveTarget)
 		}
-		if log := r3.logs.String(); !strings.Contains(log, "DMF01") && !strings.Contains(log, "not served") {
-			t.Errorf("r3's log does not show the fence's refusal:\n%s", log)
+		// The refusal is counted, and the reload it caused is logged.
+		const refusals = `dms_shard_fence_refusals_total{`
+		var counted bool
+		for _, line := range strings.Split(scrape(t, r3.logs), "\n") {
+			if strings.HasPrefix(line, refusals) && strings.Contains(line, `reason="not_owned"`) &&
+				strings.Contains(line, `region="05"`) && strings.Contains(line, `shard="s05"`) {
+				t.Logf("r3's metrics: %s", line)
+				counted = true
+			}
 		}
+		if !counted {
+			t.Errorf("r3's metrics count no fence refusal (not_owned) of region 05 on s05")
+		}
+		waitForLog(t, r3.logs, `"change":"region moved","name":"05","detail":"s05 -> s05b"`)
 		r3.stop(t)
 	})
 
@@ -582,6 +594,31 @@ func regionOn(addr, token string) string {
 		}
 	}
 	return ""
+}
+
+// scrape returns the metrics of the router whose log is logs.
+func scrape(t *testing.T, logs *clitest.Buffer) string {
+	t.Helper()
+	var url string
+	for _, line := range strings.Split(logs.String(), "\n") {
+		var rec struct{ Msg, URL string }
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "serving metrics" {
+			url = rec.URL
+		}
+	}
+	if url == "" {
+		t.Fatalf("the router did not log where it serves metrics:\n%s", logs.String())
+	}
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var b strings.Builder
+	if _, err := io.Copy(&b, res.Body); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }
 
 // post sends a JSON write with an Idempotency-Key and returns the answer.
