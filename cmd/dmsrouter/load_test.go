@@ -243,18 +243,24 @@ func (l *load) write(addr, path, idem string, body []byte) (status int, resp []b
 
 // do sends one request with the load's token and returns the answer.
 func (l *load) do(addr, method, path, idem string, body []byte) (int, http.Header, []byte, error) {
+	return send(l.client, addr, l.token, method, path, idem, body)
+}
+
+// send sends one request with token (and with idem as its
+// Idempotency-Key, and body as JSON, when given) and returns the answer.
+func send(client *http.Client, addr, token, method, path, idem string, body []byte) (int, http.Header, []byte, error) {
 	req, err := http.NewRequest(method, "http://"+addr+path, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+l.token)
+	req.Header.Set("Authorization", "Bearer "+token)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if idem != "" {
 		req.Header.Set("Idempotency-Key", idem)
 	}
-	res, err := l.client.Do(req)
+	res, err := client.Do(req)
 	if err != nil {
 		return 0, nil, nil, err
 	}

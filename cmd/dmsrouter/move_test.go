@@ -624,8 +624,7 @@ func scrape(t *testing.T, logs *clitest.Buffer) string {
 // post sends a JSON write with an Idempotency-Key and returns the answer.
 func post(t *testing.T, addr, token, path, idem, body string) (int, []byte) {
 	t.Helper()
-	l := &load{token: token, client: http.DefaultClient}
-	status, _, b, err := l.do(addr, http.MethodPost, path, idem, []byte(body))
+	status, _, b, err := send(http.DefaultClient, addr, token, http.MethodPost, path, idem, []byte(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -635,8 +634,7 @@ func post(t *testing.T, addr, token, path, idem, body string) (int, []byte) {
 // get sends a read and returns the answer.
 func get(t *testing.T, addr, token, path string) (int, []byte) {
 	t.Helper()
-	l := &load{token: token, client: http.DefaultClient}
-	status, _, b, err := l.do(addr, http.MethodGet, path, "", nil)
+	status, _, b, err := send(http.DefaultClient, addr, token, http.MethodGet, path, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -646,7 +644,10 @@ func get(t *testing.T, addr, token, path string) (int, []byte) {
 // queryRows returns the rows of sql at dsn, each as its values.
 func queryRows(t *testing.T, dsn, sql string, args ...any) [][]any {
 	t.Helper()
-	conn := pgtest.Connect(t, dsn)
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer conn.Close(context.Background())
 	rows, _ := conn.Query(context.Background(), sql, args...)
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([]any, error) { return r.Values() })
@@ -658,7 +659,10 @@ func queryRows(t *testing.T, dsn, sql string, args ...any) [][]any {
 
 func queryTime(t *testing.T, dsn, sql string) time.Time {
 	t.Helper()
-	conn := pgtest.Connect(t, dsn)
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer conn.Close(context.Background())
 	var at time.Time
 	if err := conn.QueryRow(context.Background(), sql).Scan(&at); err != nil {
