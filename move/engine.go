@@ -434,8 +434,9 @@ func (x *run) backward() direction {
 const markWait = time.Minute
 
 // catchUp waits until d's stream lags less than MaxLag, then verifies the
-// region online, and records the verification; it fails when ranges still
-// differ.
+// region online and records the verification. Ranges that still differ are
+// not a failure: writes keep changing some while the region takes them,
+// and the frozen verification checks them again.
 func (x *run) catchUp(ctx context.Context, d direction) error {
 	if err := x.step(ctx, "catch_up"); err != nil {
 		return err
@@ -465,7 +466,10 @@ func (x *run) catchUp(ctx context.Context, d direction) error {
 	}
 	x.printf("verified: %s", summary(v))
 	if !v.OK() {
-		return fmt.Errorf("verification: %d range(s) still differ after %d rounds, first %s", len(v.Differing), v.Rounds, v.Differing[0])
+		// Ranges that writes keep changing (the newest ids, the rollups)
+		// differ at every look while the region takes writes; the frozen
+		// verification checks them again with the writes stopped.
+		x.printf("  still differing under writes, checked again in the freeze: %s", v.Differing[0])
 	}
 	return nil
 }

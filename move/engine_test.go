@@ -206,8 +206,7 @@ func (e *moveEnv) settled(t *testing.T, from, to string) {
 // fence refused while the region is frozen.
 type writer struct {
 	e       *moveEnv
-	market  int64
-	comune  string
+	markets []writerMarket
 	vendors []int64
 
 	mu      sync.Mutex
@@ -218,16 +217,26 @@ type writer struct {
 	done    chan struct{}
 }
 
+type writerMarket struct {
+	ID     int64
+	Comune string
+}
+
+// writeEvery paces the writer, so that its presences fit in the months
+// ahead that have partitions.
+const writeEvery = 5 * time.Millisecond
+
 func (e *moveEnv) startWriter(t *testing.T) *writer {
 	t.Helper()
 	w := &writer{e: e, acked: map[int64]string{}, stop: make(chan struct{}), done: make(chan struct{})}
 	ctx := context.Background()
 	src := e.admin["src"]
-	if err := src.QueryRow(ctx, `SELECT id, comune FROM markets WHERE region_id = $1 ORDER BY id LIMIT 1`, region.Num()).Scan(&w.market, &w.comune); err != nil {
-		t.Fatal(err)
-	}
-	rows, _ := src.Query(ctx, `SELECT id FROM vendors WHERE region_id = $1 ORDER BY id LIMIT 20`, region.Num())
+	rows, _ := src.Query(ctx, `SELECT id, comune FROM markets WHERE region_id = $1 ORDER BY id`, region.Num())
 	var err error
+	if w.markets, err = pgx.CollectRows(rows, pgx.RowToStructByPos[writerMarket]); err != nil || len(w.markets) == 0 {
+		t.Fatalf("markets of region 05: %v (%d)", err, len(w.markets))
+	}
+	rows, _ = src.Query(ctx, `SELECT id FROM vendors WHERE region_id = $1 ORDER BY id`, region.Num())
 	if w.vendors, err = pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil || len(w.vendors) == 0 {
 		t.Fatalf("vendors of region 05: %v (%d)", err, len(w.vendors))
 	}
@@ -284,13 +293,17 @@ func (w *writer) run() {
 				}
 			}
 		}
-		day := today.AddDate(0, 0, -10-i/len(w.vendors))
+		// Presences of days ahead, which the seed (up to today) left free:
+		// each day every vendor at every market once.
+		perDay := len(w.vendors) * len(w.markets)
+		day := today.AddDate(0, 0, 1+i/perDay)
+		mk, vendor := w.markets[i%len(w.markets)], w.vendors[(i/len(w.markets))%len(w.vendors)]
 		b := &pgx.Batch{}
 		b.Queue(`SELECT set_config('dms.region', $1, true), dms.fence($1, true)`, string(region))
 		var id int64
 		b.Queue(`INSERT INTO vendor_presences (id, region_id, market_id, comune, vendor_id, stall_id, date, kind, checkin_at)
 			VALUES (dms.next_id('vendor_presences', $1), $1, $2, $3, $4, NULL, $5, 'SPUNTA', $5::date + time '09:00')
-			RETURNING id`, region.Num(), w.market, w.comune, w.vendors[i%len(w.vendors)], day).QueryRow(func(row pgx.Row) error {
+			RETURNING id`, region.Num(), mk.ID, mk.Comune, vendor, day).QueryRow(func(row pgx.Row) error {
 			return row.Scan(&id)
 		})
 		err := conn.SendBatch(ctx, b).Close()
@@ -301,6 +314,7 @@ func (w *writer) run() {
 			w.acked[id] = shard
 			w.mu.Unlock()
 			i++
+			time.Sleep(writeEvery)
 		case errors.As(err, &pgErr) && (pgErr.Code == "DMF01" || pgErr.Code == "DMF02"):
 			w.mu.Lock()
 			w.refused++
@@ -356,16 +370,27 @@ func (w *writer) waitAcked(t *testing.T, shard string, n int) {
 	}
 }
 
-// checkAcked fails t unless every write the writer had answered is on
-// shard name exactly once.
-func (w *writer) checkAcked(t *testing.T, e *moveEnv, name string) {
-	t.Helper()
+// ids returns the ids of the writes answered so far.
+func (w *writer) ids() []int64 {
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	ids := make([]int64, 0, len(w.acked))
 	for id := range w.acked {
 		ids = append(ids, id)
 	}
-	w.mu.Unlock()
+	return ids
+}
+
+// checkAcked fails t unless every write the writer had answered is on
+// shard name exactly once.
+func (w *writer) checkAcked(t *testing.T, e *moveEnv, name string) {
+	t.Helper()
+	checkIDs(t, e, name, w.ids())
+}
+
+// checkIDs fails t unless every presence of ids is on shard name.
+func checkIDs(t *testing.T, e *moveEnv, name string, ids []int64) {
+	t.Helper()
 	var found int
 	if err := e.admin[name].QueryRow(context.Background(), `SELECT count(*) FROM vendor_presences WHERE id = ANY ($1)`, ids).Scan(&found); err != nil {
 		t.Fatal(err)
@@ -414,8 +439,9 @@ func TestMoveRollbackMoveComplete(t *testing.T) {
 	}
 	w.waitAcked(t, "dst", 20) // writes through the fence land on the target now
 	w.checkAcked(t, e, "dst")
+	written := w.ids()
 	e.settled(t, "dst", "src") // the reverse stream carries them back
-	e.checkSame(t, "src", "dst")
+	checkIDs(t, e, "src", written)
 	e.checkRollups(t, "dst")
 	var behind bool
 	if err := e.admin["dst"].QueryRow(ctx, `
