@@ -179,6 +179,17 @@ func (m *Mover) plan(rec Record) (Plan, error) {
 	return Plan{ID: rec.ID, Region: rec.Region, Source: src, Target: dst}, nil
 }
 
+// Active returns region r's move in progress, or an error wrapping
+// ErrNoMove.
+func (m *Mover) Active(ctx context.Context, r regions.Code) (Record, error) {
+	ctl, err := pgx.Connect(ctx, m.control)
+	if err != nil {
+		return Record{}, fmt.Errorf("control database: %w", err)
+	}
+	defer ctl.Close(context.Background())
+	return activeMove(ctx, ctl, r)
+}
+
 // run is one region command at work: its connections, its move and its
 // plan.
 type run struct {
