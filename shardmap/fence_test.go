@@ -17,13 +17,7 @@ import (
 // adminOf returns the admin DSN of the shard named name in cfg.
 func adminOf(tb testing.TB, cfg shardmap.Config, name string) string {
 	tb.Helper()
-	for _, s := range cfg.Shards {
-		if s.Name == name {
-			return s.AdminDSN()
-		}
-	}
-	tb.Fatalf("no shard %s", name)
-	return ""
+	return cfg.Shards[shardIndex(tb, cfg, name)].AdminDSN()
 }
 
 // TestFence checks that every call scoped to a region meets the fence of

@@ -1,15 +1,7 @@
 package main
 
 import (
-	"context"
-	"fmt"
 	"testing"
-
-	"github.com/jackc/pgx/v5"
-
-	"github.com/dmshub/dmsrouter/internal/clitest"
-	"github.com/dmshub/dmsrouter/pgtest"
-	"github.com/dmshub/dmsrouter/regions"
 )
 
 // TestMigrateUpHoldsTheEpoch checks that with a control database, migrate
@@ -17,30 +9,8 @@ import (
 // file's: after Lombardia moved from a to b (and a deleted it), migrate up
 // with the file written before the move must not make a hold it again.
 func TestMigrateUpHoldsTheEpoch(t *testing.T) {
-	ctx := context.Background()
-	prefix := pgtest.Prefix("migepoch")
-	layout := pgtest.Layout{}
-	for _, r := range regions.All() {
-		layout[r.Code] = "a"
-	}
-	layout["20"] = "b"
-	cfg, err := pg.Deployment(ctx, prefix, layout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pg.DropDeployment(context.Background(), cfg) })
-	ctlDB := prefix + "_control"
-	dropControl := func() {
-		pg.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{ctlDB}.Sanitize()+" WITH (FORCE)")
-	}
-	dropControl()
-	if err := pg.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{ctlDB}.Sanitize()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(dropControl)
+	cfg, ctlDB, path := controlDeployment(t, "migepoch", "")
 	ctlDSN := pg.AdminDB(ctlDB)
-	path := clitest.WriteConfig(t, cfg)
-	appendFile(t, path, fmt.Sprintf("control:\n  dsn: %q\n", ctlDSN))
 	a, b := cfg.Shards[0].AdminDSN(), cfg.Shards[1].AdminDSN()
 	if cfg.Shards[0].Name != "a" {
 		a, b = b, a
