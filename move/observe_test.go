@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -58,25 +57,13 @@ func (p pair) subscribe(tb testing.TB, tables []Table) Names {
 	return n
 }
 
-// movedTables are the tables the observation test replicates: Tables but
-// the per-shard stamps every shard holds for every region.
-func movedTables() []Table {
-	var out []Table
-	for _, t := range Tables {
-		if t.Name != everyRegionTable {
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
 func TestObserveReplication(t *testing.T) {
 	ctx := context.Background()
 	p := newPair(t, "observe")
 	const rows = 5000
 	audit(t, p.src, 1, rows)
 	mark(t, p.src, 1)
-	n := p.subscribe(t, movedTables())
+	n := p.subscribe(t, Tables)
 
 	totals, err := RegionRows(ctx, p.src, region, nil)
 	if err != nil {
@@ -89,7 +76,6 @@ func TestObserveReplication(t *testing.T) {
 		if ts, err = CopyProgress(ctx, p.src, p.dst, p.plan, totals); err != nil {
 			t.Fatal(err)
 		}
-		ts = slices.DeleteFunc(ts, func(tp TableProgress) bool { return tp.Table == everyRegionTable })
 		show.Update(ts)
 		if AllReady(ts) || time.Now().After(deadline) {
 			break
@@ -110,7 +96,7 @@ func TestObserveReplication(t *testing.T) {
 	}
 
 	// Replicated rows read the same on both sides.
-	v, err := Verify(ctx, p.src, p.dst, region, VerifyOptions{RangeRows: 1000, Tables: movedTables()})
+	v, err := Verify(ctx, p.src, p.dst, region, VerifyOptions{RangeRows: 1000, Tables: Tables})
 	if err != nil || !v.OK() {
 		t.Errorf("Verify after the copy: %v, differing %v", err, v.Differing)
 	}

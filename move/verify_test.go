@@ -280,7 +280,7 @@ func BenchmarkVerify(b *testing.B) {
 	var last Verification
 	b.Run("Verify", func(b *testing.B) {
 		for b.Loop() {
-			v, err := Verify(ctx, p.src, p.dst, region, VerifyOptions{Tables: movedTables()})
+			v, err := Verify(ctx, p.src, p.dst, region, VerifyOptions{Tables: Tables})
 			if err != nil || !v.OK() {
 				b.Fatalf("Verify: %v %v", err, v.Differing)
 			}
