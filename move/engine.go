@@ -354,6 +354,9 @@ func (m *Mover) Move(ctx context.Context, p Prepared) (Record, error) {
 			err = x.switchOver(ctx, x.forward())
 		case Switched:
 			if err = x.openReverse(ctx); err == nil {
+				err = x.verifyAfterSwitch(ctx)
+			}
+			if err == nil {
 				x.printf("switched: region %s is served by %s; its writes there flow back to %s until one of", r, x.rec.Target, x.rec.Source)
 				x.printf("  dmsrouter region complete --region %s   deletes the region's rows from %s and ends the move", r, x.rec.Source)
 				x.printf("  dmsrouter region rollback --region %s   switches the region back to %s, losing no write", r, x.rec.Source)
@@ -421,6 +424,17 @@ func (x *run) copy(ctx context.Context) error {
 		}
 	}
 	pr.Done()
+	// The copied rows are new to the target's planner and visibility
+	// map: analyze them before the target serves the region (first
+	// queries there would plan without statistics) and vacuum them so
+	// that the verification's counts read the key indexes alone.
+	start := time.Now()
+	for _, t := range Tables {
+		if _, err := x.dst.Exec(ctx, "VACUUM (ANALYZE) "+t.Name); err != nil {
+			return fmt.Errorf("vacuum %s on the target: %w", t.Name, err)
+		}
+	}
+	x.printf("copying: vacuumed and analyzed the copied tables on the target in %s", time.Since(start).Round(time.Millisecond))
 	return x.advance(ctx, CatchingUp)
 }
 
@@ -713,6 +727,34 @@ func (x *run) waitRouters(ctx context.Context, epoch int64, frozen time.Time) {
 	default:
 		x.printf("freeze: %s (region frozen -> every live router, %d, on epoch %d)", took.Round(time.Millisecond), applied, epoch)
 	}
+}
+
+// verifyAfterSwitch verifies the whole region once more, outside the
+// freeze, while the target serves it and the reverse stream keeps the
+// source current: the frozen verification checks only the ranges writes
+// could have changed since the online one (VerifyFrozen), this one all of
+// them, re-checking the ranges the target's new writes keep changing. A
+// difference that does not converge fails nothing (the switch is done and
+// the region is served) but is recorded, shown by status and printed with
+// the advice to roll back, which loses no write.
+func (x *run) verifyAfterSwitch(ctx context.Context) error {
+	r := x.plan.Region
+	x.printf("verifying after the switch (region %s is served by %s meanwhile)", r, x.rec.Target)
+	v, err := Verify(ctx, x.dst, x.src, r, VerifyOptions{Settle: func(ctx context.Context) error {
+		return settle(ctx, x.dst, x.src, r, markWait)
+	}})
+	if err != nil {
+		return err
+	}
+	if err := x.recordVerification(ctx, v); err != nil {
+		return err
+	}
+	x.printf("verified after the switch: %s", summary(v))
+	if !v.OK() {
+		x.printf("  WARNING: %s still differs from %s under writes, first %s: if it persists (region status), roll back with dmsrouter region rollback --region %s",
+			x.rec.Source, x.rec.Target, v.Differing[0], r)
+	}
+	return nil
 }
 
 // openReverse ends the forward stream and starts the reverse one, which

@@ -2,6 +2,7 @@ package move
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -44,8 +45,11 @@ const (
 	DefaultRangeRows = 50_000
 	DefaultRounds    = 10
 	// smallRegion is the size (rows of all tables) under which
-	// VerifyFrozen hashes every range rather than the newest ones.
-	smallRegion = 200_000
+	// VerifyFrozen hashes every range rather than the newest keys.
+	smallRegion = 20_000
+	// frozenRangeRows is how many of each table's newest keys
+	// VerifyFrozen hashes.
+	frozenRangeRows = 10_000
 )
 
 // VerifyOptions tune Verify.
@@ -205,26 +209,28 @@ func Verify(ctx context.Context, src, dst *pgx.Conn, r regions.Code, opts Verify
 }
 
 // VerifyFrozen is the check made while the region is frozen, which must
-// fit in the freeze (under a second with millions of rows): it compares the
-// count of the region's rows in every table on both sides, and the hashes
-// of the ranges that last (the online Verify before the freeze) left
-// differing and of each table's newest range (from its last bound to the
-// end of the region's key range, where every row inserted since last lies).
-// It does not hash the older ranges again: a row of an older range that
-// was updated after last, and whose update did not arrive, is not found.
-// When last is empty (no Table) or the region holds fewer than about
-// 200,000 rows, it hashes every range instead, as Verify does without
-// re-checking. A table keyed by region_id is always hashed whole.
+// fit in the freeze (under a second with millions of rows): it compares
+// the count and hash, on both sides, of the rows that writes may have
+// changed since last (the online Verify before the freeze): every table
+// keyed by region_id (the rollups, a row per key) whole, the newest
+// frozenRangeRows keys of every other table (where every row inserted
+// since last lies, and the day's presences that check-outs update), and
+// the ranges last left differing. It neither counts nor hashes the older
+// ranges again: a row of an older range updated after last whose update
+// did not arrive is not found here, but by the whole verification the
+// move runs after the switch, while the reverse stream keeps the source
+// current and a rollback loses nothing. When last is empty (no Table) or
+// the region holds fewer than smallRegion rows, it hashes every range.
 //
-// The returned Verification has Frozen set; its Tables count the hashed
-// ranges only.
+// The returned Verification has Frozen set; its Tables count the rows of
+// the hashed ranges only.
 func VerifyFrozen(ctx context.Context, src, dst *pgx.Conn, r regions.Code, last Verification) (Verification, error) {
-	return verifyFrozen(ctx, src, dst, r, last, smallRegion)
+	return verifyFrozen(ctx, src, dst, r, last, smallRegion, frozenRangeRows)
 }
 
 // verifyFrozen is VerifyFrozen hashing every range when the region holds
-// fewer than small rows.
-func verifyFrozen(ctx context.Context, src, dst *pgx.Conn, r regions.Code, last Verification, small int64) (Verification, error) {
+// fewer than small rows, else the newest top keys of each table.
+func verifyFrozen(ctx context.Context, src, dst *pgx.Conn, r regions.Code, last Verification, small, top int64) (Verification, error) {
 	var tables []Table
 	for _, tc := range last.Tables {
 		t, ok := tableNamed(tc.Table)
@@ -239,46 +245,59 @@ func verifyFrozen(ctx context.Context, src, dst *pgx.Conn, r regions.Code, last 
 		return v, err
 	}
 	start := time.Now()
-	v := Verification{Region: r, At: start.UTC(), Frozen: true, Rounds: 1, RangeRows: last.RangeRows}
+	v := Verification{Region: r, At: start.UTC(), Frozen: true, Rounds: 1, RangeRows: top}
 	var todo []Range
-	for i, tc := range last.Tables {
-		t := tables[i]
+	for _, t := range tables {
 		lo, hi := t.KeyRange(r)
-		if n := len(tc.Bounds); n > 0 {
-			lo = tc.Bounds[n-1]
+		if !t.ByRegionID() {
+			first, err := newest(ctx, src, t, lo, hi, top)
+			if err != nil {
+				return v, err
+			}
+			lo = first
 		}
 		todo = append(todo, Range{Table: t.Name, Lo: lo, Hi: hi})
 		v.Tables = append(v.Tables, TableCheck{Table: t.Name, Ranges: 1, Bounds: []int64{lo}})
 	}
 	for _, d := range last.Differing {
-		if d.Lo < todo[indexOf(tables, d.Table)].Lo { // else inside the newest range
-			todo = append(todo, Range{Table: d.Table, Lo: d.Lo, Hi: d.Hi})
-			v.Tables[indexOf(tables, d.Table)].Ranges++
+		i := indexOf(tables, d.Table)
+		if d.Lo < todo[i].Lo { // else inside the newest keys
+			todo = append(todo, Range{Table: d.Table, Lo: d.Lo, Hi: min(d.Hi, todo[i].Lo)})
+			v.Tables[i].Ranges++
 		}
-	}
-	if err := countRows(ctx, src, dst, r, tables, &v); err != nil {
-		return v, err
 	}
 	checked, err := sumRanges(ctx, src, dst, tables, todo)
 	if err != nil {
 		return v, err
 	}
 	for _, c := range checked {
+		i := indexOf(tables, c.Table)
+		v.Tables[i].Rows += c.Source.Rows
+		v.Tables[i].TargetRows += c.Target.Rows
 		if !c.Same() {
 			v.Differing = append(v.Differing, c)
-		}
-	}
-	for i, tc := range v.Tables {
-		if tc.Rows != tc.TargetRows && !hasTable(v.Differing, tc.Table) {
-			// The counts differ outside the hashed ranges.
-			lo, hi := tables[i].KeyRange(r)
-			v.Differing = append(v.Differing, Range{Table: tc.Table, Lo: lo, Hi: hi,
-				Source: Sum{Rows: tc.Rows}, Target: Sum{Rows: tc.TargetRows}})
 		}
 	}
 	tally(&v)
 	v.Elapsed = time.Since(start)
 	return v, nil
+}
+
+// newest returns the smallest of the source's n largest keys of t in
+// [lo, hi), or lo when the range holds fewer: the primary key's index
+// read backwards from the end, n entries.
+func newest(ctx context.Context, src *pgx.Conn, t Table, lo, hi, n int64) (int64, error) {
+	key := pgx.Identifier{t.Key}.Sanitize()
+	q := fmt.Sprintf(`SELECT %[2]s FROM %[1]s WHERE %[2]s >= $1 AND %[2]s < $2 ORDER BY %[2]s DESC OFFSET $3 LIMIT 1`, t.Name, key)
+	var top int64
+	err := src.QueryRow(ctx, q, lo, hi, n-1).Scan(&top)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return lo, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("move: newest keys of %s: %w", t.Name, err)
+	}
+	return top, nil
 }
 
 // split returns the lower bounds of t's ranges of region r on the source:
@@ -420,13 +439,4 @@ func indexOf(tables []Table, name string) int {
 		}
 	}
 	return -1
-}
-
-func hasTable(rs []Range, table string) bool {
-	for _, r := range rs {
-		if r.Table == table {
-			return true
-		}
-	}
-	return false
 }
