@@ -203,6 +203,27 @@ func TestVerifyConverges(t *testing.T) {
 	}
 }
 
+// TestVerifyNarrows checks that a difference that does not settle is
+// narrowed down to a small range, which is all the freeze then hashes.
+func TestVerifyNarrows(t *testing.T) {
+	p := newPair(t, "narrow")
+	const rows, missing = 20_000, 12_345
+	p.reset(t, rows)
+	exec(t, p.dst, `DELETE FROM audit_log WHERE id = $1`, id(missing))
+	v, err := Verify(context.Background(), p.src, p.dst, region, VerifyOptions{RangeRows: rows, Rounds: 5,
+		Settle: func(context.Context) error { return nil }, Tables: testTables(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Differing) != 1 {
+		t.Fatalf("Verify: differing %v, want one range", v.Differing)
+	}
+	d := v.Differing[0]
+	if d.Lo > id(missing) || id(missing) >= d.Hi || d.Source.Rows > narrowRows || d.Source.Rows != d.Target.Rows+1 {
+		t.Errorf("Verify: differing %v, want a range of at most %d rows holding the missing row %d", d, narrowRows, id(missing))
+	}
+}
+
 func TestVerifyFrozen(t *testing.T) {
 	p := newPair(t, "frozen")
 	const rows = 3000
