@@ -29,7 +29,8 @@ type Table struct {
 // (referencing tables first). TestTablesCoverSchema fails when a migration
 // adds a table with a region that is not listed here.
 //
-// dms.shard_regions is not among them: it is each database's own fence.
+// dms.shard_regions is not among them: it is each database's own fence;
+// nor are the Unmoved tables.
 var Tables = []Table{
 	{Name: "public.vendor_presences", Key: "id", Partitioned: true},
 	{Name: "public.presence_daily", Key: "market_id"},
@@ -40,7 +41,6 @@ var Tables = []Table{
 	{Name: "public.audit_log", Key: "id"},
 	{Name: "public.idempotency_keys", Key: "region_id"},
 	{Name: "public.region_status_counts", Key: "region_id"},
-	{Name: "public.vendor_set_versions", Key: "region_id"},
 	{Name: "public.markets", Key: "id"},
 	{Name: "public.vendors", Key: "id"},
 	{Name: "dms.move_marks", Key: "region_id"},
@@ -68,3 +68,12 @@ func (t Table) Filter(r regions.Code) string {
 	lo, hi := t.KeyRange(r)
 	return fmt.Sprintf("(%s >= %s AND %s < %s)", t.Key, strconv.FormatInt(lo, 10), t.Key, strconv.FormatInt(hi, 10))
 }
+
+// Unmoved are the tables with a region_id that a move leaves where they
+// are: every shard database holds a row of every region there, which its
+// own triggers write. public.vendor_set_versions is a random stamp of each
+// region's set of vendors, replaced in every database's row of all 20
+// regions by any vendor write there; copying the source's would collide
+// with the target's own row, and a reader only compares stamps read from
+// one database, so the target's stamp serves after the switch as well.
+var Unmoved = []string{"public.vendor_set_versions"}

@@ -57,9 +57,16 @@ func keepFuzzPipes() {
 // and removed when tb ends.
 func StartOwned(tb testing.TB) *Server {
 	tb.Helper()
+	return StartOwnedWith(tb)
+}
+
+// StartOwnedWith is StartOwned with server settings ("name=value") that
+// override the harness's defaults, such as "wal_level=replica".
+func StartOwnedWith(tb testing.TB, settings ...string) *Server {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	s, err := pgcluster.StartTemp(ctx)
+	s, err := pgcluster.StartTempWith(ctx, settings...)
 	if err != nil {
 		tb.Fatalf("start owned cluster: %v", err)
 	}

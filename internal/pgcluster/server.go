@@ -43,10 +43,11 @@ type Server struct {
 	Host string
 	Port int
 
-	dir   string // data directory when this process started the server
-	bin   string // directory of pg_ctl, initdb and postgres
-	owner string // OS user that owns dir, "" for the current user
-	temp  bool   // dir is a temporary directory that Stop removes
+	dir   string   // data directory when this process started the server
+	bin   string   // directory of pg_ctl, initdb and postgres
+	owner string   // OS user that owns dir, "" for the current user
+	temp  bool     // dir is a temporary directory that Stop removes
+	extra []string // settings given to StartTempWith, after the defaults
 }
 
 // Start returns the server named by PGTEST_DSN or the PG* variables in
@@ -115,7 +116,12 @@ func Installed() bool {
 
 // StartTemp starts a throwaway cluster in a new temporary directory on a
 // free loopback port; Stop stops it and removes the directory.
-func StartTemp(ctx context.Context) (*Server, error) {
+func StartTemp(ctx context.Context) (*Server, error) { return StartTempWith(ctx) }
+
+// StartTempWith is StartTemp with server settings ("name=value") that
+// override the defaults, such as "wal_level=replica" for a server an
+// online move must refuse. Resume starts it again with them.
+func StartTempWith(ctx context.Context, settings ...string) (*Server, error) {
 	bin, err := BinDir()
 	if err != nil {
 		return nil, fmt.Errorf("pgcluster: %w", err)
@@ -124,7 +130,7 @@ func StartTemp(ctx context.Context) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgcluster: %w", err)
 	}
-	s := &Server{Host: "127.0.0.1", dir: dir, bin: bin, temp: true}
+	s := &Server{Host: "127.0.0.1", dir: dir, bin: bin, temp: true, extra: settings}
 	if os.Geteuid() == 0 {
 		// The server refuses to run as root.
 		s.owner = "postgres"
@@ -183,7 +189,7 @@ func (s *Server) initAndStart(ctx context.Context) error {
 		}
 		s.Port = port
 	}
-	opts := strings.Join([]string{
+	opts := []string{
 		"-c listen_addresses=127.0.0.1",
 		"-c port=" + strconv.Itoa(s.Port),
 		"-c unix_socket_directories=" + s.dir,
@@ -200,9 +206,13 @@ func (s *Server) initAndStart(ctx context.Context) error {
 		"-c wal_level=logical",
 		"-c max_replication_slots=32",
 		"-c max_wal_senders=32",
-	}, " ")
+	}
+	for _, set := range s.extra {
+		// The last -c of a setting wins.
+		opts = append(opts, "-c "+set)
+	}
 	logFile := s.LogFile()
-	if out, err := s.pg(ctx, "pg_ctl", "start", "-w", "-t", "60", "-D", data, "-l", logFile, "-o", opts).CombinedOutput(); err != nil {
+	if out, err := s.pg(ctx, "pg_ctl", "start", "-w", "-t", "60", "-D", data, "-l", logFile, "-o", strings.Join(opts, " ")).CombinedOutput(); err != nil {
 		log, _ := os.ReadFile(logFile)
 		return fmt.Errorf("pgcluster: pg_ctl start: %w\n%s\n%s", err, out, log)
 	}
