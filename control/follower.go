@@ -33,11 +33,14 @@ type Follower struct {
 	pool   *pgxpool.Pool   // polls and records: one connection
 	listen *pgx.ConnConfig // the LISTEN connection's
 	wakeup chan struct{}
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	id     string
-	host   string
-	start  time.Time
+	// syncing holds a token while a sync runs, so that a Refresh and the
+	// poll loop never apply epochs out of order.
+	syncing chan struct{}
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	id      string
+	host    string
+	start   time.Time
 
 	mu      sync.Mutex      // serialises the holder's reloads; guards the fields below
 	file    shardmap.Config // the file's shard map; its regions serve until an epoch is applied
@@ -84,7 +87,7 @@ func Follow(ctx context.Context, cfg Config, file shardmap.Config, holder *shard
 	ctx, cancel := context.WithCancel(ctx)
 	f := &Follower{
 		holder: holder, log: log, poll: cfg.Poll(), pool: pool, listen: listen,
-		wakeup: make(chan struct{}, 1), cancel: cancel, id: id, host: host, start: time.Now(),
+		wakeup: make(chan struct{}, 1), syncing: make(chan struct{}, 1), cancel: cancel, id: id, host: host, start: time.Now(),
 		file: file, state: State{RouterID: id},
 	}
 	f.sync(ctx)
@@ -229,7 +232,35 @@ func (f *Follower) listenOnce(ctx context.Context, listening func()) (listened b
 // sync reads the current epoch, applies it when it is not the one served,
 // and records the router's row; it logs a change of state.
 func (f *Follower) sync(ctx context.Context) {
-	tctx, cancel := context.WithTimeout(ctx, max(f.poll, 2*time.Second))
+	f.syncWithin(ctx, max(f.poll, 2*time.Second))
+}
+
+// Refresh reads the current epoch now and applies it, as a poll does,
+// within RefreshTimeout: the router calls it (through
+// shardmap.Holder.SetRefresher) as soon as a shard's fence says that the
+// assignments it serves are stale. It waits for a poll that is running
+// instead of overtaking it, so that epochs are applied in order. The
+// error is the control database's, or ErrNotSeeded; a router that cannot
+// reach the database keeps serving what it applied last.
+func (f *Follower) Refresh(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, RefreshTimeout)
+	defer cancel()
+	return f.syncWithin(ctx, RefreshTimeout)
+}
+
+// RefreshTimeout bounds Refresh.
+const RefreshTimeout = time.Second
+
+// syncWithin is sync within timeout; it returns the error that set the
+// state, or ctx's when it could not start.
+func (f *Follower) syncWithin(ctx context.Context, timeout time.Duration) error {
+	select {
+	case f.syncing <- struct{}{}:
+		defer func() { <-f.syncing }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	tctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	err := twice(tctx, func() error {
 		cur, err := Current(tctx, f.pool)
@@ -239,10 +270,11 @@ func (f *Follower) sync(ctx context.Context) {
 		}
 		return err
 	})
-	if ctx.Err() != nil {
-		return // stopping
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return ctx.Err() // stopping
 	}
 	f.setState(err)
+	return err
 }
 
 // twice runs fn, and once more when it fails and ctx is not done: the

@@ -18,7 +18,7 @@ import (
 // Leg statuses, as every national answer reports them per region.
 const (
 	StatusOK          = "ok"
-	StatusUnavailable = "unavailable" // the shard's breaker is open, or it refused the connection
+	StatusUnavailable = "unavailable" // the shard's breaker is open, it refused the connection, or its fence refused the region (it moved)
 	StatusTimeout     = "timeout"     // the leg's deadline passed
 	StatusError       = "error"       // anything else, logged
 )
@@ -112,13 +112,20 @@ func runLeg[T any](ctx context.Context, f *Fanout, req Request, o *outcome[T], r
 		if err != nil {
 			return err
 		}
+		run := func(sh *shardmap.Shard) error {
+			span.SetAttributes(attribute.String("shard", sh.Name()))
+			var err error
+			o.value, err = read(ctx, sh, sc)
+			return err
+		}
+		if req.Holder != nil {
+			return req.Holder.Run(ctx, req.Map, o.region, run)
+		}
 		sh, err := req.Map.For(o.region)
 		if err != nil {
 			return err
 		}
-		span.SetAttributes(attribute.String("shard", sh.Name()))
-		o.value, err = read(ctx, sh, sc)
-		return err
+		return run(sh)
 	}()
 	o.status.MS = time.Since(start).Milliseconds()
 	o.status.Status = statusOf(o.err)
@@ -131,11 +138,12 @@ func runLeg[T any](ctx context.Context, f *Fanout, req Request, o *outcome[T], r
 
 func statusOf(err error) string {
 	var unavailable *shardmap.UnavailableError
+	var fenced *shardmap.FenceError
 	var timeout *shardmap.TimeoutError
 	switch {
 	case err == nil:
 		return StatusOK
-	case errors.As(err, &unavailable):
+	case errors.As(err, &unavailable), errors.As(err, &fenced):
 		return StatusUnavailable
 	case errors.As(err, &timeout), errors.Is(err, context.DeadlineExceeded):
 		return StatusTimeout

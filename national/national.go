@@ -10,6 +10,8 @@
 //     returns *shardmap.UnavailableError without touching the network);
 //   - every leg of a request reads the one shard map snapshot the request
 //     took (Request.Map), so a reload never splits a request across maps;
+//     only a leg whose shard's fence says its region moved away reads it
+//     once more from the shard a reloaded map names (Request.Holder);
 //   - identical concurrent requests of the same scope share one fan-out
 //     (singleflight), and a complete answer is served from memory for
 //     Config.CacheTTL, keyed by the request and the principal's territory,
@@ -113,6 +115,11 @@ func (f *Fanout) config() Config { return *f.cfg.Load() }
 type Request struct {
 	// Map is the shard map snapshot the request took: every leg reads it.
 	Map *shardmap.Map
+	// Holder, when set, is what Map was taken from: a leg whose shard's
+	// fence says the region moved away reloads the assignments through it
+	// and reads once more from the shard that serves the region now
+	// (shardmap.Holder.Run). Without it such a leg is unavailable.
+	Holder *shardmap.Holder
 	// Principal is the caller; each leg reads its region in the principal's
 	// scope, and answers are cached per territory.
 	Principal auth.Principal

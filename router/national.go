@@ -96,7 +96,7 @@ func requiredDate(q *params, name string) time.Time {
 // nationalRequest is what every national question of c carries: the one
 // shard map snapshot all its legs read, the principal and the route.
 func (s *Server) nationalRequest(c *gin.Context) national.Request {
-	return national.Request{Map: s.shards.Map(), Principal: principal(c), Route: c.FullPath()}
+	return national.Request{Map: s.shards.Map(), Holder: s.shards, Principal: principal(c), Route: c.FullPath()}
 }
 
 // partialError is a national answer that misses regions when the caller

@@ -277,11 +277,13 @@ func (s *Server) getGraduatoria(c *gin.Context) error {
 	if err := q.err(); err != nil {
 		return err
 	}
-	sh, sc, err := s.targetID(c, r)
+	sc, err := s.targetID(c, r)
 	if err != nil {
 		return err
 	}
-	g, err := registry.GetGraduatoria(c.Request.Context(), sh, sc, marketID, year, kind, today, pg)
+	g, err := onShard(s, c, r, func(ctx context.Context, sh *shardmap.Shard) (registry.Graduatoria, error) {
+		return registry.GetGraduatoria(ctx, sh, sc, marketID, year, kind, today, pg)
+	})
 	if err != nil {
 		return err
 	}

@@ -228,6 +228,14 @@ var problemTable = []problemRow{
 		fill: fillAs(func(unavailable *shardmap.UnavailableError, _ *Problem, h http.Header) {
 			h.Set("Retry-After", retryAfter(unavailable.RetryAfter))
 		})},
+	{match: is(shardmap.ErrNotOwned),
+		problem: Problem{Type: "/problems/region-moved", Title: "Region moved", Status: http.StatusServiceUnavailable,
+			Detail: "the region is moving to another database; retry after Retry-After seconds"},
+		fill: func(_ error, _ *Problem, h http.Header) { h.Set("Retry-After", "1") }},
+	{match: is(shardmap.ErrFrozen),
+		problem: Problem{Type: "/problems/region-frozen", Title: "Region frozen", Status: http.StatusServiceUnavailable,
+			Detail: "the region is being switched to another database and refuses writes for at most a few seconds; nothing was written; retry after Retry-After seconds"},
+		fill: func(_ error, _ *Problem, h http.Header) { h.Set("Retry-After", "1") }},
 	{match: is(shardmap.ErrReadOnly),
 		problem: Problem{Type: "/problems/region-read-only", Title: "Region read-only", Status: http.StatusServiceUnavailable,
 			Detail: "the region is frozen for maintenance; retry later"},
@@ -320,6 +328,8 @@ var problemAbout = map[string]string{
 	"/problems/internal":               "The server failed. The request id (X-Request-ID) finds the logged cause.",
 	"/problems/method-not-allowed":     "The route exists, but not with this HTTP method.",
 	"/problems/not-found":              "No route serves the path, or nothing with the id exists in the caller's territory (whether it exists elsewhere is not revealed).",
+	"/problems/region-frozen":          "The region is being switched to another database by an online move and refuses writes, for at most the move's freeze (a few seconds); its reads go on. Nothing was written: retry after Retry-After seconds (with the same Idempotency-Key).",
+	"/problems/region-moved":           "The region moved to another database and the router could not reach the one that serves it now, even after reloading the assignments. Nothing was written: retry after Retry-After seconds.",
 	"/problems/region-read-only":       "The region's database is frozen for maintenance and refuses writes. Retry after Retry-After seconds.",
 	"/problems/region-unavailable":     "The database serving the region is unavailable, or its circuit breaker is open. Retry after Retry-After seconds; other regions keep answering.",
 	"/problems/regions-unavailable":    "Some regions of a national answer did not answer, and the request demanded every region (partial=false). The regions list names them; retry after Retry-After seconds.",

@@ -12,30 +12,43 @@ import (
 	"github.com/dmshub/dmsrouter/shardmap"
 )
 
-// target returns the shard and scope that serve region r for the
-// request's principal. A region outside the territory is errForbidden.
-func (s *Server) target(c *gin.Context, r regions.Code) (*shardmap.Shard, regions.Scope, error) {
+// target returns the scope of region r for the request's principal. A
+// region outside the territory is errForbidden.
+func (s *Server) target(c *gin.Context, r regions.Code) (regions.Scope, error) {
 	p := principal(c)
 	sc, err := p.Territory.Scope(r, p.Subject)
 	if err != nil {
-		return nil, sc, forbidden("region %s is outside territory %s", r, p.Territory)
-	}
-	sh, err := s.shards.For(r)
-	if err != nil {
-		return nil, sc, err
+		return sc, forbidden("region %s is outside territory %s", r, p.Territory)
 	}
 	c.Set(ctxRegion, string(r))
-	return sh, sc, nil
+	return sc, nil
 }
 
 // targetID is target for an id: an id outside the territory is not found,
 // so its existence is never revealed.
-func (s *Server) targetID(c *gin.Context, r regions.Code) (*shardmap.Shard, regions.Scope, error) {
-	sh, sc, err := s.target(c, r)
+func (s *Server) targetID(c *gin.Context, r regions.Code) (regions.Scope, error) {
+	sc, err := s.target(c, r)
 	if errors.Is(err, errForbidden) {
-		return nil, sc, registry.ErrNotFound
+		return sc, registry.ErrNotFound
 	}
-	return sh, sc, err
+	return sc, err
+}
+
+// onShard runs call on the shard that serves region r, and is the one
+// place where every read and write of a region meets the fence
+// (shardmap.Holder.Run): when the shard's database says it no longer
+// serves r, the router reloads its assignments and call runs once more on
+// the shard that serves r now. Nothing ran on the first shard, so a write
+// is retried too. call may so run twice.
+func onShard[T any](s *Server, c *gin.Context, r regions.Code, call func(context.Context, *shardmap.Shard) (T, error)) (T, error) {
+	ctx := c.Request.Context()
+	var v T
+	err := s.shards.Run(ctx, nil, r, func(sh *shardmap.Shard) error {
+		var err error
+		v, err = call(ctx, sh)
+		return err
+	})
+	return v, err
 }
 
 // listRegion decides which region a list request reads: the explicit
@@ -96,11 +109,13 @@ func readByID[T any](s *Server, c *gin.Context, read func(context.Context, *shar
 	if err != nil {
 		return err
 	}
-	sh, sc, err := s.targetID(c, r)
+	sc, err := s.targetID(c, r)
 	if err != nil {
 		return err
 	}
-	v, err := read(c.Request.Context(), sh, sc, id)
+	v, err := onShard(s, c, r, func(ctx context.Context, sh *shardmap.Shard) (T, error) {
+		return read(ctx, sh, sc, id)
+	})
 	if err != nil {
 		return err
 	}
@@ -117,11 +132,13 @@ func listOf[F, T any](s *Server, c *gin.Context, list func(context.Context, *sha
 
 // listIn answers a list of region r with filter f and page pg.
 func listIn[F, T any](s *Server, c *gin.Context, r regions.Code, list func(context.Context, *shardmap.Shard, regions.Scope, F, registry.Page) (T, error), f F, pg registry.Page) error {
-	sh, sc, err := s.target(c, r)
+	sc, err := s.target(c, r)
 	if err != nil {
 		return err
 	}
-	v, err := list(c.Request.Context(), sh, sc, f, pg)
+	v, err := onShard(s, c, r, func(ctx context.Context, sh *shardmap.Shard) (T, error) {
+		return list(ctx, sh, sc, f, pg)
+	})
 	if err != nil {
 		return err
 	}

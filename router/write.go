@@ -121,17 +121,19 @@ func write[B, In, Out any](s *Server, c *gin.Context, to writeTo,
 	if err := k.err(); err != nil {
 		return err
 	}
-	var sh *shardmap.Shard
 	var sc regions.Scope
 	if to == toPathID {
-		sh, sc, err = s.targetID(c, req.region)
+		r = req.region
+		sc, err = s.targetID(c, r)
 	} else {
-		sh, sc, err = s.target(c, r)
+		sc, err = s.target(c, r)
 	}
 	if err != nil {
 		return err
 	}
-	res, err := call(c.Request.Context(), sh, sc, w, req.id, in)
+	res, err := onShard(s, c, r, func(ctx context.Context, sh *shardmap.Shard) (registry.Result[Out], error) {
+		return call(ctx, sh, sc, w, req.id, in)
+	})
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/sony/gobreaker/v2"
+
+	"github.com/dmshub/dmsrouter/regions"
 )
 
 // UnavailableError reports a shard that cannot serve: its breaker is open,
@@ -44,6 +46,63 @@ func (e *TimeoutError) Unwrap() error { return e.Err }
 // ErrReadOnly reports a write refused because the region's database is
 // read-only (SQLSTATE 25006), as during a maintenance freeze.
 var ErrReadOnly = errors.New("database is read-only")
+
+// The fence's refusals (migration 00013, dms.fence): every scoped call
+// checks, in the statement that sets its scope, that its database serves
+// the region, so nothing of the call ran when it is refused. Both come
+// wrapped in a *FenceError.
+var (
+	// ErrNotOwned reports a call refused because its database does not
+	// serve the region (SQLSTATE DMF01): the region moved away, or has
+	// not been switched there yet. The assignments this router holds are
+	// stale; Holder.Run reloads them and tries the shard they then name.
+	ErrNotOwned = errors.New("region not served by this database")
+	// ErrFrozen reports a write refused because the region is frozen
+	// for a move's switch (SQLSTATE DMF02); its reads go on. The freeze
+	// lasts at most the move's --max-freeze.
+	ErrFrozen = errors.New("region frozen for a move")
+)
+
+// FenceError is a scoped call refused by its database's fence: Err is
+// ErrNotOwned or ErrFrozen. It is no infrastructure failure: a breaker
+// does not count it.
+type FenceError struct {
+	Shard  string
+	Region regions.Code
+	Err    error // ErrNotOwned or ErrFrozen
+	cause  error // the database's error
+}
+
+func (e *FenceError) Error() string {
+	if e.cause == nil {
+		return fmt.Sprintf("shard %s, region %s: %v", e.Shard, e.Region, e.Err)
+	}
+	return fmt.Sprintf("shard %s, region %s: %v: %v", e.Shard, e.Region, e.Err, e.cause)
+}
+
+// Unwrap returns the sentinel and the database's error.
+func (e *FenceError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{e.Err}
+	}
+	return []error{e.Err, e.cause}
+}
+
+// fenceSentinel returns ErrNotOwned or ErrFrozen for an error of the
+// fence, or nil.
+func fenceSentinel(err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return nil
+	}
+	switch pgErr.Code {
+	case "DMF01":
+		return ErrNotOwned
+	case "DMF02":
+		return ErrFrozen
+	}
+	return nil
+}
 
 // IsInfrastructure reports whether err is a failure of the database or the
 // network rather than of the request: a connection that could not be
@@ -111,14 +170,17 @@ func isReadOnly(err error) bool {
 	return errors.As(err, &pgErr) && pgErr.Code == "25006"
 }
 
-// classify wraps an error returned by a shard operation so that callers can
-// tell infrastructure failures (UnavailableError, TimeoutError) and a
-// read-only database (ErrReadOnly) from the request's own errors, which pass
-// through unchanged.
-func (s *Shard) classify(err error) error {
+// classify wraps an error returned by a shard operation in scope sc so
+// that callers can tell infrastructure failures (UnavailableError,
+// TimeoutError), a read-only database (ErrReadOnly) and the fence's
+// refusals (FenceError) from the request's own errors, which pass through
+// unchanged.
+func (s *Shard) classify(err error, sc regions.Scope) error {
 	switch {
 	case err == nil:
 		return nil
+	case fenceSentinel(err) != nil:
+		return &FenceError{Shard: s.name, Region: sc.Region, Err: fenceSentinel(err), cause: err}
 	case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests):
 		return &UnavailableError{Shard: s.name, RetryAfter: s.openTimeout, Err: err}
 	case errors.Is(err, context.Canceled):

@@ -1,22 +1,47 @@
 package shardmap
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/dmshub/dmsrouter/regions"
 )
 
 // Holder holds the current shard map and replaces it atomically on
 // Reload. Requests take the map once (Map) and use that snapshot to the
-// end, so a reload never changes the shard under a running request.
+// end, so a reload never changes the shard under a running request; Run
+// is how a request whose shard no longer serves its region (the fence's
+// ErrNotOwned) reaches the one that does.
 type Holder struct {
-	opts   Options
-	mu     sync.Mutex // serialises reloads
-	cur    atomic.Pointer[Map]
-	closed bool
+	opts    Options
+	mu      sync.Mutex // serialises reloads
+	cur     atomic.Pointer[Map]
+	closed  bool
+	refresh refresher
 }
+
+// refresher coalesces the reloads of the assignments that fenced calls
+// ask for (Holder.Refresh).
+type refresher struct {
+	mu   sync.Mutex
+	fn   func(context.Context) error // nil: nothing to reload from
+	last *refreshCall                // the newest refresh, running or done
+}
+
+// refreshCall is one run of a refresher's fn.
+type refreshCall struct {
+	start time.Time
+	done  chan struct{} // closed when err is set
+	err   error
+}
+
+// RefreshTimeout bounds one reload of the assignments that a fenced call
+// asks for (Holder.Refresh).
+const RefreshTimeout = time.Second
 
 // NewHolder opens the map for cfg.
 func NewHolder(cfg Config, opts Options) (*Holder, error) {
@@ -32,6 +57,89 @@ func NewHolder(cfg Config, opts Options) (*Holder, error) {
 // Map returns the current map.
 func (h *Holder) Map() *Map { return h.cur.Load() }
 
+// SetRefresher makes fn how the holder reloads its assignments at once
+// when a shard's fence says they are stale (Refresh, Run): with a control
+// database, control.Follower.Refresh, which reads the current epoch and
+// applies it to the holder. fn runs under a deadline of RefreshTimeout.
+// Without a refresher (nil, the default), only Reload changes the map.
+func (h *Holder) SetRefresher(fn func(context.Context) error) {
+	h.refresh.mu.Lock()
+	defer h.refresh.mu.Unlock()
+	h.refresh.fn = fn
+}
+
+// Refresh reloads the assignments through the refresher (SetRefresher)
+// and returns the map in place afterwards. A caller that has seen the
+// fence refuse a call which started at since shares a refresh that
+// started at or after since, running or done, so a burst of fenced
+// requests makes one reload; a refresh that started earlier may have read
+// the assignments before they changed, so a new one starts. Without a
+// refresher, Refresh returns the current map. The error is the
+// refresher's, or ctx's when it is done first; the map then stays.
+func (h *Holder) Refresh(ctx context.Context, since time.Time) (*Map, error) {
+	r := &h.refresh
+	r.mu.Lock()
+	if r.fn == nil {
+		r.mu.Unlock()
+		return h.Map(), nil
+	}
+	call := r.last
+	if call == nil || call.start.Before(since) {
+		call = &refreshCall{start: time.Now(), done: make(chan struct{})}
+		r.last = call
+		fn := r.fn
+		// The refresh is shared: no one caller's cancellation stops it.
+		go func() {
+			rctx, cancel := context.WithTimeout(context.Background(), RefreshTimeout)
+			defer cancel()
+			call.err = fn(rctx)
+			close(call.done)
+		}()
+	}
+	r.mu.Unlock()
+	select {
+	case <-call.done:
+		if call.err != nil {
+			return h.Map(), fmt.Errorf("reload the assignments: %w", call.err)
+		}
+		return h.Map(), nil
+	case <-ctx.Done():
+		return h.Map(), ctx.Err()
+	}
+}
+
+// Run runs fn on the shard of m (the request's snapshot; nil means the
+// current map) that serves region r. When that shard's fence refuses the
+// call because its database does not serve r (ErrNotOwned), nothing ran
+// there: Run reloads the assignments (Refresh) and runs fn once more on the
+// shard the map then names, when that is another shard. Otherwise, and when
+// the reload fails, the fence's *FenceError comes back as it is; the
+// frozen region's ErrFrozen is never retried (the freeze outlasts a
+// request). fn is so called at most twice and must assign its results,
+// not append to them. The error of m.For, or of fn's last run, is returned.
+func (h *Holder) Run(ctx context.Context, m *Map, r regions.Code, fn func(*Shard) error) error {
+	if m == nil {
+		m = h.Map()
+	}
+	sh, err := m.For(r)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	err = fn(sh)
+	if !errors.Is(err, ErrNotOwned) {
+		return err
+	}
+	next, rerr := h.Refresh(ctx, start)
+	if rerr != nil {
+		return fmt.Errorf("%w (and %v)", err, rerr)
+	}
+	retry, ferr := next.For(r)
+	if ferr != nil || retry == sh {
+		return err
+	}
+	return fn(retry)
+}
 // Change is one difference between two shard maps.
 type Change struct {
 	Kind   string // "shard added", "shard removed", "shard replaced", "region moved"

@@ -144,6 +144,7 @@ type observer struct {
 	tracer        trace.Tracer
 	meter         metric.Meter
 	queryDuration metric.Float64Histogram
+	fenced        metric.Int64Counter
 	registration  metric.Registration
 }
 
@@ -164,6 +165,11 @@ func newObserver(opts Options) (*observer, error) {
 		metric.WithUnit("s"),
 		metric.WithDescription("Duration of shard operations by shard, region, operation and outcome."),
 		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+	if err != nil {
+		return nil, err
+	}
+	o.fenced, err = o.meter.Int64Counter("dms.shard.fence.refusals",
+		metric.WithDescription("Calls a shard's fence refused, by shard, region and reason (not_owned: the region moved away; frozen: a write during a move's switch)."))
 	return o, err
 }
 

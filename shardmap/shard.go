@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -224,25 +225,52 @@ func WithQueryTimeout(ctx context.Context, d time.Duration) context.Context {
 const scopeSQL = `SELECT set_config('dms.region', $1, true), set_config('dms.province', $2, true),
 	set_config('dms.comune', $3, true), set_config('dms.market', $4, true), set_config('dms.user', $5, true)`
 
-// scopeReadOnlySQL is scopeSQL that also makes the transaction read-only.
-const scopeReadOnlySQL = scopeSQL + `, set_config('transaction_read_only', 'on', true)`
+// readOnlySQL, appended to scopeSQL, makes the transaction read-only.
+const readOnlySQL = `, set_config('transaction_read_only', 'on', true)`
 
-// scopeWriteSQL is scopeSQL that also makes the transaction read-only when
-// its database is frozen for maintenance (ALTER DATABASE ... SET
-// default_transaction_read_only = on, docs/architecture.md#17). That
-// setting reaches only sessions that start after it, and the pool's
+// frozenDatabaseSQL, appended to scopeSQL, makes a write transaction
+// read-only when its database is frozen for maintenance (ALTER DATABASE
+// ... SET default_transaction_read_only = on, docs/architecture.md#17).
+// That setting reaches only sessions that start after it, and the pool's
 // connections may be older: every write transaction looks the setting up
 // in the catalog, so a freeze reaches every connection of every router at
 // its next write, which fails with SQLSTATE 25006.
-const scopeWriteSQL = scopeSQL + `, CASE WHEN EXISTS (
+const frozenDatabaseSQL = `, CASE WHEN EXISTS (
 		SELECT FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase
 		WHERE d.datname = current_database() AND s.setrole = 0
 		  AND EXISTS (SELECT FROM unnest(s.setconfig) c WHERE c ~* '^default_transaction_read_only=(on|true|yes|1)$'))
 	THEN set_config('transaction_read_only', 'on', true) END`
 
-// scopeRegionReadSQL is scopeReadOnlySQL that also switches the transaction
-// to the role RegionReader, for reads whose scope is a whole region.
-const scopeRegionReadSQL = scopeReadOnlySQL + `, set_config('role', '` + RegionReader + `', true)`
+// regionReaderSQL, appended to scopeSQL, switches the transaction to the
+// role RegionReader, for reads whose scope is a whole region.
+const regionReaderSQL = `, set_config('role', '` + RegionReader + `', true)`
+
+// The fence (migration 00013), put first in the scope statement of a call
+// scoped to a region, so that a database that does not serve the region
+// (or, for a write, holds it frozen) refuses the call before it reads or
+// writes anything, in the same round trip. A write's fence takes a share
+// lock on the region's row of dms.shard_regions until the transaction
+// ends, which is what a move's freeze waits for.
+const (
+	fenceReadSQL  = `SELECT dms.fence($1, false), `
+	fenceWriteSQL = `SELECT dms.fence($1, true), `
+)
+
+// scopeStatement returns the statement that opens a call scoped to sc: the
+// settings of scopeSQL, the fence when sc names a region, and then rest
+// (readOnlySQL, regionReaderSQL, frozenDatabaseSQL). forWrite chooses the
+// write's fence.
+func scopeStatement(sc regions.Scope, forWrite bool, rest ...string) string {
+	stmt := scopeSQL
+	if sc.Region != "" {
+		fence := fenceReadSQL
+		if forWrite {
+			fence = fenceWriteSQL
+		}
+		stmt = fence + strings.TrimPrefix(scopeSQL, "SELECT ")
+	}
+	return stmt + strings.Join(rest, "")
+}
 
 // RegionReader is the database role of reads whose scope is a whole region
 // (migration 00005): it may only read, and its row-level security policies
@@ -278,9 +306,9 @@ func scopeArgs(sc regions.Scope) []any {
 func (s *Shard) Read(ctx context.Context, sc regions.Scope, queue func(b *pgx.Batch)) error {
 	read := func(ctx context.Context, conn *pgxpool.Conn) error {
 		b := &pgx.Batch{}
-		scope := scopeReadOnlySQL
+		scope := scopeStatement(sc, false, readOnlySQL)
 		if sc.Province == "" && sc.Comune == "" && sc.Market == 0 {
-			scope = scopeRegionReadSQL
+			scope = scopeStatement(sc, false, readOnlySQL, regionReaderSQL)
 		}
 		b.Queue(scope, scopeArgs(sc)...)
 		queue(b)
@@ -299,7 +327,7 @@ func (s *Shard) Read(ctx context.Context, sc regions.Scope, queue func(b *pgx.Ba
 // after setting the scope sc for row-level security. fn's error rolls the
 // transaction back and is returned as is; infrastructure failures come back
 // as *UnavailableError or *TimeoutError, and a read-only database (also one
-// frozen after the connection opened, see scopeWriteSQL) as ErrReadOnly.
+// frozen after the connection opened, see frozenDatabaseSQL) as ErrReadOnly.
 // The router's deadline covers the whole transaction, fn's statements
 // included whatever context they run with: when it passes, the connection
 // is closed under them and the error is a *TimeoutError.
@@ -312,7 +340,7 @@ func (s *Shard) Tx(ctx context.Context, sc regions.Scope, mode pgx.TxAccessMode,
 			opts.AccessMode = ""
 		}
 		return pgx.BeginTxFunc(ctx, conn, opts, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, scopeWriteSQL, scopeArgs(sc)...); err != nil {
+			if _, err := tx.Exec(ctx, scopeStatement(sc, mode != pgx.ReadOnly, frozenDatabaseSQL), scopeArgs(sc)...); err != nil {
 				return err
 			}
 			return fn(tx)
@@ -329,7 +357,7 @@ func (s *Shard) Tx(ctx context.Context, sc regions.Scope, mode pgx.TxAccessMode,
 func (s *Shard) Batch(ctx context.Context, sc regions.Scope, queue func(b *pgx.Batch)) error {
 	return s.do(ctx, "batch", sc, s.primary, func(ctx context.Context, conn *pgxpool.Conn) error {
 		b := &pgx.Batch{}
-		b.Queue(scopeWriteSQL, scopeArgs(sc)...)
+		b.Queue(scopeStatement(sc, true, frozenDatabaseSQL), scopeArgs(sc)...)
 		queue(b)
 		return conn.SendBatch(ctx, b).Close()
 	})
@@ -425,8 +453,12 @@ func (s *Shard) do(ctx context.Context, op string, sc regions.Scope, b *backend,
 	defer span.End()
 	start := time.Now()
 	_, err := b.breaker().Execute(func() (struct{}, error) { return struct{}{}, s.call(ctx, b.pool, fn) })
-	err = s.classify(err)
+	err = s.classify(err, sc)
 	outcome := outcomeOf(err)
+	if fence := (*FenceError)(nil); errors.As(err, &fence) {
+		s.obs.fenced.Add(ctx, 1, metric.WithAttributes(attribute.String("shard", s.name),
+			attribute.String("region", string(sc.Region)), attribute.String("reason", fenceReason(fence.Err))))
+	}
 	s.obs.queryDuration.Record(ctx, time.Since(start).Seconds(),
 		metric.WithAttributes(append(attrs, attribute.String("outcome", outcome))...))
 	if err != nil {
@@ -444,6 +476,16 @@ func outcomeOf(err error) string {
 		return "unavailable"
 	case *TimeoutError:
 		return "timeout"
+	case *FenceError:
+		return "fenced"
 	}
 	return "error"
+}
+
+// fenceReason is the reason label of a fence refusal: "not_owned" or "frozen".
+func fenceReason(err error) string {
+	if errors.Is(err, ErrFrozen) {
+		return "frozen"
+	}
+	return "not_owned"
 }

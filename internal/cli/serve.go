@@ -28,8 +28,9 @@ import (
 // not nil, the configuration reload returns, if it is valid, replaces the
 // shard map and the national settings; the listener and the auth keys stay
 // as they are. With a control database (cfg.Control), the regions come
-// from its current epoch, followed while serving; the file's serve only
-// until it answers.
+// from its current epoch, followed while serving (and read again at once
+// when a shard's fence says a region moved); the file's serve only until
+// it answers.
 func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload func() (config.Config, error), ready func(net.Addr)) error {
 	tel, err := router.NewTelemetry()
 	if err != nil {
@@ -49,6 +50,10 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload func
 		}
 		defer follow.Stop()
 		apply = follow.Reload // shards from the file, regions from the control database
+		// A shard's fence refusing a region (it moved) reloads the
+		// assignments at once (unset before the follower stops).
+		m.SetRefresher(follow.Refresh)
+		defer m.SetRefresher(nil)
 	}
 	fan, err := national.New(cfg.National, national.Options{Logger: log, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
 	if err != nil {
