@@ -118,22 +118,15 @@ func ingestCmd(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	defer admin.Close(context.Background())
 
-	rome, err := time.LoadLocation("Europe/Rome")
-	if err != nil {
-		return err
-	}
-	y, m, d := time.Now().In(rome).Date()
-	today := time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
 	// Days, newest first, that the measurements write: three ingest methods
 	// and the check-ins, each on days of its own, all before today and
 	// inside the partitions the schema keeps (the past 13 months).
 	days := (o.rows + perDay - 1) / perDay
 	measured := 4*days + 4
 	prefillDays := o.prefill / perDay
-	first := today.AddDate(0, 0, -(prefillDays + measured + 1))
-	if first.Before(today.AddDate(0, -12, 0)) {
-		return fmt.Errorf("--prefill %d needs %d market days: more than the 12 months of stored partitions hold at %d markets; use more --markets",
-			o.prefill, prefillDays+measured, o.markets)
+	rome, _, first, err := marketDays(prefillDays + measured)
+	if err != nil {
+		return fmt.Errorf("--prefill %d at %d markets: %w; use more --markets", o.prefill, o.markets, err)
 	}
 
 	t0 := time.Now()

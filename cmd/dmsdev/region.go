@@ -83,6 +83,23 @@ func prefill(ctx context.Context, admin *pgx.Conn, r regions.Code, first time.Ti
 	return nil
 }
 
+// marketDays returns Europe/Rome, today there (as a UTC date) and the
+// first of n market days that end the day before yesterday, so that
+// they and yesterday lie before today. It fails when they reach back
+// further than the 12 months of presence partitions the schema keeps.
+func marketDays(n int) (rome *time.Location, today, first time.Time, err error) {
+	if rome, err = time.LoadLocation("Europe/Rome"); err != nil {
+		return nil, today, first, err
+	}
+	y, m, d := time.Now().In(rome).Date()
+	today = time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+	first = today.AddDate(0, 0, -(n + 1))
+	if first.Before(today.AddDate(0, -12, 0)) {
+		return rome, today, first, fmt.Errorf("%d market days are more than the 12 months of stored partitions hold", n)
+	}
+	return rome, today, first, nil
+}
+
 // holder is a concession: who holds which stall of which market.
 type holder struct {
 	Market int64  `db:"market_id"`
@@ -289,5 +306,5 @@ func machineLine() string {
 	load, _ := os.ReadFile("/proc/loadavg")
 	avg := strings.Fields(string(load))
 	return fmt.Sprintf("%s, %d cores, Go %s, load average %s",
-		time.Now().Format(time.DateOnly), runtime.NumCPU(), runtime.Version(), strings.Join(avg[:min(3, len(avg))], " "))
+		time.Now().Format(time.DateOnly), runtime.NumCPU(), strings.TrimPrefix(runtime.Version(), "go"), strings.Join(avg[:min(3, len(avg))], " "))
 }
