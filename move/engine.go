@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -179,6 +180,17 @@ func (m *Mover) plan(rec Record) (Plan, error) {
 	return Plan{ID: rec.ID, Region: rec.Region, Source: src, Target: dst}, nil
 }
 
+// Active returns region r's move in progress, or an error wrapping
+// ErrNoMove.
+func (m *Mover) Active(ctx context.Context, r regions.Code) (Record, error) {
+	ctl, err := pgx.Connect(ctx, m.control)
+	if err != nil {
+		return Record{}, fmt.Errorf("control database: %w", err)
+	}
+	defer ctl.Close(context.Background())
+	return activeMove(ctx, ctl, r)
+}
+
 // run is one region command at work: its connections, its move and its
 // plan.
 type run struct {
@@ -270,6 +282,17 @@ func (x *run) advance(ctx context.Context, p Phase) error {
 	}
 	x.rec.Phase = p
 	return logStep(ctx, x.ctl, x.rec.ID, p, "phase", "")
+}
+
+// recordVerification records v as the move's last verification, which
+// the next frozen verification starts from.
+func (x *run) recordVerification(ctx context.Context, v Verification) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	x.rec.Verification = b
+	return recordVerification(ctx, x.ctl, x.rec.ID, b)
 }
 
 // fail records err as the move's last error and returns it.
@@ -461,7 +484,7 @@ func (x *run) catchUp(ctx context.Context, d direction) error {
 	if err != nil {
 		return err
 	}
-	if err := recordVerification(ctx, x.ctl, x.rec.ID, v); err != nil {
+	if err := x.recordVerification(ctx, v); err != nil {
 		return err
 	}
 	x.printf("verified: %s", summary(v))
@@ -603,7 +626,7 @@ func (x *run) freezeAndSwitch(ctx context.Context, d direction, cur control.Assi
 			if err != nil {
 				return err
 			}
-			if err := recordVerification(ctx, x.ctl, x.rec.ID, v); err != nil {
+			if err := x.recordVerification(ctx, v); err != nil {
 				return err
 			}
 			if !v.OK() {
@@ -619,10 +642,13 @@ func (x *run) freezeAndSwitch(ctx context.Context, d direction, cur control.Assi
 		}},
 		{"owned", func() error { return setOwned(ctx, d.to, r, true) }},
 	}
+	var took []string
 	for _, s := range steps {
+		at := time.Now()
 		if err := s.do(); err != nil {
 			return frozen, 0, fmt.Errorf("freeze, step %s: %w", s.name, err)
 		}
+		took = append(took, fmt.Sprintf("%s %s", s.name, time.Since(at).Round(time.Millisecond)))
 		if err := x.step(ctx, s.name); err != nil {
 			return frozen, 0, fmt.Errorf("freeze, step %s: %w", s.name, err)
 		}
@@ -644,8 +670,9 @@ func (x *run) freezeAndSwitch(ctx context.Context, d direction, cur control.Assi
 		return frozen, 0, fmt.Errorf("write the epoch: %w", err)
 	}
 	x.rec.Phase = d.done
-	x.printf("switched in the freeze: region %s frozen on %s, applied on %s, verified, owned by %s; epoch %d written %s after the freeze",
-		r, d.fromName, d.toName, d.toName, epoch, time.Since(frozen).Round(time.Millisecond))
+	x.printf("switched in the freeze: region %s frozen on %s (waited %s for its writes), applied on %s, verified, owned by %s; epoch %d written %s after the freeze",
+		r, d.fromName, frozen.Sub(start).Round(time.Millisecond), d.toName, d.toName, epoch, time.Since(frozen).Round(time.Millisecond))
+	x.printf("  freeze steps: %s", strings.Join(took, ", "))
 	return frozen, epoch, nil
 }
 

@@ -214,14 +214,19 @@ func serving(ctx context.Context, conn *pgx.Conn, r regions.Code) (held, owned b
 }
 
 // writeMark writes a new mark of region r in conn's database, the side
-// replicated from, and returns it.
+// replicated from, and returns it. It commits with synchronous_commit on,
+// so that the WAL up to the mark is flushed, and so sent, at once: a
+// server running with synchronous_commit off would otherwise send it only
+// at its WAL writer's next round (wal_writer_delay, 200 ms by default).
 func writeMark(ctx context.Context, conn *pgx.Conn, r regions.Code) (int64, error) {
 	var mark int64
-	err := conn.QueryRow(ctx, `
+	b := &pgx.Batch{}
+	b.Queue(`SELECT set_config('synchronous_commit', 'on', true)`)
+	b.Queue(`
 		INSERT INTO dms.move_marks AS m (region_id, mark) VALUES ($1, 1)
 		ON CONFLICT (region_id) DO UPDATE SET mark = m.mark + 1, marked_at = now()
-		RETURNING mark`, r.Num()).Scan(&mark)
-	if err != nil {
+		RETURNING mark`, r.Num()).QueryRow(func(row pgx.Row) error { return row.Scan(&mark) })
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return 0, fmt.Errorf("write a mark of region %s: %w", r, err)
 	}
 	return mark, nil

@@ -149,8 +149,9 @@ func recordError(ctx context.Context, q control.Querier, id int64, cause error) 
 	q.Exec(ctx, `UPDATE control.moves SET error = $2, updated_at = now() WHERE id = $1`, id, cause.Error())
 }
 
-// recordVerification records v as move id's last verification.
-func recordVerification(ctx context.Context, q control.Querier, id int64, v Verification) error {
+// recordVerification records v, a Verification as JSON, as move id's
+// last verification.
+func recordVerification(ctx context.Context, q control.Querier, id int64, v json.RawMessage) error {
 	_, err := q.Exec(ctx, `UPDATE control.moves SET verification = $2, updated_at = now() WHERE id = $1`, id, v)
 	if err != nil {
 		return fmt.Errorf("record the verification of move %d: %w", id, err)

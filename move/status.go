@@ -228,10 +228,10 @@ func printMove(w io.Writer, ms MoveStatus) {
 		fmt.Fprintf(w, "  not observed: %s\n", ms.Problem)
 	}
 	if len(ms.Tables) > 0 {
-		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintf(tw, "  table\tsource rows\ttarget rows\t%s\n", "")
+		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "  table\tsource rows\ttarget rows\tstate")
 		for _, t := range ms.Tables {
-			fmt.Fprintf(tw, "  %s\t%d\t%d\t%s\n", t.Table, t.Source, t.Target, t.State)
+			fmt.Fprintln(tw, strings.TrimRight(fmt.Sprintf("  %s\t%d\t%d\t%s", t.Table, t.Source, t.Target, t.State), "\t"))
 		}
 		tw.Flush()
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"slices"
@@ -25,9 +24,9 @@ import (
 // configuration has one (up also seeds its first epoch from the file's
 // regions).
 func migrateCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := subcommandFlags("migrate up|status", migrateSubcommands, stderr)
+	fs := cli.SubcommandFlags("dmsrouter", "migrate up|status", migrateSubcommands, stderr)
 	path := fs.String("config", "configs/dev.yaml", "configuration file")
-	if err := parseSubcommand(fs, "migrate", []string{"up", "status"}, args); err != nil {
+	if err := cli.ParseSubcommand(fs, "migrate", []string{"up", "status"}, args); err != nil {
 		return err
 	}
 	cfg, err := config.Load(*path, getenv)
@@ -67,35 +66,6 @@ const migrateSubcommands = `  up      apply the pending migrations to every shar
           seeding its first epoch from the file's regions)
   status  print each shard's version (and the control database's, with its epoch)
 `
-
-// subcommandFlags returns the flag set of a command with subcommands,
-// name such as "migrate up|status", whose usage lists them (subs).
-func subcommandFlags(name, subs string, stderr io.Writer) *flag.FlagSet {
-	fs := cli.NewFlags("dmsrouter", name, stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: %s [flags]\n\n%s\nflags:\n", fs.Name(), subs)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parseSubcommand parses the arguments of command cmd: one of subs, then
-// flags. help, -h and --help return the usage (cli.ParseArgs's help error).
-func parseSubcommand(fs *flag.FlagSet, cmd string, subs, args []string) error {
-	want := strings.Join(subs, " or ")
-	switch {
-	case len(args) > 0 && slices.Contains(subs, args[0]):
-		return cli.ParseArgs(fs, args[1:])
-	case len(args) > 0 && args[0] == "help":
-		return cli.ParseArgs(fs, []string{"-h"})
-	case len(args) == 0 || strings.HasPrefix(args[0], "-"):
-		if err := cli.ParseArgs(fs, args); err != nil {
-			return err
-		}
-		return fmt.Errorf("%s: no subcommand given: want %s (dmsrouter %s --help)", cmd, want, cmd)
-	}
-	return fmt.Errorf("%s: unknown subcommand %q: want %s (dmsrouter %s --help)", cmd, args[0], want, cmd)
-}
 
 // printMigrations writes one line per shard: its name, the regions it
 // holds, its version, the latest version this binary embeds, and its state

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -13,10 +12,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"golang.org/x/term"
 
 	"github.com/dmshub/dmsrouter/config"
 	"github.com/dmshub/dmsrouter/control"
+	"github.com/dmshub/dmsrouter/internal/cli"
 	"github.com/dmshub/dmsrouter/regions"
 )
 
@@ -30,12 +29,12 @@ const shardsSubcommands = `  apply   assign the regions of --regions FILE as a n
 // and waits, bounded by --wait, until every live router has applied it.
 // An invalid file, a refusal, or a change written meanwhile writes nothing.
 func shardsCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := subcommandFlags("shards apply", shardsSubcommands, stderr)
+	fs := cli.SubcommandFlags("dmsrouter", "shards apply", shardsSubcommands, stderr)
 	path := fs.String("config", "configs/dev.yaml", "configuration file: its shards and its control database")
 	regionsFile := fs.String("regions", "", `YAML file of the new assignments, regions: {"01": s01, ...}, all 20 (required)`)
 	yes := fs.Bool("yes", false, "apply without asking (required when stdin is not a terminal)")
 	wait := fs.Duration("wait", 10*time.Second, "how long to wait for every live router to apply the new epoch")
-	if err := parseSubcommand(fs, "shards", []string{"apply"}, args); err != nil {
+	if err := cli.ParseSubcommand(fs, "shards", []string{"apply"}, args); err != nil {
 		return err
 	}
 	if *regionsFile == "" {
@@ -79,7 +78,7 @@ func shardsCmd(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	fmt.Fprintf(stdout, "epoch %d -> %d:\n%s\n", cur.Epoch, cur.Epoch+1, strings.Join(diff, "\n"))
 	if !*yes {
-		if err := confirm(stdout, fmt.Sprintf("write epoch %d?", cur.Epoch+1)); err != nil {
+		if err := cli.Confirm(stdout, fmt.Sprintf("write epoch %d?", cur.Epoch+1)); err != nil {
 			return fmt.Errorf("shards apply: %w; nothing was written", err)
 		}
 	}
@@ -117,20 +116,6 @@ func shardsCmd(ctx context.Context, args []string, getenv func(string) string, s
 		fmt.Fprintln(stdout, line)
 	}
 	return fmt.Errorf("shards apply: epoch %d is written, but %d live router(s) had not applied it after %s (see above)", epoch, len(behind), *wait)
-}
-
-// confirm asks question on the terminal and returns nil for yes. Without
-// a terminal it refuses: scripts pass --yes.
-func confirm(stdout io.Writer, question string) error {
-	if !term.IsTerminal(int(os.Stdin.Fd())) {
-		return errors.New("stdin is not a terminal: pass --yes to apply without asking")
-	}
-	fmt.Fprintf(stdout, "%s [y/N] ", question)
-	answer, _ := bufio.NewReader(os.Stdin).ReadString('\n')
-	if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
-		return errors.New("not confirmed")
-	}
-	return nil
 }
 
 // applyNote is the note of an epoch written by hand: who, where, from

@@ -11,6 +11,7 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -18,8 +19,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
+
+	"golang.org/x/term"
 )
 
 // RunFunc is a binary's run, or one subcommand's: it builds what it needs
@@ -127,6 +131,56 @@ func ParseArgs(fs *flag.FlagSet, args []string) error {
 		return fmt.Errorf("%s: %w (%s --help lists the flags)", cmd, err, fs.Name())
 	case fs.NArg() > 0:
 		return fmt.Errorf("%s: unexpected arguments %q", cmd, fs.Args())
+	}
+	return nil
+}
+
+// SubcommandFlags returns the flag set of a command of prog with
+// subcommands, name such as "migrate up|status", whose usage lists them
+// (subs).
+func SubcommandFlags(prog, name, subs string, stderr io.Writer) *flag.FlagSet {
+	fs := NewFlags(prog, name, stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: %s [flags]\n\n%s\nflags:\n", fs.Name(), subs)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// ParseSubcommand parses the arguments of command cmd: one of subs, then
+// flags. help, -h and --help return the usage (ParseArgs's help error).
+func ParseSubcommand(fs *flag.FlagSet, cmd string, subs, args []string) error {
+	want := strings.Join(subs, " or ")
+	switch {
+	case len(args) > 0 && slices.Contains(subs, args[0]):
+		return ParseArgs(fs, args[1:])
+	case len(args) > 0 && args[0] == "help":
+		return ParseArgs(fs, []string{"-h"})
+	case len(args) == 0 || strings.HasPrefix(args[0], "-"):
+		if err := ParseArgs(fs, args); err != nil {
+			return err
+		}
+		return fmt.Errorf("%s: no subcommand given: want %s (%s %s --help)", cmd, want, prog(fs), cmd)
+	}
+	return fmt.Errorf("%s: unknown subcommand %q: want %s (%s %s --help)", cmd, args[0], want, prog(fs), cmd)
+}
+
+// prog is the binary's name of fs, a flag set of NewFlags.
+func prog(fs *flag.FlagSet) string {
+	p, _, _ := strings.Cut(fs.Name(), " ")
+	return p
+}
+
+// Confirm asks question on the terminal and returns nil for yes. Without
+// a terminal it refuses: scripts pass --yes.
+func Confirm(stdout io.Writer, question string) error {
+	if !term.IsTerminal(int(os.Stdin.Fd())) {
+		return errors.New("stdin is not a terminal: pass --yes to apply without asking")
+	}
+	fmt.Fprintf(stdout, "%s [y/N] ", question)
+	answer, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+	if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+		return errors.New("not confirmed")
 	}
 	return nil
 }
