@@ -45,7 +45,10 @@ func (s schema) table() string {
 }
 
 // Target is one database to migrate: a shard's name, its owner DSN and the
-// regions it holds, which Up records with HoldRegions after migrating.
+// regions it holds, which Up records with HoldRegions after migrating. With
+// a control database, the regions are its current epoch's, never the
+// file's: a file written before a move would make the shard that gave the
+// region away hold it again.
 type Target struct {
 	Name    string
 	DSN     string

@@ -63,9 +63,17 @@ func legShards(spans *tracetest.SpanRecorder) map[string]string {
 
 // TestOneSnapshotPerRequest checks that every leg of a request reads the
 // map the request took, although the holder was reloaded since: a region
-// moved by the reload is still read where the snapshot says.
+// moved by the reload is still read where the snapshot says, unless the
+// snapshot's shard no longer owns it (the fence): then the leg reads the
+// shard the holder's map names, and without a holder it is unavailable.
 func TestOneSnapshotPerRequest(t *testing.T) {
 	cfg, h := deploy(t, "natsnap")
+	// Both shards own Lombardia for now, as during a move's switch.
+	lom, rest := cfg.Shards[0].AdminDSN(), cfg.Shards[1].AdminDSN()
+	if cfg.Shards[0].Name != "lom" {
+		lom, rest = rest, lom
+	}
+	pgtest.Exec(t, rest, `INSERT INTO dms.shard_regions (region_id) VALUES (3)`)
 	spans := tracetest.NewSpanRecorder()
 	f, err := national.New(national.Config{}, national.Options{TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))})
 	if err != nil {
@@ -83,17 +91,25 @@ func TestOneSnapshotPerRequest(t *testing.T) {
 	}
 	day := time.Date(2026, 6, 15, 0, 0, 0, 0, time.UTC)
 	for _, tt := range []struct {
-		name string
-		m    *shardmap.Map
-		want string // the shard region 03 is read on
+		name   string
+		setup  string // run on lom first
+		m      *shardmap.Map
+		holder *shardmap.Holder
+		want   string // the shard region 03 is read on
+		status string // the status of 03's leg
 	}{
-		{"snapshot before the reload", before, "lom"},
-		{"current map", h.Map(), "rest"},
+		{"snapshot before the reload", "", before, nil, "lom", national.StatusOK},
+		{"current map", "", h.Map(), nil, "rest", national.StatusOK},
+		{"snapshot whose shard gave the region away", `UPDATE dms.shard_regions SET owned = false WHERE region_id = 3`, before, h, "rest", national.StatusOK},
+		{"the same without the holder", "", before, nil, "lom", national.StatusUnavailable},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			if tt.setup != "" {
+				pgtest.Exec(t, lom, tt.setup)
+			}
 			// Another day per case: no answer is shared between them.
 			day = day.AddDate(0, 0, 1)
-			a, source, err := f.Summary(context.Background(), national.Request{Map: tt.m, Principal: nationalPrincipal, Route: "test"}, day)
+			a, source, err := f.Summary(context.Background(), national.Request{Map: tt.m, Holder: tt.holder, Principal: nationalPrincipal, Route: "test"}, day)
 			if err != nil || source != national.SourceFanout {
 				t.Fatalf("Summary = %v from %q, want a fan-out", err, source)
 			}
@@ -101,8 +117,9 @@ func TestOneSnapshotPerRequest(t *testing.T) {
 			if err := json.Unmarshal(a.Body, &got); err != nil {
 				t.Fatal(err)
 			}
-			if got.Partial || len(got.Regions) != 20 || len(a.Missing) != 0 {
-				t.Errorf("partial %v, %d regions, missing %v; want a complete answer", got.Partial, len(got.Regions), a.Missing)
+			complete := tt.status == national.StatusOK
+			if got.Partial == complete || len(got.Regions) != 20 || len(a.Missing) != map[bool]int{true: 0, false: 1}[complete] || got.Regions[2].Status != tt.status {
+				t.Errorf("partial %v, %d regions, missing %v, 03's leg %+v; want partial %v, 03 %s", got.Partial, len(got.Regions), a.Missing, got.Regions[2], !complete, tt.status)
 			}
 			shards := legShards(spans)
 			if len(shards) != 20 || shards["03"] != tt.want || shards["05"] != "rest" {

@@ -230,7 +230,7 @@ var problemTable = []problemRow{
 		})},
 	{match: is(shardmap.ErrNotOwned),
 		problem: Problem{Type: "/problems/region-moved", Title: "Region moved", Status: http.StatusServiceUnavailable,
-			Detail: "the region is moving to another database; retry after Retry-After seconds"},
+			Detail: "the region moved to another database, which this router cannot reach yet; nothing was done; retry after Retry-After seconds"},
 		fill: func(_ error, _ *Problem, h http.Header) { h.Set("Retry-After", "1") }},
 	{match: is(shardmap.ErrFrozen),
 		problem: Problem{Type: "/problems/region-frozen", Title: "Region frozen", Status: http.StatusServiceUnavailable,

@@ -140,6 +140,7 @@ func (h *Holder) Run(ctx context.Context, m *Map, r regions.Code, fn func(*Shard
 	}
 	return fn(retry)
 }
+
 // Change is one difference between two shard maps.
 type Change struct {
 	Kind   string // "shard added", "shard removed", "shard replaced", "region moved"

@@ -20,6 +20,7 @@ import (
 	"github.com/dmshub/dmsrouter/migrations"
 	"github.com/dmshub/dmsrouter/pgtest"
 	"github.com/dmshub/dmsrouter/regions"
+	"github.com/dmshub/dmsrouter/shardmap"
 )
 
 // TestControl runs the region assignments through the control database
@@ -30,29 +31,8 @@ import (
 // and one started meanwhile serves the file's regions until it is back.
 func TestControl(t *testing.T) {
 	ctx := context.Background()
-	prefix := pgtest.Prefix("ctl")
-	layout := pgtest.Layout{}
-	for _, r := range regions.All() {
-		layout[r.Code] = "a"
-	}
-	layout["20"] = "b"
-	cfg, err := pg.Deployment(ctx, prefix, layout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pg.DropDeployment(context.Background(), cfg) })
-	ctlDB := prefix + "_control"
-	dropControl := func() {
-		pg.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{ctlDB}.Sanitize()+" WITH (FORCE)")
-	}
-	dropControl()
-	if err := pg.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{ctlDB}.Sanitize()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(dropControl)
+	cfg, ctlDB, path := controlDeployment(t, "ctl", "  poll_interval: 300ms\n")
 	ctlDSN := pg.AdminDB(ctlDB)
-	path := clitest.WriteConfig(t, cfg)
-	appendFile(t, path, fmt.Sprintf("control:\n  dsn: %q\n  poll_interval: 300ms\n", ctlDSN))
 
 	// migrate up seeds epoch 1 from the file's regions, once.
 	for i, want := range []string{"seeded epoch 1 from the file's regions", "up to date"} {
@@ -194,6 +174,39 @@ func TestControl(t *testing.T) {
 	if n := queryInt(t, ctlDSN, `SELECT count(*) FROM control.routers`); n != 0 {
 		t.Errorf("control.routers holds %d rows after every router stopped, want 0; r2's log:\n%s", n, r2.logs.String())
 	}
+}
+
+// controlDeployment deploys shards a (every region but 20) and b (20)
+// and an empty control database, all dropped when t ends, and writes
+// their configuration file with a control block (its dsn, then the lines
+// of extra). It returns the shard map, the control database's name and
+// the file's path.
+func controlDeployment(t *testing.T, name, extra string) (cfg shardmap.Config, ctlDB, path string) {
+	t.Helper()
+	ctx := context.Background()
+	prefix := pgtest.Prefix(name)
+	layout := pgtest.Layout{}
+	for _, r := range regions.All() {
+		layout[r.Code] = "a"
+	}
+	layout["20"] = "b"
+	cfg, err := pg.Deployment(ctx, prefix, layout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pg.DropDeployment(context.Background(), cfg) })
+	ctlDB = prefix + "_control"
+	dropControl := func() {
+		pg.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{ctlDB}.Sanitize()+" WITH (FORCE)")
+	}
+	dropControl()
+	if err := pg.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{ctlDB}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dropControl)
+	path = clitest.WriteConfig(t, cfg)
+	appendFile(t, path, fmt.Sprintf("control:\n  dsn: %q\n%s", pg.AdminDB(ctlDB), extra))
+	return cfg, ctlDB, path
 }
 
 // router is a serve run by the test.

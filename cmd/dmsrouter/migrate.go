@@ -22,7 +22,8 @@ import (
 // migrateCmd applies the schema to every shard (up) or prints each shard's
 // version (status), and does the same for the control database when the
 // configuration has one (up also seeds its first epoch from the file's
-// regions).
+// regions, and migrates it first: the shards then hold the regions of its
+// current epoch).
 func migrateCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := cli.SubcommandFlags("dmsrouter", "migrate up|status", migrateSubcommands, stderr)
 	path := fs.String("config", "configs/dev.yaml", "configuration file")
@@ -33,17 +34,22 @@ func migrateCmd(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return err
 	}
-	targets := shardTargets(cfg.ShardMap)
 	var results []migrations.Result
 	var ctl *control.Result
 	if args[0] == "up" {
-		results = migrations.Up(ctx, targets)
+		// With a control database, the regions each shard holds are its
+		// current epoch's: the file's seed epoch 1 only, so that a stale
+		// file never makes a shard that gave a region away hold it again.
+		// When it fails, the shards are migrated and hold nothing new.
+		held := cfg.ShardMap
 		if cfg.Control.Enabled() {
 			r := control.Migrate(ctx, cfg.Control.DSN, cfg.ShardMap.Regions)
 			ctl = &r
+			held.Regions = r.Regions
 		}
+		results = migrations.Up(ctx, shardTargets(held))
 	} else {
-		results = migrations.Status(ctx, targets)
+		results = migrations.Status(ctx, shardTargets(cfg.ShardMap))
 		if cfg.Control.Enabled() {
 			r := control.Status(ctx, cfg.Control.DSN)
 			ctl = &r
@@ -53,7 +59,8 @@ func migrateCmd(ctx context.Context, args []string, getenv func(string) string, 
 }
 
 // shardTargets lists the shards of cfg to migrate, each with the regions
-// the shard map gives it, which migrations.Up records in the shard.
+// the shard map gives it (with a control database, its current epoch's),
+// which migrations.Up records in the shard.
 func shardTargets(cfg shardmap.Config) []migrations.Target {
 	var targets []migrations.Target
 	for _, s := range cfg.Shards {
@@ -63,7 +70,8 @@ func shardTargets(cfg shardmap.Config) []migrations.Target {
 }
 
 const migrateSubcommands = `  up      apply the pending migrations to every shard (and the control database,
-          seeding its first epoch from the file's regions)
+          seeding its first epoch from the file's regions; each shard then holds
+          the regions of the control database's current epoch)
   status  print each shard's version (and the control database's, with its epoch)
 `
 
