@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
@@ -103,55 +104,13 @@ func movebenchCmd(ctx context.Context, args []string, getenv func(string) string
 	loadFirst := first.AddDate(0, 0, prefillDays)
 	logf := func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
 
-	// Two clusters: the source (03, 05, the rest, the control database)
-	// and the target (the spare shard, and the floor's scratch database).
 	logf("starting two PostgreSQL clusters")
-	srcSrv, err := pgcluster.StartTemp(ctx)
+	bed, err := startMoveBed(ctx, int32(o.maxConns))
+	defer bed.Close()
 	if err != nil {
 		return err
 	}
-	defer srcSrv.Stop()
-	dstSrv, err := pgcluster.StartTemp(ctx)
-	if err != nil {
-		return err
-	}
-	defer dstSrv.Stop()
-	cfg, err := srcSrv.Deployment(ctx, "movebench", pgcluster.Split("rest", pgcluster.Layout{moveRegion: "s03", otherRegion: "s05"}))
-	if err != nil {
-		return err
-	}
-	spare := shardmap.ShardConfig{Name: spareShard, Primary: dstSrv.DSN("movebench_s03b", "dms_app"), Admin: dstSrv.AdminDB("movebench_s03b")}
-	scratch := shardmap.ShardConfig{Name: "scratch", Primary: dstSrv.DSN("movebench_scratch", "dms_app"), Admin: dstSrv.AdminDB("movebench_scratch")}
-	if _, err := pgcluster.Prepare(ctx, shardmap.Config{Shards: []shardmap.ShardConfig{spare, scratch}}, ""); err != nil {
-		return err
-	}
-	cfg.Shards = append(cfg.Shards, spare)
-	for i := range cfg.Shards {
-		cfg.Shards[i].MaxConns = int32(o.maxConns)
-	}
-	ctlDSN := srcSrv.AdminDB("movebench_control")
-	if err := srcSrv.Exec(ctx, `CREATE DATABASE movebench_control`); err != nil {
-		return err
-	}
-	if r := control.Migrate(ctx, ctlDSN, cfg.Regions); r.Err != nil {
-		return r.Err
-	}
-	admin := map[regions.Code]*pgx.Conn{}
-	for r, shard := range map[regions.Code]string{moveRegion: "s03", otherRegion: "s05"} {
-		for _, s := range cfg.Shards {
-			if s.Name == shard {
-				if admin[r], err = pgx.Connect(ctx, s.AdminDSN()); err != nil {
-					return err
-				}
-				defer admin[r].Close(context.Background())
-			}
-		}
-	}
-	target, err := pgx.Connect(ctx, spare.AdminDSN())
-	if err != nil {
-		return err
-	}
-	defer target.Close(context.Background())
+	cfg, admin, target, ctlDSN := bed.cfg, bed.admin, bed.target, bed.ctlDSN
 
 	t0 := time.Now()
 	for _, f := range []struct {
@@ -177,11 +136,11 @@ func movebenchCmd(ctx context.Context, args []string, getenv func(string) string
 
 	// 1. The floor.
 	logf("floor: raw COPY of region %s's rows into a scratch database on the target server", moveRegion)
-	floor, err := copyFloor(ctx, admin[moveRegion], scratch.AdminDSN(), moveRegion)
+	floor, err := copyFloor(ctx, admin[moveRegion], bed.scratch.AdminDSN(), moveRegion)
 	if err != nil {
 		return err
 	}
-	if err := dstSrv.Exec(ctx, `DROP DATABASE movebench_scratch`); err != nil {
+	if err := bed.dst.Exec(ctx, `DROP DATABASE `+scratchDB); err != nil {
 		return err
 	}
 	logf("floor: %d rows in %s, %.0f rows/s", floor.rows, floor.took.Round(time.Millisecond), floor.rate())
@@ -214,7 +173,7 @@ func movebenchCmd(ctx context.Context, args []string, getenv func(string) string
 	if err := sleep(ctx, warm); err != nil {
 		return err
 	}
-	meter := bench.NewCPUMeter(ctx, srcSrv.AdminDSN)
+	meter := bench.NewCPUMeter(ctx, bed.src.AdminDSN)
 	base := window{from: time.Now()}
 	cpu0, srvCPU0 := meter.Read()
 	if err := sleep(ctx, o.baseline); err != nil {
@@ -332,6 +291,96 @@ func movebenchCmd(ctx context.Context, args []string, getenv func(string) string
 		return fmt.Errorf("movebench: %s", strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// The databases of the move's test bed.
+const (
+	controlDB = "movebench_control"
+	spareDB   = "movebench_s03b"
+	scratchDB = "movebench_scratch"
+)
+
+// moveBed is where movebench moves a region: two throwaway clusters, the
+// source (shards s03, s05 and rest, and the control database, which
+// assigns 03 to s03) and the target (the spare shard and the floor's
+// scratch database, which serve no region), each database migrated, and
+// superuser connections to the two regions' databases on the source
+// (admin) and to the spare.
+type moveBed struct {
+	src, dst *pgcluster.Server
+	// cfg holds the source's shards and the spare, not the scratch.
+	cfg     shardmap.Config
+	scratch shardmap.ShardConfig
+	ctlDSN  string
+	admin   map[regions.Code]*pgx.Conn
+	target  *pgx.Conn
+}
+
+// startMoveBed starts a moveBed whose shards have pools of maxConns.
+// Close it even when it fails: it stops what was started.
+func startMoveBed(ctx context.Context, maxConns int32) (*moveBed, error) {
+	b := &moveBed{admin: map[regions.Code]*pgx.Conn{}}
+	var err error
+	if b.src, err = pgcluster.StartTemp(ctx); err != nil {
+		return b, err
+	}
+	if b.dst, err = pgcluster.StartTemp(ctx); err != nil {
+		return b, err
+	}
+	layout := pgcluster.Split("rest", pgcluster.Layout{moveRegion: "s03", otherRegion: "s05"})
+	if b.cfg, err = b.src.Deployment(ctx, "movebench", layout); err != nil {
+		return b, err
+	}
+	spare := shardmap.ShardConfig{Name: spareShard, Primary: b.dst.DSN(spareDB, "dms_app"), Admin: b.dst.AdminDB(spareDB)}
+	b.scratch = shardmap.ShardConfig{Name: "scratch", Primary: b.dst.DSN(scratchDB, "dms_app"), Admin: b.dst.AdminDB(scratchDB)}
+	if _, err := pgcluster.Prepare(ctx, shardmap.Config{Shards: []shardmap.ShardConfig{spare, b.scratch}}, ""); err != nil {
+		return b, err
+	}
+	b.cfg.Shards = append(b.cfg.Shards, spare)
+	for i := range b.cfg.Shards {
+		b.cfg.Shards[i].MaxConns = maxConns
+	}
+	b.ctlDSN = b.src.AdminDB(controlDB)
+	if err := b.src.Exec(ctx, "CREATE DATABASE "+controlDB); err != nil {
+		return b, err
+	}
+	if r := control.Migrate(ctx, b.ctlDSN, b.cfg.Regions); r.Err != nil {
+		return b, r.Err
+	}
+	for _, s := range b.cfg.Shards {
+		var r regions.Code
+		switch s.Name {
+		case "s03":
+			r = moveRegion
+		case "s05":
+			r = otherRegion
+		case spareShard:
+			b.target, err = pgx.Connect(ctx, s.AdminDSN())
+		default:
+			continue
+		}
+		if r != "" {
+			b.admin[r], err = pgx.Connect(ctx, s.AdminDSN())
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+	return b, nil
+}
+
+// Close closes b's connections and stops its clusters.
+func (b *moveBed) Close() {
+	for _, c := range append(slices.Collect(maps.Values(b.admin)), b.target) {
+		if c != nil {
+			c.Close(context.Background())
+		}
+	}
+	for _, s := range []*pgcluster.Server{b.src, b.dst} {
+		if s != nil {
+			s.Stop()
+		}
+	}
 }
 
 func rateText(rate float64) string {
