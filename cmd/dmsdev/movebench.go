@@ -210,6 +210,12 @@ func movebenchCmd(ctx context.Context, args []string, getenv func(string) string
 	}
 	rec, err := m.Move(ctx, p)
 	if err != nil {
+		// What the clients and the move's log saw of a failed switch.
+		rf := refusalsOf(moved.attempts(false))
+		logf("region %s's clients saw %d refused writes, the longest run %s", moveRegion, rf.count, rf.run.to.Sub(rf.run.from).Round(time.Millisecond))
+		if tl, _ := readTimeline(ctx, ctlDSN, rec, progress); len(tl.freezeSteps) > 0 {
+			logf("the move's last freeze, each step's time after the one before: %s", tl.freezeText())
+		}
 		return err
 	}
 	moveEnd := time.Now()
@@ -758,6 +764,15 @@ type timeline struct {
 	freezeSteps []stepTime
 }
 
+// freezeText lists the steps inside the freeze with their times.
+func (tl timeline) freezeText() string {
+	var steps []string
+	for _, s := range tl.freezeSteps {
+		steps = append(steps, fmt.Sprintf("%s %.0f ms", s.name, float64(s.took)/float64(time.Millisecond)))
+	}
+	return strings.Join(steps, ", ")
+}
+
 type stepTime struct {
 	name string
 	took time.Duration
@@ -788,7 +803,7 @@ func readTimeline(ctx context.Context, ctlDSN string, rec move.Record, progress 
 		switch {
 		case s.Step == "copy":
 			tl.copyStart = s.At
-		case s.Step == "phase" && s.Phase == string(move.CatchingUp):
+		case s.Step == "phase" && s.Phase == string(move.CatchingUp) && tl.copyEnd.IsZero():
 			tl.copyEnd = s.At
 		case s.Step == "phase" && s.Phase == string(move.Switching):
 			tl.switching = s.At
@@ -936,12 +951,8 @@ func (r moveReport) markdown() string {
 	fmt.Fprintf(&b, "| move, whole command: prepare -> switched, reverse stream running | | %s | | |\n", secs(r.moveEnd.Sub(r.moveStart)))
 	fmt.Fprintf(&b, "| complete: drop the replication objects, delete the region's rows from the source | %d removed | %s | %.0f | |\n\n",
 		r.removedRows, secs(r.completion.to.Sub(r.completion.from)), float64(r.removedRows)/r.completion.to.Sub(r.completion.from).Seconds())
-	var steps []string
-	for _, s := range tl.freezeSteps {
-		steps = append(steps, fmt.Sprintf("%s %.0f ms", s.name, float64(s.took)/float64(time.Millisecond)))
-	}
 	fmt.Fprintf(&b, "Inside the freeze, each step's time after the one before (from the region frozen on the source): %s; then the epoch written and every router waited for.\n\n",
-		strings.Join(steps, ", "))
+		tl.freezeText())
 
 	moving := window{from: tl.copyStart, to: r.moveEnd}
 	windows := []struct {

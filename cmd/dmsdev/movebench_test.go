@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dmshub/dmsrouter/internal/clitest"
 )
@@ -77,5 +78,39 @@ func TestReplaceSection(t *testing.T) {
 				t.Errorf("replaceSection(%q) wrote %q, want %q", c.in, got, c.want)
 			}
 		})
+	}
+}
+
+// TestRefusals checks the clients' view of a freeze: the longest run of
+// refused writes ends at a write answered 201, and the latencies leave out
+// what ran during a skipped window.
+func TestRefusals(t *testing.T) {
+	t0 := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	w := func(ms, took, status int) sample {
+		return sample{start: at(ms), took: time.Duration(took) * time.Millisecond, status: status}
+	}
+	for _, c := range []struct {
+		name    string
+		samples []sample
+		count   int
+		run     time.Duration
+	}{
+		{"none", []sample{w(0, 5, 201), w(10, 5, 201)}, 0, 0},
+		{"one run", []sample{w(0, 5, 201), w(10, 5, 503), w(20, 10, 503), w(1010, 5, 201)}, 2, 20 * time.Millisecond},
+		{"the longer of two runs", []sample{w(0, 5, 503), w(10, 5, 201), w(20, 5, 503), w(30, 5, 503), w(40, 20, 503), w(100, 5, 201)}, 4, 40 * time.Millisecond},
+		{"a run to the end", []sample{w(0, 5, 201), w(10, 5, 503)}, 1, 5 * time.Millisecond},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rf := refusalsOf(c.samples)
+			if got := rf.run.to.Sub(rf.run.from); rf.count != c.count || got != c.run {
+				t.Errorf("refusalsOf = %d refused, run %s; want %d, %s", rf.count, got, c.count, c.run)
+			}
+		})
+	}
+	samples := []sample{w(0, 5, 201), w(10, 30, 201), w(50, 5, 503), w(60, 5, 201), w(100, 7, 201)}
+	lt := measure(samples, window{at(0), at(200)}, window{at(30), at(70)})
+	if lt.n != 2 || lt.refused != 0 || lt.ms(100) != "7.0" {
+		t.Errorf("measure skipping 30-70 ms = %d answered, %d refused, max %s ms; want 2, 0, 7.0", lt.n, lt.refused, lt.ms(100))
 	}
 }
