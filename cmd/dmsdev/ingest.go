@@ -1,16 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"os"
-	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -19,13 +15,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/bench"
 	"github.com/dmshub/dmsrouter/internal/cli"
 	"github.com/dmshub/dmsrouter/internal/pgcluster"
-	"github.com/dmshub/dmsrouter/national"
 	"github.com/dmshub/dmsrouter/regions"
-	"github.com/dmshub/dmsrouter/router"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
 
@@ -50,6 +43,10 @@ const (
 	stallsPerMarket  = 15
 	holdersPerMarket = 10
 )
+
+// lombardia is region 03's synthetic data: markets LB00001... in the
+// province of Milano.
+var lombardia = synth{region: ingestRegion, letters: "LB", province: "015"}
 
 // ingestCmd measures the write paths of one regional shard, side by side
 // in one run on the same database:
@@ -121,31 +118,24 @@ func ingestCmd(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	defer admin.Close(context.Background())
 
-	rome, err := time.LoadLocation("Europe/Rome")
-	if err != nil {
-		return err
-	}
-	y, m, d := time.Now().In(rome).Date()
-	today := time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
 	// Days, newest first, that the measurements write: three ingest methods
 	// and the check-ins, each on days of its own, all before today and
 	// inside the partitions the schema keeps (the past 13 months).
 	days := (o.rows + perDay - 1) / perDay
 	measured := 4*days + 4
 	prefillDays := o.prefill / perDay
-	first := today.AddDate(0, 0, -(prefillDays + measured + 1))
-	if first.Before(today.AddDate(0, -12, 0)) {
-		return fmt.Errorf("--prefill %d needs %d market days: more than the 12 months of stored partitions hold at %d markets; use more --markets",
-			o.prefill, prefillDays+measured, o.markets)
+	rome, _, first, err := marketDays(prefillDays + measured)
+	if err != nil {
+		return fmt.Errorf("--prefill %d at %d markets: %w; use more --markets", o.prefill, o.markets, err)
 	}
 
 	t0 := time.Now()
 	fmt.Fprintf(stderr, "filling region %s: %d markets, %d stalls, %d holders\n", ingestRegion, o.markets, o.markets*stallsPerMarket, perDay)
-	if err := fill(ctx, admin, o.markets); err != nil {
+	if err := fill(ctx, admin, lombardia, o.markets); err != nil {
 		return err
 	}
 	fmt.Fprintf(stderr, "prefilling %d presences (%d market days)\n", prefillDays*perDay, prefillDays)
-	if err := prefill(ctx, admin, first, prefillDays); err != nil {
+	if err := prefill(ctx, admin, ingestRegion, first, prefillDays); err != nil {
 		return err
 	}
 	if _, err := admin.Exec(ctx, `VACUUM ANALYZE`); err != nil {
@@ -157,43 +147,22 @@ func ingestCmd(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 
-	holder, err := shardmap.NewHolder(cfg, shardmap.Options{})
+	api, err := startRouter(ctx, cfg, "")
 	if err != nil {
 		return err
 	}
-	defer holder.Close()
-	sh, err := holder.For(ingestRegion)
+	defer api.Close()
+	sh, err := api.holder.For(ingestRegion)
 	if err != nil {
 		return err
 	}
-	v, err := auth.NewVerifier(auth.Config{HS256Secret: pgcluster.DeploymentSecret})
+	base, client := api.base, api.client
+	token, err := regionToken(ingestRegion, "dmsingest")
 	if err != nil {
 		return err
 	}
-	fan, err := national.New(national.Config{}, national.Options{})
-	if err != nil {
-		return err
-	}
-	api, err := router.New(holder, v, fan, router.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	hs := &http.Server{Handler: api}
-	go hs.Serve(ln)
-	defer hs.Close()
-	base := "http://" + ln.Addr().String()
-	terr, _ := regions.ParseTerritory("region:" + string(ingestRegion))
-	token, err := auth.SignHS256(pgcluster.DeploymentSecret, auth.Principal{Subject: "dmsingest", Role: "admin_pa", Territory: terr}, 24*time.Hour, time.Now())
-	if err != nil {
-		return err
-	}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
-	holders, err := readHolders(ctx, admin)
+	holders, err := readHolders(ctx, admin, ingestRegion)
 	if err != nil {
 		return err
 	}
@@ -379,10 +348,8 @@ func ingestCmd(ctx context.Context, args []string, getenv func(string) string, s
 
 	rate := func(d time.Duration) float64 { return float64(o.rows) / d.Seconds() }
 	var sb strings.Builder
-	load, _ := os.ReadFile("/proc/loadavg")
-	fmt.Fprintf(&sb, "dmsdev ingest: %s, %d cores, Go %s, load average %s; region %s on one shard: %d markets, %d stalls, %d presences stored before the run\n\n",
-		time.Now().Format(time.DateOnly), runtime.NumCPU(), runtime.Version(), strings.Join(strings.Fields(string(load))[:3], " "),
-		ingestRegion, o.markets, o.markets*stallsPerMarket, stored)
+	fmt.Fprintf(&sb, "dmsdev ingest: %s; region %s on one shard: %d markets, %d stalls, %d presences stored before the run\n\n",
+		machineLine(), ingestRegion, o.markets, o.markets*stallsPerMarket, stored)
 	fmt.Fprintf(&sb, "| ingest of %d presences | requests | seconds | rows/s | vs plan |\n|---|---|---|---|---|\n", o.rows)
 	fmt.Fprintf(&sb, "| POST /v1/presences/batch (COPY to staging + validated INSERT ... SELECT) | %d x %d rows | %.2f | %.0f | %.2fx |\n",
 		len(bodies), o.batch, batchTime.Seconds(), rate(batchTime), planTime.Seconds()/batchTime.Seconds())
@@ -434,17 +401,15 @@ func checkIns(ctx context.Context, client *http.Client, base, token string, rows
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				r := rows[i]
-				b := fmt.Sprintf(`{"vendor_id":%d,"kind":"CONCESSION","stall_id":%d,"checkin_at":%q}`, r.VendorID, *r.StallID, *r.CheckinAt)
 				key := ""
 				if keyPrefix != "" {
 					key = fmt.Sprintf("%s%d", keyPrefix, i)
 				}
 				t := time.Now()
-				status, body, err := post(ctx, client, fmt.Sprintf("%s/v1/markets/%d/presences", base, r.MarketID), token, []byte(b), key)
+				rep, err := checkIn(ctx, client, base, token, rows[i], key)
 				lat[i] = time.Since(t)
-				if err == nil && status != http.StatusCreated {
-					err = fmt.Errorf("check-in: %d %s", status, body)
+				if err == nil && rep.status != http.StatusCreated {
+					err = fmt.Errorf("check-in: %d %s", rep.status, rep.body)
 				}
 				if err != nil {
 					mu.Lock()
@@ -465,134 +430,6 @@ func checkIns(ctx context.Context, client *http.Client, base, token string, rows
 	run.serverCPU -= serverCPU
 	slices.Sort(lat)
 	return run, failed
-}
-
-// post sends body and returns the status and the response body.
-func post(ctx context.Context, client *http.Client, url, token string, body []byte, key string) (int, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return 0, "", err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	if key != "" {
-		req.Header.Set("Idempotency-Key", key)
-	}
-	res, err := client.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	return res.StatusCode, string(b), err
-}
-
-// fill creates the region's markets, stalls, holders and their concessions.
-func fill(ctx context.Context, admin *pgx.Conn, markets int) error {
-	for _, sql := range []string{
-		`INSERT INTO markets (id, region_id, code, name, province, comune, comune_name, days)
-		SELECT dms.next_id('markets', 3::smallint), 3, 'LB' || lpad(m::text, 5, '0'), 'Mercato ' || m,
-			'015', '015' || lpad((m % 999 + 1)::text, 3, '0'), 'Comune ' || (m % 999 + 1), '{1,2,3,4,5,6,7}'
-		FROM generate_series(1, @markets::int) m`,
-		`INSERT INTO stalls (id, region_id, market_id, comune, number, type, status, area_mq)
-		SELECT dms.next_id('stalls', 3::smallint), 3, m.id, m.comune, n, CASE WHEN n <= @holders THEN 'FISSO' ELSE 'SPUNTA' END,
-			CASE WHEN n <= @holders THEN 'OCCUPATO' ELSE 'LIBERO' END, 12
-		FROM markets m, generate_series(1, @stalls::int) n ORDER BY m.id, n`,
-		`INSERT INTO vendors (id, region_id, partita_iva, codice_fiscale, denominazione, comune)
-		SELECT dms.next_id('vendors', 3::smallint), 3, lpad(v::text, 11, '0'), lpad(v::text, 11, '0'), 'Impresa ' || v, '015146'
-		FROM generate_series(1, @markets::int * @holders::int) v`,
-		`INSERT INTO concessions (id, region_id, market_id, comune, stall_id, vendor_id, valid_from, valid_to, status)
-		SELECT dms.next_id('concessions', 3::smallint), 3, s.market_id, s.comune, s.id,
-			(3::bigint << 48) | ((s.market_id & 281474976710655) - 1) * @holders + s.number, '2020-01-01', '2029-12-31', 'ATTIVA'
-		FROM stalls s WHERE s.number <= @holders ORDER BY s.id`,
-	} {
-		if _, err := admin.Exec(ctx, sql, pgx.NamedArgs{"markets": markets, "holders": holdersPerMarket, "stalls": stallsPerMarket}); err != nil {
-			return fmt.Errorf("fill: %w", err)
-		}
-	}
-	return nil
-}
-
-// prefill stores a presence of every holder on each of n market days from first.
-func prefill(ctx context.Context, admin *pgx.Conn, first time.Time, n int) error {
-	for d := range n {
-		_, err := admin.Exec(ctx, `INSERT INTO vendor_presences (id, region_id, market_id, comune, vendor_id, stall_id, date, kind, checkin_at)
-			SELECT dms.next_id('vendor_presences', 3::smallint), 3, c.market_id, c.comune, c.vendor_id, c.stall_id, $1::date,
-				'CONCESSION', $1::date + time '07:00' + (c.id % 90) * interval '1 minute'
-			FROM concessions c ORDER BY c.id`, first.AddDate(0, 0, d))
-		if err != nil {
-			return fmt.Errorf("prefill day %d: %w", d, err)
-		}
-	}
-	return nil
-}
-
-// holder is a concession: who holds which stall of which market.
-type holder struct {
-	Market int64  `db:"market_id"`
-	Comune string `db:"comune"`
-	Stall  int64  `db:"stall_id"`
-	Vendor int64  `db:"vendor_id"`
-}
-
-func readHolders(ctx context.Context, admin *pgx.Conn) ([]holder, error) {
-	rows, err := admin.Query(ctx, `SELECT market_id, comune, stall_id, vendor_id FROM concessions ORDER BY id`)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, pgx.RowToStructByName[holder])
-}
-
-// row is one presence as the batch endpoint reads it, with what the other
-// methods need besides.
-type row struct {
-	MarketID  int64   `json:"market_id"`
-	VendorID  int64   `json:"vendor_id"`
-	StallID   *int64  `json:"stall_id"`
-	Date      string  `json:"date"`
-	Kind      string  `json:"kind"`
-	CheckinAt *string `json:"checkin_at"`
-
-	comune string
-	day    time.Time
-	at     time.Time
-}
-
-// presenceRows returns every holder's presence on each of days.
-func presenceRows(holders []holder, days []time.Time, rome *time.Location) []row {
-	out := make([]row, 0, len(holders)*len(days))
-	for _, d := range days {
-		for i, h := range holders {
-			at := time.Date(d.Year(), d.Month(), d.Day(), 7, i%90, 0, 0, rome)
-			s := at.Format(time.RFC3339)
-			stall := h.Stall
-			out = append(out, row{MarketID: h.Market, VendorID: h.Vendor, StallID: &stall, Date: d.Format(time.DateOnly),
-				Kind: "CONCESSION", CheckinAt: &s, comune: h.Comune, day: d, at: at})
-		}
-	}
-	return out
-}
-
-// interleave reorders rows, which come one market's after another's, so
-// that consecutive rows are of different markets: the first row of every
-// market, then the second of every market, and so on.
-func interleave(rows []row) []row {
-	var markets [][]row
-	for i, r := range rows {
-		if i == 0 || r.MarketID != rows[i-1].MarketID {
-			markets = append(markets, nil)
-		}
-		markets[len(markets)-1] = append(markets[len(markets)-1], r)
-	}
-	out := make([]row, 0, len(rows))
-	for k := 0; len(out) < len(rows); k++ {
-		for _, m := range markets {
-			if k < len(m) {
-				out = append(out, m[k])
-			}
-		}
-	}
-	return out
 }
 
 // insertSQL is the plan's multi-row INSERT of n presences, their ids given
@@ -616,10 +453,4 @@ func insertArgs(rows []row) []any {
 		args = append(args, r.MarketID, r.comune, r.VendorID, r.StallID, r.day, r.Kind, r.at)
 	}
 	return args
-}
-
-func count(ctx context.Context, conn *pgx.Conn, sql string, args ...any) (int64, error) {
-	var n int64
-	err := conn.QueryRow(ctx, sql, args...).Scan(&n)
-	return n, err
 }

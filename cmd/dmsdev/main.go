@@ -1,8 +1,9 @@
 // Command dmsdev holds the developer's tools, which production never runs:
 // seed fills the shards with synthetic data, demo starts a local cluster,
 // seeds it and serves it (make demo), bench measures the router against
-// direct SQL and a monolith, and ingest measures the write paths of one
-// shard. Run it with go run ./cmd/dmsdev <command>.
+// direct SQL and a monolith, ingest measures the write paths of one
+// shard, and movebench measures an online region move under load. Run
+// it with go run ./cmd/dmsdev <command>.
 //
 // The tools are a separate binary rather than subcommands of cmd/dmsrouter
 // built only under a build tag. A tagged subcommand still ships in the same
@@ -30,6 +31,7 @@ func commands() []cli.Command {
 		{Name: "demo", Summary: "start a local PostgreSQL, seed it on first use (again with --reset) and serve it (--config F [--markets N --days D --data DIR --reset])", Run: demoCmd},
 		{Name: "bench", Summary: "measure direct SQL, the router and a monolith side by side (--config F [--monolith F2 --duration --concurrency --out])", Run: benchCmd},
 		{Name: "ingest", Summary: "measure one shard's write paths on a throwaway cluster ([--markets --prefill --rows --clients])", Run: ingestCmd},
+		{Name: "movebench", Summary: "measure an online region move under load on two throwaway clusters ([--markets --prefill --clients --rate --baseline --out])", Run: movebenchCmd},
 	}
 }
 

@@ -22,13 +22,13 @@ func TestCommands(t *testing.T) {
 	if err := run(context.Background(), []string{"help"}, clitest.NoEnv, &out, &errOut); err != nil {
 		t.Fatalf("dmsdev help = %v, want nil", err)
 	}
-	for _, name := range []string{"seed", "demo", "bench", "ingest"} {
+	for _, name := range []string{"seed", "demo", "bench", "ingest", "movebench"} {
 		if !strings.Contains(out.String(), "\n  "+name+" ") {
 			t.Errorf("dmsdev help lacks %s:\n%s", name, out.String())
 		}
 	}
 	// Every command's --help and -h print its usage and flags to stdout.
-	for _, name := range []string{"seed", "demo", "bench", "ingest"} {
+	for _, name := range []string{"seed", "demo", "bench", "ingest", "movebench"} {
 		for _, help := range []string{"--help", "-h"} {
 			var out, errOut clitest.Buffer
 			err := run(context.Background(), []string{name, help}, clitest.NoEnv, &out, &errOut)
