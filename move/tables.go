@@ -18,6 +18,13 @@ type Table struct {
 	// filter on it is allowed on UPDATE and DELETE (a publication's row
 	// filter may use only replica-identity columns).
 	Key string
+	// Recent, when set, is a column that says when a row was written, in
+	// a table whose rows are never changed by a later transaction: the
+	// frozen verification hashes only the rows written since the online
+	// one, where it would otherwise hash the region's whole key range (a
+	// table keyed by region_id is one range, and a busy region's stored
+	// Idempotency-Keys run into millions).
+	Recent string
 	// Partitioned tables are published through their root
 	// (publish_via_partition_root), so that each row is sent once, under
 	// the root's name, whatever partitions the target has.
@@ -39,7 +46,7 @@ var Tables = []Table{
 	{Name: "public.concessions", Key: "id"},
 	{Name: "public.stalls", Key: "id"},
 	{Name: "public.audit_log", Key: "id"},
-	{Name: "public.idempotency_keys", Key: "region_id"},
+	{Name: "public.idempotency_keys", Key: "region_id", Recent: "created_at"},
 	{Name: "public.region_status_counts", Key: "region_id"},
 	{Name: "public.markets", Key: "id"},
 	{Name: "public.vendors", Key: "id"},

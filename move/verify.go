@@ -50,6 +50,12 @@ const (
 	// frozenRangeRows is how many of each table's newest keys
 	// VerifyFrozen hashes.
 	frozenRangeRows = 10_000
+	// recentMargin is how long before the online verification began
+	// VerifyFrozen looks for rows by Table.Recent: a row's time is its
+	// transaction's start, and a router's transaction lasts at most its
+	// query timeout (seconds), so one that began before the verification
+	// and committed after it is still looked at.
+	recentMargin = time.Minute
 )
 
 // VerifyOptions tune Verify.
@@ -85,6 +91,9 @@ type Range struct {
 	Hi     int64  `json:"hi"`
 	Source Sum    `json:"source"`
 	Target Sum    `json:"target"`
+	// Since, when set, narrows the range to the rows whose Table.Recent
+	// is at or after it.
+	Since *time.Time `json:"since,omitempty"`
 }
 
 // Same reports whether both sides hold the same rows in the range.
@@ -261,11 +270,12 @@ func narrow(ctx context.Context, src *pgx.Conn, tables []Table, rs []Range) ([]R
 // VerifyFrozen is the check made while the region is frozen, which must
 // fit in the freeze (under a second with millions of rows): it compares
 // the count and hash, on both sides, of the rows that writes may have
-// changed since last (the online Verify before the freeze): every table
-// keyed by region_id (the rollups, a row per key) whole, the newest
-// frozenRangeRows keys of every other table (where every row inserted
-// since last lies, and the day's presences that check-outs update), and
-// the ranges last left differing. It neither counts nor hashes the older
+// changed since last (the online Verify before the freeze): of a table
+// with a Table.Recent column (the stored Idempotency-Keys) the rows
+// written since last began; every other table keyed by region_id (the
+// rollups, a row per key) whole; the newest frozenRangeRows keys of every
+// other table (where every row inserted since last lies, and the day's
+// presences that check-outs update); and the ranges last left differing. It neither counts nor hashes the older
 // ranges again: a row of an older range updated after last whose update
 // did not arrive is not found here, but by the whole verification the
 // move runs after the switch, while the reverse stream keeps the source
@@ -297,21 +307,26 @@ func verifyFrozen(ctx context.Context, src, dst *pgx.Conn, r regions.Code, last 
 	start := time.Now()
 	v := Verification{Region: r, At: start.UTC(), Frozen: true, Rounds: 1, RangeRows: top}
 	var todo []Range
+	since := last.At.Add(-recentMargin)
 	for _, t := range tables {
 		lo, hi := t.KeyRange(r)
-		if !t.ByRegionID() {
+		rg := Range{Table: t.Name, Lo: lo, Hi: hi}
+		switch {
+		case t.Recent != "":
+			rg.Since = &since
+		case !t.ByRegionID():
 			first, err := newest(ctx, src, t, lo, hi, top)
 			if err != nil {
 				return v, err
 			}
-			lo = first
+			rg.Lo = first
 		}
-		todo = append(todo, Range{Table: t.Name, Lo: lo, Hi: hi})
+		todo = append(todo, rg)
 		v.Tables = append(v.Tables, TableCheck{Table: t.Name, Ranges: 1, Bounds: []int64{lo}})
 	}
 	for _, d := range last.Differing {
 		i := indexOf(tables, d.Table)
-		if d.Lo < todo[i].Lo { // else inside the newest keys
+		if d.Lo < todo[i].Lo && todo[i].Since == nil { // else inside the newest keys, or written since
 			todo = append(todo, Range{Table: d.Table, Lo: d.Lo, Hi: min(d.Hi, todo[i].Lo)})
 			v.Tables[i].Ranges++
 		}
@@ -399,8 +414,13 @@ func sumRanges(ctx context.Context, src, dst *pgx.Conn, tables []Table, rs []Ran
 				t := tables[indexOf(tables, out[i].Table)]
 				q := fmt.Sprintf(`SELECT count(*), coalesce(sum(('x' || left(md5(t::text), 16))::bit(64)::bigint), 0)::text
 FROM %[1]s t WHERE %[2]s >= $1 AND %[2]s < $2`, t.Name, pgx.Identifier{t.Key}.Sanitize())
+				args := []any{out[i].Lo, out[i].Hi}
+				if out[i].Since != nil {
+					q += fmt.Sprintf(` AND %s >= $3`, pgx.Identifier{t.Recent}.Sanitize())
+					args = append(args, *out[i].Since)
+				}
 				var s Sum
-				if err := conn.QueryRow(gctx, q, out[i].Lo, out[i].Hi).Scan(&s.Rows, &s.Hash); err != nil {
+				if err := conn.QueryRow(gctx, q, args...).Scan(&s.Rows, &s.Hash); err != nil {
 					return fmt.Errorf("move: hash %s on the %s: %w", t.Name, name, err)
 				}
 				set(&out[i], s)

@@ -203,6 +203,51 @@ func TestVerifyConverges(t *testing.T) {
 	}
 }
 
+// TestVerifyFrozenRecent checks that the freeze hashes the stored
+// Idempotency-Keys written since the online verification, and only those.
+func TestVerifyFrozenRecent(t *testing.T) {
+	p := newPair(t, "recent")
+	ctx := context.Background()
+	keys, ok := tableNamed("public.idempotency_keys")
+	if !ok || keys.Recent == "" {
+		t.Fatal("public.idempotency_keys has no Recent column in Tables")
+	}
+	insert := func(conn *pgx.Conn, key, at string) {
+		exec(t, conn, `INSERT INTO idempotency_keys (region_id, user_sub, role, territory, key, fingerprint, created, response, created_at)
+VALUES ($1, 'u', 'admin_pa', 'region:05', $2, '\x00', true, '{}', $3)`, region.Num(), key, at)
+	}
+	for _, tt := range []struct {
+		name      string
+		target    func()
+		wantFound bool
+	}{
+		{"new key missing on the target", func() { insert(p.src, "new", "now()") }, true},
+		{"old key missing on the target, not looked at in the freeze", func() { exec(t, p.dst, `DELETE FROM idempotency_keys WHERE key = 'old'`) }, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, c := range []*pgx.Conn{p.src, p.dst} {
+				exec(t, c, `DELETE FROM idempotency_keys WHERE region_id = $1`, region.Num())
+				insert(c, "old", "2024-01-01")
+			}
+			last, err := Verify(ctx, p.src, p.dst, region, VerifyOptions{Tables: []Table{keys}})
+			if err != nil || !last.OK() {
+				t.Fatalf("Verify before the freeze: %v, %v", err, last.Differing)
+			}
+			tt.target()
+			v, err := verifyFrozen(ctx, p.src, p.dst, region, last, 0, 500)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if found := !v.OK(); found != tt.wantFound {
+				t.Errorf("VerifyFrozen differing %v, want found %t", v.Differing, tt.wantFound)
+			}
+			if v.Tables[0].Rows > 1 {
+				t.Errorf("VerifyFrozen hashed %d keys, want only those written since the online verification", v.Tables[0].Rows)
+			}
+		})
+	}
+}
+
 // TestVerifyNarrows checks that a difference that does not settle is
 // narrowed down to a small range, which is all the freeze then hashes.
 func TestVerifyNarrows(t *testing.T) {
