@@ -44,20 +44,9 @@ INSERT INTO vendors (id, region_id, partita_iva, codice_fiscale, denominazione, 
 func deploy(tb testing.TB, name string) shardmap.Config {
 	tb.Helper()
 	cfg := pgtest.NewDeployment(tb, pg, name, pgtest.Split("rest", pgtest.Layout{"03": "lombardia", "05": "nordest", "06": "nordest"}))
-	pgtest.Exec(tb, shard(tb, cfg, "lombardia").AdminDSN(),
+	pgtest.Exec(tb, pgtest.Shard(tb, cfg, "lombardia").AdminDSN(),
 		fmt.Sprintf(fixtureSQL, milano, bergamo, milanoStall, bergamoStall, vendor))
 	return cfg
-}
-
-func shard(tb testing.TB, cfg shardmap.Config, name string) shardmap.ShardConfig {
-	tb.Helper()
-	for _, sh := range cfg.Shards {
-		if sh.Name == name {
-			return sh
-		}
-	}
-	tb.Fatalf("no shard %s", name)
-	return shardmap.ShardConfig{}
 }
 
 // freshDB creates an empty database for tb, dropped when tb ends, and
@@ -112,7 +101,7 @@ func sqlState(err error) string {
 // writes beside them pass.
 func TestWall(t *testing.T) {
 	cfg := deploy(t, "wall")
-	lombardia := shard(t, cfg, "lombardia").Primary
+	lombardia := pgtest.Shard(t, cfg, "lombardia").Primary
 	region05, region03 := scope{region: "05"}, scope{region: "03"}
 	comuneMilano := scope{region: "03", comune: "015146"}
 	presence := func(market int64, comune string, stall any, vendor int64, checkin string) string {
@@ -196,17 +185,17 @@ func TestWall(t *testing.T) {
 // same market code; one region may not use it twice.
 func TestMarketCodeUniquePerRegion(t *testing.T) {
 	cfg := deploy(t, "codes")
-	nordest := shard(t, cfg, "nordest").AdminDSN()
+	nordest := pgtest.Shard(t, cfg, "nordest").AdminDSN()
 	pgtest.Exec(t, nordest, `INSERT INTO markets (id, region_id, code, name, province, comune)
 		VALUES (dms.next_id('markets', 5::smallint), 5, 'XX001', 'Rialto', '027', '027042')`)
 	insert06 := `INSERT INTO markets (id, region_id, code, name, province, comune)
 		VALUES (dms.next_id('markets', 6::smallint), 6, 'XX001', 'Trieste', '032', '032006')`
-	if err := asApp(t, shard(t, cfg, "nordest").Primary, scope{region: "06"}, insert06); err != nil {
+	if err := asApp(t, pgtest.Shard(t, cfg, "nordest").Primary, scope{region: "06"}, insert06); err != nil {
 		t.Errorf("market XX001 of region 06 beside XX001 of region 05: %v", err)
 	}
 	insert05 := `INSERT INTO markets (id, region_id, code, name, province, comune)
 		VALUES (dms.next_id('markets', 5::smallint), 5, 'XX001', 'Padova', '028', '028060')`
-	if got := sqlState(asApp(t, shard(t, cfg, "nordest").Primary, scope{region: "05"}, insert05)); got != "23505" {
+	if got := sqlState(asApp(t, pgtest.Shard(t, cfg, "nordest").Primary, scope{region: "05"}, insert05)); got != "23505" {
 		t.Errorf("a second XX001 in region 05 = %q, want 23505", got)
 	}
 }
@@ -216,7 +205,7 @@ func TestMarketCodeUniquePerRegion(t *testing.T) {
 func TestCodeColumnsCollateC(t *testing.T) {
 	cfg := deploy(t, "collate")
 	ctx := context.Background()
-	conn := pgtest.Connect(t, shard(t, cfg, "lombardia").AdminDSN())
+	conn := pgtest.Connect(t, pgtest.Shard(t, cfg, "lombardia").AdminDSN())
 	for _, col := range []string{
 		"markets.code", "markets.province", "markets.comune",
 		"vendors.partita_iva", "vendors.codice_fiscale", "vendors.comune",
@@ -254,14 +243,14 @@ func heldRegions(tb testing.TB, dsn string) map[int16]bool {
 // marked not owned so.
 func TestHoldRegions(t *testing.T) {
 	cfg := deploy(t, "hold")
-	nordest := shard(t, cfg, "nordest").AdminDSN()
-	if got, want := heldRegions(t, shard(t, cfg, "lombardia").AdminDSN()), map[int16]bool{3: true}; fmt.Sprint(got) != fmt.Sprint(want) {
+	nordest := pgtest.Shard(t, cfg, "nordest").AdminDSN()
+	if got, want := heldRegions(t, pgtest.Shard(t, cfg, "lombardia").AdminDSN()), map[int16]bool{3: true}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("lombardia holds %v, want %v", got, want)
 	}
 	if got, want := heldRegions(t, nordest), map[int16]bool{5: true, 6: true}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("nordest holds %v, want %v", got, want)
 	}
-	if got := len(heldRegions(t, shard(t, cfg, "rest").AdminDSN())); got != 17 {
+	if got := len(heldRegions(t, pgtest.Shard(t, cfg, "rest").AdminDSN())); got != 17 {
 		t.Errorf("rest holds %d regions, want 17", got)
 	}
 	pgtest.Exec(t, nordest, `UPDATE dms.shard_regions SET owned = false WHERE region_id = 5`)

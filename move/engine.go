@@ -85,16 +85,6 @@ func New(cfg shardmap.Config, controlDSN string, o Options) *Mover {
 	return &Mover{shards: cfg, control: controlDSN, o: o}
 }
 
-// shard returns the file's shard called name.
-func (m *Mover) shard(name string) (shardmap.ShardConfig, bool) {
-	for _, s := range m.shards.Shards {
-		if s.Name == name {
-			return s, true
-		}
-	}
-	return shardmap.ShardConfig{}, false
-}
-
 // Prepared is a move about to run: its plan and either the preflight's
 // checks (a new move) or the recorded move it continues.
 type Prepared struct {
@@ -140,8 +130,8 @@ func (m *Mover) Prepare(ctx context.Context, r regions.Code, to string) (Prepare
 	}
 	from := cur.Regions[string(r)]
 	p.Checks = append(p.Checks, Check{Name: "no move of the region in progress", OK: true})
-	src, okSrc := m.shard(from)
-	dst, okDst := m.shard(to)
+	src, okSrc := m.shards.Shard(from)
+	dst, okDst := m.shards.Shard(to)
 	p.Plan.Source, p.Plan.Target = src, dst
 	p.Checks = append(p.Checks,
 		fileCheck("source shard", from, okSrc, fmt.Sprintf("epoch %d assigns region %s to %s", cur.Epoch, r, from),
@@ -169,11 +159,11 @@ func fileCheck(name, shard string, ok bool, detail, fix string) Check {
 // plan returns the plan of recorded move rec, or an error when the file
 // lacks one of its shards.
 func (m *Mover) plan(rec Record) (Plan, error) {
-	src, ok := m.shard(rec.Source)
+	src, ok := m.shards.Shard(rec.Source)
 	if !ok {
 		return Plan{}, fmt.Errorf("move %d: source shard %s is not in the configuration file", rec.ID, rec.Source)
 	}
-	dst, ok := m.shard(rec.Target)
+	dst, ok := m.shards.Shard(rec.Target)
 	if !ok {
 		return Plan{}, fmt.Errorf("move %d: target shard %s is not in the configuration file", rec.ID, rec.Target)
 	}

@@ -49,7 +49,7 @@ func TestPreflight(t *testing.T) {
 		}, "target reachable", "admin DSN"},
 		{"source wal_level replica", func(t *testing.T) (Plan, func()) {
 			plan := p.plan
-			plan.Source = shardNamed(t, rcfg, "src")
+			plan.Source = pgtest.Shard(t, rcfg, "src")
 			return plan, func() {}
 		}, "source wal_level", "wal_level = logical"},
 		{"target not migrated", func(t *testing.T) (Plan, func()) {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/dmshub/dmsrouter/pgtest"
 	"github.com/dmshub/dmsrouter/regions"
-	"github.com/dmshub/dmsrouter/shardmap"
 )
 
 var pg *pgtest.Server
@@ -30,23 +29,12 @@ type pair struct {
 func newPair(tb testing.TB, name string) pair {
 	tb.Helper()
 	cfg := pgtest.NewDeployment(tb, pg, name, pgtest.Split("rest", pgtest.Layout{region: "src"}))
-	p := pair{plan: Plan{ID: 1, Region: region, Source: shardNamed(tb, cfg, "src"), Target: shardNamed(tb, cfg, "rest")}}
+	p := pair{plan: Plan{ID: 1, Region: region, Source: pgtest.Shard(tb, cfg, "src"), Target: pgtest.Shard(tb, cfg, "rest")}}
 	p.src = connect(tb, p.plan.Source.AdminDSN())
 	p.dst = connect(tb, p.plan.Target.AdminDSN())
 	// The target holds the region unowned, as while a move copies it.
 	exec(tb, p.dst, `INSERT INTO dms.shard_regions (region_id, owned) VALUES ($1, false)`, region.Num())
 	return p
-}
-
-func shardNamed(tb testing.TB, cfg shardmap.Config, name string) shardmap.ShardConfig {
-	tb.Helper()
-	for _, s := range cfg.Shards {
-		if s.Name == name {
-			return s
-		}
-	}
-	tb.Fatalf("no shard %s", name)
-	return shardmap.ShardConfig{}
 }
 
 func connect(tb testing.TB, dsn string) *pgx.Conn {

@@ -62,3 +62,13 @@ func Exec(tb testing.TB, dsn, sql string, args ...any) {
 		tb.Fatalf("exec %q: %v", sql, err)
 	}
 }
+
+// Shard returns cfg's shard named name and fails tb when there is none.
+func Shard(tb testing.TB, cfg shardmap.Config, name string) shardmap.ShardConfig {
+	tb.Helper()
+	s, ok := cfg.Shard(name)
+	if !ok {
+		tb.Fatalf("no shard %q", name)
+	}
+	return s
+}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dmshub/dmsrouter/pgtest"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -15,13 +16,7 @@ import (
 // shardDSN returns the superuser DSN of shard name.
 func (e *env) shardDSN(t *testing.T, name string) string {
 	t.Helper()
-	for _, sh := range e.m.Config().Shards {
-		if sh.Name == name {
-			return sh.AdminDSN()
-		}
-	}
-	t.Fatalf("no shard %s", name)
-	return ""
+	return pgtest.Shard(t, e.m.Config(), name).AdminDSN()
 }
 
 // scalar returns the single integer sql yields on dsn.

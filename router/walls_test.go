@@ -37,13 +37,7 @@ func (e *env) addPrincipal(t *testing.T, name, sub, role, territory string) {
 func (e *env) appTx(t *testing.T, name string, sc regions.Scope) pgx.Tx {
 	t.Helper()
 	ctx := context.Background()
-	var dsn string
-	for _, sh := range e.m.Config().Shards {
-		if sh.Name == name {
-			dsn = sh.Primary
-		}
-	}
-	conn, err := pgx.Connect(ctx, dsn)
+	conn, err := pgx.Connect(ctx, pgtest.Shard(t, e.m.Config(), name).Primary)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -68,6 +68,16 @@ func (d DatabaseConfig) probeInterval() time.Duration {
 	return DefaultProbeInterval
 }
 
+// Shard returns the shard named name, and whether there is one.
+func (c Config) Shard(name string) (ShardConfig, bool) {
+	for _, s := range c.Shards {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return ShardConfig{}, false
+}
+
 // ShardRegions returns the regions the shard map assigns to the shard
 // named name, sorted.
 func (c Config) ShardRegions(name string) []regions.Code {

@@ -95,9 +95,9 @@ func TestPrepareHolds(t *testing.T) {
 		{
 			name: "after a completed move of 03 to the spare", control: true,
 			change: func(tb testing.TB, cfg shardmap.Config, controlDSN string) {
-				pgtest.Exec(tb, shardDSN(tb, cfg, "spare"), `INSERT INTO dms.shard_regions (region_id) VALUES (3)`)
+				pgtest.Exec(tb, pgtest.Shard(tb, cfg, "spare").AdminDSN(), `INSERT INTO dms.shard_regions (region_id) VALUES (3)`)
 				pgtest.Exec(tb, controlDSN, `SELECT control.write_epoch(1, (SELECT regions || '{"03": "spare"}' FROM control.current), 'move 1: region 03 a -> spare')`)
-				pgtest.Exec(tb, shardDSN(tb, cfg, "a"), `DELETE FROM dms.shard_regions WHERE region_id = 3`)
+				pgtest.Exec(tb, pgtest.Shard(tb, cfg, "a").AdminDSN(), `DELETE FROM dms.shard_regions WHERE region_id = 3`)
 			},
 			want:   map[string][]int16{"a": slices.DeleteFunc(allRegions(), func(r int16) bool { return r == 3 }), "spare": {3}},
 			want03: "spare",
@@ -150,7 +150,7 @@ func TestPrepareHolds(t *testing.T) {
 				t.Errorf("Prepare returned region 03 on shard %q, want %q", got.Regions["03"], tc.want03)
 			}
 			for shard, want := range tc.want {
-				dsn := shardDSN(t, cfg, shard)
+				dsn := pgtest.Shard(t, cfg, shard).AdminDSN()
 				if n := count(t, dsn, `SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = 'markets'`); n != 1 {
 					t.Errorf("shard %s has %d markets tables after Prepare, want 1 (migrated)", shard, n)
 				}
@@ -173,18 +173,6 @@ func allRegions() []int16 {
 		all = append(all, int16(r.Code.Num()))
 	}
 	return all
-}
-
-// shardDSN returns the admin DSN of cfg's shard named name.
-func shardDSN(tb testing.TB, cfg shardmap.Config, name string) string {
-	tb.Helper()
-	for _, s := range cfg.Shards {
-		if s.Name == name {
-			return s.AdminDSN()
-		}
-	}
-	tb.Fatalf("no shard %q", name)
-	return ""
 }
 
 // TestRunning checks that a port nothing listens on is not running.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -98,7 +97,7 @@ func Prepare(ctx context.Context, cfg shardmap.Config, controlDSN string) (shard
 			return cfg, fmt.Errorf("pgcluster: %w", r.Err)
 		}
 		for code, name := range r.Regions {
-			if !slices.ContainsFunc(cfg.Shards, func(s shardmap.ShardConfig) bool { return s.Name == name }) {
+			if _, ok := cfg.Shard(name); !ok {
 				return cfg, fmt.Errorf("pgcluster: the control database's epoch %d puts region %s on shard %q, which the file does not define", r.Epoch, code, name)
 			}
 		}
