@@ -259,7 +259,7 @@ func TestStatusCountsRollup(t *testing.T) {
 			FROM stalls s WHERE c.id = (SELECT min(id) FROM concessions WHERE region_id = 19)
 			AND s.id = (SELECT max(id) FROM stalls WHERE region_id = 19 AND number = 3)`},
 		{"delete", `DELETE FROM concessions WHERE status = 'SOSPESA'`},
-		{"truncate", `TRUNCATE vendor_presences, concessions`},
+		{"truncate", `TRUNCATE vendor_presences, absence_justifications, concessions`},
 	} {
 		if _, err := admin.Exec(ctx, step.sql); err != nil {
 			t.Fatalf("%s: %v", step.name, err)
