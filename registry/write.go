@@ -60,12 +60,21 @@ var (
 // for the client.
 type ConflictError struct {
 	Reason string
+	// Rule names the market-day rule that refused the write (such as
+	// "concession-cap" or "market-day-cancelled"), for clients that act on
+	// it; empty for the other conflicts. docs/domain.md lists the rules.
+	Rule string
 }
 
 func (e *ConflictError) Error() string { return "conflict: " + e.Reason }
 
 func conflict(format string, args ...any) error {
 	return &ConflictError{Reason: fmt.Sprintf(format, args...)}
+}
+
+// ruleConflict is a conflict with a market-day rule named rule.
+func ruleConflict(rule, format string, args ...any) error {
+	return &ConflictError{Reason: fmt.Sprintf(format, args...), Rule: rule}
 }
 
 // MissingError reports an id named in a request body that does not exist

@@ -27,6 +27,8 @@ type Problem struct {
 	Detail  string       `json:"detail,omitempty"`
 	Errors  []FieldError `json:"errors,omitempty"`
 	Regions []string     `json:"regions,omitempty"`
+	// Rule names the market-day rule a 409 broke (docs/domain.md).
+	Rule string `json:"rule,omitempty"`
 	// Result is what a refused request would have done, such as the
 	// counts of a rejected presence batch.
 	Result any `json:"result,omitempty"`
@@ -183,7 +185,9 @@ var problemTable = []problemRow{
 		})},
 	{match: as[*registry.ConflictError](),
 		problem: Problem{Type: "/problems/conflict", Title: "Conflict", Status: http.StatusConflict},
-		fill:    fillAs(func(conflict *registry.ConflictError, p *Problem, _ http.Header) { p.Detail = conflict.Reason })},
+		fill: fillAs(func(conflict *registry.ConflictError, p *Problem, _ http.Header) {
+			p.Detail, p.Rule = conflict.Reason, conflict.Rule
+		})},
 	{match: is(registry.ErrKeyReused),
 		problem: Problem{Type: "/problems/idempotency-key-reused", Title: "Idempotency key reused", Status: http.StatusUnprocessableEntity,
 			Detail: "this Idempotency-Key was used for a different request",
