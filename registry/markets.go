@@ -51,7 +51,8 @@ var marketSpec = listSpec[Market]{
 
 var (
 	marketList = newList(marketSpec)
-	getMarket  = newGetter[Market](marketCols, "FROM markets m", marketScope, "m.region_id = @region", "m.id = @id")
+	getMarket  = newGetter[MarketDetail](marketCols+", "+regolamentoJSON("m.id")+" AS regolamento", "FROM markets m", marketScope,
+		"m.region_id = @region", "m.id = @id")
 	// marketGuard yields a row when market @market is visible in the scope.
 	marketGuard = newVariants(marketScope, func(on []string) string {
 		return "SELECT 1 FROM markets m WHERE " + where(slices.Concat([]string{"m.region_id = @region", "m.id = @market"}, on)...)
@@ -76,8 +77,16 @@ func ListMarkets(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, f Ma
 	return marketList.run(ctx, sh, sc, marketArgs(sc, f), p, statement{})
 }
 
-// GetMarket returns the market id if it lies in scope sc, else ErrNotFound.
-func GetMarket(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, id int64) (Market, error) {
+// MarketDetail is a market with the regolamento that applies to it, as
+// one market is shown.
+type MarketDetail struct {
+	Market
+	Regolamento Regolamento `json:"regolamento" db:"regolamento"`
+}
+
+// GetMarket returns the market id, with its regolamento, if it lies in
+// scope sc, else ErrNotFound.
+func GetMarket(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, id int64) (MarketDetail, error) {
 	return getMarket.get(ctx, sh, sc, id)
 }
 

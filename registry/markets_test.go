@@ -86,7 +86,7 @@ func TestMarkets(t *testing.T) {
 		} {
 			m, err := GetMarket(ctx, w.sh, tt.sc, w.markets[tt.code].ID)
 			switch {
-			case tt.ok && (err != nil || !reflect.DeepEqual(m, w.markets[tt.code])):
+			case tt.ok && (err != nil || !reflect.DeepEqual(m.Market, w.markets[tt.code])):
 				t.Errorf("GetMarket(%+v, %s) = %+v, %v, want %+v", tt.sc, tt.code, m, err, w.markets[tt.code])
 			case !tt.ok && !errors.Is(err, ErrNotFound):
 				t.Errorf("GetMarket(%+v, %s): %v, want ErrNotFound", tt.sc, tt.code, err)

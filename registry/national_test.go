@@ -87,11 +87,11 @@ func TestNationalLegs(t *testing.T) {
 	})
 	t.Run("vendor in region", func(t *testing.T) {
 		v, err := VendorInRegion(ctx, w.sh, lombardia, "01234567897", w.today.AddDate(0, 0, -1))
-		if err != nil || v.Vendor != w.vendors["Alfa Srl"] || v.ConcessionsTotal != 1 || len(v.Concessions) != 1 || v.PresencesThisYear != 1 {
+		if err != nil || !reflect.DeepEqual(v.Vendor, w.vendors["Alfa Srl"]) || v.ConcessionsTotal != 1 || len(v.Concessions) != 1 || v.PresencesThisYear != 1 {
 			t.Errorf("VendorInRegion(03) = %+v, %v", v, err)
 		}
 		v, err = VendorInRegion(ctx, w.sh, lazio, "01234567897", w.today.AddDate(0, 0, -1))
-		if err != nil || v.Vendor != w.vendors["Alfa Srl Roma"] || v.ConcessionsTotal != 0 || len(v.Concessions) != 0 || v.PresencesThisYear != 0 {
+		if err != nil || !reflect.DeepEqual(v.Vendor, w.vendors["Alfa Srl Roma"]) || v.ConcessionsTotal != 0 || len(v.Concessions) != 0 || v.PresencesThisYear != 0 {
 			t.Errorf("VendorInRegion(12) = %+v, %v", v, err)
 		}
 		if _, err := VendorInRegion(ctx, w.sh, lazio, "12345678903", w.today); !errors.Is(err, ErrNotFound) {

@@ -19,6 +19,13 @@ type Stall struct {
 	AreaMq   float64  `json:"area_mq" db:"area_mq"`
 	WidthM   *float64 `json:"width_m" db:"width_m"`
 	DepthM   *float64 `json:"depth_m" db:"depth_m"`
+	// Sector is the stall's settore merceologico, ALIMENTARE or
+	// NON_ALIMENTARE; its concessions share it where the regolamento
+	// applies sectors.
+	Sector string `json:"sector" db:"sector"`
+	// ReservedFor is the category of vendors the spunta offers the stall
+	// to first (PRODUTTORE, DISABILE), or nil.
+	ReservedFor *string `json:"reserved_for" db:"reserved_for"`
 }
 
 // StallFilter narrows a stall list; empty fields do not filter.
@@ -28,7 +35,7 @@ type StallFilter struct {
 }
 
 const stallCols = `s.id, lpad(s.region_id::text, 2, '0') AS region, s.market_id, s.number, s.type, s.status,
-	s.area_mq::float8 AS area_mq, s.width_m::float8 AS width_m, s.depth_m::float8 AS depth_m`
+	s.area_mq::float8 AS area_mq, s.width_m::float8 AS width_m, s.depth_m::float8 AS depth_m, s.sector, s.reserved_for`
 
 var (
 	stallList = newList(listSpec[Stall]{

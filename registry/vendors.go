@@ -19,6 +19,12 @@ type Vendor struct {
 	Denominazione string `json:"denominazione" db:"denominazione"`
 	Comune        string `json:"comune" db:"comune"`
 	Status        string `json:"status" db:"status"`
+	// RegisteredOn is the date of the business's registration (registro
+	// imprese), the graduatoria's first tie-break; nil when unknown.
+	RegisteredOn *string `json:"registered_on" db:"registered_on"`
+	// Categories are the categories a reserved stall may be reserved for
+	// that the vendor belongs to: PRODUTTORE, DISABILE.
+	Categories []string `json:"categories" db:"categories"`
 }
 
 // VendorFilter narrows a vendor list; empty fields do not filter.
@@ -29,7 +35,7 @@ type VendorFilter struct {
 }
 
 const vendorCols = `v.id, lpad(v.region_id::text, 2, '0') AS region, v.partita_iva, v.codice_fiscale,
-	v.denominazione, v.comune, v.status`
+	v.denominazione, v.comune, v.status, to_char(v.registered_on, 'YYYY-MM-DD') AS registered_on, v.categories`
 
 // Vendors are the region's registry: every principal of the region sees
 // them (a comune office checks in spuntisti registered elsewhere), so only

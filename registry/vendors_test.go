@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -41,7 +42,7 @@ func TestVendors(t *testing.T) {
 		}
 	})
 	t.Run("get", func(t *testing.T) {
-		if v, err := GetVendor(ctx, w.sh, milano, w.vendors["Gamma Spa"].ID); err != nil || v != w.vendors["Gamma Spa"] {
+		if v, err := GetVendor(ctx, w.sh, milano, w.vendors["Gamma Spa"].ID); err != nil || !reflect.DeepEqual(v, w.vendors["Gamma Spa"]) {
 			t.Errorf("GetVendor = %+v, %v, want %+v", v, err, w.vendors["Gamma Spa"])
 		}
 		if _, err := GetVendor(ctx, w.sh, lazio, w.vendors["Gamma Spa"].ID); !errors.Is(err, ErrNotFound) {

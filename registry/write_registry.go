@@ -71,9 +71,10 @@ func (u updater[T]) write(ctx context.Context, sh *shardmap.Shard, sc regions.Sc
 var (
 	marketUpdate = newUpdater[Market]("markets", "m", "market", marketCols,
 		[]string{"code", "name", "comune_name", "days", "status", "cost_per_sqm"}, "updated_at = now()")
-	stallUpdate  = newUpdater[Stall]("stalls", "s", "stall", stallCols, []string{"number", "type", "status", "width_m", "depth_m"}, stallAreaSQL)
+	stallUpdate = newUpdater[Stall]("stalls", "s", "stall", stallCols,
+		[]string{"number", "type", "status", "width_m", "depth_m", "sector", "reserved_for"}, stallAreaSQL)
 	vendorUpdate = newUpdater[Vendor]("vendors", "v", "vendor", vendorCols,
-		[]string{"partita_iva", "codice_fiscale", "denominazione", "comune", "status"})
+		[]string{"partita_iva", "codice_fiscale", "denominazione", "comune", "status", "registered_on", "categories"})
 )
 
 // stallAreaSQL assigns a stall's area: @set_area_mq when the patch sets
@@ -160,15 +161,19 @@ type NewStall struct {
 	AreaMq float64
 	WidthM *float64
 	DepthM *float64
+	Sector string // ALIMENTARE or NON_ALIMENTARE
+	// ReservedFor is the category the stall is reserved for (PRODUTTORE,
+	// DISABILE), or nil.
+	ReservedFor *string
 }
 
 // createStallSQL is the insert of CreateStall, with its audit row.
 var createStallSQL = named(`WITH mk AS (
 		SELECT id, comune FROM markets WHERE id = @market AND region_id = @region
 	), ins AS (
-		INSERT INTO stalls (id, region_id, market_id, comune, number, type, status, area_mq, width_m, depth_m)
+		INSERT INTO stalls (id, region_id, market_id, comune, number, type, status, area_mq, width_m, depth_m, sector, reserved_for)
 		SELECT dms.next_id('stalls', @region::smallint), @region, mk.id, mk.comune, @number, @type, @status,
-			@area, @width, @depth
+			@area, @width, @depth, @sector, @reserved_for
 		FROM mk
 		RETURNING *
 	), ` + auditCTE("audit", "create", "stall", "n.id, NULL, to_jsonb(n) FROM ins n") + `
@@ -184,7 +189,7 @@ func CreateStall(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Wr
 	}
 	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Stall, bool, error) {
 		rows, err := createStallSQL.query(ctx, tx, writeArgs(sc, w, pgx.NamedArgs{"market": marketID, "number": in.Number, "type": in.Type, "status": in.Status,
-			"area": in.AreaMq, "width": in.WidthM, "depth": in.DepthM}))
+			"area": in.AreaMq, "width": in.WidthM, "depth": in.DepthM, "sector": in.Sector, "reserved_for": in.ReservedFor}))
 		s, err := collectOne[Stall](rows, err)
 		return s, true, err
 	})
@@ -198,13 +203,19 @@ type StallPatch struct {
 	AreaMq Field[float64]
 	WidthM Field[*float64]
 	DepthM Field[*float64]
+	Sector Field[string]
+	// ReservedFor may be set to nil: the stall is no longer reserved.
+	ReservedFor Field[*string]
 }
 
 // UpdateStall applies p to stall id in scope sc, or returns ErrNotFound. A
 // stall's area follows its width and depth: a patch that changes either
 // sets the area to their product when both are known, and an area set
 // while both are known must be their product, else it is an
-// *InvalidError.
+// *InvalidError. A sector that a concession holding the stall (ATTIVA or
+// SOSPESA, not yet ended) does not share, where the market's regolamento
+// applies sectors, is a *ConflictError with rule sector-mismatch: the
+// office changes the concession's title first.
 func UpdateStall(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, id int64, p StallPatch) (Result[Stall], error) {
 	a := writeArgs(sc, w, pgx.NamedArgs{"id": id, "width_set": p.WidthM.Set, "depth_set": p.DepthM.Set})
 	setField(a, "number", p.Number)
@@ -213,6 +224,8 @@ func UpdateStall(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Wr
 	setField(a, "area_mq", p.AreaMq)
 	setField(a, "width_m", p.WidthM)
 	setField(a, "depth_m", p.DepthM)
+	setField(a, "sector", p.Sector)
+	setField(a, "reserved_for", p.ReservedFor)
 	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Stall, bool, error) {
 		s, err := stallUpdate.update(ctx, tx, a)
 		switch {
@@ -222,10 +235,30 @@ func UpdateStall(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Wr
 			return s, false, err
 		case p.AreaMq.Set && !areaFits(s.AreaMq, s.WidthM, s.DepthM):
 			return s, false, areaMismatch(*s.WidthM, *s.DepthM)
+		case !p.Sector.Set:
+			return s, false, nil
+		}
+		rows, err := stallHolderSectorSQL.query(ctx, tx, a)
+		held, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		switch {
+		case err != nil:
+			return s, false, err
+		case len(held) > 0:
+			return s, false, ruleConflict("sector-mismatch", "%s; its sector stays that of the concession", held[0])
 		}
 		return s, false, nil
 	})
 }
+
+// stallHolderSectorSQL describes a concession that holds stall @id (ATTIVA
+// or SOSPESA, not ended by today in Europe/Rome) in another sector than
+// @set_sector, where its market's regolamento applies sectors.
+var stallHolderSectorSQL = named(`SELECT format('concession %s holds the stall in sector %s', c.id, c.sector)
+	FROM concessions c
+	WHERE c.stall_id = @id AND c.region_id = @region AND c.status IN ('ATTIVA', 'SOSPESA') AND c.sector <> @set_sector
+		AND coalesce(c.extended_to, c.valid_to) >= (now() AT TIME ZONE 'Europe/Rome')::date
+		AND (SELECT r.sectors FROM dms.regolamento(c.market_id) r)
+	ORDER BY c.valid_from LIMIT 1`)
 
 // areaMismatch is an area that is not width × depth.
 func areaMismatch(width, depth float64) error {
@@ -237,14 +270,17 @@ type NewVendor struct {
 	PartitaIVA    string
 	CodiceFiscale string
 	Denominazione string
-	Comune        string // the registered office, anywhere in Italy
-	Status        string // ATTIVA, SOSPESA or CESSATA
+	Comune        string     // the registered office, anywhere in Italy
+	Status        string     // ATTIVA, SOSPESA or CESSATA
+	RegisteredOn  *time.Time // registro imprese; nil when unknown
+	Categories    []string   // PRODUTTORE, DISABILE
 }
 
 // createVendorSQL is the insert of CreateVendor, with its audit row.
 var createVendorSQL = named(`WITH ins AS (
-		INSERT INTO vendors (id, region_id, partita_iva, codice_fiscale, denominazione, comune, status)
-		VALUES (dms.next_id('vendors', @region::smallint), @region, @piva, @cf, @den, @comune, @status)
+		INSERT INTO vendors (id, region_id, partita_iva, codice_fiscale, denominazione, comune, status, registered_on, categories)
+		VALUES (dms.next_id('vendors', @region::smallint), @region, @piva, @cf, @den, @comune, @status, @registered_on,
+			coalesce(@categories::text[], '{}'))
 		RETURNING *
 	), ` + auditCTE("audit", "create", "vendor", "n.id, NULL, to_jsonb(n) FROM ins n") + `
 	SELECT ` + vendorCols + ` FROM ins v`)
@@ -254,7 +290,7 @@ var createVendorSQL = named(`WITH ins AS (
 func CreateVendor(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, in NewVendor) (Result[Vendor], error) {
 	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Vendor, bool, error) {
 		rows, err := createVendorSQL.query(ctx, tx, writeArgs(sc, w, pgx.NamedArgs{"piva": in.PartitaIVA, "cf": in.CodiceFiscale, "den": in.Denominazione,
-			"comune": in.Comune, "status": in.Status}))
+			"comune": in.Comune, "status": in.Status, "registered_on": in.RegisteredOn, "categories": in.Categories}))
 		v, err := collectOne[Vendor](rows, err)
 		return v, true, err
 	})
@@ -267,6 +303,8 @@ type VendorPatch struct {
 	Denominazione Field[string]
 	Comune        Field[string]
 	Status        Field[string]
+	RegisteredOn  Field[*time.Time] // may be set to nil: unknown
+	Categories    Field[[]string]
 }
 
 // vendorExistsSQL reports whether vendor @id is in @region, which every
@@ -286,6 +324,8 @@ func UpdateVendor(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w W
 	setField(a, "denominazione", p.Denominazione)
 	setField(a, "comune", p.Comune)
 	setField(a, "status", p.Status)
+	setField(a, "registered_on", p.RegisteredOn)
+	setField(a, "categories", p.Categories)
 	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Vendor, bool, error) {
 		v, err := vendorUpdate.update(ctx, tx, a)
 		if !errors.Is(err, ErrNotFound) {
@@ -303,61 +343,211 @@ func UpdateVendor(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w W
 }
 
 // NewConcession is a concession to grant: vendor VendorID on stall StallID
-// of market MarketID, from ValidFrom to ValidTo inclusive.
+// of market MarketID, from ValidFrom to ValidTo inclusive, in Sector ("":
+// the stall's).
 type NewConcession struct {
 	MarketID  int64
 	StallID   int64
 	VendorID  int64
 	ValidFrom time.Time
 	ValidTo   time.Time
+	Sector    string
 }
 
-// concessionPartsSQL reads what a new concession refers to: its market's
-// comune, its stall's market and its vendor's state (NULL for each missing).
-var concessionPartsSQL = named(`SELECT
-	(SELECT comune FROM markets WHERE id = @market AND region_id = @region),
-	(SELECT market_id FROM stalls WHERE id = @stall AND region_id = @region),
-	(SELECT status FROM vendors WHERE id = @vendor AND region_id = @region)`)
+// grant is a concession to insert: a NewConcession and, for one that
+// continues a title, the title and the concession it follows and how.
+type grant struct {
+	NewConcession
+	titleID, followsID *int64
+	followsBy          *string
+}
 
-// createConcessionSQL is the insert of CreateConcession, with its audit row.
-var createConcessionSQL = named(`WITH ins AS (
-		INSERT INTO concessions (id, region_id, market_id, comune, stall_id, vendor_id, valid_from, valid_to, status)
+// The statements of a grant. lockVendorGrantsSQL serialises the grants of
+// vendor @vendor, so that two concurrent grants cannot both pass the cap:
+// a transaction-scoped advisory lock rather than the vendor row FOR
+// UPDATE, which row-level security hides from a province, comune or
+// market scope when the vendor is registered elsewhere (migration 00011,
+// vendors_update_scope). concessionPartsSQL reads what the grant refers
+// to and what its rules need: its market's comune, its stall's market and
+// sector, its vendor's state (NULL for each missing), whether the
+// market's regolamento applies sectors, the market's stalls, and the
+// vendor's concessions at the market in the grant's sector (@sector, else
+// the stall's) holding a stall (ATTIVA or SOSPESA) on a day of the
+// grant's term.
+var (
+	lockVendorGrantsSQL = named(`SELECT pg_advisory_xact_lock(hashtext('dmsrouter concession grant'), hashint8(@vendor::bigint))`)
+	concessionPartsSQL  = named(`WITH st AS (
+		SELECT market_id, sector FROM stalls WHERE id = @stall AND region_id = @region
+	)
+	SELECT
+		(SELECT comune FROM markets WHERE id = @market AND region_id = @region),
+		(SELECT market_id FROM st),
+		(SELECT sector FROM st),
+		(SELECT status FROM vendors WHERE id = @vendor AND region_id = @region),
+		(SELECT r.sectors FROM dms.regolamento(@market) r),
+		(SELECT count(*) FROM stalls WHERE market_id = @market AND region_id = @region),
+		(SELECT count(*) FROM concessions c
+		 WHERE c.vendor_id = @vendor AND c.market_id = @market AND c.region_id = @region
+			AND c.sector = coalesce(@sector::text, (SELECT sector FROM st)) AND c.status IN ('ATTIVA', 'SOSPESA')
+			AND daterange(c.valid_from, coalesce(c.extended_to, c.valid_to), '[]') && daterange(@from::date, @to::date, '[]'))`)
+)
+
+// grantSQL returns the insert of a grant, audited with action: the
+// concession, and the type A authorisation of its sector from its
+// market's comune that a concession rests on, unless the vendor has it.
+func grantSQL(action string) statement {
+	return named(`WITH ins AS (
+		INSERT INTO concessions (id, region_id, market_id, comune, stall_id, vendor_id, valid_from, valid_to, status,
+			sector, title_id, follows_id, follows_by)
 		VALUES (dms.next_id('concessions', @region::smallint), @region, @market, @comune, @stall, @vendor,
-			@from, @to, 'ATTIVA')
+			@from, @to, 'ATTIVA', @sector, @title, @follows, @follows_by)
 		RETURNING *
-	), ` + auditCTE("audit", "create", "concession", "n.id, NULL, to_jsonb(n) FROM ins n") + `
+	), auth AS (
+		INSERT INTO authorisations (id, region_id, vendor_id, type, sector, comune, issued_on)
+		SELECT dms.next_id('authorisations', @region::smallint), n.region_id, n.vendor_id, 'A', n.sector, n.comune, n.valid_from
+		FROM ins n
+		ON CONFLICT ON CONSTRAINT authorisations_vendor_type_sector DO NOTHING
+		RETURNING *
+	), ` + auditCTE("audit", action, "concession", "n.id, NULL, to_jsonb(n) FROM ins n") + `, ` +
+		auditCTE("audit_auth", "create", "authorisation", "n.id, NULL, to_jsonb(n) FROM auth n") + `
 	SELECT ` + concessionCols + ` FROM ins c`)
+}
 
-// CreateConcession grants an ATTIVA concession in scope sc. A market, stall
-// or vendor not in scope is a *MissingError, a stall of another market an
-// *InvalidError, a vendor that is not ATTIVA or another ATTIVA concession on
-// the stall overlapping the dates a *ConflictError.
+var (
+	createConcessionSQL = grantSQL("create")
+	renewConcessionSQL  = grantSQL("renewal")
+)
+
+// The caps of concessions per vendor, market and sector (Intesa
+// Stato-Regioni 5 July 2012, point 7; L. 214/2023 art. 11 c.2(c)): two, and
+// three at a market of more than bigMarketStalls stalls.
+const (
+	concessionCap    = 2
+	bigConcessionCap = 3
+	bigMarketStalls  = 100
+)
+
+// grantConcession inserts g in tx with the insert ins, after the checks
+// every grant passes. A market, stall or vendor not in scope is a
+// *MissingError, a stall of another market an *InvalidError; a vendor that
+// is not ATTIVA, another concession holding the stall on a day of the
+// term, a sector other than the stall's where the regolamento applies
+// sectors (rule sector-mismatch) and a vendor at its cap of concessions in
+// the sector at the market (rule concession-cap) are a *ConflictError.
+func grantConcession(ctx context.Context, tx pgx.Tx, sc regions.Scope, w Write, g grant, ins statement) (Concession, error) {
+	var sector *string
+	if g.Sector != "" {
+		sector = &g.Sector
+	}
+	a := writeArgs(sc, w, pgx.NamedArgs{"market": g.MarketID, "stall": g.StallID, "vendor": g.VendorID, "from": g.ValidFrom, "to": g.ValidTo,
+		"sector": sector, "title": g.titleID, "follows": g.followsID, "follows_by": g.followsBy})
+	if _, err := lockVendorGrantsSQL.exec(ctx, tx, a); err != nil {
+		return Concession{}, err
+	}
+	var (
+		comune, stallSector, vendorStatus *string
+		stallMarket                       *int64
+		sectors                           bool
+		stalls, held                      int
+	)
+	err := concessionPartsSQL.queryRow(ctx, tx, a).Scan(&comune, &stallMarket, &stallSector, &vendorStatus, &sectors, &stalls, &held)
+	switch {
+	case err != nil:
+		return Concession{}, err
+	case comune == nil:
+		return Concession{}, &MissingError{Field: "market_id"}
+	case stallMarket == nil:
+		return Concession{}, &MissingError{Field: "stall_id"}
+	case *stallMarket != g.MarketID:
+		return Concession{}, &InvalidError{Field: "stall_id", Reason: "not a stall of this market"}
+	case vendorStatus == nil:
+		return Concession{}, &MissingError{Field: "vendor_id"}
+	case *vendorStatus != "ATTIVA":
+		return Concession{}, conflict("the vendor is %s", *vendorStatus)
+	case sector != nil && sectors && *sector != *stallSector:
+		return Concession{}, ruleConflict("sector-mismatch", "the stall is of sector %s, the concession of %s; the market's regolamento applies sectors",
+			*stallSector, *sector)
+	}
+	limit := concessionCap
+	if stalls > bigMarketStalls {
+		limit = bigConcessionCap
+	}
+	if held >= limit {
+		if sector == nil {
+			sector = stallSector
+		}
+		return Concession{}, ruleConflict("concession-cap",
+			"the vendor holds %d concessions of sector %s at this market in these dates, the most a vendor may hold at a market of %d stalls",
+			held, *sector, stalls)
+	}
+	a["comune"] = *comune
+	rows, err := ins.query(ctx, tx, a)
+	return collectOne[Concession](rows, err)
+}
+
+// CreateConcession grants an ATTIVA concession in scope sc, with the type
+// A authorisation it rests on when the vendor has none of its sector from
+// the market's comune. The errors are grantConcession's.
 func CreateConcession(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, in NewConcession) (Result[Concession], error) {
 	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Concession, bool, error) {
+		c, err := grantConcession(ctx, tx, sc, w, grant{NewConcession: in}, createConcessionSQL)
+		return c, true, err
+	})
+}
+
+// Renewal is a new period of a concession's title: from ValidFrom (the
+// zero time: the day after the renewed concession's effective end) to
+// ValidTo inclusive.
+type Renewal struct {
+	ValidFrom time.Time
+	ValidTo   time.Time
+}
+
+// renewableStatuses are the statuses of a concession that may be renewed.
+var renewableStatuses = []string{"ATTIVA", "SOSPESA", "SCADUTA"}
+
+// lockRenewedSQL reads concession @id, which a renewal continues, for update.
+var lockRenewedSQL = named(`SELECT market_id, stall_id, vendor_id, sector, title_id, status, coalesce(extended_to, valid_to)
+	FROM concessions WHERE id = @id AND region_id = @region FOR UPDATE`)
+
+// RenewConcession grants, in scope sc, a new ATTIVA concession on the
+// title of concession id (same title, vendor, market, stall and sector;
+// follows id by RENEWAL), audited as a renewal. Only an ATTIVA, SOSPESA or
+// SCADUTA concession is renewed, else a *ConflictError; the new term
+// starts after the old one's effective end (a ValidFrom on or before it,
+// or a ValidTo not after the start, is an *InvalidError). A concession not
+// in scope is ErrNotFound; the grant's own errors are grantConcession's.
+func RenewConcession(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, id int64, in Renewal) (Result[Concession], error) {
+	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Concession, bool, error) {
 		var (
-			comune, vendorStatus *string
-			stallMarket          *int64
+			g      grant
+			status string
+			end    time.Time
 		)
-		err := concessionPartsSQL.queryRow(ctx, tx,
-			pgx.NamedArgs{"region": int16(sc.Region.Num()), "market": in.MarketID, "stall": in.StallID, "vendor": in.VendorID}).
-			Scan(&comune, &stallMarket, &vendorStatus)
+		err := lockRenewedSQL.queryRow(ctx, tx, writeArgs(sc, w, pgx.NamedArgs{"id": id})).
+			Scan(&g.MarketID, &g.StallID, &g.VendorID, &g.Sector, &g.titleID, &status, &end)
 		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return Concession{}, false, ErrNotFound
 		case err != nil:
 			return Concession{}, false, err
-		case comune == nil:
-			return Concession{}, false, &MissingError{Field: "market_id"}
-		case stallMarket == nil:
-			return Concession{}, false, &MissingError{Field: "stall_id"}
-		case *stallMarket != in.MarketID:
-			return Concession{}, false, &InvalidError{Field: "stall_id", Reason: "not a stall of this market"}
-		case vendorStatus == nil:
-			return Concession{}, false, &MissingError{Field: "vendor_id"}
-		case *vendorStatus != "ATTIVA":
-			return Concession{}, false, conflict("the vendor is %s", *vendorStatus)
+		case !slices.Contains(renewableStatuses, status):
+			return Concession{}, false, conflict("a %s concession cannot be renewed", status)
 		}
-		rows, err := createConcessionSQL.query(ctx, tx, writeArgs(sc, w, pgx.NamedArgs{"market": in.MarketID, "comune": *comune, "stall": in.StallID,
-			"vendor": in.VendorID, "from": in.ValidFrom, "to": in.ValidTo}))
-		c, err := collectOne[Concession](rows, err)
+		g.ValidFrom, g.ValidTo = in.ValidFrom, in.ValidTo
+		if g.ValidFrom.IsZero() {
+			g.ValidFrom = end.AddDate(0, 0, 1)
+		}
+		if !g.ValidFrom.After(end) {
+			return Concession{}, false, &InvalidError{Field: "valid_from",
+				Reason: "a renewal starts after the renewed concession ends, " + end.Format(time.DateOnly)}
+		}
+		if !g.ValidTo.After(g.ValidFrom) {
+			return Concession{}, false, &InvalidError{Field: "valid_to", Reason: "must be after valid_from, " + g.ValidFrom.Format(time.DateOnly)}
+		}
+		renewal := "RENEWAL"
+		g.followsID, g.followsBy = &id, &renewal
+		c, err := grantConcession(ctx, tx, sc, w, g, renewConcessionSQL)
 		return c, true, err
 	})
 }

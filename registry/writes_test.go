@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -130,7 +131,7 @@ func TestWrites(t *testing.T) {
 			t.Fatalf("CreateVendor with a key = %+v, %v", first, err)
 		}
 		again, err := CreateVendor(ctx, w.sh, lombardia, kept, in)
-		if err != nil || !again.Replayed || !again.Created || again.Value != first.Value {
+		if err != nil || !again.Replayed || !again.Created || !reflect.DeepEqual(again.Value, first.Value) {
 			t.Errorf("CreateVendor again with the key = %+v, %v; want %+v replayed", again, err, first.Value)
 		}
 		kept.Fingerprint = []byte{2}
