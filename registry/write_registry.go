@@ -161,7 +161,7 @@ type NewStall struct {
 	AreaMq float64
 	WidthM *float64
 	DepthM *float64
-	Sector string // ALIMENTARE or NON_ALIMENTARE
+	Sector string // ALIMENTARE or NON_ALIMENTARE; "": NON_ALIMENTARE, the schema's default
 	// ReservedFor is the category the stall is reserved for (PRODUTTORE,
 	// DISABILE), or nil.
 	ReservedFor *string
@@ -173,7 +173,7 @@ var createStallSQL = named(`WITH mk AS (
 	), ins AS (
 		INSERT INTO stalls (id, region_id, market_id, comune, number, type, status, area_mq, width_m, depth_m, sector, reserved_for)
 		SELECT dms.next_id('stalls', @region::smallint), @region, mk.id, mk.comune, @number, @type, @status,
-			@area, @width, @depth, @sector, @reserved_for
+			@area, @width, @depth, coalesce(nullif(@sector::text, ''), 'NON_ALIMENTARE'), @reserved_for
 		FROM mk
 		RETURNING *
 	), ` + auditCTE("audit", "create", "stall", "n.id, NULL, to_jsonb(n) FROM ins n") + `
@@ -372,8 +372,9 @@ type grant struct {
 // sector, its vendor's state (NULL for each missing), whether the
 // market's regolamento applies sectors, the market's stalls, and the
 // vendor's concessions at the market in the grant's sector (@sector, else
-// the stall's) holding a stall (ATTIVA or SOSPESA) on a day of the
-// grant's term.
+// the stall's) holding another stall (ATTIVA or SOSPESA) on a day of the
+// grant's term: one holding the same stall then is the exclusion
+// constraint's conflict, whatever the cap.
 var (
 	lockVendorGrantsSQL = named(`SELECT pg_advisory_xact_lock(hashtext('dmsrouter concession grant'), hashint8(@vendor::bigint))`)
 	concessionPartsSQL  = named(`WITH st AS (
@@ -387,7 +388,7 @@ var (
 		(SELECT r.sectors FROM dms.regolamento(@market) r),
 		(SELECT count(*) FROM stalls WHERE market_id = @market AND region_id = @region),
 		(SELECT count(*) FROM concessions c
-		 WHERE c.vendor_id = @vendor AND c.market_id = @market AND c.region_id = @region
+		 WHERE c.vendor_id = @vendor AND c.market_id = @market AND c.region_id = @region AND c.stall_id <> @stall
 			AND c.sector = coalesce(@sector::text, (SELECT sector FROM st)) AND c.status IN ('ATTIVA', 'SOSPESA')
 			AND daterange(c.valid_from, coalesce(c.extended_to, c.valid_to), '[]') && daterange(@from::date, @to::date, '[]'))`)
 )
