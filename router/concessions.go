@@ -66,10 +66,15 @@ type concessionBody struct {
 	VendorID  *int64  `json:"vendor_id"`
 	ValidFrom *string `json:"valid_from"`
 	ValidTo   *string `json:"valid_to"`
+	Sector    *string `json:"sector"` // default: the stall's
 }
 
 // createConcession is POST /v1/concessions: a new ATTIVA concession; 409
-// when another ATTIVA concession on the stall overlaps its dates.
+// when another ATTIVA or SOSPESA concession on the stall overlaps its
+// dates, when its sector is not the stall's where the market applies
+// sectors (rule sector-mismatch), and when the vendor already holds the
+// most concessions of the sector at the market in those dates (rule
+// concession-cap: 2, 3 at a market of more than 100 stalls).
 func (s *Server) createConcession(c *gin.Context) error {
 	return write(s, c, toBody, readJSON, checkNewConcession, noID(registry.CreateConcession))
 }
@@ -82,6 +87,7 @@ func checkNewConcession(k *checks, req writeReq, b *concessionBody) (registry.Ne
 		StallID:   need(k, "stall_id", b.StallID, checkID),
 		VendorID:  need(k, "vendor_id", b.VendorID, checkID),
 		ValidFrom: calendarDay(need(k, "valid_from", b.ValidFrom, checkDate)),
+		Sector:    optional(k, "sector", b.Sector, "", checkSector),
 	}
 	if b.ValidTo == nil && !in.ValidFrom.IsZero() {
 		in.ValidTo = in.ValidFrom.AddDate(concessionYears, 0, -1)
@@ -121,6 +127,33 @@ func checkStatusChange(k *checks, req writeReq, b *statusBody) (statusChange, re
 	in := statusChange{
 		status: need(k, "status", b.Status, checkSettableStatus),
 		reason: need(k, "reason", b.Reason, checkName),
+	}
+	return in, req.region, nil
+}
+
+type renewalBody struct {
+	ValidFrom *string `json:"valid_from"`
+	ValidTo   *string `json:"valid_to"`
+}
+
+// renewConcession is POST /v1/concessions/{id}/renewal {valid_to,
+// valid_from?}: a new ATTIVA concession on the same title (title_id kept,
+// follows_id the renewed one, follows_by RENEWAL, same vendor, stall and
+// sector), from the day after the renewed one's effective end unless
+// valid_from says a later day. Only an ATTIVA, SOSPESA or SCADUTA
+// concession is renewed (else 409); the grant's rules apply as to a new
+// concession.
+func (s *Server) renewConcession(c *gin.Context) error {
+	return write(s, c, toPathID, readJSON, checkRenewal, registry.RenewConcession)
+}
+
+func checkRenewal(k *checks, req writeReq, b *renewalBody) (registry.Renewal, regions.Code, error) {
+	in := registry.Renewal{
+		ValidFrom: calendarDay(optional(k, "valid_from", b.ValidFrom, "", checkDate)),
+		ValidTo:   calendarDay(need(k, "valid_to", b.ValidTo, checkDate)),
+	}
+	if !in.ValidFrom.IsZero() && !in.ValidTo.IsZero() && !in.ValidTo.After(in.ValidFrom) {
+		k.bad("valid_to", "must be after valid_from")
 	}
 	return in, req.region, nil
 }

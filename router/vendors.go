@@ -3,6 +3,8 @@ package router
 import (
 	"errors"
 	"regexp"
+	"slices"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -56,13 +58,15 @@ func (s *Server) getVendor(c *gin.Context) error {
 }
 
 type vendorBody struct {
-	PartitaIVA    *string `json:"partita_iva"`
-	CodiceFiscale *string `json:"codice_fiscale"`
-	Denominazione *string `json:"denominazione"`
-	Comune        *string `json:"comune"`
-	Status        *string `json:"status"`
-	Stato         *string `json:"stato"` // the deprecated name of status
-	Region        *string `json:"region"`
+	PartitaIVA    *string   `json:"partita_iva"`
+	CodiceFiscale *string   `json:"codice_fiscale"`
+	Denominazione *string   `json:"denominazione"`
+	Comune        *string   `json:"comune"`
+	Status        *string   `json:"status"`
+	Stato         *string   `json:"stato"` // the deprecated name of status
+	Region        *string   `json:"region"`
+	RegisteredOn  *string   `json:"registered_on"`
+	Categories    *[]string `json:"categories"`
 }
 
 // createVendor is POST /v1/vendors. Vendors are a region's registry: the
@@ -81,6 +85,8 @@ func checkNewVendor(k *checks, req writeReq, b *vendorBody) (registry.NewVendor,
 		Denominazione: need(k, "denominazione", b.Denominazione, checkName),
 		Comune:        need(k, "comune", b.Comune, checkComune),
 		Status:        optional(k, statusKey, status, "ATTIVA", checkVendorStatus),
+		RegisteredOn:  dayPtr(optionalPtr(k, "registered_on", b.RegisteredOn, checkRegisteredOn)),
+		Categories:    slices.Sorted(slices.Values(optional(k, "categories", b.Categories, []string{}, checkCategories))),
 	}
 	r := comuneRegion(in.Comune)
 	if !req.p.Territory.Covers(r) {
@@ -94,12 +100,14 @@ func checkNewVendor(k *checks, req writeReq, b *vendorBody) (registry.NewVendor,
 }
 
 type vendorPatchBody struct {
-	PartitaIVA    opt[string] `json:"partita_iva"`
-	CodiceFiscale opt[string] `json:"codice_fiscale"`
-	Denominazione opt[string] `json:"denominazione"`
-	Comune        opt[string] `json:"comune"`
-	Status        opt[string] `json:"status"`
-	Stato         opt[string] `json:"stato"` // the deprecated name of status
+	PartitaIVA    opt[string]   `json:"partita_iva"`
+	CodiceFiscale opt[string]   `json:"codice_fiscale"`
+	Denominazione opt[string]   `json:"denominazione"`
+	Comune        opt[string]   `json:"comune"`
+	Status        opt[string]   `json:"status"`
+	Stato         opt[string]   `json:"stato"`         // the deprecated name of status
+	RegisteredOn  opt[string]   `json:"registered_on"` // null: unknown
+	Categories    opt[[]string] `json:"categories"`    // []: none
 }
 
 // errVendorStatus is a change of a vendor's stato by a principal narrower
@@ -128,11 +136,17 @@ func checkVendorPatch(k *checks, req writeReq, b *vendorPatchBody) (registry.Ven
 		Denominazione: patchField(k, "denominazione", b.Denominazione, checkName),
 		Comune:        patchField(k, "comune", b.Comune, nil),
 		Status:        patchField(k, statusKey, status, checkVendorStatus),
+		Categories:    patchField(k, "categories", b.Categories, checkCategories),
+	}
+	registered := nullableField(k, "registered_on", b.RegisteredOn, checkRegisteredOn)
+	p.RegisteredOn = registry.Field[*time.Time]{Set: registered.Set, V: dayPtr(registered.V)}
+	if p.Categories.Set {
+		slices.Sort(p.Categories.V)
 	}
 	if p.Comune.Set {
 		checkField(k, "comune", p.Comune.V, checkComune)
 	}
-	k.someChange(p.PartitaIVA.Set, p.CodiceFiscale.Set, p.Denominazione.Set, p.Comune.Set, p.Status.Set)
+	k.someChange(p.PartitaIVA.Set, p.CodiceFiscale.Set, p.Denominazione.Set, p.Comune.Set, p.Status.Set, p.RegisteredOn.Set, p.Categories.Set)
 	// A vendor outside the territory stays not found, whatever the body
 	// names, so only a vendor inside it is refused a comune outside or a
 	// change of stato.
@@ -159,6 +173,19 @@ func vendorComuneInside(t regions.Territory, comune string) bool {
 		return t.Includes(regions.Territory{Level: regions.Municipal, Code: comune})
 	}
 	return t.Covers(comuneRegion(comune))
+}
+
+// checkRegisteredOn validates the day of a business's registration
+// (registro imprese).
+func checkRegisteredOn(s string) string { return checkDateBetween(s, "1900-01-01", "2100-12-31") }
+
+// dayPtr returns the day s (checked), or nil when s is nil.
+func dayPtr(s *string) *time.Time {
+	if s == nil {
+		return nil
+	}
+	d := calendarDay(*s)
+	return &d
 }
 
 func checkPartitaIVA(s string) string {
