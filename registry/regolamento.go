@@ -34,8 +34,8 @@ type Regolamento struct {
 	CurrentAbsenceLimit int32 `json:"current_absence_limit"`
 	// Own says whether the market has a regolamento of its own; false:
 	// every value is the national default.
-	Own       bool       `json:"own"`
-	UpdatedAt *time.Time `json:"updated_at"`
+	// (The audit log, entity regolamento, says who changed it and when.)
+	Own bool `json:"own"`
 }
 
 // regolamentoJSON returns the SQL expression of the regolamento of the
@@ -49,8 +49,7 @@ func regolamentoJSON(market string) string {
 		'call_time', to_char(r.call_time, 'HH24:MI'),
 		'absence_limit', r.absence_limit,
 		'current_absence_limit', dms.absence_limit(` + market + `, extract(year FROM now() AT TIME ZONE 'Europe/Rome')::integer),
-		'own', x.market_id IS NOT NULL,
-		'updated_at', x.updated_at)
+		'own', x.market_id IS NOT NULL)
 	FROM dms.regolamento(` + market + `) r LEFT JOIN market_regolamenti x ON x.market_id = ` + market + `)`
 }
 

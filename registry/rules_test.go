@@ -205,7 +205,7 @@ func TestRegolamento(t *testing.T) {
 		t.Errorf("UpdateRegolamento back to the national limit = %+v, %v", r.Value, err)
 	}
 	m = must(GetMarket(ctx, w.sh, milano, mi1))(t)
-	if m.Regolamento.RankingReset != "YEARLY" || m.Regolamento.AbsenceLimit != nil || m.Regolamento.UpdatedAt == nil {
+	if m.Regolamento.RankingReset != "YEARLY" || m.Regolamento.AbsenceLimit != nil {
 		t.Errorf("GetMarket after the patches = %+v", m.Regolamento)
 	}
 	var audited int
