@@ -32,6 +32,8 @@ DECLARE
 BEGIN
     FOR r IN 1..20 LOOP
         EXECUTE format('CREATE SEQUENCE dms.authorisations_id_%s MAXVALUE 281474976710655', lpad(r::text, 2, '0'));
+        -- dms_app numbers new authorisations (dms.next_id), as every other table's rows.
+        EXECUTE format('GRANT USAGE ON SEQUENCE dms.authorisations_id_%s TO dms_app', lpad(r::text, 2, '0'));
     END LOOP;
 END
 $$;
