@@ -19,10 +19,14 @@ type Presence struct {
 	Kind       string     `json:"kind" db:"kind"`
 	CheckinAt  time.Time  `json:"checkin_at" db:"checkin_at"`
 	CheckoutAt *time.Time `json:"checkout_at" db:"checkout_at"`
+	// Outcome is a spuntista's day: ASSIGNED, UNASSIGNED or REFUSED at the
+	// spunta, LATE when it checked in after the call (appello); null for a
+	// holder, and for a spuntista until the spunta.
+	Outcome *string `json:"outcome" db:"outcome"`
 }
 
 const presenceCols = `p.id, lpad(p.region_id::text, 2, '0') AS region, p.market_id, p.vendor_id, p.stall_id,
-	to_char(p.date, 'YYYY-MM-DD') AS date, p.kind, p.checkin_at, p.checkout_at`
+	to_char(p.date, 'YYYY-MM-DD') AS date, p.kind, p.checkin_at, p.checkout_at, p.outcome`
 
 var presenceList = newList(listSpec[Presence]{
 	name:    "presences",

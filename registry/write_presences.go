@@ -33,26 +33,45 @@ type CheckIn struct {
 // joined with what rowCodeSQL judges it by.
 const (
 	// concessionOfRowSQL matches the concessions of r's vendor in its
-	// market on its day that may matter; concessionOrderSQL puts first the
-	// one that counts: on the given stall, then an ATTIVA one.
+	// market on its day that may matter: within the term up to its
+	// effective end (a legal extension, extended_to, keeps a title
+	// checking in after its printed valid_to), ATTIVA, or SCADUTA (the
+	// term has since passed: a day within it is still the holder's, as
+	// when yesterday's presences are sent after the lifecycle job ran), or
+	// SOSPESA, REVOCATA or DECADUTA, which refuse the row.
+	// concessionOrderSQL puts first the one that counts: on the given
+	// stall, then one that holds it.
 	concessionOfRowSQL = `c.vendor_id = r.vendor_id AND c.market_id = r.market_id
-		AND r.date BETWEEN c.valid_from AND c.valid_to AND c.status IN ('ATTIVA', 'SOSPESA', 'REVOCATA')`
-	concessionOrderSQL = `c.stall_id = r.stall_id DESC NULLS LAST, c.status = 'ATTIVA' DESC, c.id`
+		AND r.date BETWEEN c.valid_from AND coalesce(c.extended_to, c.valid_to)
+		AND c.status IN ('ATTIVA', 'SCADUTA', 'SOSPESA', 'REVOCATA', 'DECADUTA')`
+	concessionOrderSQL = `c.stall_id = r.stall_id DESC NULLS LAST, c.status IN ('ATTIVA', 'SCADUTA') DESC, c.id`
 
 	// rowColumnsSQL are the columns rowCodeSQL reads, but partition_ok,
 	// with c the row's concession (NULL columns when none): its market's
-	// comune, its vendor's state, its stall's market, and the stall the
-	// row takes (for a CONCESSION row without one, its concession's).
+	// comune, the market day's record (status, reason and the time of its
+	// call, NULL when the day has no record), its vendor's state, its
+	// stall's market, and the stall the row takes (for a CONCESSION row
+	// without one, its concession's).
 	rowColumnsSQL = `r.market_id, r.vendor_id, r.date, r.kind, r.stall_id AS given_stall,
-		m.comune, m.id IS NOT NULL AS market_ok, vd.status AS vendor_status, sl.market_id AS stall_market,
+		m.comune, m.id IS NOT NULL AS market_ok, md.status AS day_status, md.reason AS day_reason, md.call_at,
+		vd.status AS vendor_status, sl.market_id AS stall_market,
 		c.status AS conc_status, c.stall_id AS conc_stall,
 		CASE WHEN r.kind = 'CONCESSION' THEN coalesce(r.stall_id, c.stall_id) ELSE r.stall_id END AS stall_id`
-	// rowJoinsSQL joins r with its market, vendor and stall in region
-	// @region (and in the scope, by row-level security).
+	// rowJoinsSQL joins r with its market, market day, vendor and stall in
+	// region @region (and in the scope, by row-level security).
 	rowJoinsSQL = `LEFT JOIN markets m ON m.id = r.market_id AND m.region_id = @region
+	LEFT JOIN market_days md ON md.market_id = r.market_id AND md.date = r.date AND md.region_id = @region
 	LEFT JOIN vendors vd ON vd.id = r.vendor_id AND vd.region_id = @region
 	LEFT JOIN stalls sl ON sl.id = r.stall_id AND sl.region_id = @region`
 )
+
+// outcomeSQL returns the outcome of a new presence of a row of v checked
+// in at checkin: LATE for a spuntista after the day's call (appello),
+// which is no presence for the ranking; else NULL (the spunta sets the
+// outcome of those present at the call).
+func outcomeSQL(checkin string) string {
+	return `CASE WHEN kind = 'SPUNTA' AND call_at < ` + checkin + ` THEN 'LATE' END`
+}
 
 // presenceJSON is presence p as JSON, the way Presence decodes it, with
 // times in UTC.
@@ -60,7 +79,8 @@ const presenceJSON = `json_build_object('id', p.id, 'region', lpad(p.region_id::
 	'market_id', p.market_id, 'vendor_id', p.vendor_id, 'stall_id', p.stall_id,
 	'date', to_char(p.date, 'YYYY-MM-DD'), 'kind', p.kind,
 	'checkin_at', to_char(p.checkin_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-	'checkout_at', to_char(p.checkout_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))`
+	'checkout_at', to_char(p.checkout_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+	'outcome', p.outcome)`
 
 // checkInStatement validates one check-in by the rules of a batch row (the
 // row v, coded by rowCodeSQL) and, when it passes, records it with its
@@ -86,9 +106,9 @@ func checkInStatement(extra string) string {
 ), v AS (
 	SELECT s.*, ` + rowCodeSQL + ` AS code, ` + rowDetailSQL + ` AS detail FROM s
 ), ins AS (
-	INSERT INTO vendor_presences (id, region_id, market_id, comune, vendor_id, stall_id, date, kind, checkin_at)
+	INSERT INTO vendor_presences (id, region_id, market_id, comune, vendor_id, stall_id, date, kind, checkin_at, outcome)
 	SELECT dms.next_id('vendor_presences', @region::smallint), @region, market_id, comune, vendor_id, stall_id,
-		date, kind, @checkin
+		date, kind, @checkin, ` + outcomeSQL("@checkin::timestamptz") + `
 	FROM v WHERE code IS NULL
 	ON CONFLICT DO NOTHING
 	RETURNING *
@@ -192,7 +212,8 @@ func (r *checkInRow) err() error {
 	case "partition":
 		return &InvalidError{Field: "checkin_at", Reason: "outside the stored range: no presences are kept for that month"}
 	}
-	return &ConflictError{Reason: c.rowError().Reason}
+	e := c.rowError()
+	return &ConflictError{Reason: e.Reason, Rule: e.Rule}
 }
 
 func (r *checkInRow) presence() (Presence, error) { return decodePresence(r.body) }
@@ -274,11 +295,13 @@ type BatchOutcome struct {
 }
 
 // RowError says why one row of a batch was rejected. Row is its index in
-// the batch, from 0.
+// the batch, from 0; Rule names the market-day rule that refused it, as
+// ConflictError.Rule does, when one did.
 type RowError struct {
 	Row    int    `json:"row"`
 	Field  string `json:"field"`
 	Reason string `json:"reason"`
+	Rule   string `json:"rule,omitempty"`
 }
 
 // RejectedError reports a batch that wrote nothing because some rows were
@@ -333,19 +356,21 @@ var stagedSQL = `conc AS (
 const rowCodeSQL = `CASE
 	WHEN NOT market_ok THEN 'market'
 	WHEN NOT partition_ok THEN 'partition'
+	WHEN day_status = 'CANCELLED' THEN 'cancelled'
 	WHEN vendor_status IS NULL THEN 'vendor'
 	WHEN vendor_status <> 'ATTIVA' THEN 'vendor_state'
 	WHEN given_stall IS NOT NULL AND stall_market IS DISTINCT FROM market_id THEN 'stall'
-	WHEN conc_status IN ('SOSPESA', 'REVOCATA') THEN 'suspended'
+	WHEN conc_status IN ('SOSPESA', 'REVOCATA', 'DECADUTA') THEN 'suspended'
 	WHEN kind = 'CONCESSION' AND conc_status IS NULL THEN 'no_concession'
 	WHEN kind = 'CONCESSION' AND given_stall IS NOT NULL AND conc_stall <> given_stall THEN 'wrong_stall'
-	WHEN kind = 'SPUNTA' AND conc_status = 'ATTIVA' THEN 'holder'
+	WHEN kind = 'SPUNTA' AND conc_status IN ('ATTIVA', 'SCADUTA') THEN 'holder'
 END`
 
 // rowDetailSQL is the detail of rowCodeSQL's reason.
 const rowDetailSQL = `CASE
+	WHEN day_status = 'CANCELLED' THEN day_reason
 	WHEN vendor_status <> 'ATTIVA' THEN vendor_status
-	WHEN conc_status IN ('SOSPESA', 'REVOCATA') THEN conc_status
+	WHEN conc_status IN ('SOSPESA', 'REVOCATA', 'DECADUTA') THEN conc_status
 	WHEN kind = 'CONCESSION' AND given_stall IS NOT NULL THEN conc_stall::text
 	ELSE ''
 END`
@@ -387,10 +412,12 @@ var classifySQL = stagedSQL + `, w AS (
 // per statement rather than once per row.
 func insertSQL(guard, onConflict string) string {
 	return `, ins AS (
-	INSERT INTO vendor_presences (id, region_id, market_id, comune, vendor_id, stall_id, date, kind, checkin_at)
+	INSERT INTO vendor_presences (id, region_id, market_id, comune, vendor_id, stall_id, date, kind, checkin_at, outcome)
 	SELECT ` + regions.IDSQL("@region", "nextval(@id_seq::regclass)") + `, @region, market_id, comune, vendor_id, stall_id, date, kind,
-		coalesce(given_checkin, CASE WHEN date = @today::date THEN now() ELSE date::timestamp AT TIME ZONE 'Europe/Rome' END)
+		t.checkin, ` + outcomeSQL("t.checkin") + `
 	FROM v
+	CROSS JOIN LATERAL (SELECT coalesce(given_checkin,
+		CASE WHEN date = @today::date THEN now() ELSE date::timestamp AT TIME ZONE 'Europe/Rome' END) AS checkin) t
 	WHERE code IS NULL AND NOT EXISTS (SELECT 1 FROM v WHERE code IS NOT NULL AND code <> 'dup') AND ` + guard + `
 	` + onConflict + `
 	RETURNING 1
@@ -433,6 +460,7 @@ var slowSQL = named(`WITH ` + classifySQL + insertSQL("true", "ON CONFLICT DO NO
 var rowCodes = map[string]RowError{
 	"market":        {Field: "market_id", Reason: "no such market in your territory"},
 	"partition":     {Field: "date", Reason: "outside the stored range: no presences are kept for this month"},
+	"cancelled":     {Field: "date", Reason: "the market day was cancelled (%s): it takes no presences", Rule: "market-day-cancelled"},
 	"vendor":        {Field: "vendor_id", Reason: "no such vendor in the region"},
 	"vendor_state":  {Field: "vendor_id", Reason: "the vendor is %s"},
 	"stall":         {Field: "stall_id", Reason: "no such stall in this market"},

@@ -56,8 +56,10 @@ type checkInBody struct {
 // checkIn is POST /v1/markets/{id}/presences: one check-in, on the day of
 // checkin_at in Europe/Rome (default now). 201 with the new presence; 200
 // with the recorded one when the same check-in was recorded before; 409 for
-// any other second check-in of the vendor or the stall that day, and for a
-// holder whose concession is SOSPESA or REVOCATA.
+// any other second check-in of the vendor or the stall that day, for a
+// holder whose concession is SOSPESA, REVOCATA or DECADUTA, and (rule
+// market-day-cancelled) on a cancelled market day. A spuntista checking in
+// after the day's call is recorded with outcome LATE.
 func (s *Server) checkIn(c *gin.Context) error {
 	return write(s, c, toPathID, readJSON, s.checkCheckIn, noID(registry.CheckInVendor))
 }
@@ -105,7 +107,8 @@ type presenceBatch struct {
 // registry.MaxBatchRows presences of one region, all or nothing. 201 with
 // the counts when it inserted rows, 200 when every row was a duplicate, 422
 // with the reason of each rejected row when any was rejected (nothing is
-// written then).
+// written then), and its rule when a market-day rule refused it (a row on
+// a cancelled day: market-day-cancelled).
 func (s *Server) ingestPresences(c *gin.Context) error {
 	return write(s, c, toBody, readBatch, s.checkBatch, noID(ingestBatch))
 }

@@ -34,10 +34,13 @@ type Problem struct {
 	Result any `json:"result,omitempty"`
 }
 
-// FieldError names one bad input field and what is wrong with it.
+// FieldError names one bad input field and what is wrong with it, and the
+// market-day rule that refused it when one did (a batch row on a
+// cancelled day).
 type FieldError struct {
 	Field   string `json:"field"`
 	Message string `json:"message"`
+	Rule    string `json:"rule,omitempty"`
 }
 
 // badRequestError is bad input: one or more fields that do not parse or
@@ -204,7 +207,7 @@ var problemTable = []problemRow{
 		fill: fillAs(func(rejected *registry.RejectedError, p *Problem, _ http.Header) {
 			p.Errors = make([]FieldError, len(rejected.Rows))
 			for i, r := range rejected.Rows {
-				p.Errors[i] = FieldError{Field: fmt.Sprintf("rows[%d].%s", r.Row, r.Field), Message: r.Reason}
+				p.Errors[i] = FieldError{Field: fmt.Sprintf("rows[%d].%s", r.Row, r.Field), Message: r.Reason, Rule: r.Rule}
 			}
 			p.Result = rejected.Outcome
 		})},

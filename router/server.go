@@ -137,6 +137,8 @@ func (s *Server) routes() *gin.Engine {
 	v1.GET("/concessions", s.handle(s.listConcessions))
 	v1.GET("/concessions/:id", s.handle(s.getConcession))
 	v1.GET("/markets/:id/graduatoria", s.handle(s.getGraduatoria))
+	v1.GET("/markets/:id/days", s.handle(s.listMarketDays))
+	v1.GET("/concessions/:id/absences", s.handle(s.listAbsences))
 
 	// Writes: roles that may write, inside their territory.
 	w := v1.Group("", s.requireWriter)
@@ -154,6 +156,10 @@ func (s *Server) routes() *gin.Engine {
 	w.POST("/markets/:id/presences", s.handle(s.checkIn))
 	w.POST("/presences/batch", s.handle(s.ingestPresences))
 	w.POST("/markets/:id/spunta", s.handle(s.runSpunta))
+	w.PUT("/markets/:id/days/:date", s.handle(s.setMarketDay))
+	w.POST("/markets/:id/days/:date/appello", s.handle(s.recordAppello))
+	w.PUT("/concessions/:id/absences/:date", s.handle(s.justifyAbsence))
+	w.DELETE("/concessions/:id/absences/:date", s.handle(s.unjustifyAbsence))
 
 	// National dashboards: national principals only, fanned out to every region.
 	n := v1.Group("/national", s.requireNational)
