@@ -49,6 +49,10 @@ func TestDays(t *testing.T) {
 	if got, want := dayOf(2016, 2, 29).addYears(10), dayOf(2026, 2, 28); got != want {
 		t.Errorf("2016-02-29 + 10 years = %s, want 2026-02-28", got.time().Format(time.DateOnly))
 	}
+	if extensionInForce != dayOf(2023, 12, 31) || extensionUntil != dayOf(2025, 12, 31) {
+		t.Errorf("extensionInForce, extensionUntil = %s, %s, want 2023-12-31, 2025-12-31",
+			extensionInForce.time().Format(time.DateOnly), extensionUntil.time().Format(time.DateOnly))
+	}
 	if got, want := dayOf(2020, 3, 1).addYears(-10), dayOf(2010, 3, 1); got != want {
 		t.Errorf("2020-03-01 - 10 years = %s", got.time().Format(time.DateOnly))
 	}
@@ -76,7 +80,7 @@ func TestGeneration(t *testing.T) {
 	opts := Options{Markets: 800, Days: 20, Seed: 9}
 	today := dayOf(2026, 5, 4)
 	gen := func() (*generator, string) {
-		g := &generator{plan: newPlan(opts, today), rome: rome}
+		g := newGenerator(newPlan(opts, today), rome)
 		g.generate()
 		h := sha256.New()
 		for _, r := range regions.All() {
