@@ -129,6 +129,27 @@ func TestGeneration(t *testing.T) {
 			t.Errorf("region %02d: daily counts sum to %d, presences %d", n, daily, rd.presences)
 		}
 	}
+	// After 2025-12-31 the titles the law extended have expired: SCADUTA,
+	// each carrying its extension; no live title ends before today.
+	extended := 0
+	for n := 1; n <= 20; n++ {
+		for _, c := range g.regions[n].concessions {
+			live := c.status == concAttiva || c.status == concSospesa
+			if live && c.end() < today || c.status == concScaduta && c.end() >= today {
+				t.Errorf("region %02d: %s concession ends %s, today is %s", n, concStatuses[c.status],
+					c.end().time().Format(time.DateOnly), today.time().Format(time.DateOnly))
+			}
+			if c.extendedTo != noDay {
+				extended++
+				if c.status != concScaduta || c.extendedTo != extensionUntil {
+					t.Errorf("region %02d: %s concession extended to %s", n, concStatuses[c.status], c.extendedTo.time().Format(time.DateOnly))
+				}
+			}
+		}
+	}
+	if extended == 0 {
+		t.Errorf("no expired title carries the legal extension")
+	}
 	if markets != int64(opts.Markets) {
 		t.Errorf("markets = %d, want %d", markets, opts.Markets)
 	}

@@ -341,7 +341,7 @@ func secondaryIndexes(ctx context.Context, tx pgx.Tx) ([]index, error) {
 // indexes only grow. Each market draws from its own random stream in date
 // order, so the rows do not depend on how markets interleave.
 type presenceGen struct {
-	ctx   context.Context
+	ctx     context.Context
 	rd      *regionData
 	today   day
 	add     func(units, rows int64)
@@ -430,15 +430,15 @@ const (
 	latePermille       = 30 // a spuntista checks in after the call
 	refusalPermille    = 20 // a spuntista refuses the stalls offered
 	justifiedPermille  = 200
-	cancelPermille     = 15  // a market day is cancelled (weather, an ordinance)
-	holidayCancelPct   = 70  // ... on a public holiday
-	outcomeNone        = 0   // a holder's presence
-	outcomeAssigned    = 1   // ASSIGNED
-	outcomeUnassigned  = 2   // UNASSIGNED
-	outcomeRefused     = 3   // REFUSED
-	outcomeLate        = 4   // LATE
-	reasonHeld         = 0   // dayRow.reason of a held day
-	reasonFirstHoliday = 1   // dayRow.reason of the first holiday of holidays
+	cancelPermille     = 6  // a market day is cancelled (weather, an ordinance)
+	holidayCancelPct   = 50 // ... on a public holiday
+	outcomeNone        = 0  // a holder's presence
+	outcomeAssigned    = 1  // ASSIGNED
+	outcomeUnassigned  = 2  // UNASSIGNED
+	outcomeRefused     = 3  // REFUSED
+	outcomeLate        = 4  // LATE
+	reasonHeld         = 0  // dayRow.reason of a held day
+	reasonFirstHoliday = 1  // dayRow.reason of the first holiday of holidays
 )
 
 var outcomes = [...]string{"", "ASSIGNED", "UNASSIGNED", "REFUSED", "LATE"}
@@ -508,9 +508,9 @@ type absenceRow struct {
 
 // arrival is a spuntista who came on a market day.
 type arrival struct {
-	k       int   // its place in market.spunta
+	k       int    // its place in market.spunta
 	r, r2   uint64 // its draws: check-in and check-out, late and refusal
-	stall   int32 // stall given, -1 for none
+	stall   int32  // stall given, -1 for none
 	outcome uint8
 }
 

@@ -57,9 +57,9 @@ type regionData struct {
 	auths       []authorisation
 	authSectors []uint8 // by vendor row: the sectors it holds an authorisation for
 
-	midnights  []int64      // Europe/Rome midnight of every day from firstDay, micros since pgEpoch
-	days       []dayRow     // every market day of the window, as it is generated
-	justified  []absenceRow // the holders' justified absences, as they are generated
+	midnights []int64      // Europe/Rome midnight of every day from firstDay, micros since pgEpoch
+	days      []dayRow     // every market day of the window, as it is generated
+	justified []absenceRow // the holders' justified absences, as they are generated
 
 	firstDay, lastDay day          // span of the presences; firstDay > lastDay when none
 	marketDays        int64        // number of (market, day) pairs with presences
@@ -383,7 +383,7 @@ func (p *plan) generateStalls(rd *regionData, mi int32, m *market, rng *rand.Ran
 	m.firstStall, m.nStalls = int32(len(rd.stalls)), int32(n)
 	sr := newRand(p.seed, streamSectors, uint64(rd.num), uint64(mi))
 	food := int(float64(n)*(0.2+0.2*sr.Float64()) + 0.5) // 20..40% of the stalls
-	foodFrom := 0                                         // the food area is at the entrance, or further in
+	foodFrom := 0                                        // the food area is at the entrance, or further in
 	if sr.IntN(2) == 0 {
 		foodFrom = sr.IntN(n - food + 1)
 	}
