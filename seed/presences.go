@@ -218,11 +218,32 @@ func (g *generator) copyDaily(ctx context.Context, tx pgx.Tx, sh *shard) error {
 // copyDays COPYs the market days of the shard's regions into market_days
 // (held, with the call at its time, or cancelled with a reason) and the
 // holders' justified absences into absence_justifications.
-func (g *generator) copyDays(ctx context.Context, tx pgx.Tx, sh *shard) error {
+func (g *generator) copyDays(ctx context.Context, tx pgx.Tx, sh *shard) (rerr error) {
 	var rds []*regionData
 	for _, r := range sh.regions {
 		rds = append(rds, g.regions[r.Num()])
 	}
+	// A big shard checks the foreign keys once, when they are added back,
+	// instead of once per row (a trigger's query each).
+	var fks []index
+	if g.marketDays(sh) >= rebuildMarketDays {
+		var err error
+		if fks, err = foreignKeys(ctx, tx, "market_days", "absence_justifications"); err != nil {
+			return err
+		}
+	}
+	for _, fk := range fks {
+		if _, err := tx.Exec(ctx, fk.drop); err != nil {
+			return fmt.Errorf("drop %s: %w", fk.name, err)
+		}
+	}
+	defer func() {
+		for _, fk := range fks {
+			if _, err := tx.Exec(ctx, fk.create); err != nil && rerr == nil {
+				rerr = fmt.Errorf("add back %s: %w", fk.name, err)
+			}
+		}
+	}()
 	err := g.days.copy(ctx, tx, "COPY market_days (market_id, region_id, comune, date, status, reason, call_at, updated_by, updated_at) FROM STDIN (FORMAT binary, FREEZE)",
 		rds, func(rd *regionData) int { return len(rd.days) }, func(e *encoder, rd *regionData, i int) {
 			dr := &rd.days[i]
@@ -267,6 +288,27 @@ func (g *generator) copyDays(ctx context.Context, tx pgx.Tx, sh *shard) error {
 		return fmt.Errorf("fill absence_justifications: %w", err)
 	}
 	return nil
+}
+
+// foreignKeys returns the foreign keys of tables and the statements that
+// drop them and add them back as they were.
+func foreignKeys(ctx context.Context, tx pgx.Tx, tables ...string) ([]index, error) {
+	type def struct{ Table, Name, Def string }
+	rows, _ := tx.Query(ctx, `
+		SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint
+		WHERE contype = 'f' AND conrelid = ANY ($1::text[]::regclass[]) ORDER BY 1, 2`, tables)
+	defs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[def])
+	if err != nil {
+		return nil, err
+	}
+	var out []index
+	for _, d := range defs {
+		t, c := pgx.Identifier{d.Table}.Sanitize(), pgx.Identifier{d.Name}.Sanitize()
+		out = append(out, index{name: d.Name,
+			drop:   "ALTER TABLE " + t + " DROP CONSTRAINT " + c,
+			create: "ALTER TABLE " + t + " ADD CONSTRAINT " + c + " " + d.Def})
+	}
+	return out, nil
 }
 
 // seedUser is who recorded the seeded market days and justifications.
