@@ -1,9 +1,12 @@
 // Package seed fills every shard of a deployment with deterministic
 // synthetic data at national scale: markets spread over the regions by
 // population and over the real comuni of each region (package regions) by
-// their population, their stalls, the vendors (some in several regions, with
-// the same tax codes in each), concessions and the presences of the last
-// market days.
+// their population, their stalls (with sectors and reservations), the
+// vendors (some in several regions, with the same tax codes in each) and
+// their authorisations, concessions on titles (a few passed by subingresso,
+// some extended by law), and the last market days: held or cancelled, the
+// presences with the spunta's outcomes, and the holders' justified
+// absences, following the rules of docs/domain.md.
 //
 // The same Options give byte-identical rows: everything is drawn from
 // PCG streams derived from Options.Seed and the region or market they
