@@ -94,6 +94,50 @@ func (e *encoder) text(s string) {
 
 func (e *encoder) date(d day) { e.int4(int32(d)) }
 
+// dateOrNull writes d, or NULL when d is noDay.
+func (e *encoder) dateOrNull(d day) {
+	if d == noDay {
+		e.null()
+		return
+	}
+	e.date(d)
+}
+
+// textOrNull writes s, or NULL when s is empty.
+func (e *encoder) textOrNull(s string) {
+	if s == "" {
+		e.null()
+		return
+	}
+	e.text(s)
+}
+
+// textArray writes a one-dimensional text[] without nulls.
+func (e *encoder) textArray(vs []string) {
+	size := 12
+	if len(vs) > 0 {
+		size = 20
+		for _, v := range vs {
+			size += 4 + len(v)
+		}
+	}
+	e.buf = binary.BigEndian.AppendUint32(e.buf, uint32(size))
+	if len(vs) == 0 {
+		e.buf = binary.BigEndian.AppendUint32(e.buf, 0)  // ndim
+		e.buf = binary.BigEndian.AppendUint32(e.buf, 0)  // has nulls
+		e.buf = binary.BigEndian.AppendUint32(e.buf, 25) // text
+		return
+	}
+	e.buf = binary.BigEndian.AppendUint32(e.buf, 1)  // ndim
+	e.buf = binary.BigEndian.AppendUint32(e.buf, 0)  // has nulls
+	e.buf = binary.BigEndian.AppendUint32(e.buf, 25) // text
+	e.buf = binary.BigEndian.AppendUint32(e.buf, uint32(len(vs)))
+	e.buf = binary.BigEndian.AppendUint32(e.buf, 1) // lower bound
+	for _, v := range vs {
+		e.text(v)
+	}
+}
+
 // timestamp writes a timestamptz given in microseconds since pgEpoch.
 func (e *encoder) timestamp(us int64) { e.int8(us) }
 

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/dmshub/dmsrouter/regions"
 )
@@ -97,7 +98,33 @@ type vendorIdent struct {
 	denominazione string
 	comune        string // registered office, in the home region
 	status        string
+	registeredOn  day   // registration in the registro imprese; noDay when unknown
+	categories    uint8 // catProduttore | catDisabile
+	sectors       uint8 // what it trades: sectorFood | sectorNonFood (both rarely)
 }
+
+// Vendor categories and sectors as bits; the tables hold their names.
+const (
+	catProduttore uint8 = 1 << iota
+	catDisabile
+)
+
+const (
+	sectorFood uint8 = 1 << iota
+	sectorNonFood
+)
+
+// noDay marks a date that is NULL.
+const noDay = day(-1 << 31)
+
+// Shares of the vendors' traits (issue 13), in tenths of a percent.
+const (
+	produttorePermille  = 40 // producers (agricoltori), who trade food
+	disabilePermille    = 10
+	foodPermille        = 300 // trading food only
+	bothSectorsPermille = 40  // authorised in both sectors
+	unknownRegPermille  = 5   // registration date not on file (migrated data)
+)
 
 // derive mixes a seed with a path of labels into a new 64-bit seed
 // (splitmix64 finalizer), so every region and market gets an independent
@@ -123,6 +150,8 @@ const (
 	streamMarket
 	streamPresences
 	streamSpunta
+	streamTraits  // a vendor's registration, categories and sectors
+	streamSectors // a market's food area and reserved stalls
 )
 
 func newRand(seed uint64, path ...uint64) *rand.Rand {
@@ -250,9 +279,11 @@ func (p *plan) planVendors(markets int) {
 		case x < 50:
 			vi.status = "SOSPESA"
 		}
+		born := 0 // a person's birth year
 		if rng.IntN(100) < 68 {
 			for {
 				per := randomPerson(rng, c.code)
+				born = per.year
 				vi.codiceFiscale = per.codiceFiscale()
 				if !usedCF[vi.codiceFiscale] {
 					usedCF[vi.codiceFiscale] = true
@@ -264,7 +295,36 @@ func (p *plan) planVendors(markets int) {
 			vi.codiceFiscale = vi.partitaIVA
 			vi.denominazione = companyName(rng)
 		}
+		vi.traits(newRand(p.seed, streamTraits, uint64(v)), born)
 		p.vendors[v] = vi
+	}
+}
+
+// traits draws vi's registration date (1975..2024, never before a person
+// turned 18: most businesses are recent), its categories and the sectors
+// it trades in, from its own stream so that the older fields keep their
+// values.
+func (vi *vendorIdent) traits(rng *rand.Rand, born int) {
+	first := max(1975, born+18)
+	// The later of two uniform years leans toward recent registrations.
+	y := first + max(rng.IntN(2025-first), rng.IntN(2025-first))
+	vi.registeredOn = dayOf(y, time.Month(1+rng.IntN(12)), 1+rng.IntN(28))
+	if rng.IntN(1000) < unknownRegPermille {
+		vi.registeredOn = noDay
+	}
+	switch x := rng.IntN(1000); {
+	case x < produttorePermille:
+		vi.categories = catProduttore
+	case x < produttorePermille+disabilePermille:
+		vi.categories = catDisabile
+	}
+	switch x := rng.IntN(1000); {
+	case vi.categories&catProduttore != 0 || x < foodPermille:
+		vi.sectors = sectorFood
+	case x < foodPermille+bothSectorsPermille:
+		vi.sectors = sectorFood | sectorNonFood
+	default:
+		vi.sectors = sectorNonFood
 	}
 }
 

@@ -49,6 +49,10 @@ func TestDays(t *testing.T) {
 	if got, want := dayOf(2016, 2, 29).addYears(10), dayOf(2026, 2, 28); got != want {
 		t.Errorf("2016-02-29 + 10 years = %s, want 2026-02-28", got.time().Format(time.DateOnly))
 	}
+	if extensionInForce != dayOf(2023, 12, 31) || extensionUntil != dayOf(2025, 12, 31) {
+		t.Errorf("extensionInForce, extensionUntil = %s, %s, want 2023-12-31, 2025-12-31",
+			extensionInForce.time().Format(time.DateOnly), extensionUntil.time().Format(time.DateOnly))
+	}
 	if got, want := dayOf(2020, 3, 1).addYears(-10), dayOf(2010, 3, 1); got != want {
 		t.Errorf("2020-03-01 - 10 years = %s", got.time().Format(time.DateOnly))
 	}
@@ -76,7 +80,7 @@ func TestGeneration(t *testing.T) {
 	opts := Options{Markets: 800, Days: 20, Seed: 9}
 	today := dayOf(2026, 5, 4)
 	gen := func() (*generator, string) {
-		g := &generator{plan: newPlan(opts, today), rome: rome}
+		g := newGenerator(newPlan(opts, today), rome)
 		g.generate()
 		h := sha256.New()
 		for _, r := range regions.All() {
@@ -124,6 +128,27 @@ func TestGeneration(t *testing.T) {
 		if daily != rd.presences {
 			t.Errorf("region %02d: daily counts sum to %d, presences %d", n, daily, rd.presences)
 		}
+	}
+	// After 2025-12-31 the titles the law extended have expired: SCADUTA,
+	// each carrying its extension; no live title ends before today.
+	extended := 0
+	for n := 1; n <= 20; n++ {
+		for _, c := range g.regions[n].concessions {
+			live := c.status == concAttiva || c.status == concSospesa
+			if live && c.end() < today || c.status == concScaduta && c.end() >= today {
+				t.Errorf("region %02d: %s concession ends %s, today is %s", n, concStatuses[c.status],
+					c.end().time().Format(time.DateOnly), today.time().Format(time.DateOnly))
+			}
+			if c.extendedTo != noDay {
+				extended++
+				if c.status != concScaduta || c.extendedTo != extensionUntil {
+					t.Errorf("region %02d: %s concession extended to %s", n, concStatuses[c.status], c.extendedTo.time().Format(time.DateOnly))
+				}
+			}
+		}
+	}
+	if extended == 0 {
+		t.Errorf("no expired title carries the legal extension")
 	}
 	if markets != int64(opts.Markets) {
 		t.Errorf("markets = %d, want %d", markets, opts.Markets)

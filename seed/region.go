@@ -54,6 +54,12 @@ type regionData struct {
 	stalls      []stall
 	vendors     []int32 // vendor number (plan.vendors) of each vendor row
 	concessions []concession
+	auths       []authorisation
+	authSectors []uint8 // by vendor row: the sectors it holds an authorisation for
+
+	midnights []int64      // Europe/Rome midnight of every day from firstDay, micros since pgEpoch
+	days      []dayRow     // every market day of the window, as it is generated
+	justified []absenceRow // the holders' justified absences, as they are generated
 
 	firstDay, lastDay day          // span of the presences; firstDay > lastDay when none
 	marketDays        int64        // number of (market, day) pairs with presences
@@ -72,8 +78,9 @@ type market struct {
 	created, updated    int64 // microseconds since pgEpoch
 	firstStall, nStalls int32
 	start, end          day     // presence window, start > end when empty
-	spunta              []int32 // spuntisti (vendor rows), best-ranked first
+	spunta              []int32 // spuntisti (vendor rows), most assiduous first
 	spuntaP             []uint32
+	earned              []int32    // by spuntista: ranking presences earned in the window so far
 	rng                 *rand.Rand // the market's presence stream
 }
 
@@ -81,16 +88,74 @@ type stall struct {
 	market             int32
 	number             int32
 	typ, status        uint8
+	sector             uint8 // sectorFood or sectorNonFood
+	reservedFor        uint8 // 0, catProduttore or catDisabile
 	area, width, depth int64 // in hundredths: of m² for area, of m (cm) for width and depth
 	cur, prev          int32 // concession rows, -1 for none
-	freeForSpunta      bool  // offered to spuntisti when nobody holds it that day
+	free               bool  // offered at the call when nobody holds it that day: not RISERVATO
 }
 
 type concession struct {
 	market, stall, vendor int32
 	from, to              day
+	extendedTo            day // the legal extension, noDay for none
 	status                uint8
-	suspended             day // a SOSPESA concession cannot check in from this day
+	suspended             day   // a SOSPESA concession cannot check in from this day
+	title                 int32 // the concession row of its title: its own unless it follows one
+	follows               int32 // the concession row it follows by subingresso, -1 for none
+}
+
+// end returns the last day of c's term: its legal extension, or valid_to.
+func (c *concession) end() day {
+	if c.extendedTo != noDay {
+		return c.extendedTo
+	}
+	return c.to
+}
+
+// The legal extension of L. 214/2023 art. 11: titles in force on
+// 2023-12-31 whose date came earlier run until 2025-12-31 (days since
+// 2000-01-01; TestDays checks them).
+const (
+	extensionInForce day = 8765 // 2023-12-31
+	extensionUntil   day = 9496 // 2025-12-31
+)
+
+// extension returns the legal extension of a live title that started on
+// from and carries the date to, or noDay.
+func extension(from, to day) day {
+	if from <= extensionInForce && to >= extensionInForce && to < extensionUntil {
+		return extensionUntil
+	}
+	return noDay
+}
+
+// expired returns the term (from, to, extension) of a title drawn to have
+// expired on to, as the law leaves it: a title in force on 2023-12-31
+// whose date came earlier ran until 2025-12-31, so it carries that
+// extension if the extension ended before next (the day its stall was let
+// again, or today); otherwise it cannot have expired on to, and it expired
+// just before the law instead.
+func expired(from, to, next day) (day, day, day) {
+	ext := extension(from, to)
+	switch {
+	case ext == noDay:
+		return from, to, noDay
+	case ext < next:
+		return from, to, ext
+	}
+	to = extensionInForce - 1
+	return to.addYears(-10) + 1, to, noDay
+}
+
+// authorisation is a vendor row's licence: type A for a stall at a
+// market's comune, type B itinerant, issued by its own comune.
+type authorisation struct {
+	vendor   int32
+	typeB    bool
+	sector   uint8
+	comune   string
+	issuedOn day
 }
 
 func (r *regionData) id(seq int) int64 { return regions.MakeID(r.code, int64(seq+1)) }
@@ -167,7 +232,53 @@ func (p *plan) generateRegion(code regions.Code, rome *time.Location) *regionDat
 		rd.markets = append(rd.markets, m)
 	}
 	p.spuntaPools(rd, eligible, holds)
+	p.authorise(rd)
 	return rd
+}
+
+// authorise gives the region's vendor rows their authorisations: type A,
+// issued by the market's comune when the title began, in the sector of
+// every concession they hold; type B, issued by their own comune after
+// their registration, in the sectors they trade in, to every spuntista.
+func (p *plan) authorise(rd *regionData) {
+	type key struct {
+		vendor int32
+		typeB  bool
+		sector uint8
+		comune string
+	}
+	seen := map[key]bool{}
+	grant := func(a authorisation) {
+		k := key{a.vendor, a.typeB, a.sector, a.comune}
+		if seen[k] {
+			return
+		}
+		seen[k] = true
+		rd.auths = append(rd.auths, a)
+		rd.authSectors[a.vendor] |= a.sector
+	}
+	rd.authSectors = make([]uint8, len(rd.vendors))
+	for _, s := range rd.stalls {
+		if s.cur < 0 {
+			continue
+		}
+		c := &rd.concessions[s.cur]
+		grant(authorisation{vendor: c.vendor, sector: s.sector, comune: rd.markets[s.market].comune, issuedOn: c.from})
+	}
+	for _, m := range rd.markets {
+		for _, v := range m.spunta {
+			vi := &p.vendors[rd.vendors[v]]
+			issued := vi.registeredOn // unknown (noDay) when the registration is
+			if issued != noDay {
+				issued += 30
+			}
+			for _, sector := range [...]uint8{sectorFood, sectorNonFood} {
+				if vi.sectors&sector != 0 {
+					grant(authorisation{vendor: v, typeB: true, sector: sector, comune: vi.comune, issuedOn: issued})
+				}
+			}
+		}
+	}
 }
 
 // pad3dOrMore formats n with at least three digits.
@@ -263,28 +374,51 @@ func localMicros(rome *time.Location, d day, minuteOfDay int) int64 {
 }
 
 // generateStalls makes market mi's stalls (5..60, 15 on average, skewed to
-// small markets) and their concessions.
+// small markets), their sectors (the food stalls together, as markets have
+// a food area) and reservations, and their concessions, each on a title:
+// a few titles passed to a buyer by subingresso, and titles in force on
+// 2023-12-31 carry their legal extension.
 func (p *plan) generateStalls(rd *regionData, mi int32, m *market, rng *rand.Rand, eligible, all []int32, holds []bool) {
 	n := 5 + min(55, int(rng.ExpFloat64()*10.5))
 	m.firstStall, m.nStalls = int32(len(rd.stalls)), int32(n)
+	sr := newRand(p.seed, streamSectors, uint64(rd.num), uint64(mi))
+	food := int(float64(n)*(0.2+0.2*sr.Float64()) + 0.5) // 20..40% of the stalls
+	foodFrom := 0                                        // the food area is at the entrance, or further in
+	if sr.IntN(2) == 0 {
+		foodFrom = sr.IntN(n - food + 1)
+	}
 	var taken []int32 // vendor rows with a concession in this market
-	pickVendor := func(pool []int32) int32 {
+	// pickVendor draws a vendor row of pool that has no concession here
+	// yet, mostly one that trades in sector.
+	pickVendor := func(pool []int32, sector uint8) int32 {
 		if len(pool) == 0 {
 			return -1
 		}
-		for range 30 {
+		for try := range 30 {
 			v := pool[rng.IntN(len(pool))]
-			if !slices.Contains(taken, v) {
-				taken = append(taken, v)
-				holds[v] = true
-				return v
+			if slices.Contains(taken, v) || try < 20 && p.vendors[rd.vendors[v]].sectors&sector == 0 {
+				continue
 			}
+			taken = append(taken, v)
+			holds[v] = true
+			return v
 		}
 		return -1
 	}
+	add := func(c *concession) int32 {
+		row := int32(len(rd.concessions))
+		if c.follows < 0 {
+			c.title = row
+		}
+		rd.concessions = append(rd.concessions, *c)
+		return row
+	}
 	today := p.today
 	for k := range n {
-		s := stall{market: mi, number: int32(k + 1), cur: -1, prev: -1}
+		s := stall{market: mi, number: int32(k + 1), cur: -1, prev: -1, sector: sectorNonFood}
+		if k >= foodFrom && k < foodFrom+food {
+			s.sector = sectorFood
+		}
 		switch x := rng.IntN(100); {
 		case x < 80:
 			s.typ = stallFisso
@@ -303,8 +437,11 @@ func (p *plan) generateStalls(rd *regionData, mi int32, m *market, rng *rand.Ran
 
 		if s.typ == stallFisso {
 			var cur, prev *concession
+			newConcession := func(status uint8) *concession {
+				return &concession{market: mi, stall: si, status: status, extendedTo: noDay, follows: -1}
+			}
 			if rng.IntN(100) < 88 {
-				cur = &concession{market: mi, stall: si, status: concAttiva}
+				cur = newConcession(concAttiva)
 				if rng.IntN(100) < 8 {
 					cur.status = concSospesa
 				}
@@ -317,26 +454,34 @@ func (p *plan) generateStalls(rd *regionData, mi int32, m *market, rng *rand.Ran
 					cur.to = cur.from.addYears(10) - 1
 				}
 				cur.suspended = max(cur.from, today-day(7+rng.IntN(174)))
+				titleFrom := cur.from
 				if rng.IntN(100) < 10 {
-					prev = &concession{market: mi, stall: si, to: cur.from - 1}
+					prev = newConcession(concCessata)
 					switch x := rng.IntN(100); {
-					case x < 70:
-						prev.status = concCessata // subingresso: the buyer took over
-						prev.from = prev.to - day(365+rng.IntN(2920))
+					case x < 70 && today-cur.from > 180:
+						// Subingresso: the holder sold the business, and the
+						// buyer holds the rest of the title's term.
+						prev.from, prev.to = cur.from, cur.from+day(180+rng.IntN(int(today-cur.from)-180))
+						cur.from = prev.to + 1
+						cur.follows = int32(len(rd.concessions)) // prev's row, appended first
+						cur.suspended = max(cur.suspended, cur.from)
 					case x < 90:
-						prev.status = concScaduta // renewed to another vendor
-						prev.from = prev.to.addYears(-10) + 1
+						// Expired, and let again to another vendor.
+						prev.status = concScaduta
+						to := cur.from - 1
+						prev.from, prev.to, prev.extendedTo = expired(to.addYears(-10)+1, to, cur.from)
 					default:
 						prev.status = concRevocata
+						prev.to = cur.from - 1
 						prev.from = prev.to - day(365+rng.IntN(2920))
 					}
 				}
+				cur.extendedTo = extension(titleFrom, cur.to)
 			} else if rng.IntN(100) < 70 {
-				prev = &concession{market: mi, stall: si}
+				prev = newConcession(concScaduta)
 				if rng.IntN(100) < 55 {
-					prev.status = concScaduta
-					prev.to = today - day(1+rng.IntN(730))
-					prev.from = prev.to.addYears(-10) + 1
+					to := today - day(1+rng.IntN(730))
+					prev.from, prev.to, prev.extendedTo = expired(to.addYears(-10)+1, to, today)
 				} else {
 					prev.status = concRevocata
 					prev.to = today - day(1+rng.IntN(1095))
@@ -344,15 +489,19 @@ func (p *plan) generateStalls(rd *regionData, mi int32, m *market, rng *rand.Ran
 				}
 			}
 			if prev != nil {
-				if prev.vendor = pickVendor(all); prev.vendor >= 0 {
-					s.prev = int32(len(rd.concessions))
-					rd.concessions = append(rd.concessions, *prev)
+				if prev.vendor = pickVendor(all, s.sector); prev.vendor >= 0 {
+					s.prev = add(prev)
+				} else if cur != nil && cur.follows >= 0 {
+					// Nobody to have sold it: the buyer's title is its own.
+					cur.follows = -1
 				}
 			}
 			if cur != nil {
-				if cur.vendor = pickVendor(eligible); cur.vendor >= 0 {
-					s.cur = int32(len(rd.concessions))
-					rd.concessions = append(rd.concessions, *cur)
+				if cur.follows >= 0 {
+					cur.title = rd.concessions[cur.follows].title
+				}
+				if cur.vendor = pickVendor(eligible, s.sector); cur.vendor >= 0 {
+					s.cur = add(cur)
 				}
 			}
 		}
@@ -362,7 +511,17 @@ func (p *plan) generateStalls(rd *regionData, mi int32, m *market, rng *rand.Ran
 		case s.typ == stallStraordinario && rng.IntN(2) == 0, s.typ == stallSpunta && rng.IntN(10) == 0:
 			s.status = stallRiservato
 		}
-		s.freeForSpunta = s.typ != stallStraordinario && s.status != stallRiservato
+		if s.cur < 0 && s.status != stallRiservato {
+			// Stalls nobody holds may be reserved: in the food area for
+			// producers, anywhere for disabled operators.
+			switch x := sr.IntN(100); {
+			case s.sector == sectorFood && x < 25:
+				s.reservedFor = catProduttore
+			case x >= 96:
+				s.reservedFor = catDisabile
+			}
+		}
+		s.free = s.status != stallRiservato
 		rd.stalls = append(rd.stalls, s)
 	}
 	// Spuntisti: vendors of the region without a concession in this market,

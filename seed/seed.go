@@ -1,9 +1,12 @@
 // Package seed fills every shard of a deployment with deterministic
 // synthetic data at national scale: markets spread over the regions by
 // population and over the real comuni of each region (package regions) by
-// their population, their stalls, the vendors (some in several regions, with
-// the same tax codes in each), concessions and the presences of the last
-// market days.
+// their population, their stalls (with sectors and reservations), the
+// vendors (some in several regions, with the same tax codes in each) and
+// their authorisations, concessions on titles (a few passed by subingresso,
+// some extended by law), and the last market days: held or cancelled, the
+// presences with the spunta's outcomes, and the holders' justified
+// absences, following the rules of docs/domain.md.
 //
 // The same Options give byte-identical rows: everything is drawn from
 // PCG streams derived from Options.Seed and the region or market they
@@ -83,10 +86,11 @@ var ErrNotEmpty = errors.New("shards already hold data: pass --reset to delete i
 var ErrPrivilege = errors.New("seed needs a superuser or BYPASSRLS role")
 
 // loadedTables are the tables Run fills, in load order.
-var loadedTables = []string{"markets", "stalls", "vendors", "concessions", "vendor_presences"}
+var loadedTables = []string{"markets", "stalls", "vendors", "authorisations", "concessions", "vendor_presences"}
 
 // resetSQL empties what Reset replaces: the loaded tables, every table with
-// a foreign key to them (CASCADE: spunta_runs), and the audit log and the
+// a foreign key to them (CASCADE: authorisations, market_days,
+// absence_justifications, spunta_runs...), and the audit log and the
 // idempotency keys, whose entries describe rows that will no longer exist.
 // The rollups (presence_daily, presence_monthly, region_status_counts) empty
 // themselves through the TRUNCATE triggers of the tables they count. The
@@ -151,7 +155,7 @@ func Run(ctx context.Context, cfg shardmap.Config, opts Options) ([]TableStats, 
 	}
 
 	begin := time.Now()
-	g := &generator{plan: newPlan(opts, today), rome: rome}
+	g := newGenerator(newPlan(opts, today), rome)
 	g.generate()
 	pr.logf("%d markets in 20 regions, %d market days each up to %s, seed %d, shards: %d (planned in %s)",
 		opts.Markets, opts.Days, today.time().Format(time.DateOnly), opts.Seed, len(shards),
@@ -189,6 +193,10 @@ func Run(ctx context.Context, cfg shardmap.Config, opts Options) ([]TableStats, 
 		return stats, fmt.Errorf("seed: vendor_presences: %w (rerun with --reset)", err)
 	}
 	stats = append(stats, st)
+	for _, t := range []*dayTable{&g.days, &g.absences} {
+		stats = append(stats, TableStats{Table: t.name, Rows: t.rows.Load(), Elapsed: time.Duration(t.elapsed.Load())})
+		pr.logf("%-18s %10d rows (loaded with the presences, %s of COPY)", t.name, t.rows.Load(), time.Duration(t.elapsed.Load()).Round(time.Millisecond))
+	}
 
 	return stats, nil
 }
@@ -325,6 +333,23 @@ type generator struct {
 	plan    *plan
 	rome    *time.Location
 	regions [21]*regionData // by region number
+
+	// The tables the presences' transactions fill besides the presences.
+	days, absences dayTable
+}
+
+// dayTable counts what the presences' transactions loaded into a table
+// generated with the presences, over all shards.
+type dayTable struct {
+	name    string
+	rows    atomic.Int64
+	elapsed atomic.Int64 // nanoseconds of COPY, summed over the shards
+}
+
+func newGenerator(p *plan, rome *time.Location) *generator {
+	g := &generator{plan: p, rome: rome}
+	g.days.name, g.absences.name = "market_days", "absence_justifications"
+	return g
 }
 
 // generate builds all regions, in parallel: each depends only on the plan.
@@ -459,6 +484,8 @@ func (rd *regionData) rows(tb string) int64 {
 		return int64(len(rd.stalls))
 	case "vendors":
 		return int64(len(rd.vendors))
+	case "authorisations":
+		return int64(len(rd.auths))
 	case "concessions":
 		return int64(len(rd.concessions))
 	case "vendor_presences":

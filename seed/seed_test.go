@@ -119,18 +119,24 @@ func atToday(query string) string {
 	return strings.ReplaceAll(query, "$today", "'"+tinyToday.Format(time.DateOnly)+"'::date")
 }
 
+// loaded are the tables Run loads and the order of their rows.
+var loaded = []struct{ table, order string }{
+	{"markets", "id"}, {"stalls", "id"}, {"vendors", "id"}, {"authorisations", "id"}, {"concessions", "id"},
+	{"vendor_presences", "id"}, {"market_days", "market_id, date"}, {"absence_justifications", "concession_id, date"},
+}
+
 // fingerprint returns an md5 of every loaded table per region, each table's
-// rows as text in id order.
+// rows as text in key order.
 func fingerprint(tb testing.TB, d *db) map[string]string {
 	tb.Helper()
 	fp := map[string]string{}
-	for _, t := range []string{"markets", "stalls", "vendors", "concessions", "vendor_presences"} {
+	for _, t := range loaded {
 		for _, r := range collect[struct {
 			Region int16
 			N      int64
 			MD5    string
-		}](tb, d, `SELECT region_id, count(*), md5(string_agg(t::text, ',' ORDER BY id)) FROM `+t+` t GROUP BY region_id`) {
-			fp[fmt.Sprintf("%s/%02d", t, r.Region)] = fmt.Sprintf("%d:%s", r.N, r.MD5)
+		}](tb, d, `SELECT region_id, count(*), md5(string_agg(t::text, ',' ORDER BY `+t.order+`)) FROM `+t.table+` t GROUP BY region_id`) {
+			fp[fmt.Sprintf("%s/%02d", t.table, r.Region)] = fmt.Sprintf("%d:%s", r.N, r.MD5)
 		}
 	}
 	return fp
@@ -149,7 +155,11 @@ func TestSeed(t *testing.T) {
 			t.Errorf("stats %s: %d rows, want some", s.Table, s.Rows)
 		}
 	}
-	if want := []string{"markets", "stalls", "vendors", "concessions", "vendor_presences"}; !slices.Equal(names, want) {
+	var want []string
+	for _, t := range loaded {
+		want = append(want, t.table)
+	}
+	if !slices.Equal(names, want) {
 		t.Errorf("stats tables = %v, want %v", names, want)
 	}
 	d := open(t, cfg)
@@ -242,12 +252,12 @@ func checkInvariants(t *testing.T, d *db, stats []seed.TableStats) {
 	})
 
 	t.Run("rows live on their region's shard", func(t *testing.T) {
-		for _, tb := range []string{"markets", "stalls", "vendors", "concessions", "vendor_presences"} {
+		for _, tb := range loaded {
 			d.each(func(sh shardmap.ShardConfig, conn *pgx.Conn) {
 				var n int64
-				err := conn.QueryRow(context.Background(), "SELECT count(*) FROM "+tb+" WHERE region_id <> $1", regionOf(t, cfg, sh.Name).Num()).Scan(&n)
+				err := conn.QueryRow(context.Background(), "SELECT count(*) FROM "+tb.table+" WHERE region_id <> $1", regionOf(t, cfg, sh.Name).Num()).Scan(&n)
 				if err != nil || n != 0 {
-					t.Errorf("%s on shard %s: %d rows of another region (%v)", tb, sh.Name, n, err)
+					t.Errorf("%s on shard %s: %d rows of another region (%v)", tb.table, sh.Name, n, err)
 				}
 			})
 		}
@@ -349,13 +359,13 @@ func checkInvariants(t *testing.T, d *db, stats []seed.TableStats) {
 	t.Run("concessions", func(t *testing.T) {
 		if n := count(t, d, `SELECT count(*) FROM concessions a JOIN concessions b
 			ON a.stall_id = b.stall_id AND a.id < b.id
-			AND daterange(a.valid_from, a.valid_to, '[]') && daterange(b.valid_from, b.valid_to, '[]')
-			WHERE a.status = 'ATTIVA' AND b.status = 'ATTIVA'`); n != 0 {
-			t.Errorf("%d pairs of ATTIVA concessions overlap on a stall", n)
+			AND daterange(a.valid_from, coalesce(a.extended_to, a.valid_to), '[]') && daterange(b.valid_from, coalesce(b.extended_to, b.valid_to), '[]')
+			WHERE a.status IN ('ATTIVA', 'SOSPESA') AND b.status IN ('ATTIVA', 'SOSPESA')`); n != 0 {
+			t.Errorf("%d pairs of ATTIVA or SOSPESA concessions overlap on a stall", n)
 		}
 		none(t, d, "concessions", map[string]string{
-			"SCADUTA not in the past":          "SELECT count(*) FROM concessions WHERE status = 'SCADUTA' AND valid_to >= $today",
-			"ATTIVA already expired":           "SELECT count(*) FROM concessions WHERE status = 'ATTIVA' AND valid_to < $today",
+			"SCADUTA not in the past":          "SELECT count(*) FROM concessions WHERE status = 'SCADUTA' AND coalesce(extended_to, valid_to) >= $today",
+			"ATTIVA already expired":           "SELECT count(*) FROM concessions WHERE status = 'ATTIVA' AND coalesce(extended_to, valid_to) < $today",
 			"ATTIVA not started":               "SELECT count(*) FROM concessions WHERE status = 'ATTIVA' AND valid_from > $today",
 			"stall of another market":          "SELECT count(*) FROM concessions c JOIN stalls s ON s.id = c.stall_id WHERE s.market_id <> c.market_id OR s.comune <> c.comune",
 			"concession on a non-FISSO stall":  "SELECT count(*) FROM concessions c JOIN stalls s ON s.id = c.stall_id WHERE s.type <> 'FISSO'",
@@ -399,16 +409,21 @@ func checkInvariants(t *testing.T, d *db, stats []seed.TableStats) {
 			"checked out today":          "SELECT count(*) FROM vendor_presences WHERE date = $today AND checkout_at IS NOT NULL",
 			"checkin not on its day":     "SELECT count(*) FROM vendor_presences WHERE (checkin_at AT TIME ZONE 'Europe/Rome')::date <> date",
 			"checkin before 6:30 (Rome)": "SELECT count(*) FROM vendor_presences WHERE (checkin_at AT TIME ZONE 'Europe/Rome')::time < '06:30'",
-			"CONCESSION not by holder":   "SELECT count(*) FROM vendor_presences p WHERE kind = 'CONCESSION' AND NOT EXISTS (SELECT FROM concessions c WHERE c.stall_id = p.stall_id AND c.vendor_id = p.vendor_id AND p.date BETWEEN c.valid_from AND c.valid_to)",
-			"SPUNTA by an ATTIVA holder": "SELECT count(*) FROM vendor_presences p WHERE kind = 'SPUNTA' AND EXISTS (SELECT FROM concessions c WHERE c.market_id = p.market_id AND c.vendor_id = p.vendor_id AND c.status = 'ATTIVA' AND p.date BETWEEN c.valid_from AND c.valid_to)",
+			"CONCESSION not by holder":   "SELECT count(*) FROM vendor_presences p WHERE kind = 'CONCESSION' AND NOT EXISTS (SELECT FROM concessions c WHERE c.stall_id = p.stall_id AND c.vendor_id = p.vendor_id AND p.date BETWEEN c.valid_from AND coalesce(c.extended_to, c.valid_to))",
+			"SPUNTA by an ATTIVA holder": "SELECT count(*) FROM vendor_presences p WHERE kind = 'SPUNTA' AND EXISTS (SELECT FROM concessions c WHERE c.market_id = p.market_id AND c.vendor_id = p.vendor_id AND c.status = 'ATTIVA' AND p.date BETWEEN c.valid_from AND coalesce(c.extended_to, c.valid_to))",
 		})
-		// Every market has presences on exactly its last tinyDays market days.
+		// Every market has presences on its held days of its last tinyDays
+		// market days.
 		for _, r := range collect[struct {
-			Code string
-			N    int64
-		}](t, d, "SELECT m.code, count(DISTINCT p.date) FROM markets m LEFT JOIN vendor_presences p ON p.market_id = m.id GROUP BY m.code") {
-			if r.N < tinyDays-1 || r.N > tinyDays { // a tiny market may see nobody one day
-				t.Errorf("market %s: presences on %d days, want %d", r.Code, r.N, tinyDays)
+			Code        string
+			Days, Held  int64
+			WithPresent int64
+		}](t, d, `SELECT m.code, (SELECT count(*) FROM market_days WHERE market_id = m.id),
+				(SELECT count(*) FROM market_days WHERE market_id = m.id AND status = 'HELD'),
+				(SELECT count(DISTINCT date) FROM vendor_presences WHERE market_id = m.id)
+			FROM markets m`) {
+			if r.Days != tinyDays || r.WithPresent < r.Held-1 || r.WithPresent > r.Held { // a tiny market may see nobody one day
+				t.Errorf("market %s: %d market days, %d held, presences on %d, want %d days with presences on the held ones", r.Code, r.Days, r.Held, r.WithPresent, tinyDays)
 			}
 		}
 		var kinds []string
@@ -424,6 +439,8 @@ func checkInvariants(t *testing.T, d *db, stats []seed.TableStats) {
 			t.Errorf("no spuntista got a stall")
 		}
 	})
+
+	t.Run("market-day rules", func(t *testing.T) { checkMarketDayRules(t, d) })
 
 	t.Run("rollups agree with their tables", func(t *testing.T) {
 		for what, q := range map[string]string{
@@ -505,7 +522,7 @@ func checkInvariants(t *testing.T, d *db, stats []seed.TableStats) {
 	})
 
 	t.Run("sequences are past the loaded ids", func(t *testing.T) {
-		for _, tb := range []string{"markets", "stalls", "vendors", "concessions", "vendor_presences"} {
+		for _, tb := range []string{"markets", "stalls", "vendors", "authorisations", "concessions", "vendor_presences"} {
 			d.each(func(sh shardmap.ShardConfig, conn *pgx.Conn) {
 				r := regionOf(t, cfg, sh.Name)
 				var maxID, next int64
