@@ -136,6 +136,7 @@ func (s *Server) routes() *gin.Engine {
 	v1.GET("/concessions", s.handle(s.listConcessions))
 	v1.GET("/concessions/:id", s.handle(s.getConcession))
 	v1.GET("/markets/:id/graduatoria", s.handle(s.getGraduatoria))
+	v1.GET("/markets/:id/spunta", s.handle(s.getSpunta))
 
 	// Writes: roles that may write, inside their territory.
 	w := v1.Group("", s.requireWriter)
@@ -150,6 +151,9 @@ func (s *Server) routes() *gin.Engine {
 	w.POST("/markets/:id/presences", s.handle(s.checkIn))
 	w.POST("/presences/batch", s.handle(s.ingestPresences))
 	w.POST("/markets/:id/spunta", s.handle(s.runSpunta))
+	w.POST("/markets/:id/spunta/open", s.handle(s.openSpunta))
+	w.POST("/markets/:id/spunta/choice", s.handle(s.chooseSpunta))
+	w.POST("/markets/:id/spunta/close", s.handle(s.closeSpunta))
 
 	// National dashboards: national principals only, fanned out to every region.
 	n := v1.Group("/national", s.requireNational)
