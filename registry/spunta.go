@@ -173,8 +173,8 @@ var (
 	SELECT count(*) FROM upd`)
 	// spuntaEventsInsertSQL appends events; @free holds each event's
 	// stall numbers as an array literal.
-	spuntaEventsInsertSQL = named(`INSERT INTO spunta_events (market_id, date, seq, region_id, comune, vendor_id, sector, rank, action, stall_id, free, by_user)
-		SELECT @market, @day, e.seq, @region, @comune, e.vendor_id, e.sector, e.rank, e.action, e.stall_id, e.free::integer[], @user
+	spuntaEventsInsertSQL = named(`INSERT INTO spunta_events (market_id, date, seq, region_id, comune, vendor_id, sector, rank, action, stall_id, free, at, by_user)
+		SELECT @market, @day, e.seq, @region, @comune, e.vendor_id, e.sector, e.rank, e.action, e.stall_id, e.free::integer[], @at, @user
 		FROM unnest(@seqs::integer[], @vendors::bigint[], @sectors::text[], @ranks::integer[], @actions::text[], @stalls::bigint[], @free::text[])
 			AS e (seq, vendor_id, sector, rank, action, stall_id, free)`)
 	// spuntaPresencesSQL sets the stall and outcome of spuntisti's
@@ -517,6 +517,9 @@ func spuntaArgs(sc regions.Scope, w Write, marketID int64, day time.Time) pgx.Na
 	return writeArgs(sc, w, pgx.NamedArgs{"market": marketID, "day": day, "to": day.AddDate(0, 0, -1), "present": true})
 }
 
+// stepTime is the time of a step's events, as PostgreSQL keeps it.
+func stepTime() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
 // newSeed returns a random draw seed: 16 bytes in hex.
 func newSeed() (string, error) {
 	b := make([]byte, 16)
@@ -543,7 +546,7 @@ func open(ctx context.Context, tx pgx.Tx, a pgx.NamedArgs, seed string) (*call, 
 		return nil, false, err
 	}
 	a["comune"] = r.comune
-	c := &call{stalls: r.stalls, by: a["user"].(string), now: time.Now().UTC(), changed: map[int64]bool{}}
+	c := &call{stalls: r.stalls, by: a["user"].(string), now: stepTime(), changed: map[int64]bool{}}
 	if r.run != nil {
 		c.run = r.run
 		c.run.Events = r.events
@@ -620,6 +623,7 @@ func (c *call) store(ctx context.Context, tx pgx.Tx, a pgx.NamedArgs, insert boo
 			}
 			free = append(free, "{"+strings.Join(nums, ",")+"}")
 		}
+		ea["at"] = c.now
 		ea["seqs"], ea["ranks"], ea["vendors"], ea["stalls"], ea["sectors"], ea["actions"], ea["free"] = seqs, ranks, vendors, stalls, sectors, acts, free
 		spuntaEventsInsertSQL.queue(b, ea)
 	}
@@ -734,7 +738,7 @@ func step(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, ma
 			return Spunta{}, false, ruleConflict("spunta-closed", "the spunta of the day is not open")
 		}
 		a["comune"] = r.comune
-		c := &call{run: r.run, stalls: r.stalls, seq: len(r.events), by: w.Actor.User, now: time.Now().UTC(), changed: map[int64]bool{}}
+		c := &call{run: r.run, stalls: r.stalls, seq: len(r.events), by: w.Actor.User, now: stepTime(), changed: map[int64]bool{}}
 		c.run.Events = r.events
 		if err := fn(c); err != nil {
 			return Spunta{}, false, err
