@@ -125,10 +125,13 @@ type SpuntaStall struct {
 }
 
 // SpuntaDay names a market day's spunta, and the draw's seed when an
-// office gives one (else a random one is drawn when the run opens).
+// office gives one (else a random one is drawn when the run opens). At is
+// the time of the step (zero: now): its events', and the call's when the
+// opening records it.
 type SpuntaDay struct {
 	Date time.Time
 	Seed string
+	At   time.Time
 }
 
 // SpuntaChoice is one decision at the call: VendorID (whose turn it must
@@ -138,6 +141,7 @@ type SpuntaChoice struct {
 	VendorID int64
 	StallID  int64
 	Refuse   bool
+	At       time.Time // as SpuntaDay's
 }
 
 // spuntaRun reads a market day's run.
@@ -192,9 +196,9 @@ var (
 	// spuntaCallSQL records the call of a market day held today that has
 	// none: the spunta opening is the call.
 	spuntaCallSQL = named(`INSERT INTO market_days (market_id, region_id, comune, date, status, call_at, updated_by)
-		SELECT @market, @region, @comune, @day::date, 'HELD', now(), @user
-		WHERE @day::date = (now() AT TIME ZONE 'Europe/Rome')::date
-		ON CONFLICT (market_id, date) DO UPDATE SET call_at = now(), updated_by = EXCLUDED.updated_by, updated_at = now()
+		SELECT @market, @region, @comune, @day::date, 'HELD', @at::timestamptz, @user
+		WHERE @day::date = (@at::timestamptz AT TIME ZONE 'Europe/Rome')::date
+		ON CONFLICT (market_id, date) DO UPDATE SET call_at = EXCLUDED.call_at, updated_by = EXCLUDED.updated_by, updated_at = now()
 		WHERE market_days.status = 'HELD' AND market_days.call_at IS NULL`)
 )
 
@@ -517,8 +521,14 @@ func spuntaArgs(sc regions.Scope, w Write, marketID int64, day time.Time) pgx.Na
 	return writeArgs(sc, w, pgx.NamedArgs{"market": marketID, "day": day, "to": day.AddDate(0, 0, -1), "present": true})
 }
 
-// stepTime is the time of a step's events, as PostgreSQL keeps it.
-func stepTime() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+// stepTime is the time of a step's events, at (else now) as PostgreSQL
+// keeps it.
+func stepTime(at time.Time) time.Time {
+	if at.IsZero() {
+		at = time.Now()
+	}
+	return at.UTC().Truncate(time.Microsecond)
+}
 
 // newSeed returns a random draw seed: 16 bytes in hex.
 func newSeed() (string, error) {
@@ -533,7 +543,7 @@ func newSeed() (string, error) {
 // (spuntaRankingSQL, presences up to the day before, the present
 // spuntisti), the ABSENT events of the ranked vendors not present at the
 // call. It returns the call and whether a run existed (then unchanged).
-func open(ctx context.Context, tx pgx.Tx, a pgx.NamedArgs, seed string) (*call, bool, error) {
+func open(ctx context.Context, tx pgx.Tx, a pgx.NamedArgs, seed string, at time.Time) (*call, bool, error) {
 	if seed == "" {
 		var err error
 		if seed, err = newSeed(); err != nil {
@@ -546,7 +556,7 @@ func open(ctx context.Context, tx pgx.Tx, a pgx.NamedArgs, seed string) (*call, 
 		return nil, false, err
 	}
 	a["comune"] = r.comune
-	c := &call{stalls: r.stalls, by: a["user"].(string), now: stepTime(), changed: map[int64]bool{}}
+	c := &call{stalls: r.stalls, by: a["user"].(string), now: stepTime(at), changed: map[int64]bool{}}
 	if r.run != nil {
 		c.run = r.run
 		c.run.Events = r.events
@@ -579,7 +589,7 @@ func (c *call) store(ctx context.Context, tx pgx.Tx, a pgx.NamedArgs, insert boo
 	if err != nil {
 		return err
 	}
-	a["result"], a["status"] = string(result), c.run.Status
+	a["result"], a["status"], a["at"] = string(result), c.run.Status, c.now
 	b := &pgx.Batch{}
 	counted := func(what string, want int) func(pgx.Row) error {
 		return func(row pgx.Row) error {
@@ -595,9 +605,7 @@ func (c *call) store(ctx context.Context, tx pgx.Tx, a pgx.NamedArgs, insert boo
 	}
 	if insert {
 		spuntaInsertRunSQL.queue(b, a).QueryRow(counted("spunta run", 1))
-		if c.run.Status == runOpen {
-			spuntaCallSQL.queue(b, a)
-		}
+		spuntaCallSQL.queue(b, a)
 	} else {
 		spuntaUpdateRunSQL.queue(b, a).QueryRow(counted("spunta run", 1))
 	}
@@ -623,7 +631,6 @@ func (c *call) store(ctx context.Context, tx pgx.Tx, a pgx.NamedArgs, insert boo
 			}
 			free = append(free, "{"+strings.Join(nums, ",")+"}")
 		}
-		ea["at"] = c.now
 		ea["seqs"], ea["ranks"], ea["vendors"], ea["stalls"], ea["sectors"], ea["actions"], ea["free"] = seqs, ranks, vendors, stalls, sectors, acts, free
 		spuntaEventsInsertSQL.queue(b, ea)
 	}
@@ -665,7 +672,7 @@ func (c *call) finish() Spunta {
 func RunSpunta(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, marketID int64, d SpuntaDay) (Result[Spunta], error) {
 	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Spunta, bool, error) {
 		a := spuntaArgs(sc, w, marketID, d.Date)
-		c, existed, err := open(ctx, tx, a, d.Seed)
+		c, existed, err := open(ctx, tx, a, d.Seed, d.At)
 		if err != nil {
 			return Spunta{}, false, err
 		}
@@ -702,7 +709,7 @@ func RunSpunta(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Writ
 func OpenSpunta(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, marketID int64, d SpuntaDay) (Result[Spunta], error) {
 	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Spunta, bool, error) {
 		a := spuntaArgs(sc, w, marketID, d.Date)
-		c, existed, err := open(ctx, tx, a, d.Seed)
+		c, existed, err := open(ctx, tx, a, d.Seed, d.At)
 		if err != nil {
 			return Spunta{}, false, err
 		}
@@ -727,7 +734,7 @@ func runConflict(status string) error {
 
 // step runs fn on the OPEN run of market marketID's spunta of day, then
 // advances it and stores the step, in one transaction.
-func step(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, marketID int64, day time.Time, fn func(c *call) error) (Result[Spunta], error) {
+func step(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, marketID int64, day, at time.Time, fn func(c *call) error) (Result[Spunta], error) {
 	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Spunta, bool, error) {
 		a := spuntaArgs(sc, w, marketID, day)
 		r, err := readSpunta(ctx, tx, a, false, true)
@@ -738,7 +745,7 @@ func step(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, ma
 			return Spunta{}, false, ruleConflict("spunta-closed", "the spunta of the day is not open")
 		}
 		a["comune"] = r.comune
-		c := &call{run: r.run, stalls: r.stalls, seq: len(r.events), by: w.Actor.User, now: stepTime(), changed: map[int64]bool{}}
+		c := &call{run: r.run, stalls: r.stalls, seq: len(r.events), by: w.Actor.User, now: stepTime(at), changed: map[int64]bool{}}
 		c.run.Events = r.events
 		if err := fn(c); err != nil {
 			return Spunta{}, false, err
@@ -757,7 +764,7 @@ func step(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, ma
 // wrong-sector, reserved-stall, spunta-closed; a stall not of the market
 // is a *MissingError; a market not in scope ErrNotFound.
 func ChooseSpunta(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, marketID int64, ch SpuntaChoice) (Result[Spunta], error) {
-	return step(ctx, sh, sc, w, marketID, ch.Date, func(c *call) error {
+	return step(ctx, sh, sc, w, marketID, ch.Date, ch.At, func(c *call) error {
 		if err := c.choose(ch.VendorID, ch.StallID, ch.Refuse); err != nil {
 			return err
 		}
@@ -770,7 +777,7 @@ func ChooseSpunta(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w W
 // present spuntisti not called yet get NO_STALL (UNASSIGNED: they earn
 // the presence). No open run is a *ConflictError (spunta-closed).
 func CloseSpunta(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, marketID int64, d SpuntaDay) (Result[Spunta], error) {
-	return step(ctx, sh, sc, w, marketID, d.Date, func(c *call) error {
+	return step(ctx, sh, sc, w, marketID, d.Date, d.At, func(c *call) error {
 		c.closeCall()
 		return nil
 	})

@@ -40,24 +40,24 @@ var seedPattern = regexp.MustCompile(`^[0-9A-Za-z._:-]{1,64}$`)
 // of that market day (default today) with the default choice, the
 // lowest-numbered stall offered; running it again returns the outcome.
 func (s *Server) runSpunta(c *gin.Context) error {
-	return write(s, c, toPathID, s.readSpunta, checkSpuntaSeed, registry.RunSpunta)
+	return write(s, c, toPathID, s.readSpunta, s.checkSpuntaSeed, registry.RunSpunta)
 }
 
 // openSpunta is POST /v1/markets/{id}/spunta/open?date= {seed?}: stores the
 // ranking and opens the call; the answer names the first turn.
 func (s *Server) openSpunta(c *gin.Context) error {
-	return write(s, c, toPathID, s.readSpunta, checkSpuntaSeed, registry.OpenSpunta)
+	return write(s, c, toPathID, s.readSpunta, s.checkSpuntaSeed, registry.OpenSpunta)
 }
 
 // closeSpunta is POST /v1/markets/{id}/spunta/close?date=: ends the call.
 func (s *Server) closeSpunta(c *gin.Context) error {
-	return write(s, c, toPathID, s.readSpunta, checkSpuntaNoSeed, registry.CloseSpunta)
+	return write(s, c, toPathID, s.readSpunta, s.checkSpuntaNoSeed, registry.CloseSpunta)
 }
 
 // chooseSpunta is POST /v1/markets/{id}/spunta/choice?date=
 // {vendor_id, stall_id} or {vendor_id, refuse: true}: one decision.
 func (s *Server) chooseSpunta(c *gin.Context) error {
-	return write(s, c, toPathID, s.readChoice, checkChoice, registry.ChooseSpunta)
+	return write(s, c, toPathID, s.readChoice, s.checkChoice, registry.ChooseSpunta)
 }
 
 // getSpunta is GET /v1/markets/{id}/spunta?date=: the day's run, its
@@ -134,8 +134,8 @@ func (s *Server) readChoice(c *gin.Context, b *choiceBody) (registry.Write, erro
 }
 
 // checkSpuntaSeed checks the seed an office gives.
-func checkSpuntaSeed(k *checks, req writeReq, b *spuntaBody) (registry.SpuntaDay, regions.Code, error) {
-	d := registry.SpuntaDay{Date: b.day}
+func (s *Server) checkSpuntaSeed(k *checks, req writeReq, b *spuntaBody) (registry.SpuntaDay, regions.Code, error) {
+	d := registry.SpuntaDay{Date: b.day, At: s.now()}
 	if b.Seed != nil {
 		if !seedPattern.MatchString(*b.Seed) {
 			k.bad("seed", "want 1 to 64 letters, digits or . _ : -")
@@ -146,16 +146,16 @@ func checkSpuntaSeed(k *checks, req writeReq, b *spuntaBody) (registry.SpuntaDay
 }
 
 // checkSpuntaNoSeed refuses a seed: closing draws nothing.
-func checkSpuntaNoSeed(k *checks, req writeReq, b *spuntaBody) (registry.SpuntaDay, regions.Code, error) {
+func (s *Server) checkSpuntaNoSeed(k *checks, req writeReq, b *spuntaBody) (registry.SpuntaDay, regions.Code, error) {
 	if b.Seed != nil {
 		k.bad("seed", "the draw was made when the spunta opened")
 	}
-	return registry.SpuntaDay{Date: b.day}, req.region, nil
+	return registry.SpuntaDay{Date: b.day, At: s.now()}, req.region, nil
 }
 
 // checkChoice checks a decision: a vendor, and a stall or a refusal.
-func checkChoice(k *checks, req writeReq, b *choiceBody) (registry.SpuntaChoice, regions.Code, error) {
-	in := registry.SpuntaChoice{Date: b.day, VendorID: need(k, "vendor_id", b.VendorID, checkID), Refuse: b.Refuse}
+func (s *Server) checkChoice(k *checks, req writeReq, b *choiceBody) (registry.SpuntaChoice, regions.Code, error) {
+	in := registry.SpuntaChoice{Date: b.day, VendorID: need(k, "vendor_id", b.VendorID, checkID), Refuse: b.Refuse, At: s.now()}
 	switch {
 	case b.Refuse && b.StallID != nil:
 		k.bad("stall_id", "a refusal names no stall")

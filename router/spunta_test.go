@@ -31,8 +31,8 @@ func outcomeOf(t *testing.T, dsn string, v int64) string {
 }
 
 // spuntistiSQL adds to the fixture four spuntisti S1..S4 (registered S2
-// 2001, S1 2002, the others unknown), authorised with Bianchi in the
-// NON_ALIMENTARE sector (every stall's, by default), Milano's stalls 3
+// 2001, S1 2002, the others unknown), authorised in the NON_ALIMENTARE
+// sector (every stall's, by default; Bianchi is in both), Milano's stalls 3
 // (LIBERO), 4 (OCCUPATO) and 5 (RISERVATO), and their SPUNTA presences at
 // Milano; vendor03's one is as a spuntista, though it holds a concession.
 const spuntistiSQL = `
@@ -42,7 +42,7 @@ const spuntistiSQL = `
 	FROM generate_series(1, 4) n;
 	INSERT INTO authorisations (id, region_id, vendor_id, type, sector, comune)
 	SELECT dms.next_id('authorisations', 3::smallint), 3, v, 'B', 'NON_ALIMENTARE', '015146'
-	FROM unnest(ARRAY[%[2]d, %[3]d, %[4]d, %[5]d, %[7]d]::bigint[]) v;
+	FROM unnest(ARRAY[%[2]d, %[3]d, %[4]d, %[5]d]::bigint[]) v;
 	INSERT INTO stalls (id, region_id, market_id, comune, number, type, status, area_mq) VALUES
 	  (dms.next_id('stalls', 3::smallint), 3, %[1]d, '015146', 3, 'SPUNTA', 'LIBERO', 10),
 	  (dms.next_id('stalls', 3::smallint), 3, %[1]d, '015146', 4, 'SPUNTA', 'OCCUPATO', 10),
@@ -67,7 +67,7 @@ func newSpuntaEnv(t *testing.T, name string) (*env, string) {
 	t.Helper()
 	e := newEnv(t, name, false)
 	nw := e.shardDSN(t, "nw")
-	exec(t, nw, fmt.Sprintf(spuntistiSQL, milano, s1, s2, s3, s4, vendor03, vendorFB))
+	exec(t, nw, fmt.Sprintf(spuntistiSQL, milano, s1, s2, s3, s4, vendor03))
 	for _, v := range []int64{s1, s2, s3, s4} {
 		wantStatus(t, "check-in", e.do(t, "milano", "POST", "/v1/markets/"+ids(milano)+"/presences",
 			fmt.Sprintf(`{"vendor_id":%d,"kind":"SPUNTA"}`, v)), 201)
@@ -88,14 +88,16 @@ func newSpuntaEnv(t *testing.T, name string) (*env, string) {
 //
 // On 06-15 all five spuntisti are present (no call recorded: all count as
 // present at the call); the graduatoria up to 06-15 counts the day too:
-// S3 7, S2 4, S1 4 (S2 first by registration), S4 2, Bianchi 1. Milano's
+// S3 7, S2 4, S1 4 (S2 first by registration), S4 2, Bianchi 1; Bianchi,
+// authorised in both sectors, is also alone in ALIMENTARE. Milano's
 // stalls: 1 taken by vendor03, 2 and 3 and 4 free (4's OCCUPATO status
 // holds nobody today), 5 RISERVATO. So S3 gets stall 2, S2 stall 3, S1
-// stall 4; S4 and Bianchi none (UNASSIGNED). The stalls' status is not
+// stall 4; S4 and Bianchi none (UNASSIGNED; Bianchi finds no ALIMENTARE
+// stall either, called first in that sector). The stalls' status is not
 // changed: an assignment lasts the day.
 func TestSpunta(t *testing.T) {
 	e, nw := newSpuntaEnv(t, "wspunta")
-	g := e.get(t, "milano", "/v1/markets/"+ids(milano)+"/graduatoria?year=2026")
+	g := e.get(t, "milano", "/v1/markets/"+ids(milano)+"/graduatoria?year=2026&sector=NON_ALIMENTARE")
 	wantStatus(t, "graduatoria", g, 200)
 	if got, want := g.field("vendor_id"), fmt.Sprintf("%v,%v,%v,%v,%v", float64(s3), float64(s2), float64(s1), float64(s4), float64(vendorFB)); got != want {
 		t.Errorf("graduatoria vendors = %s, want %s", got, want)
@@ -105,11 +107,11 @@ func TestSpunta(t *testing.T) {
 		g.field("tie_break") != "<nil>,REGISTRATION,REGISTRATION,<nil>,<nil>" || g.field("sector") != strings.Repeat("NON_ALIMENTARE,", 4)+"NON_ALIMENTARE" {
 		t.Errorf("graduatoria = %s", g.raw)
 	}
-	if page := e.get(t, "milano", "/v1/markets/"+ids(milano)+"/graduatoria?limit=2&offset=2"); page.field("rank") != "3,4" || page.body["total"] != 5.0 {
+	if page := e.get(t, "milano", "/v1/markets/"+ids(milano)+"/graduatoria?limit=2&offset=2"); page.field("rank") != "2,3" || page.body["total"] != 6.0 {
 		t.Errorf("graduatoria page 2 = %s", page.raw)
 	}
-	if food := e.get(t, "milano", "/v1/markets/"+ids(milano)+"/graduatoria?sector=ALIMENTARE"); food.status != 200 || food.body["total"] != 0.0 {
-		t.Errorf("ALIMENTARE graduatoria = %s, want nobody", food.raw)
+	if food := e.get(t, "milano", "/v1/markets/"+ids(milano)+"/graduatoria?sector=ALIMENTARE"); food.field("vendor_id") != fmt.Sprint(float64(vendorFB)) || food.field("presences") != "1" {
+		t.Errorf("ALIMENTARE graduatoria = %s, want Bianchi alone", food.raw)
 	}
 	if d := e.get(t, "milano", "/v1/markets/"+ids(milano)+"/graduatoria?date=2026-06-14"); d.field("presences") != "6,3,3,1" {
 		t.Errorf("graduatoria of 06-14 = %s", d.raw)
@@ -141,7 +143,7 @@ func TestSpunta(t *testing.T) {
 		t.Errorf("UNASSIGNED presences = %d, want S4 and Bianchi", got)
 	}
 	ranking, _ := r.body["ranking"].([]any)
-	if len(ranking) != 5 || r.body["assigned"] != 3.0 || r.body["already_run"] != false || r.body["status"] != "CLOSED" {
+	if len(ranking) != 6 || r.body["assigned"] != 3.0 || r.body["already_run"] != false || r.body["status"] != "CLOSED" {
 		t.Errorf("spunta = %s", r.raw)
 	}
 	if got := scalar(t, nw, `SELECT count(*) FROM stalls WHERE id IN ($1, $2) AND status = 'LIBERO'`, stallMI2, stallMI3); got != 2 {
@@ -150,8 +152,11 @@ func TestSpunta(t *testing.T) {
 	if got := scalar(t, nw, `SELECT count(*) FROM audit_log WHERE action = 'spunta'`); got != 5+1 {
 		t.Errorf("spunta audit rows = %d, want 5 presences and 1 run", got)
 	}
-	if got := scalar(t, nw, `SELECT count(*) FROM spunta_events WHERE date = '2026-06-15'`); got != 3*2+2 {
-		t.Errorf("spunta events = %d, want 3 offers and choices, 2 NO_STALL", got)
+	if got := scalar(t, nw, `SELECT count(*) FROM spunta_events WHERE date = '2026-06-15'`); got != 3*2+3 {
+		t.Errorf("spunta events = %d, want 3 offers and choices, 3 NO_STALL", got)
+	}
+	if got := scalar(t, nw, `SELECT count(*) FROM market_days WHERE date = '2026-06-15' AND call_at = '2026-06-15 10:00+02'`); got != 1 {
+		t.Errorf("calls recorded = %d, want the spunta's, at 10:00 (the router's clock)", got)
 	}
 
 	// Running it again changes nothing and answers the first outcome.
