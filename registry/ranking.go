@@ -40,31 +40,28 @@ const (
 // spuntisti present at the call of @day (checked in by the call, or at
 // all when no call is recorded, without a stall and not LATE) are ranked
 // too, with no presences when they have none, and carry their presence.
+// One scan of the presences gives both (MATERIALIZED: once, whatever the
+// estimates of a market's first days say, not once per vendor).
 var spuntaRankingSQL = named(`WITH reg AS (SELECT * FROM dms.regolamento(@market)),
 	since AS (
 		SELECT greatest(coalesce(r.ranking_from, '2000-01-01'::date),
 			CASE WHEN r.ranking_reset = 'YEARLY' THEN date_trunc('year', @day::date)::date ELSE '2000-01-01'::date END) AS d
 		FROM reg r
-	), earned AS (
-		SELECT p.vendor_id, count(*) AS presences, min(p.date) AS first_presence
+	), call AS (
+		SELECT coalesce((SELECT md.call_at FROM market_days md WHERE md.market_id = @market AND md.date = @day::date), 'infinity') AS at
+	), candidates AS MATERIALIZED (
+		SELECT p.vendor_id,
+			count(*) FILTER (WHERE p.date <= @to::date AND p.outcome IS DISTINCT FROM 'REFUSED' AND p.outcome IS DISTINCT FROM 'LATE') AS presences,
+			min(p.date) FILTER (WHERE p.date <= @to::date AND p.outcome IS DISTINCT FROM 'REFUSED' AND p.outcome IS DISTINCT FROM 'LATE') AS first_presence,
+			max(p.id) FILTER (WHERE p.date = @day::date AND p.stall_id IS NULL AND p.outcome IS DISTINCT FROM 'LATE'
+				AND p.checkin_at <= (SELECT at FROM call)) AS presence_id
 		FROM vendor_presences p
 		WHERE p.market_id = @market AND p.region_id = @region AND p.kind = 'SPUNTA'
-		  AND p.date >= (SELECT d FROM since) AND p.date <= @to::date
-		  AND (p.outcome IS NULL OR p.outcome IN ('ASSIGNED', 'UNASSIGNED'))
+		  AND p.date >= (SELECT d FROM since)
+		  AND p.date <= CASE WHEN @present::boolean THEN @day::date ELSE @to::date END
 		  AND NOT EXISTS (SELECT FROM market_days md
 			WHERE md.market_id = @market AND md.date = p.date AND md.status = 'CANCELLED')
 		GROUP BY p.vendor_id
-	), present AS (
-		SELECT p.vendor_id, p.id AS presence_id
-		FROM vendor_presences p
-		WHERE @present::boolean AND p.market_id = @market AND p.region_id = @region AND p.date = @day::date
-		  AND p.kind = 'SPUNTA' AND p.stall_id IS NULL AND p.outcome IS DISTINCT FROM 'LATE'
-		  AND p.checkin_at <= coalesce((SELECT md.call_at FROM market_days md
-			WHERE md.market_id = @market AND md.date = @day::date), 'infinity')
-	), candidates AS (
-		SELECT coalesce(e.vendor_id, pr.vendor_id) AS vendor_id, coalesce(e.presences, 0) AS presences,
-			e.first_presence, pr.presence_id
-		FROM earned e FULL JOIN present pr ON pr.vendor_id = e.vendor_id
 	), draw AS (
 		SELECT coalesce(@seed::text, (` + graduatoriaSeed + `), '') AS seed
 	), sectors AS (
@@ -76,7 +73,8 @@ var spuntaRankingSQL = named(`WITH reg AS (SELECT * FROM dms.regolamento(@market
 		FROM candidates c
 		JOIN vendors v ON v.id = c.vendor_id AND v.region_id = @region AND v.status = 'ATTIVA'
 		CROSS JOIN sectors s
-		WHERE (s.sector = '' OR EXISTS (SELECT FROM authorisations a
+		WHERE (c.presences > 0 OR c.presence_id IS NOT NULL)
+		  AND (s.sector = '' OR EXISTS (SELECT FROM authorisations a
 			WHERE a.vendor_id = c.vendor_id AND a.region_id = @region AND a.sector = s.sector))
 		  AND NOT EXISTS (SELECT FROM concessions k
 			WHERE k.market_id = @market AND k.vendor_id = c.vendor_id AND k.status IN ('ATTIVA', 'SOSPESA')

@@ -162,18 +162,19 @@ var (
 	spuntaEventsSQL = named(`SELECT seq, vendor_id, sector, rank, action, stall_id, free, at, by_user
 		FROM spunta_events WHERE market_id = @market AND date = @day::date ORDER BY seq`)
 
-	// spuntaInsertRunSQL stores a new run, audited.
+	// spuntaInsertRunSQL stores a new run, audited (the audit row leaves
+	// out the result, the ranking, which the run keeps).
 	spuntaInsertRunSQL = named(`WITH ins AS (
 		INSERT INTO spunta_runs (region_id, market_id, comune, date, run_by, result, status, seed)
 		VALUES (@region, @market, @comune, @day, @user, @result, @status, @seed) RETURNING *
-	), ` + auditCTE("audit", "spunta", "market", "n.market_id, NULL, to_jsonb(n) FROM ins n") + `
+	), ` + auditCTE("audit", "spunta", "market", "n.market_id, NULL, to_jsonb(n) - 'result' FROM ins n") + `
 	SELECT count(*) FROM ins`)
 	// spuntaUpdateRunSQL stores a run's state, audited when it closes.
 	spuntaUpdateRunSQL = named(`WITH old AS (
 		SELECT * FROM spunta_runs WHERE market_id = @market AND date = @day::date
 	), upd AS (
 		UPDATE spunta_runs SET result = @result, status = @status WHERE market_id = @market AND date = @day::date RETURNING *
-	), ` + auditCTE("audit", "spunta", "market", "n.market_id, to_jsonb(o), to_jsonb(n) FROM old o JOIN upd n USING (market_id) WHERE n.status <> o.status") + `
+	), ` + auditCTE("audit", "spunta", "market", "n.market_id, to_jsonb(o) - 'result', to_jsonb(n) - 'result' FROM old o JOIN upd n USING (market_id) WHERE n.status <> o.status") + `
 	SELECT count(*) FROM upd`)
 	// spuntaEventsInsertSQL appends events; @free holds each event's
 	// stall numbers as an array literal.
@@ -445,11 +446,10 @@ func (c *call) choose(v, stallID int64, refuse bool) error {
 		c.decide(i, actRefused, nil)
 		return nil
 	}
-	k := slices.IndexFunc(c.stalls, func(s SpuntaStall) bool { return s.ID == stallID })
-	if k < 0 {
+	s := c.stall(stallID)
+	if s == nil {
 		return &MissingError{Field: "stall_id"}
 	}
-	s := &c.stalls[k]
 	switch {
 	case s.Taken || s.Status == "RISERVATO":
 		return ruleConflict("stall-not-free", "stall %d is not free today", s.Number)
@@ -459,6 +459,14 @@ func (c *call) choose(v, stallID int64, refuse bool) error {
 		return ruleConflict("reserved-stall", "stall %d is reserved for %s, and one of them is still to be called", s.Number, *s.ReservedFor)
 	}
 	c.decide(i, actChosen, s)
+	return nil
+}
+
+// stall returns the market's stall id, nil when it has none.
+func (c *call) stall(id int64) *SpuntaStall {
+	if k := slices.IndexFunc(c.stalls, func(s SpuntaStall) bool { return s.ID == id }); k >= 0 {
+		return &c.stalls[k]
+	}
 	return nil
 }
 
@@ -670,32 +678,23 @@ func (c *call) finish() Spunta {
 // OPEN one is a *ConflictError (rule spunta-open), as is a CANCELLED day
 // (market-day-cancelled). A market not in scope is ErrNotFound.
 func RunSpunta(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, marketID int64, d SpuntaDay) (Result[Spunta], error) {
-	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Spunta, bool, error) {
-		a := spuntaArgs(sc, w, marketID, d.Date)
-		c, existed, err := open(ctx, tx, a, d.Seed, d.At)
-		if err != nil {
-			return Spunta{}, false, err
+	existing := func(c *call) (Spunta, error) {
+		if c.run.Status == runOpen {
+			return Spunta{}, ruleConflict("spunta-open", "the spunta of the day is open: make the choices or close it")
 		}
-		if existed {
-			if c.run.Status == runOpen {
-				return Spunta{}, false, ruleConflict("spunta-open", "the spunta of the day is open: make the choices or close it")
-			}
-			out := c.finish()
-			out.AlreadyRun = true
-			return out, false, nil
-		}
+		out := c.finish()
+		out.AlreadyRun = true
+		return out, nil
+	}
+	return opening(ctx, sh, sc, w, marketID, d, existing, func(c *call) {
 		for {
 			i, offer := c.advance()
 			if i < 0 {
 				break
 			}
-			c.decide(i, actChosen, &c.stalls[slices.IndexFunc(c.stalls, func(s SpuntaStall) bool { return s.ID == offer[0].ID })])
+			c.decide(i, actChosen, c.stall(offer[0].ID))
 		}
 		c.closeCall()
-		if err := c.store(ctx, tx, a, true); err != nil {
-			return Spunta{}, false, err
-		}
-		return c.finish(), true, nil
 	})
 }
 
@@ -707,6 +706,15 @@ func RunSpunta(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Writ
 // *ConflictError (spunta-open, or spunta-closed when it ran), as is a
 // CANCELLED day (market-day-cancelled). A market not in scope is ErrNotFound.
 func OpenSpunta(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, marketID int64, d SpuntaDay) (Result[Spunta], error) {
+	existing := func(c *call) (Spunta, error) { return Spunta{}, runConflict(c.run.Status) }
+	return opening(ctx, sh, sc, w, marketID, d, existing, func(c *call) { c.advance() })
+}
+
+// opening opens market marketID's spunta of day d, runs fn on the new call
+// and stores it, in one transaction; when the day has a run, existing
+// answers instead.
+func opening(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, marketID int64, d SpuntaDay,
+	existing func(c *call) (Spunta, error), fn func(c *call)) (Result[Spunta], error) {
 	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Spunta, bool, error) {
 		a := spuntaArgs(sc, w, marketID, d.Date)
 		c, existed, err := open(ctx, tx, a, d.Seed, d.At)
@@ -714,9 +722,10 @@ func OpenSpunta(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Wri
 			return Spunta{}, false, err
 		}
 		if existed {
-			return Spunta{}, false, runConflict(c.run.Status)
+			out, err := existing(c)
+			return out, false, err
 		}
-		c.advance()
+		fn(c)
 		if err := c.store(ctx, tx, a, true); err != nil {
 			return Spunta{}, false, err
 		}

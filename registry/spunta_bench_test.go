@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -101,3 +102,50 @@ func (m *benchMarket) checkIn(tb testing.TB, day time.Time) {
 
 // day returns the i-th market day of the benchmark.
 func (m *benchMarket) day(i int) time.Time { return m.first.AddDate(0, 0, i) }
+
+// BenchmarkSpunta measures the spunta of the benchmark market: default, a
+// whole market day run with the default choice (RunSpunta: one read batch
+// and one write batch in one transaction, whatever the number of
+// decisions); decision, one decision of a call made by hand (ChooseSpunta:
+// one read batch and one write batch), a new day opened, off the clock,
+// when a call ends.
+func BenchmarkSpunta(b *testing.B) {
+	ctx := context.Background()
+	b.Run("default", func(b *testing.B) {
+		m := newBenchMarket(b, fmt.Sprintf("registry_bench_spunta_%d", b.N))
+		for i := range b.N {
+			m.checkIn(b, m.day(i))
+		}
+		b.ResetTimer()
+		for i := range b.N {
+			if _, err := RunSpunta(ctx, m.sh, lombardia, admin, m.market, SpuntaDay{Date: m.day(i)}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("decision", func(b *testing.B) {
+		m := newBenchMarket(b, fmt.Sprintf("registry_bench_decision_%d", b.N))
+		day := -1
+		var s Spunta
+		openDay := func() {
+			day++
+			m.checkIn(b, m.day(day))
+			s = must(OpenSpunta(ctx, m.sh, lombardia, admin, m.market, SpuntaDay{Date: m.day(day)}))(b).Value
+		}
+		openDay()
+		b.ResetTimer()
+		for range b.N {
+			if s.Turn == nil {
+				b.StopTimer()
+				openDay()
+				b.StartTimer()
+			}
+			r, err := ChooseSpunta(ctx, m.sh, lombardia, admin, m.market,
+				SpuntaChoice{Date: m.day(day), VendorID: s.Turn.VendorID, StallID: s.Turn.Free[0].ID})
+			if err != nil {
+				b.Fatal(err)
+			}
+			s = r.Value
+		}
+	})
+}

@@ -99,36 +99,29 @@ func (s *Server) spuntaDate(c *gin.Context) (time.Time, error) {
 // readSpunta reads the day of a spunta from the query and the body, which
 // may be empty.
 func (s *Server) readSpunta(c *gin.Context, b *spuntaBody) (registry.Write, error) {
-	day, err := s.spuntaDate(c)
-	if err != nil {
-		return registry.Write{}, err
-	}
-	b.day = day
-	body, err := readBody(c, maxBody)
-	if err != nil {
-		return registry.Write{}, err
-	}
-	if len(bytes.TrimSpace(body)) > 0 {
-		if err := decodeBody(body, b); err != nil {
-			return registry.Write{}, err
-		}
-	}
-	return writeMeta(c, body)
+	return s.readStep(c, &b.day, b, true)
 }
 
 // readChoice reads the day of a choice from the query and the body.
 func (s *Server) readChoice(c *gin.Context, b *choiceBody) (registry.Write, error) {
-	day, err := s.spuntaDate(c)
-	if err != nil {
+	return s.readStep(c, &b.day, b, false)
+}
+
+// readStep reads a step of a spunta: its day from the query into day, its
+// JSON body into b (an empty one too, when emptyOK).
+func (s *Server) readStep(c *gin.Context, day *time.Time, b any, emptyOK bool) (registry.Write, error) {
+	var err error
+	if *day, err = s.spuntaDate(c); err != nil {
 		return registry.Write{}, err
 	}
-	b.day = day
 	body, err := readBody(c, maxBody)
 	if err != nil {
 		return registry.Write{}, err
 	}
-	if err := decodeBody(body, b); err != nil {
-		return registry.Write{}, err
+	if !emptyOK || len(bytes.TrimSpace(body)) > 0 {
+		if err := decodeBody(body, b); err != nil {
+			return registry.Write{}, err
+		}
 	}
 	return writeMeta(c, body)
 }
