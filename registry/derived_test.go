@@ -69,13 +69,15 @@ func TestDerivedValues(t *testing.T) {
 		gamma := w.vendors["Gamma Spa"].ID // one SPUNTA presence today
 		delta := must(CreateVendor(ctx, w.sh, lombardia, admin, NewVendor{PartitaIVA: "11111111111", CodiceFiscale: "11111111111",
 			Denominazione: "Delta", Comune: "015146", Status: "ATTIVA"}))(t).Value.ID
+		// A spuntista is ranked in the sectors it is authorised for (issue 13).
+		authorise(t, w.admin, "NON_ALIMENTARE", gamma, delta)
 		for _, days := range []int{1, 2} {
 			day := w.today.AddDate(0, 0, -days)
 			must(CheckInVendor(ctx, w.sh, milano, admin, CheckIn{MarketID: mi1, VendorID: delta, Kind: "SPUNTA", Date: day, CheckinAt: day.Add(7 * time.Hour)}))(t)
 		}
 		ranked := func() []int64 {
 			t.Helper()
-			g, err := GetGraduatoria(ctx, w.sh, milano, mi1, w.today.Year(), "SPUNTA", w.today, Page{Limit: 10})
+			g, err := GetGraduatoria(ctx, w.sh, milano, mi1, GraduatoriaQuery{Kind: "SPUNTA", Date: w.today}, Page{Limit: 10})
 			if err != nil {
 				t.Fatal(err)
 			}

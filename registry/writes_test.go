@@ -172,25 +172,26 @@ func TestWrites(t *testing.T) {
 	t.Run("spunta", func(t *testing.T) {
 		// Gamma checked in as a spuntista today; the free stalls are 2
 		// (occupato by status, but nobody's today) and 4 (riservato since
-		// the patch above), of which 2 goes first.
-		s, err := RunSpunta(ctx, w.sh, milano, admin, mi1, w.today)
+		// the patch above), of which 2 goes first. Gamma is authorised in
+		// the stalls' sector (NON_ALIMENTARE, their default).
+		authorise(t, w.admin, "NON_ALIMENTARE", gamma)
+		s, err := RunSpunta(ctx, w.sh, milano, admin, mi1, SpuntaDay{Date: w.today})
 		if err != nil || !s.Created || s.Value.Assigned != 1 || len(s.Value.Ranking) != 1 ||
 			s.Value.Ranking[0].VendorID != gamma || *s.Value.Ranking[0].StallID != w.stalls[1].ID {
 			t.Fatalf("RunSpunta = %+v, %v; want Gamma on stall 2", s, err)
 		}
-		again, err := RunSpunta(ctx, w.sh, milano, admin, mi1, w.today)
+		again, err := RunSpunta(ctx, w.sh, milano, admin, mi1, SpuntaDay{Date: w.today})
 		if err != nil || !again.Value.AlreadyRun || again.Value.Assigned != 1 || again.Created {
 			t.Errorf("RunSpunta again = %+v, %v; want the first outcome", again, err)
 		}
-		presences := int64(2) // today's and yesterday's, from the batch
-		if w.today.YearDay() == 1 {
-			presences = 1
-		}
-		g, err := GetGraduatoria(ctx, w.sh, milano, mi1, w.today.Year(), "SPUNTA", w.today, Page{Limit: 10})
+		// Today's (ASSIGNED) and yesterday's, from the batch: the ranking
+		// never resets by default, so 1 January changes nothing.
+		presences := int64(2)
+		g, err := GetGraduatoria(ctx, w.sh, milano, mi1, GraduatoriaQuery{Kind: "SPUNTA", Date: w.today}, Page{Limit: 10})
 		if err != nil || g.Total != 1 || g.Items[0].VendorID != gamma || g.Items[0].Presences != presences {
 			t.Errorf("GetGraduatoria = %+v, %v; want Gamma with %d presences", g, err, presences)
 		}
-		if _, err := GetGraduatoria(ctx, w.sh, lazio, mi1, w.today.Year(), "SPUNTA", w.today, Page{Limit: 10}); !errors.Is(err, ErrNotFound) {
+		if _, err := GetGraduatoria(ctx, w.sh, lazio, mi1, GraduatoriaQuery{Kind: "SPUNTA", Date: w.today}, Page{Limit: 10}); !errors.Is(err, ErrNotFound) {
 			t.Errorf("GetGraduatoria of another region's market: %v, want ErrNotFound", err)
 		}
 	})

@@ -1,7 +1,6 @@
 package router
 
 import (
-	"bytes"
 	"context"
 	"strconv"
 	"time"
@@ -213,82 +212,4 @@ func (s *Server) batchRow(k *checks, p auth.Principal, r *regions.Code, today ti
 		}
 	}
 	return nil
-}
-
-// runSpunta is POST /v1/markets/{id}/spunta?date=: the spunta of that market
-// day (default today); running it again returns the first outcome.
-func (s *Server) runSpunta(c *gin.Context) error {
-	return write(s, c, toPathID, s.readSpunta, spuntaDay, registry.RunSpunta)
-}
-
-// readSpunta reads the day of a spunta from the query; the body, if any,
-// is an empty object.
-func (s *Server) readSpunta(c *gin.Context, day *time.Time) (registry.Write, error) {
-	q := queryParams(c, "date")
-	*day = q.date("date", s.today())
-	if day.After(s.today()) {
-		q.bad("date", "is in the future")
-	}
-	if err := q.err(); err != nil {
-		return registry.Write{}, err
-	}
-	body, err := readBody(c, maxBody)
-	if err != nil {
-		return registry.Write{}, err
-	}
-	if len(bytes.TrimSpace(body)) > 0 {
-		var empty struct{}
-		if err := decodeBody(body, &empty); err != nil {
-			return registry.Write{}, err
-		}
-	}
-	return writeMeta(c, body)
-}
-
-// spuntaDay is the check of a spunta: its day, read from the query.
-func spuntaDay(_ *checks, req writeReq, day *time.Time) (time.Time, regions.Code, error) {
-	return *day, req.region, nil
-}
-
-// getGraduatoria is GET /v1/markets/{id}/graduatoria?year=&kind=: the
-// market's ranking for the year (default this year) and kind (default
-// SPUNTA), paginated by limit and offset.
-func (s *Server) getGraduatoria(c *gin.Context) error {
-	marketID, r, err := pathID(c)
-	if err != nil {
-		return err
-	}
-	q := queryParams(c, "year", "kind")
-	today := s.today()
-	year := today.Year()
-	if v := q.str("year"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 2000 || n > today.Year() {
-			q.bad("year", "want a year from 2000 to %d", today.Year())
-		} else {
-			year = n
-		}
-	}
-	kind := q.oneOf("kind", presenceKinds...)
-	if kind == "" {
-		kind = "SPUNTA"
-	}
-	pg := q.page()
-	if pg.Cursor != "" {
-		q.bad("cursor", "the graduatoria has no cursors; use offset")
-	}
-	if err := q.err(); err != nil {
-		return err
-	}
-	sc, err := s.targetID(c, r)
-	if err != nil {
-		return err
-	}
-	g, err := onShard(s, c, r, func(ctx context.Context, sh *shardmap.Shard) (registry.Graduatoria, error) {
-		return registry.GetGraduatoria(ctx, sh, sc, marketID, year, kind, today, pg)
-	})
-	if err != nil {
-		return err
-	}
-	return writeJSON(c, g)
 }

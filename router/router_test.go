@@ -65,6 +65,10 @@ INSERT INTO stalls (id, region_id, market_id, comune, number, type, status, area
 INSERT INTO vendors (id, region_id, partita_iva, codice_fiscale, denominazione, comune) VALUES
   (dms.next_id('vendors', 3::smallint), 3, '01234567897', 'RSSMRA80A01F205X', 'Rossi Mario', '015146'),
   (dms.next_id('vendors', 3::smallint), 3, '12345678903', '12345678903', 'Frutta Bianchi srl', '016024');
+-- As migration 00014 authorises a vendor that has been a spuntista: type B
+-- in both sectors, by its own comune.
+INSERT INTO authorisations (id, region_id, vendor_id, type, sector, comune)
+SELECT dms.next_id('authorisations', 3::smallint), 3, %[6]d, 'B', s, '016024' FROM unnest(ARRAY['ALIMENTARE', 'NON_ALIMENTARE']) s;
 INSERT INTO concessions (id, region_id, market_id, comune, stall_id, vendor_id, valid_from, valid_to, status) VALUES
   (dms.next_id('concessions', 3::smallint), 3, %[1]d, '015146', %[3]d, %[4]d, '2020-01-01', '2029-12-31', 'ATTIVA'),
   (dms.next_id('concessions', 3::smallint), 3, %[2]d, '016024', %[5]d, %[4]d, '2016-07-01', '2026-07-31', 'ATTIVA');

@@ -139,6 +139,7 @@ func (s *Server) routes() *gin.Engine {
 	v1.GET("/markets/:id/graduatoria", s.handle(s.getGraduatoria))
 	v1.GET("/markets/:id/days", s.handle(s.listMarketDays))
 	v1.GET("/concessions/:id/absences", s.handle(s.listAbsences))
+	v1.GET("/markets/:id/spunta", s.handle(s.getSpunta))
 
 	// Writes: roles that may write, inside their territory.
 	w := v1.Group("", s.requireWriter)
@@ -160,6 +161,9 @@ func (s *Server) routes() *gin.Engine {
 	w.POST("/markets/:id/days/:date/appello", s.handle(s.recordAppello))
 	w.PUT("/concessions/:id/absences/:date", s.handle(s.justifyAbsence))
 	w.DELETE("/concessions/:id/absences/:date", s.handle(s.unjustifyAbsence))
+	w.POST("/markets/:id/spunta/open", s.handle(s.openSpunta))
+	w.POST("/markets/:id/spunta/choice", s.handle(s.chooseSpunta))
+	w.POST("/markets/:id/spunta/close", s.handle(s.closeSpunta))
 
 	// National dashboards: national principals only, fanned out to every region.
 	n := v1.Group("/national", s.requireNational)
