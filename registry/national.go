@@ -22,7 +22,7 @@ import (
 // the order the schema lists them.
 var (
 	StallStatuses      = []string{"LIBERO", "OCCUPATO", "RISERVATO"}
-	ConcessionStatuses = []string{"ATTIVA", "SOSPESA", "REVOCATA", "CESSATA", "SCADUTA"}
+	ConcessionStatuses = []string{"ATTIVA", "SOSPESA", "REVOCATA", "DECADUTA", "CESSATA", "SCADUTA"}
 )
 
 // RegionSummary is one region's figures for the national summary.
