@@ -147,6 +147,7 @@ func (s *Server) routes() *gin.Engine {
 	w.PATCH("/vendors/:id", s.handle(s.updateVendor))
 	w.POST("/concessions", s.handle(s.createConcession))
 	w.POST("/concessions/:id/status", s.handle(s.setConcessionStatus))
+	w.POST("/concessions/:id/subingresso", s.handle(s.subingresso))
 	w.POST("/markets/:id/presences", s.handle(s.checkIn))
 	w.POST("/presences/batch", s.handle(s.ingestPresences))
 	w.POST("/markets/:id/spunta", s.handle(s.runSpunta))
