@@ -157,6 +157,8 @@ func (s *Server) routes() *gin.Engine {
 	n.GET("/summary", s.handle(s.nationalSummary))
 	n.GET("/presences", s.handle(s.nationalPresences))
 	n.GET("/concessions/expiring", s.handle(s.nationalExpiring))
+	n.GET("/concessions/decadenza", s.handle(s.nationalDecadenza))
+	n.GET("/market-days", s.handle(s.nationalMarketDays))
 
 	// What each problem type means: the type URIs resolve. No token.
 	e.GET("/problems/:name", s.handle(s.problemPage))
