@@ -55,6 +55,9 @@ DECLARE
     rome date := (now() AT TIME ZONE 'Europe/Rome')::date;
     ext record;
     done bigint;
+    -- The calendar years whose absences count: yesterday's, and in
+    -- January the one before.
+    first_year integer := extract(year FROM today - 1)::integer - CASE WHEN extract(month FROM today) = 1 THEN 1 ELSE 0 END;
 BEGIN
     -- current_user is the owner here; session_user the role that logged in.
     IF NOT pg_has_role(session_user, current_user, 'MEMBER') AND today NOT BETWEEN rome - 1 AND rome + 1 THEN
@@ -120,8 +123,7 @@ BEGIN
     -- (c) Decadenza: unjustified absences per calendar year against the limit.
     WITH years AS (
         SELECT y::integer AS y
-        FROM generate_series(extract(year FROM today - 1)::integer - CASE WHEN extract(month FROM today) = 1 THEN 1 ELSE 0 END,
-            extract(year FROM today - 1)::integer) y
+        FROM generate_series(first_year, extract(year FROM today - 1)::integer) y
     ), terms AS (
         -- Each ATTIVA concession's days in each year, up to yesterday.
         SELECT c.id, c.market_id, c.vendor_id, y.y,
@@ -134,15 +136,35 @@ BEGIN
     ), held AS (
         -- Each market's held days once, not once per concession.
         SELECT s.market_id, h.d FROM spans s CROSS JOIN LATERAL dms.held_days(s.market_id, s.first, s.last) h (d)
-    ), absences AS (
+    ), held_n AS (
         SELECT t.id, t.market_id, t.y, count(*) AS n
         FROM terms t JOIN held h ON h.market_id = t.market_id AND h.d BETWEEN t.first AND t.last
-        WHERE NOT EXISTS (SELECT FROM vendor_presences p WHERE p.market_id = t.market_id AND p.date = h.d AND p.vendor_id = t.vendor_id)
-          AND NOT EXISTS (SELECT FROM absence_justifications j WHERE j.concession_id = t.id AND j.date = h.d)
         GROUP BY t.id, t.market_id, t.y
-    ), limits AS (
+    ), present_n AS (
+        -- The held days on which the vendor came: its presences at the
+        -- market (one a day at most) on days not cancelled. Counted by
+        -- joining the presences of the whole period to the terms rather
+        -- than probing each held day of each term for a presence.
+        SELECT t.id, t.y, count(*) AS n
+        FROM terms t JOIN vendor_presences p ON p.market_id = t.market_id AND p.vendor_id = t.vendor_id
+        WHERE p.date BETWEEN t.first AND t.last
+          AND p.date BETWEEN make_date(first_year, 1, 1) AND today - 1 -- prunes the partitions
+          AND NOT EXISTS (SELECT FROM market_days d WHERE d.market_id = p.market_id AND d.date = p.date AND d.status = 'CANCELLED')
+        GROUP BY t.id, t.y
+    ), justified_n AS (
+        -- Justified absences: held days without a presence.
+        SELECT t.id, t.y, count(*) AS n
+        FROM terms t JOIN absence_justifications j ON j.concession_id = t.id AND j.date BETWEEN t.first AND t.last
+        WHERE EXISTS (SELECT FROM held h WHERE h.market_id = t.market_id AND h.d = j.date)
+          AND NOT EXISTS (SELECT FROM vendor_presences p WHERE p.market_id = t.market_id AND p.date = j.date AND p.vendor_id = t.vendor_id)
+        GROUP BY t.id, t.y
+    ), absences AS (
+        SELECT h.id, h.market_id, h.y, h.n - coalesce(p.n, 0) - coalesce(j.n, 0) AS n
+        FROM held_n h LEFT JOIN present_n p ON p.id = h.id AND p.y = h.y LEFT JOIN justified_n j ON j.id = h.id AND j.y = h.y
+    ), limits AS MATERIALIZED (
+        -- Once per market and year, not once per concession.
         SELECT k.market_id, k.y, dms.absence_limit(k.market_id, k.y) AS lim
-        FROM (SELECT DISTINCT a.market_id, a.y FROM absences a) k
+        FROM (SELECT DISTINCT a.market_id, a.y FROM absences a WHERE a.n > 0) k
     ), over AS (
         -- The latest year over the limit.
         SELECT DISTINCT ON (a.id) a.id, a.n
