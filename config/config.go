@@ -77,6 +77,17 @@ var defaults = map[string]any{
 	"control.poll_interval":         "0s",
 	"control.router_id":             "",
 	"jobs.idempotency_retention":    jobs.DefaultConfig().IdempotencyRetention.String(),
+	"jobs.lifecycle.extensions":     extensionDefaults(jobs.DefaultConfig().Lifecycle.Extensions),
+}
+
+// extensionDefaults returns exts as the file would spell them, the default
+// of jobs.lifecycle.extensions.
+func extensionDefaults(exts []jobs.Extension) []any {
+	out := []any{}
+	for _, e := range exts {
+		out = append(out, map[string]any{"in_force_on": e.InForceOn.Format(time.DateOnly), "until": e.Until.Format(time.DateOnly)})
+	}
+	return out
 }
 
 // Load reads the YAML file at path, applies environment overrides from
@@ -121,6 +132,7 @@ func decode(v *viper.Viper) (Config, error) {
 	err := v.UnmarshalExact(&cfg, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
 		mapstructure.StringToTimeDurationHookFunc(),
 		mapstructure.StringToSliceHookFunc(","),
+		mapstructure.StringToTimeHookFunc(time.DateOnly), // jobs.lifecycle.extensions
 	)))
 	return cfg, err
 }

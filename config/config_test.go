@@ -3,12 +3,15 @@ package config_test
 import (
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/dmshub/dmsrouter/config"
 	"github.com/dmshub/dmsrouter/control"
+	"github.com/dmshub/dmsrouter/jobs"
 	"github.com/dmshub/dmsrouter/national"
 	"github.com/dmshub/dmsrouter/regions"
 )
@@ -49,6 +52,25 @@ func TestLoad(t *testing.T) {
 	}
 	if cfg.Jobs.IdempotencyRetention != 24*time.Hour {
 		t.Errorf("Load(good).Jobs.IdempotencyRetention = %s, want the default 24h", cfg.Jobs.IdempotencyRetention)
+	}
+	if want := jobs.DefaultConfig().Lifecycle; !reflect.DeepEqual(cfg.Jobs.Lifecycle, want) {
+		t.Errorf("Load(good).Jobs.Lifecycle = %+v, want the default %+v (L. 214/2023)", cfg.Jobs.Lifecycle, want)
+	}
+	for _, tt := range []struct {
+		yaml string
+		want []jobs.Extension
+	}{
+		{"jobs:\n  lifecycle:\n    extensions: []\n", []jobs.Extension{}},
+		{"jobs:\n  lifecycle:\n    extensions:\n      - in_force_on: 2023-12-31\n        until: 2025-12-31\n      - {in_force_on: \"2026-06-30\", until: \"2027-06-30\"}\n",
+			[]jobs.Extension{jobs.DefaultConfig().Lifecycle.Extensions[0],
+				{InForceOn: time.Date(2026, 6, 30, 0, 0, 0, 0, time.UTC), Until: time.Date(2027, 6, 30, 0, 0, 0, 0, time.UTC)}}},
+	} {
+		c, err := config.Load(write(t, good()+tt.yaml), noenv)
+		if err != nil || !slices.EqualFunc(c.Jobs.Lifecycle.Extensions, tt.want, func(a, b jobs.Extension) bool {
+			return a.InForceOn.Equal(b.InForceOn) && a.Until.Equal(b.Until)
+		}) {
+			t.Errorf("Load(%q).Jobs.Lifecycle.Extensions = %+v, %v; want %+v", tt.yaml, c.Jobs.Lifecycle.Extensions, err, tt.want)
+		}
 	}
 	if cfg.Server.MetricsAddr != "127.0.0.1:9090" {
 		t.Errorf("Load(good).Server.MetricsAddr = %q, want the default 127.0.0.1:9090", cfg.Server.MetricsAddr)
@@ -110,6 +132,12 @@ func TestLoadErrors(t *testing.T) {
 		{"cache ttl", g + "national:\n  cache_ttl: -1s\n", nil, "national.cache_ttl: -1s is outside 0..1m", ""},
 		{"retention too short", g + "jobs:\n  idempotency_retention: 30m\n", nil, "jobs.idempotency_retention: 30m0s is outside 1h..2160h", ""},
 		{"unknown jobs key", g + "jobs:\n  retention: 1h\n", nil, "retention", ""},
+		{"extension ends before it starts", g + "jobs:\n  lifecycle:\n    extensions:\n      - {in_force_on: 2025-12-31, until: 2023-12-31}\n", nil,
+			"jobs.lifecycle.extensions[0]: until 2023-12-31 must be after in_force_on 2025-12-31", ""},
+		{"extension without until", g + "jobs:\n  lifecycle:\n    extensions:\n      - {in_force_on: 2025-12-31}\n", nil,
+			"jobs.lifecycle.extensions[0]: needs in_force_on and until", ""},
+		{"extension not a date", g + "jobs:\n  lifecycle:\n    extensions:\n      - {in_force_on: 31/12/2023, until: 2025-12-31}\n", nil,
+			"in_force_on", ""},
 		{"env max conns", g, map[string]string{"DMSROUTER_SHARDS_S1_MAX_CONNS": "many"}, `DMSROUTER_SHARDS_S1_MAX_CONNS: "many" is not a number`, ""},
 		{"env bad duration", g, map[string]string{"DMSROUTER_DATABASE_CONNECT_TIMEOUT": "soon"}, "DMSROUTER_DATABASE_CONNECT_TIMEOUT (environment): database.connect_timeout", ""},
 

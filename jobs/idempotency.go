@@ -26,10 +26,8 @@ type ExpireKeys struct {
 // RunOnce deletes the keys older than Retention on every shard; each
 // Result counts the keys deleted.
 func (e *ExpireKeys) RunOnce(ctx context.Context) []Result {
-	return eachShard(ctx, e.Shards(), expiryLock, func(tx pgx.Tx) (int64, error) {
-		var n int64
-		err := tx.QueryRow(ctx, `SELECT dms.expire_idempotency_keys($1)`, e.Retention).Scan(&n)
-		return n, err
+	return eachShard(ctx, e.Shards(), expiryLock, func(tx pgx.Tx, r *Result) error {
+		return tx.QueryRow(ctx, `SELECT dms.expire_idempotency_keys($1)`, e.Retention).Scan(&r.Count)
 	})
 }
 

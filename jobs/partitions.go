@@ -27,11 +27,9 @@ type Partitions struct {
 // after the current month (in Europe/Rome, the shards' time zone); each
 // Result counts the partitions created.
 func (p *Partitions) RunOnce(ctx context.Context) []Result {
-	return eachShard(ctx, p.Shards(), partitionLock, func(tx pgx.Tx) (int64, error) {
-		var n int64
-		err := tx.QueryRow(ctx, `SELECT dms.ensure_presence_partitions(current_date,
-			(current_date + make_interval(months => $1))::date)`, p.Ahead).Scan(&n)
-		return n, err
+	return eachShard(ctx, p.Shards(), partitionLock, func(tx pgx.Tx, r *Result) error {
+		return tx.QueryRow(ctx, `SELECT dms.ensure_presence_partitions(current_date,
+			(current_date + make_interval(months => $1))::date)`, p.Ahead).Scan(&r.Count)
 	})
 }
 

@@ -27,6 +27,13 @@ type SummaryFigures struct {
 	Vendors        int64            `json:"vendors"`
 	PresencesDay   int64            `json:"presences_day"`
 	PresencesMonth int64            `json:"presences_month"`
+	// DecadenzaProposed counts the ATTIVA concessions proposed for
+	// decadenza, awaiting an office's decision.
+	DecadenzaProposed int64 `json:"decadenza_proposed"`
+	// MarketDaysHeld and MarketDaysCancelled count the markets held and
+	// cancelled on the day.
+	MarketDaysHeld      int64 `json:"market_days_held"`
+	MarketDaysCancelled int64 `json:"market_days_cancelled"`
 }
 
 // RegionFigures are one region's summary figures.
@@ -77,12 +84,16 @@ func (f *Fanout) Summary(ctx context.Context, req Request, day time.Time) (*Answ
 		for _, o := range l.ok {
 			v := o.value
 			s := SummaryFigures{MarketsActive: v.MarketsActive, Stalls: v.Stalls, Concessions: v.Concessions,
-				Vendors: v.Vendors, PresencesDay: v.PresencesDay, PresencesMonth: v.PresencesMonth}
+				Vendors: v.Vendors, PresencesDay: v.PresencesDay, PresencesMonth: v.PresencesMonth,
+				DecadenzaProposed: v.DecadenzaProposed, MarketDaysHeld: v.MarketDaysHeld, MarketDaysCancelled: v.MarketDaysCancelled}
 			res.ByRegion = append(res.ByRegion, RegionFigures{Region: string(o.region), Name: o.region.Name(), SummaryFigures: s})
 			t := &res.Total
 			t.MarketsActive += s.MarketsActive
 			t.PresencesDay += s.PresencesDay
 			t.PresencesMonth += s.PresencesMonth
+			t.DecadenzaProposed += s.DecadenzaProposed
+			t.MarketDaysHeld += s.MarketDaysHeld
+			t.MarketDaysCancelled += s.MarketDaysCancelled
 			for k, n := range s.Stalls {
 				t.Stalls[k] += n
 			}

@@ -22,7 +22,7 @@ import (
 // the order the schema lists them.
 var (
 	StallStatuses      = []string{"LIBERO", "OCCUPATO", "RISERVATO"}
-	ConcessionStatuses = []string{"ATTIVA", "SOSPESA", "REVOCATA", "CESSATA", "SCADUTA"}
+	ConcessionStatuses = []string{"ATTIVA", "SOSPESA", "REVOCATA", "DECADUTA", "CESSATA", "SCADUTA"}
 )
 
 // RegionSummary is one region's figures for the national summary.
@@ -39,6 +39,13 @@ type RegionSummary struct {
 	VendorsUnchanged bool
 	PresencesDay     int64 // presences on the day asked for
 	PresencesMonth   int64 // presences in that day's month
+	// DecadenzaProposed counts the ATTIVA concessions the lifecycle job
+	// proposed for decadenza, awaiting an office.
+	DecadenzaProposed int64
+	// MarketDaysHeld and MarketDaysCancelled count the markets held (by
+	// record or presences, dms.held_days) and cancelled on the day.
+	MarketDaysHeld      int64
+	MarketDaysCancelled int64
 }
 
 // Summary reads the national summary's figures of region sc.Region: active
@@ -56,7 +63,8 @@ func Summary(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, day time
 		summarySQL.queue(b, pgx.NamedArgs{"region": r, "known_version": knownVersion, "day": day, "month": month}).QueryRow(func(row pgx.Row) error {
 			var version *int64
 			counts := make([]int64, len(StallStatuses)+len(ConcessionStatuses))
-			dest := []any{&out.MarketsActive, &out.PresencesDay, &out.PresencesMonth, &version, &out.VendorsUnchanged, &out.PartiteIVA}
+			dest := []any{&out.MarketsActive, &out.PresencesDay, &out.PresencesMonth, &out.DecadenzaProposed, &out.MarketDaysHeld,
+				&out.MarketDaysCancelled, &version, &out.VendorsUnchanged, &out.PartiteIVA}
 			for i := range counts {
 				dest = append(dest, &counts[i])
 			}
@@ -99,7 +107,9 @@ func Summary(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, day time
 // statement rather than five saves most of the per-statement work of both
 // ends, which is most of the work of so small a read. Its columns: active
 // markets; presences on the day (presence_daily) and in the month
-// (presence_monthly); the stamp of the set of partite IVA, whether it is the
+// (presence_monthly); the concessions proposed for decadenza (the partial
+// index concessions_decadenza); the market days held and cancelled on the
+// day (regionMarketDaysSQL); the stamp of the set of partite IVA, whether it is the
 // known one and, when it is not, the set, read in the same snapshot and in
 // the order of the unique index on (region_id, partita_iva), which an
 // index-only scan reads without sorting; then one count per status of
@@ -115,7 +125,7 @@ var summarySQL = named(func() string {
 			counts = append(counts, "coalesce(sum(c.n) FILTER (WHERE c.entity = '"+e.entity+"' AND c.status = '"+st+"'), 0)::int8")
 		}
 	}
-	return `SELECT mk.n, pd.n, pm.n, vs.version, vs.version IS NOT NULL AND vs.version = @known_version,
+	return `SELECT mk.n, pd.n, pm.n, dp.n, md.held, md.cancelled, vs.version, vs.version IS NOT NULL AND vs.version = @known_version,
 	    CASE WHEN vs.version IS NULL OR vs.version <> @known_version THEN (
 	        SELECT coalesce(array_agg(p), '{}') FROM (
 	            SELECT v.partita_iva::int8 AS p FROM vendors v WHERE v.region_id = @region ORDER BY v.partita_iva) x)
@@ -123,9 +133,82 @@ var summarySQL = named(func() string {
 	FROM (SELECT count(*) AS n FROM markets m WHERE m.region_id = @region AND m.status = 'ACTIVE') mk,
 	    (SELECT coalesce(sum(d.n), 0)::int8 AS n FROM presence_daily d WHERE d.region_id = @region AND d.date = @day) pd,
 	    (SELECT coalesce(sum(m.n), 0)::int8 AS n FROM presence_monthly m WHERE m.region_id = @region AND m.month = @month) pm,
+	    (SELECT count(*) AS n FROM concessions c WHERE c.region_id = @region AND c.status = 'ATTIVA'
+	        AND c.decadenza_proposed_on IS NOT NULL) dp,
+	    (` + regionMarketDaysSQL("@day::date", "@day::date") + `) md,
 	    (SELECT ` + strings.Join(counts, ", ") + ` FROM region_status_counts c WHERE c.region_id = @region) st,
 	    (SELECT) one LEFT JOIN vendor_set_versions vs ON vs.region_id = @region`
 }())
+
+// regionMarketDaysSQL is a query of the market days of region @region from
+// first to last (SQL expressions), as dms.held_days counts them: its
+// columns held (recorded HELD or with presences, and not CANCELLED) and
+// cancelled (recorded CANCELLED), each a count of (market, day) pairs.
+func regionMarketDaysSQL(first, last string) string {
+	return `SELECT (SELECT count(*) FROM (
+	        SELECT d.market_id, d.date FROM market_days d
+	        WHERE d.region_id = @region AND d.date BETWEEN ` + first + ` AND ` + last + ` AND d.status = 'HELD'
+	        UNION
+	        SELECT p.market_id, p.date FROM presence_daily p
+	        WHERE p.region_id = @region AND p.date BETWEEN ` + first + ` AND ` + last + ` AND p.n > 0
+	        EXCEPT
+	        SELECT d.market_id, d.date FROM market_days d
+	        WHERE d.region_id = @region AND d.date BETWEEN ` + first + ` AND ` + last + ` AND d.status = 'CANCELLED') h)::int8 AS held,
+	    (SELECT count(*) FROM market_days d
+	     WHERE d.region_id = @region AND d.date BETWEEN ` + first + ` AND ` + last + ` AND d.status = 'CANCELLED')::int8 AS cancelled`
+}
+
+// MarketDayCounts are a region's market days in a period: (market, day)
+// pairs held and cancelled.
+type MarketDayCounts struct {
+	Held      int64 `json:"held" db:"held"`
+	Cancelled int64 `json:"cancelled" db:"cancelled"`
+}
+
+// marketDaysSQL counts region @region's market days from @from to @to.
+var marketDaysSQL = named(regionMarketDaysSQL("@from::date", "@to::date"))
+
+// MarketDays returns the market days of region sc.Region from from to to
+// inclusive: held (recorded HELD, or with presences, and not cancelled) and
+// cancelled.
+func MarketDays(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, from, to time.Time) (MarketDayCounts, error) {
+	var out MarketDayCounts
+	err := sh.Read(ctx, sc, func(b *pgx.Batch) {
+		marketDaysSQL.queue(b, pgx.NamedArgs{"region": int16(sc.Region.Num()), "from": from, "to": to}).
+			QueryRow(func(row pgx.Row) error { return row.Scan(&out.Held, &out.Cancelled) })
+	})
+	return out, err
+}
+
+// LifecycleCounts are a region's concessions in the lifecycle's eyes: those
+// proposed for decadenza (ATTIVA, awaiting an office), those whose term
+// (with its legal extension) ends in the period asked for (ATTIVA or
+// SOSPESA), and those running on a legal extension (ATTIVA or SOSPESA,
+// extended_to set).
+type LifecycleCounts struct {
+	Proposed int64 `json:"proposed" db:"proposed"`
+	Expiring int64 `json:"expiring" db:"expiring"`
+	Extended int64 `json:"extended" db:"extended"`
+}
+
+// lifecycleCountsSQL counts region @region's concessions of LifecycleCounts
+// whose effective end lies from @from to @until.
+var lifecycleCountsSQL = named(`SELECT
+	count(*) FILTER (WHERE c.status = 'ATTIVA' AND c.decadenza_proposed_on IS NOT NULL) AS proposed,
+	count(*) FILTER (WHERE coalesce(c.extended_to, c.valid_to) BETWEEN @from AND @until) AS expiring,
+	count(*) FILTER (WHERE c.extended_to IS NOT NULL) AS extended
+	FROM concessions c WHERE c.region_id = @region AND c.status IN ('ATTIVA', 'SOSPESA')`)
+
+// Lifecycle returns the LifecycleCounts of region sc.Region, with the
+// concessions whose effective end lies from from to until inclusive.
+func Lifecycle(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, from, until time.Time) (LifecycleCounts, error) {
+	var out LifecycleCounts
+	err := sh.Read(ctx, sc, func(b *pgx.Batch) {
+		lifecycleCountsSQL.queue(b, pgx.NamedArgs{"region": int16(sc.Region.Num()), "from": from, "until": until}).
+			QueryRow(func(row pgx.Row) error { return row.Scan(&out.Proposed, &out.Expiring, &out.Extended) })
+	})
+	return out, err
+}
 
 func zeroCounts(keys []string) map[string]int64 {
 	m := make(map[string]int64, len(keys))

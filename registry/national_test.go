@@ -18,8 +18,9 @@ func TestNationalLegs(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := RegionSummary{MarketsActive: 3, Stalls: map[string]int64{"LIBERO": 2, "OCCUPATO": 1, "RISERVATO": 1},
-			Concessions: map[string]int64{"ATTIVA": 2, "SOSPESA": 0, "REVOCATA": 0, "CESSATA": 0, "SCADUTA": 0},
-			Vendors:     3, PartiteIVA: []int64{743110157, 1234567897, 12345678903}, PresencesDay: 2, PresencesMonth: 2}
+			Concessions: map[string]int64{"ATTIVA": 2, "SOSPESA": 0, "REVOCATA": 0, "DECADUTA": 0, "CESSATA": 0, "SCADUTA": 0},
+			Vendors:     3, PartiteIVA: []int64{743110157, 1234567897, 12345678903}, PresencesDay: 2, PresencesMonth: 2,
+			MarketDaysHeld: 1}
 		if s.VendorsVersion == 0 {
 			t.Error("Summary: no version of the set of partite IVA")
 		}

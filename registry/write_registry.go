@@ -554,17 +554,22 @@ func RenewConcession(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, 
 }
 
 // concessionTransitions are the status changes a request may make. SCADUTA
-// is never set by hand: it follows from valid_to.
+// is never set by hand: the lifecycle job sets it when the term ends.
+// DECADUTA confirms the lifecycle job's proposal of decadenza (too many
+// unjustified absences, D.Lgs. 114/1998 art. 29 c.4(b)): only a proposed
+// concession may become DECADUTA.
 var concessionTransitions = map[string][]string{
-	"ATTIVA":  {"SOSPESA", "REVOCATA", "CESSATA"},
-	"SOSPESA": {"ATTIVA", "REVOCATA", "CESSATA"},
+	"ATTIVA":  {"SOSPESA", "REVOCATA", "CESSATA", "DECADUTA"},
+	"SOSPESA": {"ATTIVA", "REVOCATA", "CESSATA", "DECADUTA"},
 }
 
 // The statements of SetConcessionStatus: lockConcessionSQL reads concession
-// @id's status and end for update; setConcessionStatusSQL sets its @status
-// and audits the change with its @reason.
+// @id's status, effective end (with its legal extension) and whether the
+// lifecycle job proposed its decadenza, for update; setConcessionStatusSQL
+// sets its @status and audits the change with its @reason.
 var (
-	lockConcessionSQL      = named(`SELECT status, valid_to FROM concessions WHERE id = @id AND region_id = @region FOR UPDATE`)
+	lockConcessionSQL = named(`SELECT status, coalesce(extended_to, valid_to), decadenza_proposed_on IS NOT NULL
+		FROM concessions WHERE id = @id AND region_id = @region FOR UPDATE`)
 	setConcessionStatusSQL = named(`WITH old AS (
 		SELECT * FROM concessions WHERE id = @id AND region_id = @region
 	), upd AS (
@@ -575,34 +580,36 @@ var (
 )
 
 // SetConcessionStatus moves concession id in scope sc to status, recording
-// reason in the audit log. Only ATTIVA <-> SOSPESA, ATTIVA or SOSPESA ->
-// REVOCATA and ATTIVA or SOSPESA -> CESSATA are allowed; any other change,
-// reactivating a concession whose valid_to is before today, or reactivating
-// one whose stall meanwhile has another ATTIVA concession is a
-// *ConflictError. A concession not in scope is ErrNotFound.
+// reason in the audit log. Only ATTIVA <-> SOSPESA, and ATTIVA or SOSPESA
+// -> REVOCATA, CESSATA or DECADUTA are allowed; any other change,
+// reactivating a concession whose term (with its legal extension) ended
+// before today, or reactivating one whose stall meanwhile has another
+// concession is a *ConflictError, as is DECADUTA for a concession the
+// lifecycle job has not proposed (rule not-proposed). A concession not in
+// scope is ErrNotFound.
 func SetConcessionStatus(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, id int64, status, reason string, today time.Time) (Result[Concession], error) {
 	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Concession, bool, error) {
 		var (
-			from    string
-			validTo time.Time
+			from     string
+			end      time.Time
+			proposed bool
 		)
 		a := writeArgs(sc, w, pgx.NamedArgs{"id": id, "status": status, "reason": reason})
-		err := lockConcessionSQL.queryRow(ctx, tx, a).Scan(&from, &validTo)
+		err := lockConcessionSQL.queryRow(ctx, tx, a).Scan(&from, &end, &proposed)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return Concession{}, false, ErrNotFound
 		}
 		if err != nil {
 			return Concession{}, false, err
 		}
-		allowed := false
-		for _, to := range concessionTransitions[from] {
-			allowed = allowed || to == status
-		}
-		if !allowed {
+		switch {
+		case !slices.Contains(concessionTransitions[from], status):
 			return Concession{}, false, conflict("a %s concession cannot become %s", from, status)
-		}
-		if status == "ATTIVA" && validTo.Before(today) {
-			return Concession{}, false, conflict("the concession expired on %s: it is SCADUTA", validTo.Format(time.DateOnly))
+		case status == "ATTIVA" && end.Before(today):
+			return Concession{}, false, conflict("the concession expired on %s: it is SCADUTA", end.Format(time.DateOnly))
+		case status == "DECADUTA" && !proposed:
+			return Concession{}, false, ruleConflict("not-proposed",
+				"the concession is not proposed for decadenza: the lifecycle job proposes it when its unjustified absences exceed the limit")
 		}
 		rows, err := setConcessionStatusSQL.query(ctx, tx, a)
 		c, err := collectOne[Concession](rows, err)

@@ -27,7 +27,8 @@ const (
 	// up to 20 x 1101 rows; deeper pages continue with next_cursor, which
 	// costs limit+1 rows per region at any depth.
 	maxNationalOffset = 1000
-	// maxPresenceDays bounds the range of /v1/national/presences.
+	// maxPresenceDays bounds the range of /v1/national/presences and
+	// /v1/national/market-days.
 	maxPresenceDays = 366
 	// maxWithinDays bounds within_days of the expiring concessions.
 	maxWithinDays = 3650
@@ -93,6 +94,20 @@ func requiredDate(q *params, name string) time.Time {
 	return q.date(name, time.Time{})
 }
 
+// dateRange returns the required parameters from and to, a range of at
+// most maxPresenceDays days.
+func dateRange(q *params) (from, to time.Time) {
+	from, to = requiredDate(q, "from"), requiredDate(q, "to")
+	if !from.IsZero() && !to.IsZero() {
+		if to.Before(from) {
+			q.bad("to", "must not be before from")
+		} else if days := int(to.Sub(from).Hours()/24) + 1; days > maxPresenceDays {
+			q.bad("to", "the range spans %d days, at most %d", days, maxPresenceDays)
+		}
+	}
+	return from, to
+}
+
 // nationalRequest is what every national question of c carries: the one
 // shard map snapshot all its legs read, the principal and the route.
 func (s *Server) nationalRequest(c *gin.Context) national.Request {
@@ -149,20 +164,13 @@ func (s *Server) nationalSummary(c *gin.Context) error {
 // month of the range, zeros included).
 func (s *Server) nationalPresences(c *gin.Context) error {
 	q := queryParams(c, "from", "to", "group_by", "partial")
-	from, to := requiredDate(q, "from"), requiredDate(q, "to")
+	from, to := dateRange(q)
 	groupBy := q.oneOf("group_by", "region", "day", "month")
 	if groupBy == "" {
 		groupBy = "region"
 	}
 	complete := completeParam(q)
 	noPaging(q)
-	if !from.IsZero() && !to.IsZero() {
-		if to.Before(from) {
-			q.bad("to", "must not be before from")
-		} else if days := int(to.Sub(from).Hours()/24) + 1; days > maxPresenceDays {
-			q.bad("to", "the range spans %d days, at most %d", days, maxPresenceDays)
-		}
-	}
 	if err := q.err(); err != nil {
 		return err
 	}
@@ -211,5 +219,39 @@ func (s *Server) nationalVendor(c *gin.Context, piva string, complete bool) erro
 	today := s.today()
 	yearStart := time.Date(today.Year(), 1, 1, 0, 0, 0, 0, time.UTC)
 	a, source, err := s.national.Vendor(c.Request.Context(), s.nationalRequest(c), piva, yearStart)
+	return writeNational(c, complete, a, source, err)
+}
+
+// nationalDecadenza serves GET /v1/national/concessions/decadenza
+// ?within_days=90: per region and in total, the ATTIVA concessions
+// proposed for decadenza (awaiting an office), the ATTIVA or SOSPESA ones
+// whose term, with its legal extension, ends from today (in Rome) to
+// within_days later, and those running on a legal extension.
+func (s *Server) nationalDecadenza(c *gin.Context) error {
+	q := queryParams(c, "within_days", "partial")
+	within := intParam(q, "within_days", 90, 0, maxWithinDays)
+	complete := completeParam(q)
+	noPaging(q)
+	if err := q.err(); err != nil {
+		return err
+	}
+	from := s.today()
+	a, source, err := s.national.Decadenza(c.Request.Context(), s.nationalRequest(c), from, from.AddDate(0, 0, within))
+	return writeNational(c, complete, a, source, err)
+}
+
+// nationalMarketDays serves GET /v1/national/market-days?from=&to=: per
+// region and in total, the market days held (recorded, or with presences)
+// and cancelled from from to to inclusive (at most 366 days), counted as
+// (market, day) pairs.
+func (s *Server) nationalMarketDays(c *gin.Context) error {
+	q := queryParams(c, "from", "to", "partial")
+	from, to := dateRange(q)
+	complete := completeParam(q)
+	noPaging(q)
+	if err := q.err(); err != nil {
+		return err
+	}
+	a, source, err := s.national.MarketDays(c.Request.Context(), s.nationalRequest(c), from, to)
 	return writeNational(c, complete, a, source, err)
 }

@@ -174,6 +174,7 @@ func TestNational(t *testing.T) {
 		{"vendor", testNationalVendor},
 		{"territory", testNationalNeedsNationalTerritory},
 		{"telemetry", testNationalTelemetry},
+		{"lifecycle", testNationalLifecycle},
 	} {
 		t.Run(tt.name, func(t *testing.T) { tt.test(t, e) })
 	}
@@ -220,9 +221,18 @@ func testNationalSummary(t *testing.T, e *env) {
 				byRegion[regionOf(v[0])].PresencesDay = v[1].(int64)
 				byRegion[regionOf(v[0])].PresencesMonth = v[2].(int64)
 			})
+			for r, c := range bruteMarketDays(t, e, d, d) {
+				byRegion[r].MarketDaysHeld, byRegion[r].MarketDaysCancelled = c.Held, c.Cancelled
+			}
+			e.each(t, `SELECT region_id, count(*) FROM concessions WHERE status = 'ATTIVA' AND decadenza_proposed_on IS NOT NULL GROUP BY 1`, nil, func(v []any) {
+				byRegion[regionOf(v[0])].DecadenzaProposed = v[1].(int64)
+			})
 			for _, r := range regions.All() {
 				f := byRegion[string(r.Code)]
 				want.ByRegion = append(want.ByRegion, *f)
+				want.Total.MarketDaysHeld += f.MarketDaysHeld
+				want.Total.MarketDaysCancelled += f.MarketDaysCancelled
+				want.Total.DecadenzaProposed += f.DecadenzaProposed
 				want.Total.MarketsActive += f.MarketsActive
 				want.Total.PresencesDay += f.PresencesDay
 				want.Total.PresencesMonth += f.PresencesMonth

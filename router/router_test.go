@@ -295,6 +295,7 @@ func TestRegistryWrites(t *testing.T) {
 		{"vendors", testVendorWrites},
 		{"concessions", testConcessionWrites},
 		{"deprecated spellings", testDeprecatedSpellings},
+		{"subingresso and decadenza", testLifecycleWrites},
 	} {
 		t.Run(tt.name, func(t *testing.T) { tt.test(t, e) })
 	}

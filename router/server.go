@@ -154,6 +154,7 @@ func (s *Server) routes() *gin.Engine {
 	w.POST("/concessions", s.handle(s.createConcession))
 	w.POST("/concessions/:id/status", s.handle(s.setConcessionStatus))
 	w.POST("/concessions/:id/renewal", s.handle(s.renewConcession))
+	w.POST("/concessions/:id/subingresso", s.handle(s.subingresso))
 	w.POST("/markets/:id/presences", s.handle(s.checkIn))
 	w.POST("/presences/batch", s.handle(s.ingestPresences))
 	w.POST("/markets/:id/spunta", s.handle(s.runSpunta))
@@ -170,6 +171,8 @@ func (s *Server) routes() *gin.Engine {
 	n.GET("/summary", s.handle(s.nationalSummary))
 	n.GET("/presences", s.handle(s.nationalPresences))
 	n.GET("/concessions/expiring", s.handle(s.nationalExpiring))
+	n.GET("/concessions/decadenza", s.handle(s.nationalDecadenza))
+	n.GET("/market-days", s.handle(s.nationalMarketDays))
 
 	// What each problem type means: the type URIs resolve. No token.
 	e.GET("/problems/:name", s.handle(s.problemPage))

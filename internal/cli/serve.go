@@ -69,6 +69,7 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload func
 	defer stopJobs()
 	go (&jobs.Partitions{Shards: m.Shards, Ahead: 3, Every: 6 * time.Hour, Log: log}).Run(jobCtx)
 	go (&jobs.ExpireKeys{Shards: m.Shards, Retention: cfg.Jobs.IdempotencyRetention, Every: time.Hour, Log: log}).Run(jobCtx)
+	go (&jobs.Lifecycle{Shards: m.Shards, Extensions: cfg.Jobs.Lifecycle.Extensions, Every: time.Hour, Log: log}).Run(jobCtx)
 	v, err := auth.NewVerifier(cfg.Auth)
 	if err != nil {
 		return err
