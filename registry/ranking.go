@@ -117,6 +117,11 @@ type RankEntry struct {
 	// PresenceID is the spuntista's presence of the day when it was
 	// present at the call (spunta runs only).
 	PresenceID *int64 `json:"presence_id,omitempty" db:"presence_id"`
+	// TitleID and ConcessionID are the title a holder ranks with and its
+	// current concession (kind CONCESSION only: presences belong to the
+	// title, and pass with it in a subingresso).
+	TitleID      *int64 `json:"title_id,omitempty" db:"-"`
+	ConcessionID *int64 `json:"concession_id,omitempty" db:"-"`
 	// drawKey is the key whatever decided, for the tie-breaks.
 	drawKey string
 }

@@ -19,25 +19,23 @@ type Transfer struct {
 }
 
 // The statements of Subingresso: subingressoTitleSQL reads and locks
-// concession @id; vendorLockSQL takes the buyer's transaction-level
-// advisory lock, keyed by its id, which serialises the grants to the buyer
-// that the cap counts (a row lock would need the right to update the
-// vendor, which a comune office lacks for a vendor registered elsewhere),
-// in a statement of its own so that the next one's snapshot sees what the
-// lock waited for; subingressoBuyerSQL reads the buyer's status and counts the concessions it holds at the market in
-// the sector, ATTIVA or SOSPESA, whose terms overlap the new one from @from
-// to @end, and the market's cap; subingressoSQL closes the old concession
-// and creates the new one, each with its audit row.
+// concession @id; the buyer's grants are serialised by the lock every
+// grant takes (lockVendorGrantsSQL, in a statement of its own so that the
+// next one's snapshot sees what the lock waited for);
+// subingressoBuyerSQL reads the buyer's status, counts the concessions it
+// holds at the market in the sector, ATTIVA or SOSPESA, whose terms
+// overlap the new one from @from to @end, and the market's stalls (for its
+// cap); subingressoSQL closes the old concession and creates the new one,
+// each with its audit row.
 var (
 	subingressoTitleSQL = named(`SELECT c.status, c.vendor_id, c.valid_from, c.valid_to, c.extended_to
 		FROM concessions c WHERE c.id = @id AND c.region_id = @region FOR UPDATE`)
-	vendorLockSQL       = named(`SELECT pg_advisory_xact_lock(@buyer::bigint)`)
 	subingressoBuyerSQL = named(`SELECT v.status,
 			(SELECT count(*) FROM concessions o, concessions c
 			 WHERE c.id = @id AND o.vendor_id = v.id AND o.market_id = c.market_id AND o.sector = c.sector
 			   AND o.status IN ('ATTIVA', 'SOSPESA')
 			   AND daterange(o.valid_from, coalesce(o.extended_to, o.valid_to), '[]') && daterange(@from::date, @end::date, '[]')),
-			(SELECT CASE WHEN count(*) > 100 THEN 3 ELSE 2 END FROM stalls s, concessions c WHERE c.id = @id AND s.market_id = c.market_id)
+			(SELECT count(*) FROM stalls s, concessions c WHERE c.id = @id AND s.market_id = c.market_id)
 		FROM vendors v WHERE v.id = @buyer AND v.region_id = @region`)
 	subingressoSQL = named(`WITH old AS (
 		SELECT * FROM concessions WHERE id = @id AND region_id = @region
@@ -77,12 +75,12 @@ func Subingresso(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Wr
 	}
 	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Concession, bool, error) {
 		var (
-			status            string
-			seller            int64
-			from, to          time.Time
-			extended          *time.Time
-			buyerStatus       *string
-			held, capOfMarket int64
+			status       string
+			seller       int64
+			from, to     time.Time
+			extended     *time.Time
+			buyerStatus  *string
+			held, stalls int
 		)
 		a := writeArgs(sc, w, pgx.NamedArgs{"id": id, "buyer": t.BuyerID, "from": t.Date})
 		err := subingressoTitleSQL.queryRow(ctx, tx, a).Scan(&status, &seller, &from, &to, &extended)
@@ -105,11 +103,11 @@ func Subingresso(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Wr
 		case t.BuyerID == seller:
 			return Concession{}, false, &InvalidError{Field: "vendor_id", Reason: "the buyer is the concession's holder"}
 		}
-		a["end"] = end
-		if _, err := vendorLockSQL.exec(ctx, tx, a); err != nil {
+		a["end"], a["vendor"] = end, t.BuyerID
+		if _, err := lockVendorGrantsSQL.exec(ctx, tx, a); err != nil {
 			return Concession{}, false, err
 		}
-		err = subingressoBuyerSQL.queryRow(ctx, tx, a).Scan(&buyerStatus, &held, &capOfMarket)
+		err = subingressoBuyerSQL.queryRow(ctx, tx, a).Scan(&buyerStatus, &held, &stalls)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			return Concession{}, false, &MissingError{Field: "vendor_id"}
@@ -117,9 +115,9 @@ func Subingresso(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Wr
 			return Concession{}, false, err
 		case *buyerStatus != "ATTIVA":
 			return Concession{}, false, ruleConflict("buyer-not-active", "the buyer is %s: only an ATTIVA business takes over a title", *buyerStatus)
-		case held >= capOfMarket:
+		case held >= concessionLimit(stalls):
 			return Concession{}, false, ruleConflict("concession-cap",
-				"the buyer already holds %d concessions at this market in the sector, the most the law allows (%d)", held, capOfMarket)
+				"the buyer already holds %d concessions at this market in the sector, the most the law allows at a market of %d stalls", held, stalls)
 		}
 		// The new term ends where the title's does. Taking effect after
 		// the printed end, within a legal extension, the extension is the

@@ -428,6 +428,15 @@ const (
 	bigMarketStalls  = 100
 )
 
+// concessionLimit is the most concessions a vendor may hold in one sector
+// at a market of stalls stalls.
+func concessionLimit(stalls int) int {
+	if stalls > bigMarketStalls {
+		return bigConcessionCap
+	}
+	return concessionCap
+}
+
 // grantConcession inserts g in tx with the insert ins, after the checks
 // every grant passes. A market, stall or vendor not in scope is a
 // *MissingError, a stall of another market an *InvalidError; a vendor that
@@ -469,11 +478,7 @@ func grantConcession(ctx context.Context, tx pgx.Tx, sc regions.Scope, w Write, 
 		return Concession{}, ruleConflict("sector-mismatch", "the stall is of sector %s, the concession of %s; the market's regolamento applies sectors",
 			*stallSector, *sector)
 	}
-	limit := concessionCap
-	if stalls > bigMarketStalls {
-		limit = bigConcessionCap
-	}
-	if held >= limit {
+	if held >= concessionLimit(stalls) {
 		if sector == nil {
 			sector = stallSector
 		}
