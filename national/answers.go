@@ -191,8 +191,9 @@ type page[T any] struct {
 	total int64
 }
 
-// Expiring answers the ATTIVA concessions of every region whose valid_to
-// falls from from to until, soonest first, ordered by (valid_to, id) and
+// Expiring answers the ATTIVA concessions of every region whose effective
+// end (valid_to, or the legal extension) falls from from to until, soonest
+// first, ordered by (effective_to, id) and
 // paged with next_cursor (pg.Offset is not used). A cursor the list did not
 // issue is registry.ErrBadCursor.
 func (f *Fanout) Expiring(ctx context.Context, req Request, from, until time.Time, pg registry.Page) (*Answer, string, error) {
@@ -212,7 +213,7 @@ func (f *Fanout) Expiring(ctx context.Context, req Request, from, until time.Tim
 			res.Total += o.value.total
 		}
 		res.Items = mergeSorted(lists, func(a, b registry.Concession) int {
-			return compareKey(a.ValidTo, a.ID, b.ValidTo, b.ID)
+			return compareKey(a.EffectiveTo, a.ID, b.EffectiveTo, b.ID)
 		}, pg.Limit+1)
 		if len(res.Items) > pg.Limit {
 			res.Items = res.Items[:pg.Limit]

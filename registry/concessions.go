@@ -42,7 +42,7 @@ type ConcessionFilter struct {
 	MarketID       int64
 	VendorID       int64
 	Status         string
-	ExpiringBefore time.Time // valid_to before this day
+	ExpiringBefore time.Time // effective end (valid_to, or the legal extension) before this day
 }
 
 const concessionCols = `c.id, lpad(c.region_id::text, 2, '0') AS region, c.market_id, c.stall_id, c.vendor_id,
@@ -57,7 +57,7 @@ var concessionSpec = listSpec[Concession]{
 	from:    "FROM concessions c",
 	cols:    concessionCols,
 	where:   []string{"c.region_id = @region"},
-	filters: slices.Concat(rowScope("c"), []string{"c.market_id = @market", "c.vendor_id = @vendor", "c.status = @status", "c.valid_to < @expiring_before"}),
+	filters: slices.Concat(rowScope("c"), []string{"c.market_id = @market", "c.vendor_id = @vendor", "c.status = @status", "coalesce(c.extended_to, c.valid_to) < @expiring_before"}),
 	id:      "c.id",
 	cursor:  func(c Concession) cursor { return cursor{List: "concessions", ID: c.ID} },
 }

@@ -301,19 +301,20 @@ func PresencesByMonth(ctx context.Context, sh *shardmap.Shard, sc regions.Scope,
 const expiringList = "expiring"
 
 // expiringConcessions is the national list of the ATTIVA concessions whose
-// valid_to lies from @from to @until, by (valid_to, id): the list of
-// concessions in scope, ordered by valid_to first.
+// effective end (valid_to, or the legal extension) lies from @from to
+// @until, by (effective end, id): the list of concessions in scope, ordered
+// by their end first (index concessions_active_effective_to).
 var expiringConcessions = newList(func() listSpec[Concession] {
 	s := concessionSpec
 	s.name = expiringList
-	s.where = append(slices.Clip(s.where), "c.status = 'ATTIVA'", "c.valid_to >= @from", "c.valid_to <= @until")
+	s.where = append(slices.Clip(s.where), "c.status = 'ATTIVA'", "coalesce(c.extended_to, c.valid_to) >= @from", "coalesce(c.extended_to, c.valid_to) <= @until")
 	s.filters = rowScope("c")
-	s.key = "c.valid_to"
+	s.key = "coalesce(c.extended_to, c.valid_to)"
 	s.keyArg = func(c cursor) (any, bool) {
 		t, err := time.Parse(time.DateOnly, c.Text)
 		return t, err == nil
 	}
-	s.cursor = func(c Concession) cursor { return cursor{List: expiringList, Text: c.ValidTo, ID: c.ID} }
+	s.cursor = func(c Concession) cursor { return cursor{List: expiringList, Text: c.EffectiveTo, ID: c.ID} }
 	return s
 }())
 
@@ -324,8 +325,8 @@ func ExpiringCursor(c Concession) string {
 }
 
 // ExpiringConcessions returns the first n ATTIVA concessions of region
-// sc.Region whose valid_to lies between from and until inclusive, ordered by
-// (valid_to, id), after the position of cur (from ExpiringCursor; "" for the
+// sc.Region whose effective end lies between from and until inclusive,
+// ordered by (effective end, id), after the position of cur (from ExpiringCursor; "" for the
 // start), and the total of such concessions regardless of cur. A cursor this
 // package did not issue for the list is ErrBadCursor.
 func ExpiringConcessions(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, from, until time.Time, cur string, n int) ([]Concession, int64, error) {

@@ -59,6 +59,22 @@ func TestNationalLegs(t *testing.T) {
 		if err != nil || total != 1 || len(few) != 1 {
 			t.Errorf("ExpiringConcessions within 20 days = %v (total %d), %v; want one", few, total, err)
 		}
+		// A title extended by law expires at its extension, not at its
+		// printed date: its printed end moved to yesterday, the second concession still
+		// expires within 20 days through its extension, first.
+		second := w.concessions[1].ID
+		if _, err := w.admin.Exec(ctx, `UPDATE concessions SET valid_from = least(valid_from, $2::date - 1), valid_to = $2, extended_to = $3 WHERE id = $1`,
+			second, w.today.AddDate(0, 0, -1), w.today.AddDate(0, 0, 5)); err != nil {
+			t.Fatal(err)
+		}
+		extended, total, err := ExpiringConcessions(ctx, w.sh, lombardia, from, w.today.AddDate(0, 0, 20), "", 5)
+		if err != nil || total != 2 || len(extended) != 2 || extended[0].ID != second || extended[0].EffectiveTo != w.today.AddDate(0, 0, 5).Format(time.DateOnly) {
+			t.Errorf("ExpiringConcessions within 20 days, the second extended to 5 days = %+v (total %d), %v; want it first of two", extended, total, err)
+		}
+		if _, err := w.admin.Exec(ctx, `UPDATE concessions SET valid_from = $2, valid_to = $3, extended_to = NULL WHERE id = $1`,
+			second, w.concessions[1].ValidFrom, w.concessions[1].ValidTo); err != nil {
+			t.Fatal(err)
+		}
 		for _, cur := range []string{"x", NationalMarketsCursor(w.markets["MI001"]), cursor{List: expiringList, Text: "not a date", ID: 1}.encode()} {
 			if _, _, err := ExpiringConcessions(ctx, w.sh, lombardia, from, until, cur, 5); !errors.Is(err, ErrBadCursor) {
 				t.Errorf("ExpiringConcessions with cursor %q: %v, want ErrBadCursor", cur, err)

@@ -180,8 +180,9 @@ func (s *Server) nationalPresences(c *gin.Context) error {
 
 // nationalExpiring serves GET /v1/national/concessions/expiring
 // ?within_days=90&limit=50&cursor=: the ATTIVA concessions of every region
-// whose valid_to falls from today (in Rome) to within_days later, soonest
-// first, ordered by (valid_to, id) and paged with next_cursor.
+// whose effective end (valid_to, or the legal extension) falls from today
+// (in Rome) to within_days later, soonest first, ordered by (effective_to,
+// id) and paged with next_cursor.
 func (s *Server) nationalExpiring(c *gin.Context) error {
 	q := queryParams(c, "within_days", "partial")
 	within := intParam(q, "within_days", 90, 0, maxWithinDays)
