@@ -194,12 +194,12 @@ func testConcessionRules(t *testing.T, e *env) {
 
 func testAuthorisations(t *testing.T, e *env) {
 	path := "/v1/vendors/" + ids(vendorFB) + "/authorisations"
-	r := e.do(t, "bergamo", "POST", path, `{"type":"B","sector":"ALIMENTARE","comune":"016024","number":"12/2019","issued_on":"2019-04-01"}`)
+	r := e.do(t, "bergamo", "POST", path, `{"type":"B","sector":"ALIMENTARE","comune":"016025","number":"12/2019","issued_on":"2019-04-01"}`)
 	wantStatus(t, "province POST an authorisation of its comune", r, 201)
-	if r.body["type"] != "B" || r.body["comune"] != "016024" || r.body["issued_on"] != "2019-04-01" || r.body["vendor_id"] != float64(vendorFB) {
+	if r.body["type"] != "B" || r.body["comune"] != "016025" || r.body["issued_on"] != "2019-04-01" || r.body["vendor_id"] != float64(vendorFB) {
 		t.Errorf("the authorisation = %s", r.raw)
 	}
-	wantRule(t, "the same authorisation again", e.do(t, "bergamo", "POST", path, `{"type":"B","sector":"ALIMENTARE","comune":"016024"}`), "")
+	wantRule(t, "the same authorisation again", e.do(t, "bergamo", "POST", path, `{"type":"B","sector":"ALIMENTARE","comune":"016025"}`), "")
 	wantStatus(t, "province POST an authorisation of another province's comune",
 		e.do(t, "bergamo", "POST", path, `{"type":"B","sector":"ALIMENTARE","comune":"015146"}`), 403)
 	r = e.do(t, "lombardia", "POST", path, `{"type":"A","sector":"ALIMENTARE","comune":"058091"}`)
@@ -211,10 +211,12 @@ func testAuthorisations(t *testing.T, e *env) {
 	wantField(t, "comune 999999", r, "comune")
 	wantStatus(t, "an authorisation of a vendor of another region", e.do(t, "lazio", "POST", path, `{"type":"B","sector":"ALIMENTARE","comune":"058091"}`), 404)
 
-	// Frutta Bianchi's concessions gave it its type A authorisation from Milano.
+	// Frutta Bianchi's concessions gave it its type A authorisation from
+	// Milano; the fixture its type B ones from Bergamo, as migration 00014
+	// would have (it has been a spuntista).
 	r = e.get(t, "milano", path)
 	wantStatus(t, "GET the authorisations", r, 200)
-	if got := r.field("type") + " " + r.field("sector") + " " + r.field("comune"); got != "A,B NON_ALIMENTARE,ALIMENTARE 015146,016024" {
+	if got := r.field("type") + " " + r.field("sector") + " " + r.field("comune"); got != "A,B,B,B NON_ALIMENTARE,ALIMENTARE,ALIMENTARE,NON_ALIMENTARE 015146,016024,016025,016024" {
 		t.Errorf("Frutta Bianchi's authorisations: %s (%s)", got, r.raw)
 	}
 	wantStatus(t, "GET the authorisations of another region's vendor", e.get(t, "lazio", path), 404)
