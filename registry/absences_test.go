@@ -69,6 +69,16 @@ func TestAbsences(t *testing.T) {
 	if a = list(t); a.Unjustified != 4 || !a.OverLimit {
 		t.Errorf("a justification withdrawn: unjustified %d, over %v; want 4, true", a.Unjustified, a.OverLimit)
 	}
+	// The lifecycle job (migration 00015) counts the same absences, by
+	// its own set-based SQL: run on the next 1 January (the whole year
+	// counts), it proposes the holder for decadenza with 4.
+	var proposed *int
+	if _, err := d.admin.Exec(ctx, `SELECT * FROM dms.concession_lifecycle($1, '[]')`, time.Date(d.year+1, 1, 1, 0, 0, 0, 0, time.UTC)); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.admin.QueryRow(ctx, `SELECT decadenza_absences FROM concessions WHERE id = $1`, d.conc).Scan(&proposed); err != nil || proposed == nil || *proposed != a.Unjustified {
+		t.Errorf("the lifecycle job's count of unjustified absences = %v, %v; want ListAbsences's %d", proposed, err, a.Unjustified)
+	}
 	var n int
 	if err := d.admin.QueryRow(ctx, `SELECT count(*) FROM audit_log WHERE entity = 'absence' AND entity_id = $1`, d.conc).Scan(&n); err != nil || n != 4 {
 		t.Errorf("audit rows of the justifications = %d, %v; want 4", n, err)
