@@ -50,17 +50,21 @@ type Config struct {
 // Server configures the HTTP listeners: the API on Addr, the Prometheus
 // metrics on MetricsAddr ("" serves none). The metrics have a listener of
 // their own, on the loopback by default, so that the API's callers cannot
-// read them.
+// read them. On shutdown /readyz answers 503 for DrainDelay (so that a
+// load balancer's readiness probe takes the router out first), then the
+// listeners close and requests in flight get ShutdownTimeout to finish.
 type Server struct {
 	Addr            string        `mapstructure:"addr"`
 	MetricsAddr     string        `mapstructure:"metrics_addr"`
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
+	DrainDelay      time.Duration `mapstructure:"drain_delay"`
 }
 
 var defaults = map[string]any{
 	"server.addr":                   "127.0.0.1:8080",
 	"server.metrics_addr":           "127.0.0.1:9090",
 	"server.shutdown_timeout":       "10s",
+	"server.drain_delay":            "0s",
 	"auth.hs256_secret":             "",
 	"auth.public_key_file":          "",
 	"database.connect_timeout":      "2s",
@@ -298,6 +302,9 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			errs = append(errs, fmt.Errorf("server.metrics_addr: %q is not host:port (or \"\" to serve no metrics)", a))
 		}
+	}
+	if d := c.Server.DrainDelay; d < 0 || d > time.Minute {
+		errs = append(errs, fmt.Errorf("server.drain_delay: %s is out of range (0s..1m)", d))
 	}
 	for _, err := range []error{c.Auth.Validate(), c.National.Validate(), c.ShardMap.Validate(), c.Control.Validate(), c.Jobs.Validate()} {
 		if j, ok := err.(interface{ Unwrap() []error }); ok {

@@ -10,8 +10,9 @@ import (
 	"github.com/dmshub/dmsrouter/internal/cli"
 )
 
-// serveCmd serves the HTTP API until ctx is canceled, then shuts down
-// gracefully.
+// serveCmd serves the HTTP API until ctx is canceled, then drains and
+// shuts down gracefully. It reloads the configuration file on SIGHUP and
+// when the file's content changes.
 func serveCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := cli.NewFlags("dmsrouter", "serve", stderr)
 	path := fs.String("config", "configs/dev.yaml", "configuration file")
@@ -31,7 +32,7 @@ func serveCmd(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
-	return cli.Serve(ctx, cfg, log, load, func(a net.Addr) {
+	return cli.Serve(ctx, cfg, log, &cli.Reload{Load: load, File: *path}, func(a net.Addr) {
 		log.Info("serving", slog.String("addr", a.String()), slog.Int("shards", len(cfg.ShardMap.Shards)))
 	})
 }

@@ -1,14 +1,17 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -21,17 +24,37 @@ import (
 	"github.com/dmshub/dmsrouter/shardmap"
 )
 
+// DefaultReloadEvery is how often Serve reads the configuration file to
+// see whether it changed, when Reload.Every is zero.
+const DefaultReloadEvery = 5 * time.Second
+
+// Reload says how Serve reads its configuration again while it serves.
+// Load reads and validates it. Serve calls it on SIGHUP and, when File is
+// not "", each time File's content changes (read every Every): a
+// Kubernetes ConfigMap mounted as a directory is updated in place, and a
+// distroless container cannot be sent a signal.
+type Reload struct {
+	Load  func() (config.Config, error)
+	File  string
+	Every time.Duration
+}
+
 // Serve runs the router for cfg until ctx is done. ready is called with
 // the bound address once the API's listener is open. The Prometheus metrics
 // are served at /metrics on a listener of their own, cfg.Server.MetricsAddr
-// (none when it is ""), whose URL is logged as "serving metrics". On SIGHUP, when reload is
-// not nil, the configuration reload returns, if it is valid, replaces the
-// shard map and the national settings; the listener and the auth keys stay
-// as they are. With a control database (cfg.Control), the regions come
-// from its current epoch, followed while serving (and read again at once
-// when a shard's fence says a region moved); the file's serve only until
-// it answers.
-func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload func() (config.Config, error), ready func(net.Addr)) error {
+// (none when it is ""), whose URL is logged as "serving metrics". When
+// reload is not nil, the configuration its Load returns, if it is valid,
+// replaces the shard map and the national settings, on SIGHUP and when its
+// File changes; the listener and the auth keys stay as they are. With a
+// control database (cfg.Control), the regions come from its current
+// epoch, followed while serving (and read again at once when a shard's
+// fence says a region moved); the file's serve only until it answers.
+//
+// When ctx is done Serve drains: /readyz answers 503 {"status":"draining"}
+// for cfg.Server.DrainDelay while the API still serves, then the listeners
+// close and the requests in flight get cfg.Server.ShutdownTimeout to
+// finish.
+func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload *Reload, ready func(net.Addr)) error {
 	tel, err := router.NewTelemetry()
 	if err != nil {
 		return err
@@ -63,7 +86,15 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload func
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
-		go reloadOnSignal(ctx, hup, apply, fan, reload, log)
+		var changed <-chan struct{}
+		if reload.File != "" {
+			every := reload.Every
+			if every <= 0 {
+				every = DefaultReloadEvery
+			}
+			changed = watchFile(ctx, reload.File, every, log)
+		}
+		go reloadOnSignal(ctx, hup, changed, apply, fan, reload.Load, log)
 	}
 	jobCtx, stopJobs := context.WithCancel(ctx)
 	defer stopJobs()
@@ -82,7 +113,8 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload func
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Server.Addr, err)
 	}
-	servers := []*http.Server{httpServer(srv, log)}
+	var draining atomic.Bool
+	servers := []*http.Server{httpServer(drainReadiness(srv, &draining), log)}
 	listeners := []net.Listener{ln}
 	if a := cfg.Server.MetricsAddr; a != "" {
 		mln, err := net.Listen("tcp", a)
@@ -113,6 +145,17 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload func
 		errs = append(errs, err)
 		running--
 	case <-ctx.Done():
+		draining.Store(true)
+		servers[0].SetKeepAlivesEnabled(false)
+		if d := cfg.Server.DrainDelay; d > 0 {
+			log.Info("draining: /readyz answers 503", slog.Duration("drain_delay", d))
+			select {
+			case <-time.After(d):
+			case err := <-errc:
+				errs = append(errs, err)
+				running--
+			}
+		}
 	}
 	shutdown, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
 	defer cancel()
@@ -142,16 +185,70 @@ func httpServer(h http.Handler, log *slog.Logger) *http.Server {
 	}
 }
 
-// reloadOnSignal loads the configuration each time hup fires and hands its
-// shard map to apply and its national settings to fan, logging what
-// changed or why the new configuration was refused.
-func reloadOnSignal(ctx context.Context, hup <-chan os.Signal, apply func(shardmap.Config) ([]shardmap.Change, error), fan *national.Fanout, reload func() (config.Config, error), log *slog.Logger) {
+// drainReadiness serves h, except that /readyz answers 503 once draining
+// is set, so that load balancers stop sending requests before the
+// listener closes.
+func drainReadiness(h http.Handler, draining *atomic.Bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/readyz" || !draining.Load() {
+			h.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, `{"status":"draining"}`+"\n")
+	})
+}
+
+// watchFile reads the file at path every interval and sends on the
+// channel it returns when its content differs from the last read (the
+// first read is the reference). A file that cannot be read is logged and
+// compared again at the next read. The channel holds one pending change.
+func watchFile(ctx context.Context, path string, every time.Duration, log *slog.Logger) <-chan struct{} {
+	changed := make(chan struct{}, 1)
+	last, err := os.ReadFile(path)
+	if err != nil {
+		log.Warn("config file unreadable; watching it for changes", slog.String("file", path), slog.String("error", err.Error()))
+	}
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			b, err := os.ReadFile(path)
+			if err != nil || bytes.Equal(b, last) {
+				continue
+			}
+			last = b
+			select {
+			case changed <- struct{}{}:
+			default: // a reload is already pending: it reads the newest file
+			}
+		}
+	}()
+	return changed
+}
+
+// reloadOnSignal loads the configuration each time hup fires or changed
+// says the file changed, and hands its shard map to apply and its
+// national settings to fan, logging what changed or why the new
+// configuration was refused.
+func reloadOnSignal(ctx context.Context, hup <-chan os.Signal, changed <-chan struct{}, apply func(shardmap.Config) ([]shardmap.Change, error), fan *national.Fanout, reload func() (config.Config, error), log *slog.Logger) {
 	for {
+		cause := "SIGHUP"
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
+		case <-changed:
+			cause = "config file changed"
 		}
+		log.Info("reloading the configuration", slog.String("cause", cause))
 		cfg, err := reload()
 		if err == nil {
 			var changes []shardmap.Change

@@ -15,8 +15,10 @@ import (
 	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/config"
 	"github.com/dmshub/dmsrouter/internal/cli"
+	"github.com/dmshub/dmsrouter/internal/clitest"
 	"github.com/dmshub/dmsrouter/internal/pgcluster"
 	"github.com/dmshub/dmsrouter/pgtest"
+	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
 
@@ -119,5 +121,158 @@ func TestServeMetricsListener(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "server.metrics_addr") {
 		t.Errorf("Serve with metrics_addr taken = %v, want an error naming server.metrics_addr", err)
+	}
+}
+
+// startServe runs Serve for cfg until the test ends and returns the API's
+// URL and Serve's result, once it returns.
+func startServe(t *testing.T, ctx context.Context, cfg config.Config, log *slog.Logger, reload *cli.Reload) (string, <-chan error) {
+	t.Helper()
+	addrc := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() { done <- cli.Serve(ctx, cfg, log, reload, func(a net.Addr) { addrc <- a }) }()
+	select {
+	case a := <-addrc:
+		return "http://" + a.String(), done
+	case err := <-done:
+		t.Fatalf("Serve = %v before listening", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("Serve did not listen within 20s")
+	}
+	return "", nil
+}
+
+// waitFor polls cond every 20ms until it holds, failing the test with what
+// after 30s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+	}
+}
+
+// TestServeReloadsChangedFile checks that Serve notices its configuration
+// file changing, as a Kubernetes ConfigMap mounted as a directory does,
+// applies a valid file and refuses an invalid one, keeping the previous
+// map.
+func TestServeReloadsChangedFile(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sm, err := pg.Deployment(ctx, pgtest.Prefix("clireload"), pgtest.SingleShard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pg.DropDeployment(context.Background(), sm) })
+	path := clitest.WriteConfig(t, sm)
+	cfg, err := config.Load(path, clitest.NoEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs clitest.Buffer
+	reload := &cli.Reload{Load: func() (config.Config, error) { return config.Load(path, clitest.NoEnv) }, File: path, Every: 20 * time.Millisecond}
+	api, done := startServe(t, ctx, cfg, slog.New(slog.NewJSONHandler(&logs, nil)), reload)
+
+	steps := []struct {
+		name, from, to string
+		want           string // in the log once the file is read again
+	}{
+		{"a valid change applies", "max_conns: 4", "max_conns: 6", `"msg":"shard map reloaded","changes":1`},
+		{"an invalid file is refused", "max_conns: 6", "max_conns: -1", `"msg":"shard map reload refused; the previous map stays"`},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			old := clitest.ReadFile(t, path)
+			if !strings.Contains(old, st.from) {
+				t.Fatalf("config file lacks %q:\n%s", st.from, old)
+			}
+			if err := os.WriteFile(path, []byte(strings.ReplaceAll(old, st.from, st.to)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the log line "+st.want, func() bool { return strings.Contains(logs.String(), st.want) })
+			if !strings.Contains(logs.String(), `"cause":"config file changed"`) {
+				t.Errorf("log lacks the reload's cause:\n%s", logs.String())
+			}
+			if code, body := httpGet(t, api+"/readyz"); code != http.StatusOK {
+				t.Errorf("GET /readyz after the reload = %d %s, want 200", code, body)
+			}
+		})
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Serve = %v after cancel, want nil", err)
+	}
+}
+
+// TestServeDrains checks the graceful shutdown: once ctx is done /readyz
+// answers 503 while a request is still in flight, and that request then
+// finishes with its answer before Serve returns nil.
+func TestServeDrains(t *testing.T) {
+	ctx := context.Background()
+	sm, err := pg.Deployment(ctx, pgtest.Prefix("clidrain"), pgtest.SingleShard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pg.DropDeployment(context.Background(), sm) })
+	cfg := serveConfig(sm, "")
+	cfg.Server.DrainDelay = 5 * time.Second
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	api, done := startServe(t, sctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)), nil)
+
+	// The in-flight request: a market list that waits for a lock the test
+	// holds on the markets table.
+	admin := pgtest.Connect(t, sm.Shards[0].AdminDSN())
+	tx, err := admin.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "LOCK TABLE markets IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	token, err := auth.SignHS256(pgtest.TestSecret, auth.Principal{Subject: "drain", Role: "admin_pa", Territory: regions.Territory{Level: regions.National}}, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		code int
+		err  error
+	}
+	inflight := make(chan answer, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, api+"/v1/markets?region=03", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			inflight <- answer{err: err}
+			return
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		inflight <- answer{code: res.StatusCode}
+	}()
+	probe := pgtest.Connect(t, sm.Shards[0].AdminDSN())
+	waitFor(t, "the request to wait for the lock", func() bool {
+		var n int
+		err := probe.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%markets%'").Scan(&n)
+		return err == nil && n > 0
+	})
+
+	if code, body := httpGet(t, api+"/readyz"); code != http.StatusOK {
+		t.Fatalf("GET /readyz before shutdown = %d %s, want 200", code, body)
+	}
+	cancel()
+	waitFor(t, "/readyz to answer 503 while draining", func() bool {
+		code, body := httpGet(t, api+"/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, `"draining"`)
+	})
+	tx.Rollback(ctx) // the in-flight request goes on
+	if a := <-inflight; a.err != nil || a.code != http.StatusOK {
+		t.Errorf("in-flight GET /v1/markets = %d, %v; want 200", a.code, a.err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Serve = %v after draining, want nil", err)
 	}
 }
