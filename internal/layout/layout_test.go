@@ -33,6 +33,7 @@ var allowed = map[string][]string{
 	"config":                     {"auth", "control", "jobs", "national", "shardmap"},
 	"internal/cli":               {"auth", "config", "control", "jobs", "migrations", "move", "national", "regions", "router", "shardmap"},
 	"internal/layout":            {},
+	"deploy":                     {}, // tests only: they check the deploy files
 	"internal/pgcluster":         {"control", "migrations", "regions", "shardmap"},
 	"internal/clitest":           {"pgtest", "shardmap"},
 	"pgtest":                     {"internal/pgcluster", "migrations", "regions", "shardmap"},
