@@ -127,6 +127,8 @@ func TestLoadErrors(t *testing.T) {
 		{"duplicate shard", strings.Replace(g, "regions:", "  - name: s1\n    primary: \"postgres://a@b/c\"\nregions:", 1), nil, "defined twice", ""},
 		{"empty addr", strings.Replace(g, "addr: \"127.0.0.1:9\"", "addr: \"\"", 1), nil, "server.addr: must not be empty", ""},
 		{"metrics addr", strings.Replace(g, "server:\n", "server:\n  metrics_addr: \"9090\"\n", 1), nil, `server.metrics_addr: "9090" is not host:port`, ""},
+		{"drain delay negative", strings.Replace(g, "server:\n", "server:\n  drain_delay: -1s\n", 1), nil, "server.drain_delay: -1s is out of range", ""},
+		{"drain delay too long", g, map[string]string{"DMSROUTER_SERVER_DRAIN_DELAY": "2m"}, "server.drain_delay: 2m0s is out of range", ""},
 		{"leg timeout", g + "national:\n  leg_timeout: 2m\n", nil, "national.leg_timeout: 2m0s is outside 0..1m", ""},
 		{"concurrency", g + "national:\n  concurrency: 65\n", nil, "national.concurrency: 65 is outside 0..64", ""},
 		{"cache ttl", g + "national:\n  cache_ttl: -1s\n", nil, "national.cache_ttl: -1s is outside 0..1m", ""},

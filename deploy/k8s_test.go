@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -143,10 +144,22 @@ func TestManifestsServe(t *testing.T) {
 	if len(cfg.ShardMap.Shards) == 0 {
 		t.Error("the ConfigMap's config.yaml has no shard")
 	}
+	// It is configs/example.prod.yaml but for where the key file lies and
+	// the drain: keep them in step.
+	prod, err := config.Load("../configs/example.prod.yaml", func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(cfg.ShardMap, prod.ShardMap) || !reflect.DeepEqual(cfg.National, prod.National) || !reflect.DeepEqual(cfg.Jobs, prod.Jobs) {
+		t.Error("the ConfigMap's config.yaml and configs/example.prod.yaml differ in their shards, database, national or jobs settings")
+	}
 
-	grace := m.deployment.Spec.Template.Spec.TerminationGracePeriodSeconds
-	if grace == nil || time.Duration(*grace)*time.Second <= cfg.Server.DrainDelay+cfg.Server.ShutdownTimeout {
-		t.Errorf("terminationGracePeriodSeconds %v is not above server.drain_delay %s + server.shutdown_timeout %s", grace, cfg.Server.DrainDelay, cfg.Server.ShutdownTimeout)
+	grace := 30 * time.Second // the Kubernetes default
+	if g := m.deployment.Spec.Template.Spec.TerminationGracePeriodSeconds; g != nil {
+		grace = time.Duration(*g) * time.Second
+	}
+	if grace <= cfg.Server.DrainDelay+cfg.Server.ShutdownTimeout {
+		t.Errorf("terminationGracePeriodSeconds %s is not above server.drain_delay %s + server.shutdown_timeout %s", grace, cfg.Server.DrainDelay, cfg.Server.ShutdownTimeout)
 	}
 	if cfg.Server.DrainDelay == 0 {
 		t.Error("server.drain_delay is 0: the readiness probe would not see the pod draining")
