@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # ensure-postgres.sh makes sure PostgreSQL's server binaries (initdb, pg_ctl,
 # postgres), which make demo, make test and .ci/run need, are installed. When
-# they are missing it installs Debian's (or Ubuntu's) postgresql package: as
-# root directly, otherwise through sudo, saying what it runs; where it cannot,
-# it prints the one command to run and fails. As root it also creates the
+# they are missing it installs Debian's (or Ubuntu's) postgresql package
+# (apt-install.sh: as root directly, otherwise through sudo; where it
+# cannot, it prints the one command to run and fails). As root it also creates the
 # postgres OS user when missing: the server refuses to run as root, so the
 # demo and the tests run it as that user.
 set -euo pipefail
@@ -41,31 +41,12 @@ if [ -n "${PG_BINDIR:-}" ]; then
   exit 1
 fi
 
-install="apt-get update -q && apt-get install -y -q --no-install-recommends postgresql"
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "PostgreSQL's server binaries (initdb, pg_ctl, postgres) are not installed, and this is not Debian or Ubuntu:" >&2
   echo "install PostgreSQL's server with your system's package manager, or set PG_BINDIR to the directory of its binaries." >&2
   exit 1
 fi
-echo "PostgreSQL's server binaries (initdb, pg_ctl, postgres) are not installed."
-if [ "$(id -u)" = 0 ]; then
-  echo "installing them, as root: $install"
-  apt-get update -q
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql
-elif command -v sudo >/dev/null 2>&1; then
-  echo "installing them through sudo (it may ask for your password): sudo sh -c '$install'"
-  if ! sudo env DEBIAN_FRONTEND=noninteractive sh -c "$install"; then
-    echo "sudo could not install them. Run, as root, then run make again:" >&2
-    echo >&2
-    echo "    $install" >&2
-    exit 1
-  fi
-else
-  echo "There is no sudo here. Run, as root, then run make again:" >&2
-  echo >&2
-  echo "    su -c '$install'" >&2
-  exit 1
-fi
+"$(dirname "$0")/apt-install.sh" postgresql "PostgreSQL's server binaries (initdb, pg_ctl, postgres)"
 if ! installed; then
   echo "the postgresql package is installed but its server binaries are not in /usr/lib/postgresql/*/bin: set PG_BINDIR to their directory" >&2
   exit 1

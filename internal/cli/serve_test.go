@@ -160,11 +160,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestServeReloadsChangedFile(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sm, err := pg.Deployment(ctx, pgtest.Prefix("clireload"), pgtest.SingleShard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pg.DropDeployment(context.Background(), sm) })
+	sm := pgtest.NewDeployment(t, pg, "clireload", pgtest.SingleShard())
 	path := clitest.WriteConfig(t, sm)
 	cfg, err := config.Load(path, clitest.NoEnv)
 	if err != nil {
@@ -210,11 +206,7 @@ func TestServeReloadsChangedFile(t *testing.T) {
 // finishes with its answer before Serve returns nil.
 func TestServeDrains(t *testing.T) {
 	ctx := context.Background()
-	sm, err := pg.Deployment(ctx, pgtest.Prefix("clidrain"), pgtest.SingleShard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pg.DropDeployment(context.Background(), sm) })
+	sm := pgtest.NewDeployment(t, pg, "clidrain", pgtest.SingleShard())
 	cfg := serveConfig(sm, "")
 	cfg.Server.DrainDelay = 5 * time.Second
 	sctx, cancel := context.WithCancel(ctx)
