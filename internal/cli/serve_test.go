@@ -34,6 +34,24 @@ func serveConfig(sm shardmap.Config, metricsAddr string) config.Config {
 	}
 }
 
+// startServe runs cli.Serve with cfg until ctx is done and returns the
+// API's URL once it listens, and the channel Serve's result arrives on.
+func startServe(t *testing.T, ctx context.Context, cfg config.Config, log *slog.Logger) (string, <-chan error) {
+	t.Helper()
+	addrc := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() { done <- cli.Serve(ctx, cfg, log, nil, func(a net.Addr) { addrc <- a }) }()
+	select {
+	case a := <-addrc:
+		return "http://" + a.String(), done
+	case err := <-done:
+		t.Fatalf("Serve = %v before listening", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("Serve did not listen within 20s")
+	}
+	return "", nil
+}
+
 func httpGet(t *testing.T, url string) (int, string) {
 	t.Helper()
 	res, err := http.Get(url)
@@ -64,20 +82,7 @@ func TestServeMetricsListener(t *testing.T) {
 		t.Run("metrics_addr="+metricsAddr, func(t *testing.T) {
 			sctx, cancel := context.WithCancel(ctx)
 			defer cancel()
-			addrc := make(chan net.Addr, 1)
-			done := make(chan error, 1)
-			go func() {
-				done <- cli.Serve(sctx, serveConfig(sm, metricsAddr), log, nil, func(a net.Addr) { addrc <- a })
-			}()
-			var api string
-			select {
-			case a := <-addrc:
-				api = "http://" + a.String()
-			case err := <-done:
-				t.Fatalf("Serve = %v before listening", err)
-			case <-time.After(20 * time.Second):
-				t.Fatal("Serve did not listen within 20s")
-			}
+			api, done := startServe(t, sctx, serveConfig(sm, metricsAddr), log)
 
 			if code, _ := httpGet(t, api+"/healthz"); code != http.StatusOK {
 				t.Errorf("GET /healthz on the API = %d, want 200", code)

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/config"
-	"github.com/dmshub/dmsrouter/internal/cli"
 	"github.com/dmshub/dmsrouter/pgtest"
 	"github.com/dmshub/dmsrouter/regions"
 )
@@ -145,18 +143,7 @@ func TestServeExportsTraces(t *testing.T) {
 			cfg.Telemetry = config.Telemetry{ServiceName: "dmsrouter-test", OTLPEndpoint: recv.URL, SampleRatio: tt.ratio}
 			sctx, cancel := context.WithCancel(ctx)
 			defer cancel()
-			addrc := make(chan net.Addr, 1)
-			done := make(chan error, 1)
-			go func() { done <- cli.Serve(sctx, cfg, log, nil, func(a net.Addr) { addrc <- a }) }()
-			var api string
-			select {
-			case a := <-addrc:
-				api = "http://" + a.String()
-			case err := <-done:
-				t.Fatalf("Serve = %v before listening", err)
-			case <-time.After(20 * time.Second):
-				t.Fatal("Serve did not listen within 20s")
-			}
+			api, done := startServe(t, sctx, cfg, log)
 
 			req, _ := http.NewRequest(http.MethodGet, api+"/v1/markets", nil)
 			req.Header.Set("Authorization", "Bearer "+tok)
