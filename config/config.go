@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"sort"
 	"strconv"
@@ -45,7 +46,25 @@ type Config struct {
 	ShardMap shardmap.Config `mapstructure:",squash"`
 	Control  control.Config  `mapstructure:"control"`
 	Jobs     jobs.Config     `mapstructure:"jobs"`
+	// Telemetry names the service in its telemetry and says where its
+	// traces go.
+	Telemetry Telemetry `mapstructure:"telemetry"`
 }
+
+// Telemetry is the telemetry section: the service's name in its traces and
+// metrics, the base URL of the OTLP/HTTP receiver its spans are exported to
+// in batches ("" exports none) and the share of the traces it starts that
+// are sampled; a request carrying a W3C traceparent follows its caller's
+// sampling decision instead.
+type Telemetry struct {
+	ServiceName  string  `mapstructure:"service_name"`
+	OTLPEndpoint string  `mapstructure:"otlp_endpoint"`
+	SampleRatio  float64 `mapstructure:"sample_ratio"`
+}
+
+// DefaultSampleRatio is telemetry.sample_ratio's default: one trace in ten,
+// which costs well under the 5% of throughput BENCHMARKS.md allows.
+const DefaultSampleRatio = 0.1
 
 // Server configures the HTTP listeners: the API on Addr, the Prometheus
 // metrics on MetricsAddr ("" serves none). The metrics have a listener of
@@ -80,6 +99,9 @@ var defaults = map[string]any{
 	"control.dsn":                   "", // no control database: the file's regions rule
 	"control.poll_interval":         "0s",
 	"control.router_id":             "",
+	"telemetry.service_name":        "dmsrouter",
+	"telemetry.otlp_endpoint":       "", // export no spans
+	"telemetry.sample_ratio":        DefaultSampleRatio,
 	"jobs.idempotency_retention":    jobs.DefaultConfig().IdempotencyRetention.String(),
 	"jobs.lifecycle.extensions":     extensionDefaults(jobs.DefaultConfig().Lifecycle.Extensions),
 }
@@ -306,6 +328,7 @@ func (c *Config) Validate() error {
 	if d := c.Server.DrainDelay; d < 0 || d > time.Minute {
 		errs = append(errs, fmt.Errorf("server.drain_delay: %s is out of range (0s..1m)", d))
 	}
+	errs = append(errs, c.Telemetry.validate()...)
 	for _, err := range []error{c.Auth.Validate(), c.National.Validate(), c.ShardMap.Validate(), c.Control.Validate(), c.Jobs.Validate()} {
 		if j, ok := err.(interface{ Unwrap() []error }); ok {
 			errs = append(errs, j.Unwrap()...)
@@ -315,6 +338,23 @@ func (c *Config) Validate() error {
 	}
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	return errors.Join(errs...)
+}
+
+// validate returns a problem for each telemetry key that is wrong.
+func (t Telemetry) validate() []error {
+	var errs []error
+	if t.ServiceName == "" {
+		errs = append(errs, errors.New("telemetry.service_name: must not be empty"))
+	}
+	if e := t.OTLPEndpoint; e != "" {
+		if u, err := url.Parse(e); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("telemetry.otlp_endpoint: %q is not an http(s) base URL such as http://127.0.0.1:4318 (or \"\" to export no spans)", e))
+		}
+	}
+	if r := t.SampleRatio; !(r >= 0 && r <= 1) {
+		errs = append(errs, fmt.Errorf("telemetry.sample_ratio: %v is outside 0..1", r))
+	}
+	return errs
 }
 
 // LoadRegions reads the YAML file at path that holds only a regions block,

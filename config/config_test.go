@@ -79,6 +79,24 @@ func TestLoad(t *testing.T) {
 	if err != nil || noMetrics.Server.MetricsAddr != "" {
 		t.Errorf("Load(metrics_addr \"\") = %q, %v; want \"\" (no metrics listener)", noMetrics.Server.MetricsAddr, err)
 	}
+	if want := (config.Telemetry{ServiceName: "dmsrouter", SampleRatio: config.DefaultSampleRatio}); cfg.Telemetry != want {
+		t.Errorf("Load(good).Telemetry = %+v, want the defaults %+v (no export)", cfg.Telemetry, want)
+	}
+	for _, tt := range []struct {
+		yaml string
+		env  map[string]string
+		want config.Telemetry
+	}{
+		{"telemetry:\n  service_name: dmsrouter-nord\n  otlp_endpoint: http://127.0.0.1:4318\n  sample_ratio: 1\n", nil,
+			config.Telemetry{ServiceName: "dmsrouter-nord", OTLPEndpoint: "http://127.0.0.1:4318", SampleRatio: 1}},
+		{"", map[string]string{"DMSROUTER_TELEMETRY_OTLP_ENDPOINT": "https://collector.example:4318/otlp", "DMSROUTER_TELEMETRY_SAMPLE_RATIO": "0"},
+			config.Telemetry{ServiceName: "dmsrouter", OTLPEndpoint: "https://collector.example:4318/otlp", SampleRatio: 0}},
+	} {
+		c, err := config.Load(write(t, good()+tt.yaml), func(k string) string { return tt.env[k] })
+		if err != nil || c.Telemetry != tt.want {
+			t.Errorf("Load(%q, %v).Telemetry = %+v, %v; want %+v", tt.yaml, tt.env, c.Telemetry, err, tt.want)
+		}
+	}
 	want := national.Config{LegTimeout: national.DefaultLegTimeout, Concurrency: national.DefaultConcurrency, CacheTTL: national.DefaultCacheTTL}
 	if cfg.National != want {
 		t.Errorf("Load(good).National = %+v, want the defaults %+v", cfg.National, want)
@@ -140,6 +158,13 @@ func TestLoadErrors(t *testing.T) {
 			"jobs.lifecycle.extensions[0]: needs in_force_on and until", ""},
 		{"extension not a date", g + "jobs:\n  lifecycle:\n    extensions:\n      - {in_force_on: 31/12/2023, until: 2025-12-31}\n", nil,
 			"in_force_on", ""},
+		{"telemetry service name", g + "telemetry:\n  service_name: \"\"\n", nil, "telemetry.service_name: must not be empty", ""},
+		{"telemetry endpoint without scheme", g + "telemetry:\n  otlp_endpoint: 127.0.0.1:4318\n", nil, `telemetry.otlp_endpoint: "127.0.0.1:4318" is not an http(s) base URL`, ""},
+		{"telemetry endpoint grpc", g + "telemetry:\n  otlp_endpoint: grpc://collector:4317\n", nil, `telemetry.otlp_endpoint: "grpc://collector:4317"`, ""},
+		{"telemetry ratio", g + "telemetry:\n  sample_ratio: 1.5\n", nil, "telemetry.sample_ratio: 1.5 is outside 0..1", ""},
+		{"telemetry unknown key", g + "telemetry:\n  endpoint: http://127.0.0.1:4318\n", nil, "endpoint", ""},
+		{"env telemetry ratio", g, map[string]string{"DMSROUTER_TELEMETRY_SAMPLE_RATIO": "-0.5"},
+			"DMSROUTER_TELEMETRY_SAMPLE_RATIO (environment): telemetry.sample_ratio: -0.5 is outside 0..1", ""},
 		{"env max conns", g, map[string]string{"DMSROUTER_SHARDS_S1_MAX_CONNS": "many"}, `DMSROUTER_SHARDS_S1_MAX_CONNS: "many" is not a number`, ""},
 		{"env bad duration", g, map[string]string{"DMSROUTER_DATABASE_CONNECT_TIMEOUT": "soon"}, "DMSROUTER_DATABASE_CONNECT_TIMEOUT (environment): database.connect_timeout", ""},
 

@@ -191,6 +191,9 @@ type page[T any] struct {
 	total int64
 }
 
+// rows returns the page's items, the rows its leg read.
+func (p page[T]) rows() int { return len(p.items) }
+
 // Expiring answers the ATTIVA concessions of every region whose effective
 // end (valid_to, or the legal extension) falls from from to until, soonest
 // first, ordered by (effective_to, id) and

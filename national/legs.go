@@ -3,6 +3,7 @@ package national
 import (
 	"context"
 	"errors"
+	"reflect"
 	"sync"
 	"time"
 
@@ -130,10 +131,34 @@ func runLeg[T any](ctx context.Context, f *Fanout, req Request, o *outcome[T], r
 	o.status.MS = time.Since(start).Milliseconds()
 	o.status.Status = statusOf(o.err)
 	span.SetAttributes(attribute.String("dms.leg.status", o.status.Status))
+	if o.err == nil && span.IsRecording() {
+		span.SetAttributes(attribute.Int("dms.leg.rows", rowsOf(o.value)))
+	}
 	if o.err != nil {
 		span.SetStatus(codes.Error, o.status.Status)
 		span.RecordError(o.err)
 	}
+}
+
+// rowsOf returns how many rows a leg's answer v holds, for its span: the
+// items of a list or page, none or one for a record the region may not
+// have, one for a region's figures.
+func rowsOf(v any) int {
+	if p, ok := v.(interface{ rows() int }); ok {
+		return p.rows()
+	}
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.Invalid:
+		return 0
+	case reflect.Slice:
+		return rv.Len()
+	case reflect.Pointer:
+		if rv.IsNil() {
+			return 0
+		}
+	}
+	return 1
 }
 
 func statusOf(err error) string {

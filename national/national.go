@@ -16,9 +16,10 @@
 //     (singleflight), and a complete answer is served from memory for
 //     Config.CacheTTL, keyed by the request and the principal's territory,
 //     so principals of different scope never share an answer;
-//   - each leg has a span with the region attribute under the request's
-//     span, and the dms.national.partial counter counts, by region, the
-//     regions missing from partial answers.
+//   - each leg has a span, national.leg, under the request's span, with
+//     the attributes region, shard, dms.leg.status and dms.leg.rows (the
+//     rows the leg read, when it answered), and the dms.national.partial
+//     counter counts, by region, the regions missing from partial answers.
 //
 // Every answer embeds one Report: "regions", the status of each region's
 // leg, and "partial".

@@ -134,7 +134,7 @@ func startEnv(t testing.TB, name string, withOwned bool, onLeg func(regions.Code
 		}
 	}
 	e.spans = tracetest.NewSpanRecorder()
-	tel, err := NewTelemetry(e.spans)
+	tel, err := NewTelemetry(TraceConfig{SampleRatio: 1}, e.spans)
 	if err != nil {
 		t.Fatal(err)
 	}

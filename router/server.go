@@ -27,6 +27,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/dmshub/dmsrouter/auth"
@@ -90,7 +91,7 @@ func New(m *shardmap.Holder, v *auth.Verifier, n *national.Fanout, opts Options)
 		s.now = time.Now
 	}
 	if s.tel == nil {
-		if s.tel, err = NewTelemetry(); err != nil {
+		if s.tel, err = NewTelemetry(TraceConfig{}); err != nil {
 			return nil, err
 		}
 	}
@@ -246,10 +247,14 @@ func (s *Server) observe(c *gin.Context) {
 	c.Set(ctxRequestID, id)
 	c.Header("X-Request-ID", id)
 	route, method := routeLabel(c.FullPath()), methodLabel(c.Request.Method)
-	ctx, span := s.tracer.Start(c.Request.Context(), method+" "+route,
+	// A caller's W3C traceparent makes this request's span its child; a
+	// malformed one is ignored and the request starts a trace.
+	ctx := propagation.TraceContext{}.Extract(c.Request.Context(), propagation.HeaderCarrier(c.Request.Header))
+	ctx, span := s.tracer.Start(ctx, method+" "+route,
 		trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(attribute.String("http.route", route), attribute.String("http.request.method", method)))
 	c.Request = c.Request.WithContext(ctx)
+	traceHeaders(c.Writer.Header(), span.SpanContext())
 	c.Next()
 	status := c.Writer.Status()
 	region := regionLabel(c.GetString(ctxRegion))
@@ -272,6 +277,15 @@ func (s *Server) observe(c *gin.Context) {
 		slog.Int("status", status),
 		slog.String("region", region),
 		slog.Duration("duration", elapsed))
+}
+
+// traceHeaders sets the response headers that name the request's trace:
+// Trace-Id, the trace id as logs and trace backends show it, and
+// traceparent, the W3C form of the server span, whose flags end in 01 when
+// the trace is sampled (exported) and 00 when it is not.
+func traceHeaders(h http.Header, sc trace.SpanContext) {
+	h.Set("Trace-Id", sc.TraceID().String())
+	h.Set("traceparent", "00-"+sc.TraceID().String()+"-"+sc.SpanID().String()+"-"+sc.TraceFlags().String())
 }
 
 // methodLabel returns the method's label: the method itself when HTTP

@@ -45,21 +45,36 @@ type Reload struct {
 // (none when it is ""), whose URL is logged as "serving metrics". When
 // reload is not nil, the configuration its Load returns, if it is valid,
 // replaces the shard map and the national settings, on SIGHUP and when its
-// File changes; the listener and the auth keys stay as they are. With a
-// control database (cfg.Control), the regions come from its current
-// epoch, followed while serving (and read again at once when a shard's
-// fence says a region moved); the file's serve only until it answers.
+// File changes; the listener, the auth keys and the telemetry section stay
+// as they are. With cfg.Telemetry.OTLPEndpoint set, sampled spans are
+// exported in batches over OTLP/HTTP, and the ones still queued when ctx is
+// done are sent before Serve returns. With a control database
+// (cfg.Control), the regions come from its current epoch, followed while
+// serving (and read again at once when a shard's fence says a region
+// moved); the file's serve only until it answers.
 //
 // When ctx is done Serve drains: /readyz answers 503 {"status":"draining"}
 // for cfg.Server.DrainDelay while the API still serves, then the listeners
 // close and the requests in flight get cfg.Server.ShutdownTimeout to
 // finish.
 func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload *Reload, ready func(net.Addr)) error {
-	tel, err := router.NewTelemetry()
+	tel, err := router.NewTelemetry(router.TraceConfig{
+		ServiceName:  cfg.Telemetry.ServiceName,
+		OTLPEndpoint: cfg.Telemetry.OTLPEndpoint,
+		SampleRatio:  cfg.Telemetry.SampleRatio,
+	})
 	if err != nil {
 		return err
 	}
-	defer tel.Shutdown(context.Background())
+	defer func() {
+		// The spans still queued go out; a receiver that does not answer
+		// delays the exit by telemetryFlush at most.
+		flush, cancel := context.WithTimeout(context.Background(), telemetryFlush)
+		defer cancel()
+		if err := tel.Shutdown(flush); err != nil {
+			log.Warn("telemetry not flushed", slog.String("error", err.Error()))
+		}
+	}()
 	m, err := shardmap.NewHolder(cfg.ShardMap, shardmap.Options{TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
 	if err != nil {
 		return err
@@ -171,6 +186,10 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload *Rel
 	}
 	return errors.Join(errs...)
 }
+
+// telemetryFlush bounds how long Serve waits, as it stops, for the OTLP
+// receiver to take the spans still queued.
+const telemetryFlush = 5 * time.Second
 
 // httpServer returns a server of h with the router's timeouts and limits.
 func httpServer(h http.Handler, log *slog.Logger) *http.Server {

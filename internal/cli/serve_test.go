@@ -66,20 +66,7 @@ func TestServeMetricsListener(t *testing.T) {
 		t.Run("metrics_addr="+metricsAddr, func(t *testing.T) {
 			sctx, cancel := context.WithCancel(ctx)
 			defer cancel()
-			addrc := make(chan net.Addr, 1)
-			done := make(chan error, 1)
-			go func() {
-				done <- cli.Serve(sctx, serveConfig(sm, metricsAddr), log, nil, func(a net.Addr) { addrc <- a })
-			}()
-			var api string
-			select {
-			case a := <-addrc:
-				api = "http://" + a.String()
-			case err := <-done:
-				t.Fatalf("Serve = %v before listening", err)
-			case <-time.After(20 * time.Second):
-				t.Fatal("Serve did not listen within 20s")
-			}
+			api, done := startServe(t, sctx, serveConfig(sm, metricsAddr), log, nil)
 
 			if code, _ := httpGet(t, api+"/healthz"); code != http.StatusOK {
 				t.Errorf("GET /healthz on the API = %d, want 200", code)
