@@ -93,6 +93,7 @@ var defaults = map[string]any{
 	"database.breaker_open_timeout": "10s",
 	"database.query_timeout":        "0s", // statement_timeout + 1s
 	"database.probe_interval":       shardmap.DefaultProbeInterval.String(),
+	"database.max_replica_lag":      shardmap.DefaultMaxReplicaLag.String(),
 	"national.leg_timeout":          national.DefaultLegTimeout.String(),
 	"national.concurrency":          national.DefaultConcurrency,
 	"national.cache_ttl":            national.DefaultCacheTTL.String(),

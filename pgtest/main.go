@@ -79,3 +79,18 @@ func StartOwnedWith(tb testing.TB, settings ...string) *Server {
 func Prefix(name string) string {
 	return fmt.Sprintf("t%d_%s", os.Getpid(), name)
 }
+
+// StartReplica starts a streaming replica of srv (see
+// pgcluster.Server.StartReplica); it is stopped and removed when tb ends,
+// before srv when srv was started in the same test.
+func StartReplica(tb testing.TB, srv *Server) *Server {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r, err := srv.StartReplica(ctx)
+	if err != nil {
+		tb.Fatalf("start replica: %v", err)
+	}
+	tb.Cleanup(func() { r.Stop() })
+	return r
+}

@@ -125,7 +125,7 @@ func (s *Server) routes() *gin.Engine {
 	e.GET("/healthz", s.handle(s.healthz))
 	e.GET("/readyz", s.handle(s.readyz))
 
-	v1 := e.Group("/v1", s.authenticate)
+	v1 := e.Group("/v1", s.authenticate, s.consistency)
 	v1.GET("/regions", s.handle(s.listRegions))
 	v1.GET("/markets", s.handle(s.listMarkets))
 	v1.GET("/markets/:id", s.handle(s.getMarket))

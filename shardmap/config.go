@@ -47,6 +47,12 @@ type DatabaseConfig struct {
 	// a region is served again soon after its server is, not only after
 	// BreakerOpenTimeout. 0 means DefaultProbeInterval.
 	ProbeInterval time.Duration `mapstructure:"probe_interval"`
+	// MaxReplicaLag is how far behind its primary a replica may be and
+	// still get reads: the router measures each replica's lag once a
+	// second in the background, and a replica at or over the limit (or
+	// not measured recently) gets none until it catches up. 0 means
+	// DefaultMaxReplicaLag.
+	MaxReplicaLag time.Duration `mapstructure:"max_replica_lag"`
 }
 
 // DefaultProbeInterval is the probe interval when probe_interval is 0.
@@ -66,6 +72,14 @@ func (d DatabaseConfig) probeInterval() time.Duration {
 		return d.ProbeInterval
 	}
 	return DefaultProbeInterval
+}
+
+// maxReplicaLag returns MaxReplicaLag, or DefaultMaxReplicaLag when it is 0.
+func (d DatabaseConfig) maxReplicaLag() time.Duration {
+	if d.MaxReplicaLag > 0 {
+		return d.MaxReplicaLag
+	}
+	return DefaultMaxReplicaLag
 }
 
 // Shard returns the shard named name, and whether there is one.
@@ -132,8 +146,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	for key, val := range map[string]time.Duration{
-		"database.query_timeout":  d.QueryTimeout,
-		"database.probe_interval": d.ProbeInterval,
+		"database.query_timeout":   d.QueryTimeout,
+		"database.probe_interval":  d.ProbeInterval,
+		"database.max_replica_lag": d.MaxReplicaLag,
 	} {
 		if val < 0 || val > time.Hour {
 			bad(key, "%s is outside 0..1h (0 means the default)", val)

@@ -173,8 +173,8 @@ func newObserver(opts Options) (*observer, error) {
 	return o, err
 }
 
-// watch registers the gauges that read the map's breakers and pools at
-// collection time.
+// watch registers the gauges that read the map's breakers, pools and
+// replica lags at collection time.
 func (o *observer) watch(m *Map) error {
 	state, err := o.meter.Int64ObservableGauge("dms.shard.breaker.state",
 		metric.WithDescription("Circuit breaker state per shard: 0 closed, 1 half-open, 2 open."))
@@ -188,6 +188,12 @@ func (o *observer) watch(m *Map) error {
 	}
 	waits, err := o.meter.Int64ObservableCounter("dms.shard.pool.empty_acquires",
 		metric.WithDescription("Acquires that waited because the pool had no idle connection."))
+	if err != nil {
+		return err
+	}
+	lag, err := o.meter.Float64ObservableGauge("dms.shard.replica.lag",
+		metric.WithUnit("s"),
+		metric.WithDescription("Replica lag per shard and replica as the router last measured it (once a second); a replica at or over database.max_replica_lag gets no reads."))
 	if err != nil {
 		return err
 	}
@@ -208,9 +214,15 @@ func (o *observer) watch(m *Map) error {
 				}
 				obs.ObserveInt64(waits, st.EmptyAcquireCount(), metric.WithAttributes(at...))
 			}
+			for _, r := range s.ReplicaLags() {
+				if !r.MeasuredAt.IsZero() {
+					obs.ObserveFloat64(lag, r.Lag.Seconds(), metric.WithAttributes(
+						attribute.String("shard", s.name), attribute.Int("replica", r.Index)))
+				}
+			}
 		}
 		return nil
-	}, state, total, waits)
+	}, state, total, waits, lag)
 	return err
 }
 

@@ -56,6 +56,10 @@ type backend struct {
 	// new, closed one when the server answers (gobreaker cannot be reset).
 	cb    atomic.Pointer[gobreaker.CircuitBreaker[struct{}]]
 	probe *pgconn.Config
+	// lagConn is what the lag monitor connects with; lag is its last
+	// measurement of a replica (nil before the first).
+	lagConn *pgconn.Config
+	lag     atomic.Pointer[replicaLag]
 }
 
 // breaker returns b's current breaker.
@@ -107,6 +111,8 @@ func newBackend(name, role, dsn string, maxConns int32, db DatabaseConfig) (*bac
 	// The prober connects as the pool does, under its own application_name.
 	b.probe = pool.Config().ConnConfig.Config.Copy()
 	b.probe.RuntimeParams["application_name"] += " probe"
+	b.lagConn = pool.Config().ConnConfig.Config.Copy()
+	b.lagConn.RuntimeParams["application_name"] += " lag"
 	return b, nil
 }
 
@@ -165,7 +171,8 @@ func (s *Shard) backends() []*backend {
 	return append([]*backend{s.primary}, s.replicas...)
 }
 
-// startProbes starts one prober per server of the shard; Close stops them.
+// startProbes starts one prober per server of the shard, and the lag
+// monitor of its replicas (watchLag) when it has any; Close stops them.
 func (s *Shard) startProbes() {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopProbes = cancel
@@ -173,6 +180,9 @@ func (s *Shard) startProbes() {
 	timeout := min(interval, s.db.ConnectTimeout)
 	for _, b := range s.backends() {
 		s.probes.Go(func() { b.watch(ctx, interval, timeout) })
+	}
+	if len(s.replicas) > 0 {
+		s.probes.Go(func() { s.watchLag(ctx) })
 	}
 }
 
@@ -294,8 +304,10 @@ func scopeArgs(sc regions.Scope) []any {
 // ends at the batch's Sync. A scope of a whole region reads as the role
 // RegionReader. Results are read by the callbacks the queued
 // queries carry (pgx.QueuedQuery.Query, QueryRow, Exec). Reads go to a
-// replica when the shard has any whose breaker is not open, otherwise to
-// the primary. The error is an *UnavailableError or
+// replica when the shard has any whose breaker is not open and whose lag,
+// as the lag monitor last measured it, is under DatabaseConfig.MaxReplicaLag
+// and, when ctx carries a Consistency (WithConsistency), that had replayed
+// its position on this shard; otherwise to the primary. The error is an *UnavailableError or
 // *TimeoutError for infrastructure failures (a read that outlives the
 // router's deadline, DatabaseConfig.QueryTimeout, is a *TimeoutError),
 // otherwise what a callback or the database returned.
@@ -314,7 +326,7 @@ func (s *Shard) Read(ctx context.Context, sc regions.Scope, queue func(b *pgx.Ba
 		queue(b)
 		return conn.SendBatch(ctx, b).Close()
 	}
-	backend := s.reader()
+	backend := s.reader(ctx)
 	err := s.do(ctx, "read", sc, backend, read)
 	var unavailable *UnavailableError
 	if backend != s.primary && errors.As(err, &unavailable) {
@@ -331,6 +343,10 @@ func (s *Shard) Read(ctx context.Context, sc regions.Scope, queue func(b *pgx.Ba
 // The router's deadline covers the whole transaction, fn's statements
 // included whatever context they run with: when it passes, the connection
 // is closed under them and the error is a *TimeoutError.
+//
+// A write transaction on a shard with replicas, in a ctx that carries a
+// Consistency, records its commit's WAL position there (see commitAt); the
+// COMMIT and the position travel in one round trip.
 func (s *Shard) Tx(ctx context.Context, sc regions.Scope, mode pgx.TxAccessMode, fn func(pgx.Tx) error) error {
 	return s.do(ctx, "tx", sc, s.primary, func(ctx context.Context, conn *pgxpool.Conn) error {
 		opts := pgx.TxOptions{AccessMode: mode}
@@ -339,13 +355,73 @@ func (s *Shard) Tx(ctx context.Context, sc regions.Scope, mode pgx.TxAccessMode,
 			// database frozen with default_transaction_read_only.
 			opts.AccessMode = ""
 		}
-		return pgx.BeginTxFunc(ctx, conn, opts, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, scopeStatement(sc, mode != pgx.ReadOnly, frozenDatabaseSQL), scopeArgs(sc)...); err != nil {
-				return err
+		tx, err := conn.BeginTx(ctx, opts)
+		if err != nil {
+			return err
+		}
+		committed := false
+		defer func() {
+			if !committed {
+				tx.Rollback(ctx) // also after a panic in fn
 			}
-			return fn(tx)
-		})
+		}()
+		if _, err := tx.Exec(ctx, scopeStatement(sc, mode != pgx.ReadOnly, frozenDatabaseSQL), scopeArgs(sc)...); err != nil {
+			return err
+		}
+		if err := fn(tx); err != nil {
+			return err
+		}
+		committed = true
+		if c := s.tracking(ctx); c != nil && mode != pgx.ReadOnly {
+			return s.commitAt(ctx, conn, c)
+		}
+		return tx.Commit(ctx)
 	})
+}
+
+// positionSQL returns where the primary's WAL ends now. Read after a
+// commit on the same connection, it is at or after the commit record's
+// end, so a replica that replayed it has the commit. It is the insert
+// position, not pg_current_wal_lsn (what is written out so far), which
+// with synchronous_commit off may still lie before the commit record.
+const positionSQL = `SELECT pg_current_wal_insert_lsn()::text`
+
+// tracking returns ctx's Consistency when writes on s must record their
+// position in it: s has replicas and ctx carries one.
+func (s *Shard) tracking(ctx context.Context) *Consistency {
+	if len(s.replicas) == 0 {
+		return nil
+	}
+	return consistencyOf(ctx)
+}
+
+// commitAt commits the transaction open on conn and records in c the WAL
+// position right after it, in one round trip: COMMIT and positionSQL in
+// one simple query, which runs the SELECT only when the COMMIT succeeded.
+// A COMMIT that rolled back (the transaction had failed) is
+// pgx.ErrTxCommitRollback, as pgx.Tx.Commit returns.
+func (s *Shard) commitAt(ctx context.Context, conn *pgxpool.Conn, c *Consistency) error {
+	res, err := conn.Conn().PgConn().Exec(ctx, "COMMIT; "+positionSQL).ReadAll()
+	if err != nil {
+		return err
+	}
+	if len(res) != 2 || res[0].CommandTag.String() != "COMMIT" {
+		return pgx.ErrTxCommitRollback
+	}
+	return s.recordPosition(c, res[1].Rows)
+}
+
+// recordPosition records in c the position that positionSQL returned in rows.
+func (s *Shard) recordPosition(c *Consistency, rows [][][]byte) error {
+	if len(rows) != 1 || len(rows[0]) != 1 {
+		return errors.New("read the WAL position after a commit: no position in the answer")
+	}
+	lsn, err := ParseLSN(string(rows[0][0]))
+	if err != nil {
+		return fmt.Errorf("read the WAL position after a commit: %w", err)
+	}
+	c.record(s.name, lsn)
+	return nil
 }
 
 // Batch sends the statements queue adds to the primary in one round trip,
@@ -354,12 +430,36 @@ func (s *Shard) Tx(ctx context.Context, sc regions.Scope, mode pgx.TxAccessMode,
 // fails. A write that fits in statements known up front takes one round
 // trip instead of Tx's three or more, and the row locks it takes are held
 // only until its own commit, never while the client thinks. Errors as Tx.
+//
+// On a shard with replicas, in a ctx that carries a Consistency, the batch
+// records its commit's WAL position there, still in one round trip: its
+// statements run between an explicit BEGIN and COMMIT, and positionSQL
+// follows the COMMIT.
 func (s *Shard) Batch(ctx context.Context, sc regions.Scope, queue func(b *pgx.Batch)) error {
+	c := s.tracking(ctx)
 	return s.do(ctx, "batch", sc, s.primary, func(ctx context.Context, conn *pgxpool.Conn) error {
 		b := &pgx.Batch{}
+		if c != nil {
+			b.Queue("BEGIN")
+		}
 		b.Queue(scopeStatement(sc, true, frozenDatabaseSQL), scopeArgs(sc)...)
 		queue(b)
-		return conn.SendBatch(ctx, b).Close()
+		if c == nil {
+			return conn.SendBatch(ctx, b).Close()
+		}
+		b.Queue("COMMIT")
+		var pos []byte
+		b.Queue(positionSQL).QueryRow(func(row pgx.Row) error { return row.Scan(&pos) })
+		err := conn.SendBatch(ctx, b).Close()
+		if err != nil {
+			// A failed statement leaves the explicit transaction open and
+			// aborted; the pool would discard the connection.
+			if pc := conn.Conn().PgConn(); !pc.IsClosed() && pc.TxStatus() != 'I' {
+				conn.Exec(ctx, "ROLLBACK")
+			}
+			return err
+		}
+		return s.recordPosition(c, [][][]byte{{pos}})
 	})
 }
 
@@ -370,14 +470,22 @@ func (s *Shard) Ping(ctx context.Context) error {
 	})
 }
 
-// reader picks the backend for a read: the replicas in turn, skipping
-// those whose breaker is open, else the primary.
-func (s *Shard) reader() *backend {
+// reader picks the backend for a read in ctx: the replicas in turn,
+// skipping those that may not serve it (readable), else the primary.
+func (s *Shard) reader(ctx context.Context) *backend {
 	n := len(s.replicas)
+	if n == 0 {
+		return s.primary
+	}
+	var need LSN
+	if c := consistencyOf(ctx); c != nil {
+		need = c.position(s.name)
+	}
+	now := time.Now()
 	start := int(s.next.Add(1))
 	for i := range n {
 		b := s.replicas[(start+i)%n]
-		if b.breaker().State() != gobreaker.StateOpen {
+		if s.readable(b, need, now) {
 			return b
 		}
 	}

@@ -174,6 +174,56 @@ func StartAt(ctx context.Context, dir string, port int) (*Server, error) {
 	return s, nil
 }
 
+// StartReplica makes a streaming replica of s: pg_basebackup -R copies
+// s's data, over a replication connection as its admin, into a new
+// temporary directory, and the copy starts as a hot standby, with s's
+// settings, on a free loopback port, replaying s's WAL as it comes. Stop
+// it before s. Its databases are s's: DSN on it names the same ones.
+func (s *Server) StartReplica(ctx context.Context) (*Server, error) {
+	bin, err := BinDir()
+	if err != nil {
+		return nil, fmt.Errorf("pgcluster: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "dmsrouter-pgcluster-replica-")
+	if err != nil {
+		return nil, fmt.Errorf("pgcluster: %w", err)
+	}
+	r := &Server{Host: "127.0.0.1", dir: dir, bin: bin, temp: true, extra: s.extra}
+	if os.Geteuid() == 0 {
+		r.owner = "postgres"
+		if err := chownTo(dir, r.owner); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("pgcluster: %w", err)
+		}
+	}
+	host := s.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	out, err := r.pg(ctx, "pg_basebackup", "-D", filepath.Join(dir, "data"), "-R", "-X", "stream", "-c", "fast",
+		"-h", host, "-p", strconv.Itoa(s.Port), "-U", adminUser(s.AdminDSN)).CombinedOutput()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("pgcluster: pg_basebackup: %w\n%s", err, out)
+	}
+	if err := r.initAndStart(ctx); err != nil {
+		r.Stop()
+		return nil, err
+	}
+	return r, nil
+}
+
+// Moved returns dsn with its host and port replaced by s's: the same
+// database and user on s, such as a primary's database on its replica.
+func (s *Server) Moved(dsn string) (string, error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "", fmt.Errorf("pgcluster: %w", err)
+	}
+	u.Host = net.JoinHostPort(s.Host, strconv.Itoa(s.Port))
+	return u.String(), nil
+}
+
 func (s *Server) initAndStart(ctx context.Context) error {
 	data := filepath.Join(s.dir, "data")
 	if _, err := os.Stat(filepath.Join(data, "PG_VERSION")); err != nil {
