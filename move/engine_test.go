@@ -266,7 +266,15 @@ func (w *writer) run() {
 	}
 	defer ctl.Close(ctx)
 	shard := ""
-	today := time.Now().UTC().Truncate(24 * time.Hour)
+	// The seed's today is Rome's: between midnight in Rome and midnight
+	// UTC the UTC date is a day behind, and its next day already seeded.
+	rome, err := time.LoadLocation("Europe/Rome")
+	if err != nil {
+		fail(err)
+		return
+	}
+	now := time.Now().In(rome)
+	today := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
 	for i := 0; ; {
 		select {
 		case <-w.stop:
