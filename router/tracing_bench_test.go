@@ -6,19 +6,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/config"
-	"github.com/dmshub/dmsrouter/national"
 	"github.com/dmshub/dmsrouter/pgtest"
-	"github.com/dmshub/dmsrouter/regions"
-	"github.com/dmshub/dmsrouter/shardmap"
 )
 
 // BenchmarkTracing measures what exporting traces costs: three routers over
@@ -33,26 +26,13 @@ import (
 // discards each batch. Run it with -benchtime=1x: it ignores b.N.
 func BenchmarkTracing(b *testing.B) {
 	ctx := context.Background()
-	slice, rounds := 2*time.Second, 5
-	if d, err := time.ParseDuration(os.Getenv("DMSROUTER_BENCH_SLICE")); err == nil {
-		slice = d
-	}
-	if _, err := fmt.Sscan(os.Getenv("DMSROUTER_BENCH_ROUNDS"), &rounds); err != nil {
-		rounds = 5
-	}
+	slice, rounds := benchTiming()
 	cfg, err := pg.Deployment(ctx, pgtest.Prefix("tracebench"), layout())
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { pg.DropDeployment(context.Background(), cfg) })
-	for _, sh := range cfg.Shards {
-		switch sh.Name {
-		case "nw":
-			exec(b, sh.AdminDSN(), fmt.Sprintf(fixtureSQL, milano, bergamo, stallMI1, vendor03, stallBG1, vendor03+1))
-		case "lazio":
-			exec(b, sh.AdminDSN(), lazioSQL)
-		}
-	}
+	loadFixture(b, cfg)
 	var batches, bytesIn atomic.Int64
 	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, _ := io.Copy(io.Discard, r.Body)
@@ -62,10 +42,6 @@ func BenchmarkTracing(b *testing.B) {
 	}))
 	b.Cleanup(recv.Close)
 
-	v, err := auth.NewVerifier(auth.Config{HS256Secret: pgtest.TestSecret})
-	if err != nil {
-		b.Fatal(err)
-	}
 	type arm struct {
 		name string
 		tc   TraceConfig
@@ -77,55 +53,9 @@ func BenchmarkTracing(b *testing.B) {
 		{name: "ratio 1", tc: TraceConfig{OTLPEndpoint: recv.URL, SampleRatio: 1}},
 	}
 	for _, a := range arms {
-		tel, err := NewTelemetry(a.tc)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { tel.Shutdown(context.Background()) })
-		m, err := shardmap.NewHolder(cfg, shardmap.Options{TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(m.Close)
-		// The cache off: every national request is a fan-out.
-		fan, err := national.New(national.Config{}, national.Options{TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
-		if err != nil {
-			b.Fatal(err)
-		}
-		s, err := New(m, v, fan, Options{Telemetry: tel, Now: func() time.Time { return fixedNow }})
-		if err != nil {
-			b.Fatal(err)
-		}
-		srv := httptest.NewServer(s)
-		b.Cleanup(srv.Close)
-		a.url = srv.URL
+		a.url, _ = benchRouter(b, cfg, a.tc)
 	}
-	token := func(terr string) string {
-		tr, err := regions.ParseTerritory(terr)
-		if err != nil {
-			b.Fatal(err)
-		}
-		tok, err := auth.SignHS256(pgtest.TestSecret, auth.Principal{Subject: "bench", Role: "admin_pa", Territory: tr}, time.Hour, fixedNow)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return tok
-	}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	get := func(url, tok string) error {
-		req, _ := http.NewRequest(http.MethodGet, url, nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		res, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		_, _ = io.Copy(io.Discard, res.Body)
-		res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET %s = %d", url, res.StatusCode)
-		}
-		return nil
-	}
+	client := newBenchClient()
 
 	for _, w := range []struct {
 		name, path, territory string
@@ -134,49 +64,24 @@ func BenchmarkTracing(b *testing.B) {
 		{"national summary, 4 clients", "/v1/national/summary", "national", 4},
 		{"market of a region, 8 clients", fmt.Sprintf("/v1/markets/%d", milano), "region:03", 8},
 	} {
-		tok := token(w.territory)
-		lat := make([]latencies, len(arms))
-		elapsed := make([]time.Duration, len(arms))
-		for _, a := range arms {
-			if err := get(a.url+w.path, tok); err != nil { // warm the pools
+		tok := benchToken(b, w.territory)
+		do := make([]func() error, len(arms))
+		for i, a := range arms {
+			if err := client.get(a.url+w.path, tok); err != nil { // warm the pools
 				b.Fatal(err)
 			}
+			do[i] = func() error { return client.get(a.url+w.path, tok) }
 		}
-		for range rounds {
-			for i, a := range arms {
-				start := time.Now()
-				deadline := start.Add(slice)
-				var wg sync.WaitGroup
-				var failed atomic.Value
-				for range w.clients {
-					wg.Go(func() {
-						for time.Now().Before(deadline) {
-							t0 := time.Now()
-							if err := get(a.url+w.path, tok); err != nil {
-								failed.Store(err)
-								return
-							}
-							lat[i].add(time.Since(t0))
-						}
-					})
-				}
-				wg.Wait()
-				if err, _ := failed.Load().(error); err != nil {
-					b.Fatal(err)
-				}
-				elapsed[i] += time.Since(start)
-			}
-		}
+		runs := interleave(b, do, w.clients, rounds, slice)
 		var table strings.Builder
 		fmt.Fprintf(&table, "\n%s (%d rounds of %s per arm):\n| arm | req/s | p50 ms | p99 ms | throughput vs no export | p50 overhead |\n|---|---:|---:|---:|---:|---:|\n", w.name, rounds, slice)
-		base := float64(len(lat[0].d)) / elapsed[0].Seconds()
-		baseP50 := lat[0].percentile(50)
+		base := runs[0].perSecond()
+		baseP50 := runs[0].lat.percentile(50)
 		for i, a := range arms {
-			rps := float64(len(lat[i].d)) / elapsed[i].Seconds()
-			p50 := lat[i].percentile(50)
+			rps := runs[i].perSecond()
+			p50 := runs[i].lat.percentile(50)
 			fmt.Fprintf(&table, "| %s | %.0f | %.3f | %.3f | %.3f | %+.3f ms |\n", a.name, rps,
-				float64(p50.Microseconds())/1000, float64(lat[i].percentile(99).Microseconds())/1000,
-				rps/base, float64((p50-baseP50).Microseconds())/1000)
+				ms(p50), ms(runs[i].lat.percentile(99)), rps/base, ms(p50-baseP50))
 			key := strings.NewReplacer(" ", "-", "(", "", ")", "", ",", "").Replace(w.name + "/" + a.name)
 			b.ReportMetric(rps, key+"-req/s")
 		}
