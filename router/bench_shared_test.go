@@ -34,7 +34,7 @@ func benchTiming() (slice time.Duration, rounds int) {
 }
 
 // loadFixture loads the package's fixture into the shards nw and lazio of
-// cfg, as newEnv does.
+// cfg: newEnv's and the benchmarks' data.
 func loadFixture(tb testing.TB, cfg shardmap.Config) {
 	tb.Helper()
 	for _, sh := range cfg.Shards {

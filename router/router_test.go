@@ -125,14 +125,7 @@ func startEnv(t testing.TB, name string, withOwned bool, onLeg func(regions.Code
 			}
 		}
 	}
-	for _, sh := range cfg.Shards {
-		switch sh.Name {
-		case "nw":
-			exec(t, sh.AdminDSN(), fmt.Sprintf(fixtureSQL, milano, bergamo, stallMI1, vendor03, stallBG1, vendor03+1))
-		case "lazio":
-			exec(t, sh.AdminDSN(), lazioSQL)
-		}
-	}
+	loadFixture(t, cfg)
 	e.spans = tracetest.NewSpanRecorder()
 	tel, err := NewTelemetry(TraceConfig{SampleRatio: 1}, e.spans)
 	if err != nil {
