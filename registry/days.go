@@ -74,11 +74,7 @@ func ListMarketDays(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, m
 		body  []byte
 	)
 	err := sh.Read(ctx, sc, func(b *pgx.Batch) {
-		marketGuard.pick(a).queue(b, a).Query(func(rows pgx.Rows) error {
-			found = rows.Next()
-			rows.Close()
-			return rows.Err()
-		})
+		marketGuard.pick(a).queueFound(b, a, &found)
 		listDaysSQL.queue(b, a).QueryRow(func(row pgx.Row) error { return row.Scan(&body) })
 	})
 	if err != nil {

@@ -119,11 +119,7 @@ func (l list[T]) run(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, 
 			b.Queue(l.spec.prelude)
 		}
 		if guard.sql != "" {
-			guard.queue(b, a).Query(func(rows pgx.Rows) error {
-				found = rows.Next()
-				rows.Close()
-				return rows.Err()
-			})
+			guard.queueFound(b, a, &found)
 		}
 		page.queue(b, a).Query(func(rows pgx.Rows) error {
 			scan := pgx.RowToStructByName[T]

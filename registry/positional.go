@@ -119,6 +119,16 @@ func (s statement) queue(b *pgx.Batch, a pgx.NamedArgs) *pgx.QueuedQuery {
 	return b.Queue(s.sql, s.args(a)...)
 }
 
+// queueFound queues s, a guard such as marketGuard, in b and sets *found
+// to whether it returned a row: whether what it guards is in scope.
+func (s statement) queueFound(b *pgx.Batch, a pgx.NamedArgs, found *bool) {
+	s.queue(b, a).Query(func(rows pgx.Rows) error {
+		*found = rows.Next()
+		rows.Close()
+		return rows.Err()
+	})
+}
+
 // variants is a statement with optional parts (conditions of a WHERE
 // clause, assignments of a SET clause), built once for every combination
 // of them. A part applies when every argument it names is given.

@@ -272,11 +272,7 @@ func GetGraduatoria(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, m
 	found := false
 	var rows []rankRow
 	err := sh.Read(ctx, sc, func(b *pgx.Batch) {
-		marketGuard.pick(a).queue(b, a).Query(func(rows pgx.Rows) error {
-			found = rows.Next()
-			rows.Close()
-			return rows.Err()
-		})
+		marketGuard.pick(a).queueFound(b, a, &found)
 		rankingOptionsSQL.queue(b, a).QueryRow(func(row pgx.Row) error {
 			return row.Scan(&out.Sectors, &out.TieBreaks)
 		})

@@ -84,11 +84,7 @@ func TitleRanking(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, mar
 	}
 	found := false
 	err := sh.Read(ctx, sc, func(b *pgx.Batch) {
-		marketGuard.pick(a).queue(b, a).Query(func(rows pgx.Rows) error {
-			found = rows.Next()
-			rows.Close()
-			return rows.Err()
-		})
+		marketGuard.pick(a).queueFound(b, a, &found)
 		titleRankingSQL.queue(b, a).Query(func(rows pgx.Rows) error {
 			items, err := pgx.CollectRows(rows, pgx.RowToStructByName[TitleEntry])
 			if items != nil {

@@ -1,7 +1,6 @@
 package router
 
 import (
-	"bytes"
 	"context"
 	"time"
 
@@ -172,22 +171,4 @@ func withPathDate[B any](read func(*gin.Context, *B) (registry.Write, error), da
 		*date(b) = c.Param("date")
 		return w, err
 	}
-}
-
-// readOptionalJSON is readJSON for a body whose fields are all optional:
-// it may also be empty.
-func readOptionalJSON[B any](c *gin.Context, dst *B) (registry.Write, error) {
-	if err := queryParams(c).err(); err != nil {
-		return registry.Write{}, err
-	}
-	body, err := readBody(c, maxBody)
-	if err != nil {
-		return registry.Write{}, err
-	}
-	if len(bytes.TrimSpace(body)) > 0 {
-		if err := decodeBody(body, dst); err != nil {
-			return registry.Write{}, err
-		}
-	}
-	return writeMeta(c, body)
 }

@@ -1,7 +1,6 @@
 package router
 
 import (
-	"bytes"
 	"context"
 	"regexp"
 	"strconv"
@@ -114,16 +113,7 @@ func (s *Server) readStep(c *gin.Context, day *time.Time, b any, emptyOK bool) (
 	if *day, err = s.spuntaDate(c); err != nil {
 		return registry.Write{}, err
 	}
-	body, err := readBody(c, maxBody)
-	if err != nil {
-		return registry.Write{}, err
-	}
-	if !emptyOK || len(bytes.TrimSpace(body)) > 0 {
-		if err := decodeBody(body, b); err != nil {
-			return registry.Write{}, err
-		}
-	}
-	return writeMeta(c, body)
+	return readWrite(c, b, emptyOK)
 }
 
 // checkSpuntaSeed checks the seed an office gives.

@@ -146,12 +146,30 @@ func readJSON[B any](c *gin.Context, dst *B) (registry.Write, error) {
 	if err := queryParams(c).err(); err != nil {
 		return registry.Write{}, err
 	}
+	return readWrite(c, dst, false)
+}
+
+// readOptionalJSON is readJSON for a body whose fields are all optional:
+// it may also be empty.
+func readOptionalJSON[B any](c *gin.Context, dst *B) (registry.Write, error) {
+	if err := queryParams(c).err(); err != nil {
+		return registry.Write{}, err
+	}
+	return readWrite(c, dst, true)
+}
+
+// readWrite reads a write request's JSON body into dst (an empty body
+// too, leaving dst as it is, when emptyOK) and returns the write's
+// metadata.
+func readWrite(c *gin.Context, dst any, emptyOK bool) (registry.Write, error) {
 	body, err := readBody(c, maxBody)
 	if err != nil {
 		return registry.Write{}, err
 	}
-	if err := decodeBody(body, dst); err != nil {
-		return registry.Write{}, err
+	if !emptyOK || len(bytes.TrimSpace(body)) > 0 {
+		if err := decodeBody(body, dst); err != nil {
+			return registry.Write{}, err
+		}
 	}
 	return writeMeta(c, body)
 }
