@@ -47,7 +47,7 @@ func (c Config) Validate() error {
 // Principal is the authenticated caller.
 type Principal struct {
 	Subject   string            // JWT "sub"
-	Role      string            // JWT "role": one of super_admin, admin_pa, market_manager, suap_operator, municipal_police, auditor, business_owner
+	Role      string            // JWT "role": one of super_admin, admin_pa, market_manager, suap_operator, municipal_police, auditor, business_owner, dba
 	Territory regions.Territory // JWT "territory", parsed with regions.ParseTerritory
 }
 
@@ -75,8 +75,14 @@ func Roles() []string {
 		"municipal_police",
 		"auditor",
 		"business_owner",
+		"dba",
 	}
 }
+
+// IsOperator reports whether role may see how the router and its
+// databases are doing (the status page): dba, the operators' role, which
+// may not write, and super_admin.
+func IsOperator(role string) bool { return role == "dba" || role == "super_admin" }
 
 // CanWrite reports whether role may write: super_admin, admin_pa,
 // market_manager and suap_operator may; every other role, known or not, may not.

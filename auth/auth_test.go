@@ -420,7 +420,7 @@ func TestTokenFromRequest(t *testing.T) {
 
 func TestRolesAndCanWrite(t *testing.T) {
 	writers := []string{"super_admin", "admin_pa", "market_manager", "suap_operator"}
-	readers := []string{"municipal_police", "auditor", "business_owner"}
+	readers := []string{"municipal_police", "auditor", "business_owner", "dba"}
 	roles := Roles()
 	if want := append(slices.Clone(writers), readers...); !slices.Equal(roles, want) {
 		t.Errorf("Roles() = %v, want %v", roles, want)
@@ -452,6 +452,15 @@ func TestRolesAndCanWrite(t *testing.T) {
 	for _, tt := range tests {
 		if got := CanWrite(tt.role); got != tt.want {
 			t.Errorf("CanWrite(%q) = %v, want %v", tt.role, got, tt.want)
+		}
+	}
+}
+
+func TestIsOperator(t *testing.T) {
+	for _, role := range append(Roles(), "", "DBA", "root") {
+		want := role == "dba" || role == "super_admin"
+		if got := IsOperator(role); got != want {
+			t.Errorf("IsOperator(%q) = %v, want %v", role, got, want)
 		}
 	}
 }

@@ -45,25 +45,29 @@ func ParseLSN(s string) (LSN, error) {
 // String returns the text form of a pg_lsn.
 func (l LSN) String() string { return fmt.Sprintf("%X/%X", uint64(l)>>32, uint64(l)&0xFFFFFFFF) }
 
+// MarshalText returns the text form of a pg_lsn, so that JSON shows it as
+// PostgreSQL does.
+func (l LSN) MarshalText() ([]byte, error) { return []byte(l.String()), nil }
+
 // ReplicaLag is what the router last measured of one replica of a shard,
 // for the status page and the dms.shard.replica.lag gauge.
 type ReplicaLag struct {
 	// Index is the replica's place in the shard's replicas list.
-	Index int
+	Index int `json:"index"`
 	// Lag is how long ago the primary first had WAL that the replica has
 	// not replayed yet, as the router saw it: measured once a second, so it
 	// may be up to a second below the true lag. 0 when it has replayed all.
-	Lag time.Duration
+	Lag time.Duration `json:"lag_ns"`
 	// Replayed is the replica's last replayed WAL position.
-	Replayed LSN
+	Replayed LSN `json:"replayed"`
 	// MeasuredAt is when the router last measured the replica; zero before
 	// its first measurement and after a failed one.
-	MeasuredAt time.Time
+	MeasuredAt time.Time `json:"measured_at"`
 	// Err is why the last measurement failed, "" when it did not.
-	Err string
+	Err string `json:"error,omitempty"`
 	// Readable reports whether the replica gets reads now: its breaker is
 	// not open, and it was measured recently with a lag under the limit.
-	Readable bool
+	Readable bool `json:"readable"`
 }
 
 // replicaLag is a replica's last measurement; the lag monitor replaces it

@@ -60,6 +60,8 @@ type backend struct {
 	// measurement of a replica (nil before the first).
 	lagConn *pgconn.Config
 	lag     atomic.Pointer[replicaLag]
+	// calls are the router's calls to the server over the last minute.
+	calls window
 }
 
 // breaker returns b's current breaker.
@@ -563,11 +565,13 @@ func (s *Shard) do(ctx context.Context, op string, sc regions.Scope, b *backend,
 	_, err := b.breaker().Execute(func() (struct{}, error) { return struct{}{}, s.call(ctx, b.pool, fn) })
 	err = s.classify(err, sc)
 	outcome := outcomeOf(err)
+	end := time.Now()
+	b.calls.record(end, end.Sub(start), outcome == "unavailable" || outcome == "timeout")
 	if fence := (*FenceError)(nil); errors.As(err, &fence) {
 		s.obs.fenced.Add(ctx, 1, metric.WithAttributes(attribute.String("shard", s.name),
 			attribute.String("region", string(sc.Region)), attribute.String("reason", fenceReason(fence.Err))))
 	}
-	s.obs.queryDuration.Record(ctx, time.Since(start).Seconds(),
+	s.obs.queryDuration.Record(ctx, end.Sub(start).Seconds(),
 		metric.WithAttributes(append(attrs, attribute.String("outcome", outcome))...))
 	if err != nil {
 		span.SetStatus(codes.Error, outcome)
