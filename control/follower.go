@@ -111,6 +111,11 @@ func defaultID(host string) string {
 // ID returns the router's id in control.routers.
 func (f *Follower) ID() string { return f.id }
 
+// DB returns the follower's own pool on the control database (one
+// connection), for the few reads a router makes there besides following
+// (the status page's routers and moves).
+func (f *Follower) DB() Querier { return f.pool }
+
 // State returns the follower's state.
 func (f *Follower) State() State {
 	f.mu.Lock()

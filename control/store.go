@@ -132,15 +132,15 @@ func withConn(ctx context.Context, dsn string, fn func(*pgx.Conn) error) error {
 
 // Router is a router process's row in control.routers.
 type Router struct {
-	ID           string    `db:"router_id"`
-	Host         string    `db:"host"`
-	PID          int32     `db:"pid"`
-	StartedAt    time.Time `db:"started_at"`
-	EpochApplied int64     `db:"epoch_applied"`
-	LastError    string    `db:"last_error"`
-	LastSeen     time.Time `db:"last_seen"`
+	ID           string    `db:"router_id" json:"id"`
+	Host         string    `db:"host" json:"host"`
+	PID          int32     `db:"pid" json:"pid"`
+	StartedAt    time.Time `db:"started_at" json:"started_at"`
+	EpochApplied int64     `db:"epoch_applied" json:"epoch_applied"`
+	LastError    string    `db:"last_error" json:"last_error,omitempty"`
+	LastSeen     time.Time `db:"last_seen" json:"last_seen"`
 	// Live: seen within three of its poll intervals.
-	Live bool `db:"live"`
+	Live bool `db:"live" json:"live"`
 }
 
 // Routers returns every router the control database knows, live ones

@@ -175,7 +175,7 @@ var problemTable = []problemRow{
 	{match: is(errMediaType),
 		problem: Problem{Type: "/problems/unsupported-media-type", Title: "Unsupported media type", Status: http.StatusUnsupportedMediaType,
 			Detail: "send the body as application/json"}},
-	{match: is(errForbidden, errRoleReadOnly, errVendorStatus, errRegolamentoScope),
+	{match: is(errForbidden, errRoleReadOnly, errNotOperator, errVendorStatus, errRegolamentoScope),
 		problem: Problem{Type: "/problems/forbidden", Title: "Forbidden", Status: http.StatusForbidden},
 		fill:    detailFromError},
 	{match: is(registry.ErrOutsideScope),

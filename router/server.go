@@ -58,6 +58,7 @@ type Server struct {
 	national *national.Fanout // answers the national requests
 
 	control *control.Follower // the control database's follower; nil without one
+	status  *statusPage       // the operators' status page
 
 	readyMu    sync.Mutex
 	readyAt    time.Time
@@ -101,6 +102,9 @@ func New(m *shardmap.Holder, v *auth.Verifier, n *national.Fanout, opts Options)
 		metric.WithDescription("Duration of HTTP requests by route, method, status and region."),
 		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 	if err != nil {
+		return nil, err
+	}
+	if s.status, err = newStatusPage(); err != nil {
 		return nil, err
 	}
 	s.engine = s.routes()
@@ -174,6 +178,10 @@ func (s *Server) routes() *gin.Engine {
 	n.GET("/concessions/expiring", s.handle(s.nationalExpiring))
 	n.GET("/concessions/decadenza", s.handle(s.nationalDecadenza))
 	n.GET("/market-days", s.handle(s.nationalMarketDays))
+
+	// Operators (dba, super_admin): the status as a page and as JSON.
+	e.GET("/status", s.authenticate, s.requireOperator, s.handle(s.statusHTML))
+	v1.GET("/admin/shards", s.requireOperator, s.handle(s.adminShards))
 
 	// What each problem type means: the type URIs resolve. No token.
 	e.GET("/problems/:name", s.handle(s.problemPage))

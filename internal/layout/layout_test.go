@@ -29,9 +29,10 @@ var allowed = map[string][]string{
 	"jobs":                       {"regions", "shardmap"},
 	"national":                   {"auth", "regions", "registry", "shardmap"},
 	"move":                       {"control", "migrations", "regions", "shardmap"},
-	"router":                     {"auth", "control", "national", "regions", "registry", "shardmap", "taxcode"},
+	"fleet":                      {"control", "migrations", "move", "regions", "shardmap"},
+	"router":                     {"auth", "control", "fleet", "national", "regions", "registry", "shardmap", "taxcode"},
 	"config":                     {"auth", "control", "jobs", "national", "shardmap"},
-	"internal/cli":               {"auth", "config", "control", "jobs", "migrations", "move", "national", "regions", "router", "shardmap"},
+	"internal/cli":               {"auth", "config", "control", "fleet", "jobs", "migrations", "move", "national", "regions", "router", "shardmap"},
 	"internal/layout":            {},
 	"deploy":                     {}, // tests only: they check the deploy files
 	"internal/pgcluster":         {"control", "migrations", "regions", "shardmap"},
@@ -55,6 +56,7 @@ var rooms = map[string][]string{
 	"github.com/sony/gobreaker":          {"shardmap"},
 	"github.com/golang-jwt/":             {"auth"},
 	"github.com/pressly/goose":           {"migrations"},
+	"github.com/chromedp/":               {}, // router's tests only: the status page in a browser
 }
 
 type pkg struct {
