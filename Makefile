@@ -4,7 +4,7 @@
 # or through sudo).
 GO ?= go
 
-.PHONY: build test vet fuzz fuzz-short demo demo-reset postgres promtool clean bin/dmsrouter bin/dmsdev
+.PHONY: build test vet fuzz fuzz-short demo demo-reset postgres promtool chromium clean bin/dmsrouter bin/dmsdev
 
 # bin/dmsrouter is what production runs (and all deploy/Dockerfile builds);
 # bin/dmsdev holds the dev tools: seed, demo, bench, ingest.
@@ -19,8 +19,9 @@ bin/dmsdev:
 # Every package that needs PostgreSQL starts a throwaway cluster (or reuses
 # the server named by PGTEST_DSN); see pgtest/.
 # The deploy check (go test ./deploy/) runs promtool: make test installs it
-# when missing (scripts/ensure-promtool.sh: Debian's prometheus package).
-test: postgres promtool vet fuzz-short
+# when missing (scripts/ensure-promtool.sh: Debian's prometheus package),
+# and chromium for the status page's browser test (scripts/ensure-chromium.sh).
+test: postgres promtool chromium vet fuzz-short
 	$(GO) test -count=1 -timeout 15m ./...
 
 # Every fuzz target (func FuzzX in a _test.go file; `go test` also runs each
@@ -57,6 +58,9 @@ postgres:
 
 promtool:
 	@scripts/ensure-promtool.sh
+
+chromium:
+	@scripts/ensure-chromium.sh
 
 clean:
 	rm -rf bin
