@@ -25,7 +25,7 @@ func commands() []cli.Command {
 		{Name: "serve", Summary: "serve the HTTP API (--config F)", Run: serveCmd},
 		{Name: "migrate", Summary: "apply (up) or show (status) the schema on every shard (--config F)", Run: migrateCmd},
 		{Name: "region", Summary: "move a region to another shard online (move --config F --region 05 --to S [--dry-run] [--max-freeze 5s] [--yes]; rollback, complete, abort, status)", Run: cli.Region},
-		{Name: "shards", Summary: "change the region assignments in the control database (apply --config F --regions FILE [--yes])", Run: shardsCmd},
+		{Name: "shards", Summary: "change the region assignments in the control database (apply --config F --regions FILE [--yes]); show the shards (status --config F)", Run: shardsCmd},
 		{Name: "token", Summary: "print a signed development token (--config F --sub --role --territory [--ttl])", Run: tokenCmd},
 	}
 }

@@ -21,6 +21,8 @@ import (
 
 const shardsSubcommands = `  apply   assign the regions of --regions FILE as a new epoch in the control
           database, after showing what changes; every router follows it
+  status  print each shard's state, schema version, freezes, regions and standbys,
+          the epoch, the routers and the moves, asking the databases (no router needed)
 `
 
 // shardsCmd changes the region assignments by hand (apply): it validates
@@ -28,13 +30,17 @@ const shardsSubcommands = `  apply   assign the regions of --regions FILE as a n
 // against the current epoch, asks (or takes --yes), writes the next epoch
 // and waits, bounded by --wait, until every live router has applied it.
 // An invalid file, a refusal, or a change written meanwhile writes nothing.
+// status is cli.ShardsStatus.
 func shardsCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := cli.SubcommandFlags("dmsrouter", "shards apply", shardsSubcommands, stderr)
+	if len(args) > 0 && args[0] == "status" {
+		return cli.ShardsStatus(ctx, args[1:], getenv, stdout, stderr)
+	}
+	fs := cli.SubcommandFlags("dmsrouter", "shards apply|status", shardsSubcommands, stderr)
 	path := fs.String("config", "configs/dev.yaml", "configuration file: its shards and its control database")
 	regionsFile := fs.String("regions", "", `YAML file of the new assignments, regions: {"01": s01, ...}, all 20 (required)`)
 	yes := fs.Bool("yes", false, "apply without asking (required when stdin is not a terminal)")
 	wait := fs.Duration("wait", 10*time.Second, "how long to wait for every live router to apply the new epoch")
-	if err := cli.ParseSubcommand(fs, "shards", []string{"apply"}, args); err != nil {
+	if err := cli.ParseSubcommand(fs, "shards", []string{"apply", "status"}, args); err != nil {
 		return err
 	}
 	if *regionsFile == "" {
