@@ -77,6 +77,7 @@ func TestToProblem(t *testing.T) {
 		{"media type", errMediaType, "/problems/unsupported-media-type", 415, "", ""},
 		{"outside the territory", forbidden("region 12 is outside territory region:03"), "/problems/forbidden", 403, "", ""},
 		{"reading role", errRoleReadOnly, "/problems/forbidden", 403, "", ""},
+		{"not an operator", errNotOperator, "/problems/forbidden", 403, "", ""},
 		{"row outside the scope", fmt.Errorf("create market: %w", registry.ErrOutsideScope), "/problems/forbidden", 403, "", ""},
 		{"missing id in a body", fmt.Errorf("check in: %w", &registry.MissingError{Field: "vendor_id"}), "/problems/not-found", 404, "", "vendor_id"},
 		{"conflict", &registry.ConflictError{Reason: "the stall is taken"}, "/problems/conflict", 409, "", ""},

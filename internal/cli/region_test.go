@@ -2,8 +2,6 @@ package cli_test
 
 import (
 	"context"
-	"fmt"
-	"os"
 	"strings"
 	"testing"
 
@@ -40,13 +38,7 @@ func TestRegionCommands(t *testing.T) {
 	if r := control.Migrate(ctx, ctlDSN, cfg.Regions); r.Err != nil {
 		t.Fatal(r.Err)
 	}
-	path := clitest.WriteConfig(t, cfg)
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintf(f, "control:\n  dsn: %q\n", ctlDSN)
-	f.Close()
+	path := withControl(t, clitest.WriteConfig(t, cfg), ctlDSN)
 
 	region := func(args ...string) (string, error) {
 		var out, errOut clitest.Buffer

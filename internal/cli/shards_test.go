@@ -41,16 +41,8 @@ func TestShardsStatus(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "1 shard(s) did not answer: gone") {
 		t.Errorf("shards status with shard gone down = %v, want it to fail naming gone", err)
 	}
-	for _, want := range []string{
-		fmt.Sprintf("src    available    %d of %d  no      05", latest, latest),
-		"gone   UNAVAILABLE  ?",
-		"  gone: unreachable: ",
-		"no control database",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("shards status printed\n%s\nwant it to contain %q", out, want)
-		}
-	}
+	wantOutput(t, out, fmt.Sprintf("src    available    %d of %d  no      05", latest, latest),
+		"gone   UNAVAILABLE  ?", "  gone: unreachable: ", "no control database")
 
 	ctlDSN := newDatabase(t, "clishards_control")
 	if r := control.Migrate(ctx, ctlDSN, cfg.Regions); r.Err != nil {
@@ -58,25 +50,35 @@ func TestShardsStatus(t *testing.T) {
 	}
 	pgtest.Exec(t, ctlDSN, `INSERT INTO control.moves (region_id, source, target, phase, max_freeze) VALUES ('05', 'src', 'rest', 'switching', '5s')`)
 	pgtest.Exec(t, pgtest.Shard(t, cfg, "src").AdminDSN(), `UPDATE dms.shard_regions SET frozen = true WHERE region_id = 5`)
-	path := clitest.WriteConfig(t, cfg)
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintf(f, "control:\n  dsn: %q\n", ctlDSN)
-	f.Close()
-	out, err = status(path)
+	out, err = status(withControl(t, clitest.WriteConfig(t, cfg), ctlDSN))
 	if err != nil {
 		t.Fatalf("shards status with a control database: %v", err)
 	}
-	for _, want := range []string{
-		"no, regions 05 frozen by a move",
-		"control database: epoch 1",
-		"no router recorded",
-		"05 Veneto  src   rest  switching",
-	} {
+	wantOutput(t, out, "no, regions 05 frozen by a move", "control database: epoch 1", "no router recorded",
+		"05 Veneto  src   rest  switching")
+}
+
+// wantOutput fails t unless out contains every one of wants.
+func wantOutput(t *testing.T, out string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
 		if !strings.Contains(out, want) {
 			t.Errorf("shards status printed\n%s\nwant it to contain %q", out, want)
 		}
 	}
+}
+
+// withControl appends a control block naming the database at dsn to the
+// configuration file at path, and returns path.
+func withControl(t *testing.T, path, dsn string) string {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := fmt.Fprintf(f, "control:\n  dsn: %q\n", dsn); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
