@@ -89,3 +89,22 @@ func TestWindowRecordAllocatesNothing(t *testing.T) {
 		t.Errorf("record allocates %v times per call, want 0", n)
 	}
 }
+
+// BenchmarkWindowRecord is the window's cost per shard call: alone, and
+// from every core at once on one server's window (the lock contended).
+func BenchmarkWindowRecord(b *testing.B) {
+	var w window
+	now := time.Now()
+	b.Run("serial", func(b *testing.B) {
+		for b.Loop() {
+			w.record(now, 3*time.Millisecond, false)
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				w.record(now, 3*time.Millisecond, false)
+			}
+		})
+	})
+}
