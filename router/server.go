@@ -4,7 +4,7 @@
 // (package national answers them), problem+json errors and telemetry. Gin
 // stays inside this package.
 //
-// It may import auth, control, national, registry, shardmap, regions, taxcode, gin,
+// It may import auth, control, fleet, national, registry, shardmap, regions, taxcode, gin,
 // Prometheus and OpenTelemetry; only the commands import it.
 package router
 
