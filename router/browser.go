@@ -138,7 +138,7 @@ func (s *Server) browser(c *gin.Context) {
 const gzipMinSize = 1024
 
 // bodies compresses answer bodies with gzip writers it reuses (each holds
-// about 800 KB of compressor state). A Server owns one; the edge stores it
+// about 1.2 MB of compressor state). A Server owns one; the edge stores it
 // on each request (ctxBodies) for writeBody.
 type bodies struct{ gzips sync.Pool }
 

@@ -264,6 +264,10 @@ func testETag(t *testing.T, e, _ *env) {
 	if other.header.Get("ETag") == etag {
 		t.Errorf("two markets have the same ETag %s", etag)
 	}
+	page := e.do(t, "", "GET", "/problems/cross-origin", "", identity...)
+	if got := page.header.Get("ETag"); got != bodyETag([]byte(page.raw), false) {
+		t.Errorf("GET /problems/cross-origin: ETag = %q, want the quoted hash of the page", got)
+	}
 	w := e.do(t, "lombardia", "PATCH", path, `{"name":"Mercato di Via Papiniano"}`)
 	wantStatus(t, "PATCH "+path, w, 200)
 	if got := w.header.Get("ETag"); got != "" {

@@ -383,6 +383,5 @@ func (s *Server) problemPage(c *gin.Context) error {
 	page := fmt.Sprintf("<!doctype html>\n<html lang=\"en\">\n<meta charset=\"utf-8\">\n<title>%s</title>\n<h1>%d %s</h1>\n<p>%s</p>\n<p>Answered as <code>application/problem+json</code> with <code>\"type\": \"%s\"</code>.</p>\n",
 		title, p.Status, title, html.EscapeString(problemAbout[typ]), html.EscapeString(typ))
 	c.Header("Cache-Control", "public, max-age=86400") // the same for everyone, changed only by a release
-	c.Data(http.StatusOK, "text/html; charset=utf-8", []byte(page))
-	return nil
+	return writeBody(c, http.StatusOK, "text/html; charset=utf-8", []byte(page))
 }
