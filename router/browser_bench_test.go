@@ -3,7 +3,6 @@ package router
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -162,7 +161,7 @@ func BenchmarkWriteBody(b *testing.B) {
 			"015", "015146", "Milano", []int{1, 3, 5}, "ACTIVE", 1.1}
 	}
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(map[string]any{"items": page, "total": 60}); err != nil {
+	if err := jsonEncode(&buf, map[string]any{"items": page, "total": 60}); err != nil {
 		b.Fatal(err)
 	}
 	body := buf.Bytes()
