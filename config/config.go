@@ -77,6 +77,53 @@ type Server struct {
 	MetricsAddr     string        `mapstructure:"metrics_addr"`
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
 	DrainDelay      time.Duration `mapstructure:"drain_delay"`
+	CORS            CORS          `mapstructure:"cors"`
+}
+
+// CORS is the server.cors block: the exact origins of the browser
+// dashboards that may call the API from other origins (scheme://host[:port]
+// as browsers send it, never "*": the answers allow credentials, and the
+// cross-origin protection of writes trusts the same origins), and how long a
+// browser may keep a preflight's answer. The router takes it as
+// router.CORS, which has the same fields.
+type CORS struct {
+	AllowedOrigins []string      `mapstructure:"allowed_origins"`
+	MaxAge         time.Duration `mapstructure:"max_age"`
+}
+
+// validate returns a problem for each origin that is not an exact origin
+// and for a max_age outside 0s..24h.
+func (c CORS) validate() []error {
+	var errs []error
+	for i, o := range c.AllowedOrigins {
+		if msg := badOrigin(o); msg != "" {
+			errs = append(errs, fmt.Errorf("server.cors.allowed_origins[%d]: %q %s", i, o, msg))
+		}
+	}
+	if c.MaxAge < 0 || c.MaxAge > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("server.cors.max_age: %s is outside 0s..24h", c.MaxAge))
+	}
+	return errs
+}
+
+// badOrigin says what keeps o from being an origin as browsers send it in
+// the Origin header, or "".
+func badOrigin(o string) string {
+	if o == "*" || o == "null" {
+		return "is not allowed: name each origin exactly (the answers allow credentials)"
+	}
+	u, err := url.Parse(o)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "":
+		return "is not an origin such as https://dashboard.example.it"
+	case u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || strings.ContainsAny(o, "?#"):
+		return "must be scheme://host[:port] alone, without user, path, query or fragment"
+	case o != strings.ToLower(o):
+		return "must be lower case, as browsers send it"
+	case (u.Scheme == "https" && u.Port() == "443") || (u.Scheme == "http" && u.Port() == "80"):
+		return "must leave out the scheme's default port, as browsers do"
+	}
+	return ""
 }
 
 var defaults = map[string]any{
@@ -84,6 +131,8 @@ var defaults = map[string]any{
 	"server.metrics_addr":           "127.0.0.1:9090",
 	"server.shutdown_timeout":       "10s",
 	"server.drain_delay":            "0s",
+	"server.cors.allowed_origins":   []string{}, // no dashboard on another origin
+	"server.cors.max_age":           "10m",
 	"auth.hs256_secret":             "",
 	"auth.public_key_file":          "",
 	"database.connect_timeout":      "2s",
@@ -329,6 +378,7 @@ func (c *Config) Validate() error {
 	if d := c.Server.DrainDelay; d < 0 || d > time.Minute {
 		errs = append(errs, fmt.Errorf("server.drain_delay: %s is out of range (0s..1m)", d))
 	}
+	errs = append(errs, c.Server.CORS.validate()...)
 	errs = append(errs, c.Telemetry.validate()...)
 	for _, err := range []error{c.Auth.Validate(), c.National.Validate(), c.ShardMap.Validate(), c.Control.Validate(), c.Jobs.Validate()} {
 		if j, ok := err.(interface{ Unwrap() []error }); ok {

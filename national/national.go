@@ -112,6 +112,10 @@ func (f *Fanout) SetConfig(cfg Config) {
 
 func (f *Fanout) config() Config { return *f.cfg.Load() }
 
+// CacheTTL returns how long a complete answer is cached now (0: not at
+// all), so that the router can tell browsers to keep it as long.
+func (f *Fanout) CacheTTL() time.Duration { return f.config().CacheTTL }
+
 // Request is what every national question carries besides its parameters.
 type Request struct {
 	// Map is the shard map snapshot the request took: every leg reads it.

@@ -127,19 +127,21 @@ func (e *partialError) Error() string {
 
 // writeNational writes the national answer a, which came from source. With
 // complete set, an answer that misses regions is a *partialError; so is one
-// that no region answered.
-func writeNational(c *gin.Context, complete bool, a *national.Answer, source string, err error) error {
+// that no region answered. A complete answer may be kept by the browser as
+// long as the router's cache keeps it (national.cache_ttl); a partial one,
+// which the router does not cache, may not.
+func (s *Server) writeNational(c *gin.Context, complete bool, a *national.Answer, source string, err error) error {
 	if err != nil {
 		return err
 	}
 	if len(a.Missing) == len(regions.All()) || (complete && len(a.Missing) > 0) {
 		return &partialError{missing: a.Missing, retryAfter: a.RetryAfter}
 	}
-	c.Header("Content-Type", "application/json; charset=utf-8")
 	c.Header("X-Dms-National", source)
-	c.Status(http.StatusOK)
-	_, err = c.Writer.Write(a.Body)
-	return err
+	if len(a.Missing) == 0 {
+		c.Header("Cache-Control", cacheFor(s.national.CacheTTL()))
+	}
+	return writeBody(c, http.StatusOK, "application/json; charset=utf-8", a.Body)
 }
 
 // nationalSummary serves GET /v1/national/summary[?date=]: per region and in
@@ -155,7 +157,7 @@ func (s *Server) nationalSummary(c *gin.Context) error {
 		return err
 	}
 	a, source, err := s.national.Summary(c.Request.Context(), s.nationalRequest(c), day)
-	return writeNational(c, complete, a, source, err)
+	return s.writeNational(c, complete, a, source, err)
 }
 
 // nationalPresences serves GET /v1/national/presences?from=&to=&group_by=:
@@ -175,7 +177,7 @@ func (s *Server) nationalPresences(c *gin.Context) error {
 		return err
 	}
 	a, source, err := s.national.Presences(c.Request.Context(), s.nationalRequest(c), from, to, groupBy)
-	return writeNational(c, complete, a, source, err)
+	return s.writeNational(c, complete, a, source, err)
 }
 
 // nationalExpiring serves GET /v1/national/concessions/expiring
@@ -196,7 +198,7 @@ func (s *Server) nationalExpiring(c *gin.Context) error {
 	}
 	from := s.today()
 	a, source, err := s.national.Expiring(c.Request.Context(), s.nationalRequest(c), from, from.AddDate(0, 0, within), pg)
-	return writeNational(c, complete, a, source, err)
+	return s.writeNational(c, complete, a, source, err)
 }
 
 // nationalMarkets serves GET /v1/markets without a region for a national
@@ -208,7 +210,7 @@ func (s *Server) nationalMarkets(c *gin.Context, f registry.MarketFilter, pg reg
 		return badField("offset", "at most %d on the national list; continue with next_cursor", maxNationalOffset)
 	}
 	a, source, err := s.national.Markets(c.Request.Context(), s.nationalRequest(c), f, pg)
-	return writeNational(c, complete, a, source, err)
+	return s.writeNational(c, complete, a, source, err)
 }
 
 // nationalVendor serves GET /v1/vendors?partita_iva= without a region for a
@@ -220,7 +222,7 @@ func (s *Server) nationalVendor(c *gin.Context, piva string, complete bool) erro
 	today := s.today()
 	yearStart := time.Date(today.Year(), 1, 1, 0, 0, 0, 0, time.UTC)
 	a, source, err := s.national.Vendor(c.Request.Context(), s.nationalRequest(c), piva, yearStart)
-	return writeNational(c, complete, a, source, err)
+	return s.writeNational(c, complete, a, source, err)
 }
 
 // nationalDecadenza serves GET /v1/national/concessions/decadenza
@@ -238,7 +240,7 @@ func (s *Server) nationalDecadenza(c *gin.Context) error {
 	}
 	from := s.today()
 	a, source, err := s.national.Decadenza(c.Request.Context(), s.nationalRequest(c), from, from.AddDate(0, 0, within))
-	return writeNational(c, complete, a, source, err)
+	return s.writeNational(c, complete, a, source, err)
 }
 
 // nationalMarketDays serves GET /v1/national/market-days?from=&to=: per
@@ -254,5 +256,5 @@ func (s *Server) nationalMarketDays(c *gin.Context) error {
 		return err
 	}
 	a, source, err := s.national.MarketDays(c.Request.Context(), s.nationalRequest(c), from, to)
-	return writeNational(c, complete, a, source, err)
+	return s.writeNational(c, complete, a, source, err)
 }

@@ -178,6 +178,9 @@ var problemTable = []problemRow{
 	{match: is(errForbidden, errRoleReadOnly, errNotOperator, errVendorStatus, errRegolamentoScope),
 		problem: Problem{Type: "/problems/forbidden", Title: "Forbidden", Status: http.StatusForbidden},
 		fill:    detailFromError},
+	{match: is(errCrossOrigin),
+		problem: Problem{Type: "/problems/cross-origin", Title: "Cross-origin request refused", Status: http.StatusForbidden,
+			Detail: "a browser sent this write from another site; only the API's own origin and the configured dashboards may write"}},
 	{match: is(registry.ErrOutsideScope),
 		problem: Problem{Type: "/problems/forbidden", Title: "Forbidden", Status: http.StatusForbidden, Detail: "the row lies outside your territory"}},
 	{match: as[*registry.MissingError](),
@@ -317,6 +320,7 @@ func (s *Server) writeProblem(c *gin.Context, err error) {
 		c.Writer.Header()[k] = v
 	}
 	c.Header("Content-Type", "application/problem+json")
+	c.Header("Cache-Control", cacheNoStore)
 	c.Status(p.Status)
 	c.Writer.WriteHeaderNow()
 	_ = jsonEncode(c.Writer, p)
@@ -330,6 +334,7 @@ var problemAbout = map[string]string{
 	"/problems/batch-rejected":         "Some rows of a presence batch were rejected, so none was written. The errors list names each rejected row and field; result holds the counts.",
 	"/problems/client-closed-request":  "The client closed the connection, or stopped sending the body, before the answer. Nobody reads this answer; it is logged with status 499.",
 	"/problems/conflict":               "The write conflicts with stored data, such as a code or tax code already registered, or an overlapping ATTIVA concession. The detail says which.",
+	"/problems/cross-origin":           "A browser sent a write (POST, PUT, PATCH, DELETE) from another site than the API's own and the configured dashboards (server.cors.allowed_origins), as its Sec-Fetch-Site or Origin header says: it may be a forged request riding on the dms_token cookie. Nothing was done. Send writes from the dashboard's own origin, or from a client that is not a browser.",
 	"/problems/forbidden":              "The request names something outside the caller's territory, or the caller's role may not do it.",
 	"/problems/idempotency-key-reused": "This Idempotency-Key was used before for a different request. Use a new key for a new request.",
 	"/problems/internal":               "The server failed. The request id (X-Request-ID) finds the logged cause.",
@@ -377,6 +382,6 @@ func (s *Server) problemPage(c *gin.Context) error {
 	title := html.EscapeString(p.Title)
 	page := fmt.Sprintf("<!doctype html>\n<html lang=\"en\">\n<meta charset=\"utf-8\">\n<title>%s</title>\n<h1>%d %s</h1>\n<p>%s</p>\n<p>Answered as <code>application/problem+json</code> with <code>\"type\": \"%s\"</code>.</p>\n",
 		title, p.Status, title, html.EscapeString(problemAbout[typ]), html.EscapeString(typ))
-	c.Data(http.StatusOK, "text/html; charset=utf-8", []byte(page))
-	return nil
+	c.Header("Cache-Control", "public, max-age=86400") // the same for everyone, changed only by a release
+	return writeBody(c, http.StatusOK, "text/html; charset=utf-8", []byte(page))
 }

@@ -42,6 +42,7 @@ const (
 	ctxPrincipal = "dms.principal"
 	ctxRequestID = "dms.request_id"
 	ctxRegion    = "dms.region"
+	ctxBodies    = "dms.bodies"
 )
 
 // Server serves the API over one shard map.
@@ -60,6 +61,11 @@ type Server struct {
 	control *control.Follower // the control database's follower; nil without one
 	status  *statusPage       // the operators' status page
 
+	origins     map[string]bool             // CORS origins, trusted by crossOrigin too
+	corsMaxAge  time.Duration               // Access-Control-Max-Age
+	crossOrigin *http.CrossOriginProtection // refuses cross-site writes
+	bodies      *bodies                     // the gzip writers of answers
+
 	readyMu    sync.Mutex
 	readyAt    time.Time
 	readyState readiness
@@ -74,6 +80,9 @@ type Options struct {
 	// Control follows the control database that assigns the regions;
 	// /readyz reports its state. Nil: the file's regions rule.
 	Control *control.Follower
+	// CORS lists the origins of browser dashboards that may call the API
+	// (and write with the dms_token cookie); none by default.
+	CORS CORS
 }
 
 // New returns a Server that routes through the shard map m holds (and
@@ -95,6 +104,9 @@ func New(m *shardmap.Holder, v *auth.Verifier, n *national.Fanout, opts Options)
 		if s.tel, err = NewTelemetry(TraceConfig{}); err != nil {
 			return nil, err
 		}
+	}
+	if err := s.browserSafe(opts.CORS); err != nil {
+		return nil, err
 	}
 	s.tracer = s.tel.TracerProvider.Tracer("github.com/dmshub/dmsrouter/router")
 	s.requests, err = s.tel.MeterProvider.Meter("github.com/dmshub/dmsrouter/router").Float64Histogram(
@@ -122,7 +134,7 @@ func (s *Server) routes() *gin.Engine {
 	e.RedirectTrailingSlash = false
 	e.RedirectFixedPath = false
 	e.Use(s.observe, s.recover)
-	e.Use(secureHeaders, s.checkText)
+	e.Use(secureHeaders, s.browser, s.cors, s.refuseCrossOrigin, s.checkText)
 	e.NoRoute(s.handle(noRoute))
 	e.NoMethod(s.handle(func(*gin.Context) error { return errMethodNotAllowed }))
 
@@ -199,19 +211,18 @@ func (s *Server) handle(h func(*gin.Context) error) gin.HandlerFunc {
 }
 
 // writeJSON writes v with status 200.
-func writeJSON(c *gin.Context, v any) error {
+func writeJSON(c *gin.Context, v any) error { return writeJSONStatus(c, http.StatusOK, v) }
+
+// writeJSONStatus writes v with status.
+func writeJSONStatus(c *gin.Context, status int, v any) error {
 	// Encoded whole before anything is sent: an encoding error can still be
 	// answered with a problem, and the body goes out with its length in one
-	// write instead of in chunks.
+	// write instead of in chunks, hashed for its ETag and compressed whole.
 	var buf bytes.Buffer
 	if err := jsonEncode(&buf, v); err != nil {
 		return err
 	}
-	c.Header("Content-Type", "application/json; charset=utf-8")
-	c.Header("Content-Length", strconv.Itoa(buf.Len()))
-	c.Status(http.StatusOK)
-	_, err := c.Writer.Write(buf.Bytes())
-	return err
+	return writeBody(c, status, "application/json; charset=utf-8", buf.Bytes())
 }
 
 func jsonEncode(w io.Writer, v any) error {
@@ -222,6 +233,7 @@ func jsonEncode(w io.Writer, v any) error {
 
 // authenticate verifies the bearer token and stores the principal.
 func (s *Server) authenticate(c *gin.Context) {
+	c.Writer.Header().Add("Vary", "Authorization, Cookie")
 	p, err := s.verifier.Verify(auth.TokenFromRequest(c.Request), s.now())
 	if err != nil {
 		s.writeProblem(c, err)

@@ -322,7 +322,5 @@ func writeResult[T any](c *gin.Context, r registry.Result[T]) error {
 	if r.Replayed {
 		c.Header("Idempotent-Replayed", "true")
 	}
-	c.Header("Content-Type", "application/json; charset=utf-8")
-	c.Status(status)
-	return jsonEncode(c.Writer, r.Value)
+	return writeJSONStatus(c, status, r.Value)
 }
