@@ -86,6 +86,10 @@ var defaults = map[string]any{
 	"server.drain_delay":            "0s",
 	"auth.hs256_secret":             "",
 	"auth.public_key_file":          "",
+	"auth.jwks_url":                 "", // no identity provider's key set
+	"auth.jwks_refresh":             auth.DefaultJWKSRefresh.String(),
+	"auth.issuer":                   "", // any iss
+	"auth.audience":                 "", // any aud
 	"database.connect_timeout":      "2s",
 	"database.acquire_timeout":      "1s",
 	"database.statement_timeout":    "5s",
