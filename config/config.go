@@ -101,6 +101,8 @@ var defaults = map[string]any{
 	"national.leg_timeout":          national.DefaultLegTimeout.String(),
 	"national.concurrency":          national.DefaultConcurrency,
 	"national.cache_ttl":            national.DefaultCacheTTL.String(),
+	"national.rate_limit":           0,  // no limit
+	"national.rate_burst":           0,  // national.DefaultRateBurst when rate_limit is set
 	"control.dsn":                   "", // no control database: the file's regions rule
 	"control.poll_interval":         "0s",
 	"control.router_id":             "",

@@ -112,6 +112,10 @@ func (f *Fanout) SetConfig(cfg Config) {
 
 func (f *Fanout) config() Config { return *f.cfg.Load() }
 
+// Config returns the settings in force, defaults applied: the router reads
+// the national rate limit from them, so that a reload changes it too.
+func (f *Fanout) Config() Config { return f.config() }
+
 // Request is what every national question carries besides its parameters.
 type Request struct {
 	// Map is the shard map snapshot the request took: every leg reads it.

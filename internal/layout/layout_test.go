@@ -55,6 +55,7 @@ var rooms = map[string][]string{
 	"github.com/sony/gobreaker":          {"shardmap"},
 	"github.com/golang-jwt/":             {"auth"},
 	"github.com/pressly/goose":           {"migrations"},
+	"golang.org/x/time/rate":             {"router"},
 }
 
 type pkg struct {
