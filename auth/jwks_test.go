@@ -115,19 +115,10 @@ func signKid(tb testing.TB, m jwt.SigningMethod, key any, kid string, claims jwt
 // valid for an hour, for the issuer and audience of the JWKS tests,
 // changed by edits.
 func idpClaims(now time.Time, sub string, edits ...func(jwt.MapClaims)) jwt.MapClaims {
-	c := jwt.MapClaims{
-		"iss":       "https://idp.example",
-		"aud":       "dmsrouter",
-		"sub":       sub,
-		"role":      "admin_pa",
-		"territory": "region:03",
-		"iat":       now.Add(-time.Minute).Unix(),
-		"exp":       now.Add(time.Hour).Unix(),
-	}
-	for _, e := range edits {
-		e(c)
-	}
-	return c
+	return validAuthClaims(append([]func(jwt.MapClaims){
+		claimSet("iss", "https://idp.example"), claimSet("aud", "dmsrouter"), claimSet("sub", sub),
+		claimSet("iat", now.Add(-time.Minute).Unix()), claimSet("exp", now.Add(time.Hour).Unix()),
+	}, edits...)...)
 }
 
 func genRSA(tb testing.TB) *rsa.PrivateKey {
@@ -378,4 +369,30 @@ func TestConfigValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkVerifyJWKS measures a token of the key set verified for the
+// first time (the signature checked) and again (from the cache).
+func BenchmarkVerifyJWKS(b *testing.B) {
+	k := genRSA(b)
+	p := newIDP(b, rsaJWK("k1", "RS256", &k.PublicKey))
+	v := openVerifier(b, Config{JWKSURL: p.url()})
+	now := time.Now()
+	b.Run("uncached", func(b *testing.B) {
+		tok := signKid(b, jwt.SigningMethodRS256, k, "k1", idpClaims(now, "uncached"))
+		for b.Loop() {
+			v.cache.clear() // the signature is checked every time
+			if _, err := v.Verify(tok, now); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("cached", func(b *testing.B) {
+		tok := signKid(b, jwt.SigningMethodRS256, k, "k1", idpClaims(now, "cached"))
+		for b.Loop() {
+			if _, err := v.Verify(tok, now); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

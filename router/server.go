@@ -5,7 +5,8 @@
 // stays inside this package.
 //
 // It may import auth, control, national, registry, shardmap, regions, taxcode, gin,
-// Prometheus and OpenTelemetry; only the commands import it.
+// golang.org/x/time/rate (the national rate limit), Prometheus and
+// OpenTelemetry; only the commands import it.
 package router
 
 import (

@@ -134,6 +134,23 @@ func startServe(t *testing.T, ctx context.Context, cfg config.Config, log *slog.
 	return "", nil
 }
 
+// serveReloading runs Serve on a new deployment named name until ctx is
+// done, with its configuration file read again every 20ms, and returns the
+// API's URL, Serve's result once it returns, the file's path and the log.
+func serveReloading(t *testing.T, ctx context.Context, name string) (string, <-chan error, string, *clitest.Buffer) {
+	t.Helper()
+	sm := pgtest.NewDeployment(t, pg, name, pgtest.SingleShard())
+	path := clitest.WriteConfig(t, sm)
+	cfg, err := config.Load(path, clitest.NoEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &clitest.Buffer{}
+	reload := &cli.Reload{Load: func() (config.Config, error) { return config.Load(path, clitest.NoEnv) }, File: path, Every: 20 * time.Millisecond}
+	api, done := startServe(t, ctx, cfg, slog.New(slog.NewJSONHandler(logs, nil)), reload)
+	return api, done, path, logs
+}
+
 // waitFor polls cond every 20ms until it holds, failing the test with what
 // after 30s.
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -152,15 +169,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestServeReloadsChangedFile(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sm := pgtest.NewDeployment(t, pg, "clireload", pgtest.SingleShard())
-	path := clitest.WriteConfig(t, sm)
-	cfg, err := config.Load(path, clitest.NoEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs clitest.Buffer
-	reload := &cli.Reload{Load: func() (config.Config, error) { return config.Load(path, clitest.NoEnv) }, File: path, Every: 20 * time.Millisecond}
-	api, done := startServe(t, ctx, cfg, slog.New(slog.NewJSONHandler(&logs, nil)), reload)
+	api, done, path, logs := serveReloading(t, ctx, "clireload")
 
 	steps := []struct {
 		name, from, to string
@@ -279,15 +288,7 @@ func TestServeReloadsAuth(t *testing.T) {
 	gone := httptest.NewServer(http.NotFoundHandler())
 	gone.Close()
 
-	sm := pgtest.NewDeployment(t, pg, "cliauth", pgtest.SingleShard())
-	path := clitest.WriteConfig(t, sm)
-	cfg, err := config.Load(path, clitest.NoEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs clitest.Buffer
-	reload := &cli.Reload{Load: func() (config.Config, error) { return config.Load(path, clitest.NoEnv) }, File: path, Every: 20 * time.Millisecond}
-	api, done := startServe(t, ctx, cfg, slog.New(slog.NewJSONHandler(&logs, nil)), reload)
+	api, done, path, logs := serveReloading(t, ctx, "cliauth")
 
 	national := regions.Territory{Level: regions.National}
 	hs, err := auth.SignHS256(pgtest.TestSecret, auth.Principal{Subject: "dev", Role: "auditor", Territory: national}, time.Hour, time.Now())
@@ -356,6 +357,10 @@ func TestServeReloadsAuth(t *testing.T) {
 
 	// A key set that cannot be fetched at start stops Serve before it
 	// listens, naming the key.
+	cfg, err := config.Load(path, clitest.NoEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg.Auth = auth.Config{JWKSURL: gone.URL}
 	err = cli.Serve(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)), nil, func(net.Addr) {
 		t.Error("Serve listened without the identity provider's keys")
