@@ -339,6 +339,19 @@ func TestOpenJWKSErrors(t *testing.T) {
 			}
 		})
 	}
+	// Over HTTPS the provider's certificate must be trusted: by the
+	// system's roots, or by the Client of Options.
+	tlsIDP := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]any{"keys": []any{rsaJWK("tls", "", &good.PublicKey)}})
+	}))
+	defer tlsIDP.Close()
+	if _, err := Open(context.Background(), Config{JWKSURL: tlsIDP.URL}, Options{}); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("Open(HTTPS, untrusted certificate) = %v, want a certificate error", err)
+	}
+	if _, err := Open(context.Background(), Config{JWKSURL: tlsIDP.URL}, Options{Client: tlsIDP.Client()}); err != nil {
+		t.Errorf("Open(HTTPS, with a client that trusts it) = %v, want nil", err)
+	}
+
 	// One usable key among unusable ones is enough.
 	url := keys(encKey, rsaJWK("ok", "", &good.PublicKey))
 	v := openVerifier(t, Config{JWKSURL: url})
