@@ -38,6 +38,14 @@ func (c *tokenCache) get(token string, now time.Time) (Principal, bool) {
 	return e.p, true
 }
 
+// clear forgets every token, so that each is verified again with the keys
+// of now: a key set that dropped a key must not let its tokens through.
+func (c *tokenCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.entries)
+}
+
 // put remembers a verified token. When the cache is full it first drops
 // the entries that have expired at now and, if none has, an arbitrary
 // eighth of them.

@@ -135,6 +135,10 @@ var defaults = map[string]any{
 	"server.cors.max_age":           "10m",
 	"auth.hs256_secret":             "",
 	"auth.public_key_file":          "",
+	"auth.jwks_url":                 "", // no identity provider's key set
+	"auth.jwks_refresh":             auth.DefaultJWKSRefresh.String(),
+	"auth.issuer":                   "", // any iss
+	"auth.audience":                 "", // any aud
 	"database.connect_timeout":      "2s",
 	"database.acquire_timeout":      "1s",
 	"database.statement_timeout":    "5s",
@@ -146,6 +150,8 @@ var defaults = map[string]any{
 	"national.leg_timeout":          national.DefaultLegTimeout.String(),
 	"national.concurrency":          national.DefaultConcurrency,
 	"national.cache_ttl":            national.DefaultCacheTTL.String(),
+	"national.rate_limit":           0,  // no limit
+	"national.rate_burst":           0,  // national.DefaultRateBurst when rate_limit is set
 	"control.dsn":                   "", // no control database: the file's regions rule
 	"control.poll_interval":         "0s",
 	"control.router_id":             "",

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/config"
 	"github.com/dmshub/dmsrouter/control"
 	"github.com/dmshub/dmsrouter/jobs"
@@ -97,6 +98,9 @@ func TestLoad(t *testing.T) {
 			t.Errorf("Load(%q, %v).Telemetry = %+v, %v; want %+v", tt.yaml, tt.env, c.Telemetry, err, tt.want)
 		}
 	}
+	if want := (auth.Config{HS256Secret: "0123456789abcdef", JWKSRefresh: auth.DefaultJWKSRefresh}); cfg.Auth != want {
+		t.Errorf("Load(good).Auth = %+v, want %+v (no key set, any iss and aud)", cfg.Auth, want)
+	}
 	want := national.Config{LegTimeout: national.DefaultLegTimeout, Concurrency: national.DefaultConcurrency, CacheTTL: national.DefaultCacheTTL}
 	if cfg.National != want {
 		t.Errorf("Load(good).National = %+v, want the defaults %+v", cfg.National, want)
@@ -142,6 +146,11 @@ func TestLoadErrors(t *testing.T) {
 		{"unknown nested key", strings.Replace(g, "max_conns: 4", "max_conns: 4\n    maxconns: 4", 1), nil, "maxconns", ""},
 		{"unknown national key", g + "national:\n  legtimeout: 1s\n", nil, "legtimeout", ""},
 		{"no secret", strings.Replace(g, "hs256_secret: \"0123456789abcdef\"", "hs256_secret: \"\"", 1), nil, "auth: set hs256_secret", ""},
+		{"jwks url not http", strings.Replace(g, "auth:\n", "auth:\n  jwks_url: ldap://idp.example/keys\n", 1), nil, `auth.jwks_url: "ldap://idp.example/keys" is not an http(s) URL`, ""},
+		{"jwks refresh too short", strings.Replace(g, "auth:\n", "auth:\n  jwks_url: https://idp.example/jwks.json\n  jwks_refresh: 10s\n", 1), nil, "auth.jwks_refresh: 10s is outside 1m..24h", ""},
+		{"env jwks refresh", g, map[string]string{"DMSROUTER_AUTH_JWKS_REFRESH": "48h"},
+			"DMSROUTER_AUTH_JWKS_REFRESH (environment): auth.jwks_refresh: 48h0m0s is outside 1m..24h", ""},
+		{"unknown auth key", strings.Replace(g, "auth:\n", "auth:\n  jwks: https://idp.example/jwks.json\n", 1), nil, "jwks", ""},
 		{"duplicate shard", strings.Replace(g, "regions:", "  - name: s1\n    primary: \"postgres://a@b/c\"\nregions:", 1), nil, "defined twice", ""},
 		{"empty addr", strings.Replace(g, "addr: \"127.0.0.1:9\"", "addr: \"\"", 1), nil, "server.addr: must not be empty", ""},
 		{"metrics addr", strings.Replace(g, "server:\n", "server:\n  metrics_addr: \"9090\"\n", 1), nil, `server.metrics_addr: "9090" is not host:port`, ""},
@@ -150,6 +159,12 @@ func TestLoadErrors(t *testing.T) {
 		{"leg timeout", g + "national:\n  leg_timeout: 2m\n", nil, "national.leg_timeout: 2m0s is outside 0..1m", ""},
 		{"concurrency", g + "national:\n  concurrency: 65\n", nil, "national.concurrency: 65 is outside 0..64", ""},
 		{"cache ttl", g + "national:\n  cache_ttl: -1s\n", nil, "national.cache_ttl: -1s is outside 0..1m", ""},
+		{"rate limit negative", g + "national:\n  rate_limit: -1\n", nil, "national.rate_limit: -1 is outside 0..1000", ""},
+		{"rate limit too high", g, map[string]string{"DMSROUTER_NATIONAL_RATE_LIMIT": "5000"},
+			"DMSROUTER_NATIONAL_RATE_LIMIT (environment): national.rate_limit: 5000 is outside 0..1000", ""},
+		{"rate limit not a number", g + "national:\n  rate_limit: fast\n", nil, "rate_limit", ""},
+		{"rate burst negative", g + "national:\n  rate_limit: 1\n  rate_burst: -5\n", nil, "national.rate_burst: -5 is outside 0..1000", ""},
+		{"rate burst without limit", g + "national:\n  rate_burst: 5\n", nil, "national.rate_burst: 5 is set but national.rate_limit is 0", ""},
 		{"retention too short", g + "jobs:\n  idempotency_retention: 30m\n", nil, "jobs.idempotency_retention: 30m0s is outside 1h..2160h", ""},
 		{"unknown jobs key", g + "jobs:\n  retention: 1h\n", nil, "retention", ""},
 		{"extension ends before it starts", g + "jobs:\n  lifecycle:\n    extensions:\n      - {in_force_on: 2025-12-31, until: 2023-12-31}\n", nil,

@@ -116,6 +116,10 @@ func (f *Fanout) config() Config { return *f.cfg.Load() }
 // all), so that the router can tell browsers to keep it as long.
 func (f *Fanout) CacheTTL() time.Duration { return f.config().CacheTTL }
 
+// Config returns the settings in force, defaults applied: the router reads
+// the national rate limit from them, so that a reload changes it too.
+func (f *Fanout) Config() Config { return f.config() }
+
 // Request is what every national question carries besides its parameters.
 type Request struct {
 	// Map is the shard map snapshot the request took: every leg reads it.

@@ -5,7 +5,8 @@
 // stays inside this package.
 //
 // It may import auth, control, fleet, national, registry, shardmap, regions, taxcode, gin,
-// Prometheus and OpenTelemetry; only the commands import it.
+// golang.org/x/time/rate (the national rate limit), Prometheus and
+// OpenTelemetry; only the commands import it.
 package router
 
 import (
@@ -21,6 +22,7 @@ import (
 	"regexp"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -48,7 +50,7 @@ const (
 // Server serves the API over one shard map.
 type Server struct {
 	shards   *shardmap.Holder
-	verifier *auth.Verifier
+	verifier atomic.Pointer[auth.Verifier] // replaced by SetVerifier on reload
 	log      *slog.Logger
 	tel      *Telemetry
 	rome     *time.Location
@@ -57,6 +59,8 @@ type Server struct {
 	requests metric.Float64Histogram
 	tracer   trace.Tracer
 	national *national.Fanout // answers the national requests
+
+	nationalLimits principalLimits // national.rate_limit's bucket per principal
 
 	control *control.Follower // the control database's follower; nil without one
 	status  *statusPage       // the operators' status page
@@ -93,7 +97,8 @@ func New(m *shardmap.Holder, v *auth.Verifier, n *national.Fanout, opts Options)
 	if err != nil {
 		return nil, fmt.Errorf("load Europe/Rome: %w", err)
 	}
-	s := &Server{shards: m, verifier: v, national: n, log: opts.Logger, tel: opts.Telemetry, now: opts.Now, rome: rome, control: opts.Control}
+	s := &Server{shards: m, national: n, log: opts.Logger, tel: opts.Telemetry, now: opts.Now, rome: rome, control: opts.Control}
+	s.verifier.Store(v)
 	if s.log == nil {
 		s.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
@@ -119,9 +124,17 @@ func New(m *shardmap.Holder, v *auth.Verifier, n *national.Fanout, opts Options)
 	if s.status, err = newStatusPage(); err != nil {
 		return nil, err
 	}
+	if err := s.observeKeySet(); err != nil {
+		return nil, err
+	}
 	s.engine = s.routes()
 	return s, nil
 }
+
+// SetVerifier makes v verify the tokens of the requests that start from now
+// on (a configuration reload's new auth section); requests in flight finish
+// with the verifier they started with.
+func (s *Server) SetVerifier(v *auth.Verifier) { s.verifier.Store(v) }
 
 // ServeHTTP serves the API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.engine.ServeHTTP(w, r) }
@@ -184,7 +197,7 @@ func (s *Server) routes() *gin.Engine {
 	w.POST("/markets/:id/spunta/close", s.handle(s.closeSpunta))
 
 	// National dashboards: national principals only, fanned out to every region.
-	n := v1.Group("/national", s.requireNational)
+	n := v1.Group("/national", s.requireNational, s.limitNational)
 	n.GET("/summary", s.handle(s.nationalSummary))
 	n.GET("/presences", s.handle(s.nationalPresences))
 	n.GET("/concessions/expiring", s.handle(s.nationalExpiring))
@@ -234,7 +247,7 @@ func jsonEncode(w io.Writer, v any) error {
 // authenticate verifies the bearer token and stores the principal.
 func (s *Server) authenticate(c *gin.Context) {
 	c.Writer.Header().Add("Vary", "Authorization, Cookie")
-	p, err := s.verifier.Verify(auth.TokenFromRequest(c.Request), s.now())
+	p, err := s.verifier.Load().Verify(auth.TokenFromRequest(c.Request), s.now())
 	if err != nil {
 		s.writeProblem(c, err)
 		return

@@ -44,9 +44,13 @@ type Reload struct {
 // are served at /metrics on a listener of their own, cfg.Server.MetricsAddr
 // (none when it is ""), whose URL is logged as "serving metrics". When
 // reload is not nil, the configuration its Load returns, if it is valid,
-// replaces the shard map and the national settings, on SIGHUP and when its
-// File changes; the listener, the auth keys and the telemetry section stay
-// as they are. With cfg.Telemetry.OTLPEndpoint set, sampled spans are
+// replaces the shard map, the national settings (the rate limit too) and
+// the verifier of the auth section, on SIGHUP and when its File changes:
+// requests in flight finish with the verifier they started with, and a
+// new auth section whose keys cannot be read or fetched is refused with
+// the rest. The listener and the telemetry section stay as they are. With
+// cfg.Auth.JWKSURL set, the identity provider's keys are fetched before
+// Serve listens (it fails without them) and refreshed while it serves. With cfg.Telemetry.OTLPEndpoint set, sampled spans are
 // exported in batches over OTLP/HTTP, and the ones still queued when ctx is
 // done are sent before Serve returns. With a control database
 // (cfg.Control), the regions come from its current epoch, followed while
@@ -97,6 +101,18 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload *Rel
 	if err != nil {
 		return err
 	}
+	v, err := auth.Open(ctx, cfg.Auth, auth.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	srv, err := router.New(m, v, fan, router.Options{Logger: log, Telemetry: tel, Control: follow, CORS: router.CORS(cfg.Server.CORS)})
+	if err != nil {
+		return err
+	}
+	jobCtx, stopJobs := context.WithCancel(ctx)
+	defer stopJobs()
+	verifiers := make(chan *auth.Verifier) // a reload's new verifier
+	go refreshKeys(jobCtx, v, verifiers)
 	if reload != nil {
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
@@ -109,21 +125,11 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload *Rel
 			}
 			changed = watchFile(ctx, reload.File, every, log)
 		}
-		go reloadOnSignal(ctx, hup, changed, apply, fan, reload.Load, log)
+		go reloadOnSignal(jobCtx, hup, changed, apply, fan, srv, verifiers, reload.Load, log)
 	}
-	jobCtx, stopJobs := context.WithCancel(ctx)
-	defer stopJobs()
 	go (&jobs.Partitions{Shards: m.Shards, Ahead: 3, Every: 6 * time.Hour, Log: log}).Run(jobCtx)
 	go (&jobs.ExpireKeys{Shards: m.Shards, Retention: cfg.Jobs.IdempotencyRetention, Every: time.Hour, Log: log}).Run(jobCtx)
 	go (&jobs.Lifecycle{Shards: m.Shards, Extensions: cfg.Jobs.Lifecycle.Extensions, Every: time.Hour, Log: log}).Run(jobCtx)
-	v, err := auth.NewVerifier(cfg.Auth)
-	if err != nil {
-		return err
-	}
-	srv, err := router.New(m, v, fan, router.Options{Logger: log, Telemetry: tel, Control: follow, CORS: router.CORS(cfg.Server.CORS)})
-	if err != nil {
-		return err
-	}
 	ln, err := net.Listen("tcp", cfg.Server.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Server.Addr, err)
@@ -254,10 +260,13 @@ func watchFile(ctx context.Context, path string, every time.Duration, log *slog.
 }
 
 // reloadOnSignal loads the configuration each time hup fires or changed
-// says the file changed, and hands its shard map to apply and its
-// national settings to fan, logging what changed or why the new
-// configuration was refused.
-func reloadOnSignal(ctx context.Context, hup <-chan os.Signal, changed <-chan struct{}, apply func(shardmap.Config) ([]shardmap.Change, error), fan *national.Fanout, reload func() (config.Config, error), log *slog.Logger) {
+// says the file changed, builds the verifier of its auth section, and
+// hands its shard map to apply, its national settings to fan and the
+// verifier to srv and to verifiers (whose keys refreshKeys then keeps
+// fresh), logging what changed or why the new configuration was refused:
+// all of it applies, or none.
+func reloadOnSignal(ctx context.Context, hup <-chan os.Signal, changed <-chan struct{}, apply func(shardmap.Config) ([]shardmap.Change, error),
+	fan *national.Fanout, srv *router.Server, verifiers chan<- *auth.Verifier, reload func() (config.Config, error), log *slog.Logger) {
 	for {
 		cause := "SIGHUP"
 		select {
@@ -270,9 +279,21 @@ func reloadOnSignal(ctx context.Context, hup <-chan os.Signal, changed <-chan st
 		log.Info("reloading the configuration", slog.String("cause", cause))
 		cfg, err := reload()
 		if err == nil {
+			v, verr := auth.Open(ctx, cfg.Auth, auth.Options{Logger: log})
+			if verr != nil {
+				log.Error("auth reload refused; the previous keys and configuration stay", slog.String("error", verr.Error()))
+				continue
+			}
 			var changes []shardmap.Change
 			if changes, err = apply(cfg.ShardMap); err == nil {
 				fan.SetConfig(cfg.National)
+				srv.SetVerifier(v)
+				select {
+				case verifiers <- v:
+				case <-ctx.Done():
+					return
+				}
+				log.Info("auth keys reloaded", slog.Bool("jwks", cfg.Auth.JWKSURL != ""))
 				for _, c := range changes {
 					log.Info("shard map reloaded", slog.String("change", c.Kind), slog.String("name", c.Name), slog.String("detail", c.Detail))
 				}
@@ -281,5 +302,28 @@ func reloadOnSignal(ctx context.Context, hup <-chan os.Signal, changed <-chan st
 			}
 		}
 		log.Error("shard map reload refused; the previous map stays", slog.String("error", err.Error()))
+	}
+}
+
+// refreshKeys keeps the keys of v fresh (auth.Verifier.RefreshKeys), and
+// then those of each verifier received from next instead, until ctx is
+// done.
+func refreshKeys(ctx context.Context, v *auth.Verifier, next <-chan *auth.Verifier) {
+	for {
+		vctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			v.RefreshKeys(vctx)
+		}()
+		select {
+		case <-ctx.Done():
+		case v = <-next:
+		}
+		stop()
+		<-done
+		if ctx.Err() != nil {
+			return
+		}
 	}
 }

@@ -2,10 +2,15 @@ package cli_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -129,6 +134,23 @@ func startServe(t *testing.T, ctx context.Context, cfg config.Config, log *slog.
 	return "", nil
 }
 
+// serveReloading runs Serve on a new deployment named name until ctx is
+// done, with its configuration file read again every 20ms, and returns the
+// API's URL, Serve's result once it returns, the file's path and the log.
+func serveReloading(t *testing.T, ctx context.Context, name string) (string, <-chan error, string, *clitest.Buffer) {
+	t.Helper()
+	sm := pgtest.NewDeployment(t, pg, name, pgtest.SingleShard())
+	path := clitest.WriteConfig(t, sm)
+	cfg, err := config.Load(path, clitest.NoEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &clitest.Buffer{}
+	reload := &cli.Reload{Load: func() (config.Config, error) { return config.Load(path, clitest.NoEnv) }, File: path, Every: 20 * time.Millisecond}
+	api, done := startServe(t, ctx, cfg, slog.New(slog.NewJSONHandler(logs, nil)), reload)
+	return api, done, path, logs
+}
+
 // waitFor polls cond every 20ms until it holds, failing the test with what
 // after 30s.
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -147,15 +169,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestServeReloadsChangedFile(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sm := pgtest.NewDeployment(t, pg, "clireload", pgtest.SingleShard())
-	path := clitest.WriteConfig(t, sm)
-	cfg, err := config.Load(path, clitest.NoEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs clitest.Buffer
-	reload := &cli.Reload{Load: func() (config.Config, error) { return config.Load(path, clitest.NoEnv) }, File: path, Every: 20 * time.Millisecond}
-	api, done := startServe(t, ctx, cfg, slog.New(slog.NewJSONHandler(&logs, nil)), reload)
+	api, done, path, logs := serveReloading(t, ctx, "clireload")
 
 	steps := []struct {
 		name, from, to string
@@ -254,4 +268,112 @@ func TestServeDrains(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("Serve = %v after draining, want nil", err)
 	}
+}
+
+// TestServeReloadsAuth checks that a reload replaces the verifier: a file
+// that swaps the HS256 secret for an identity provider's JWKS makes the
+// provider's tokens verify and the old ones 401, a national rate limit
+// added to the file applies, and a new auth section whose key set cannot
+// be fetched is refused, the keys in force staying.
+func TestServeReloadsAuth(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks := `{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"k1","alg":"EdDSA","x":"` + base64.RawURLEncoding.EncodeToString(pub) + `"}]}`
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, jwks) }))
+	defer idp.Close()
+	gone := httptest.NewServer(http.NotFoundHandler())
+	gone.Close()
+
+	api, done, path, logs := serveReloading(t, ctx, "cliauth")
+
+	national := regions.Territory{Level: regions.National}
+	hs, err := auth.SignHS256(pgtest.TestSecret, auth.Principal{Subject: "dev", Role: "auditor", Territory: national}, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ed := signEdDSA(t, priv, "k1", `{"iss":"https://idp.example","sub":"idp-user","role":"auditor","territory":"national","exp":`+
+		strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10)+`}`)
+	get := func(token, path string) *http.Response {
+		req, _ := http.NewRequest(http.MethodGet, api+path, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return res
+	}
+	status := func(token string) int { return get(token, "/v1/regions").StatusCode }
+	edit := func(from, to string) {
+		t.Helper()
+		old := clitest.ReadFile(t, path)
+		if !strings.Contains(old, from) {
+			t.Fatalf("config file lacks %q:\n%s", from, old)
+		}
+		if err := os.WriteFile(path, []byte(strings.Replace(old, from, to, 1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	if got := status(hs); got != http.StatusOK {
+		t.Fatalf("HS256 token before the reload = %d, want 200", got)
+	}
+	if got := status(ed); got != http.StatusUnauthorized {
+		t.Fatalf("identity provider's token before the reload = %d, want 401", got)
+	}
+	edit(fmt.Sprintf("hs256_secret: %q", pgtest.TestSecret), fmt.Sprintf("jwks_url: %q\n  issuer: https://idp.example", idp.URL))
+	waitFor(t, "the identity provider's token to verify", func() bool { return status(ed) == http.StatusOK })
+	if got := status(hs); got != http.StatusUnauthorized {
+		t.Errorf("HS256 token after the secret was removed = %d, want 401", got)
+	}
+
+	// The national rate limit comes with the national section.
+	edit("regions:\n", "national:\n  rate_limit: 0.001\n  rate_burst: 1\nregions:\n")
+	var limited *http.Response
+	waitFor(t, "a national request answered 429", func() bool {
+		limited = get(ed, "/v1/national/summary")
+		return limited.StatusCode == http.StatusTooManyRequests
+	})
+	if got := limited.Header.Get("Retry-After"); got == "" || got == "0" {
+		t.Errorf("429 Retry-After = %q, want whole seconds >= 1", got)
+	}
+
+	edit(idp.URL, gone.URL)
+	waitFor(t, "the refused reload", func() bool {
+		return strings.Contains(logs.String(), `"msg":"auth reload refused; the previous keys and configuration stay"`)
+	})
+	if got := status(ed); got != http.StatusOK {
+		t.Errorf("identity provider's token after a refused reload = %d, want 200 (the keys in force stay)", got)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Serve = %v after cancel, want nil", err)
+	}
+
+	// A key set that cannot be fetched at start stops Serve before it
+	// listens, naming the key.
+	cfg, err := config.Load(path, clitest.NoEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Auth = auth.Config{JWKSURL: gone.URL}
+	err = cli.Serve(context.Background(), cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)), nil, func(net.Addr) {
+		t.Error("Serve listened without the identity provider's keys")
+	})
+	if err == nil || !strings.Contains(err.Error(), "auth.jwks_url") {
+		t.Errorf("Serve with the key set unreachable = %v, want an error naming auth.jwks_url", err)
+	}
+}
+
+// signEdDSA returns the JWT of claims (JSON) signed with key under kid.
+func signEdDSA(tb testing.TB, key ed25519.PrivateKey, kid, claims string) string {
+	tb.Helper()
+	enc := base64.RawURLEncoding.EncodeToString
+	signing := enc([]byte(`{"alg":"EdDSA","typ":"JWT","kid":"`+kid+`"}`)) + "." + enc([]byte(claims))
+	return signing + "." + enc(ed25519.Sign(key, []byte(signing)))
 }

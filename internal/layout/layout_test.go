@@ -57,6 +57,7 @@ var rooms = map[string][]string{
 	"github.com/golang-jwt/":             {"auth"},
 	"github.com/pressly/goose":           {"migrations"},
 	"github.com/chromedp/":               {}, // router's tests only: the status page in a browser
+	"golang.org/x/time/rate":             {"router"},
 }
 
 type pkg struct {
