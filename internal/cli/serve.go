@@ -20,6 +20,7 @@ import (
 	"github.com/dmshub/dmsrouter/control"
 	"github.com/dmshub/dmsrouter/jobs"
 	"github.com/dmshub/dmsrouter/national"
+	"github.com/dmshub/dmsrouter/registry"
 	"github.com/dmshub/dmsrouter/router"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
@@ -75,7 +76,9 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload *Rel
 			log.Warn("telemetry not flushed", slog.String("error", err.Error()))
 		}
 	}()
-	m, err := shardmap.NewHolder(cfg.ShardMap, shardmap.Options{TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
+	// Every new pooled connection prepares the hot reads before it serves.
+	m, err := shardmap.NewHolder(cfg.ShardMap, shardmap.Options{TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider,
+		Warm: registry.Warm, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -31,7 +31,7 @@ var allowed = map[string][]string{
 	"move":                       {"control", "migrations", "regions", "shardmap"},
 	"router":                     {"auth", "control", "national", "regions", "registry", "shardmap", "taxcode"},
 	"config":                     {"auth", "control", "jobs", "national", "shardmap"},
-	"internal/cli":               {"auth", "config", "control", "jobs", "migrations", "move", "national", "regions", "router", "shardmap"},
+	"internal/cli":               {"auth", "config", "control", "jobs", "migrations", "move", "national", "regions", "registry", "router", "shardmap"},
 	"internal/layout":            {},
 	"deploy":                     {}, // tests only: they check the deploy files
 	"internal/pgcluster":         {"control", "migrations", "regions", "shardmap"},
