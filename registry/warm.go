@@ -23,15 +23,21 @@ import (
 // statements run as that scope's read does, prepared in pgx's statement
 // cache under the same text, in a read-only transaction that is rolled
 // back; no scope setting is set, so row-level security shows them no row.
-// The error is the first statement's that failed; the transaction is then
-// left for the caller to roll back.
+// A table locked against readers (a migration's DDL) makes it fail within
+// warmBegin's lock timeout rather than hold the acquire that opened the
+// connection. The error is the first statement's that failed; the
+// transaction is then left for the caller to roll back.
 func Warm(ctx context.Context, conn *pgx.Conn) error {
 	for _, sc := range warmScopes() {
 		a := scopeArgs(sc)
 		a["market"], a["date"] = int64(0), time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 		a["limit"], a["offset"] = 1, 0
+		// The batch's statements are all parsed, which takes their
+		// tables' locks, before the first runs: the lock timeout goes first.
+		if _, err := conn.PgConn().Exec(ctx, warmBegin).ReadAll(); err != nil {
+			return fmt.Errorf("warm the presence reads: %w", err)
+		}
 		b := &pgx.Batch{}
-		b.Queue("BEGIN READ ONLY")
 		if sc.Comune == "" {
 			b.Queue(`SELECT set_config('role', $1, true)`, shardmap.RegionReader)
 		}
@@ -45,6 +51,10 @@ func Warm(ctx context.Context, conn *pgx.Conn) error {
 	}
 	return nil
 }
+
+// warmBegin opens Warm's transaction and bounds how long it waits for a
+// lock: the connection then serves cold rather than late.
+const warmBegin = `BEGIN READ ONLY; SET LOCAL lock_timeout = '100ms'`
 
 // warmScopes returns the scopes whose reads Warm prepares: a comune's and
 // a whole region's. Only their shape matters (which optional predicates a
