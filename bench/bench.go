@@ -42,6 +42,9 @@ type Options struct {
 	// Concurrency is the number of clients of the loaded runs; every arm is
 	// also measured with one client.
 	Concurrency int
+	// Rate, when positive, adds open-loop runs: every arm is sent Rate
+	// requests per second on a fixed schedule for Duration (see openLoop).
+	Rate float64
 	// IngestRows presences are written as IngestBatch-row INSERTs and with
 	// COPY; 0 skips ingest.
 	IngestRows, IngestBatch int
@@ -75,6 +78,8 @@ type Report struct {
 	Rounds        int
 	Concurrency   int
 	Runs          []ArmRun
+	Open          []OpenRun // the open-loop runs, when Options.Rate is set
+	Warm          Warming
 	Ingest        []Ingest
 	Memory        Memory
 }
@@ -115,14 +120,17 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	y, mo, d := time.Now().In(rome).Date()
 	today := time.Date(y, mo, d, 0, 0, 0, 0, time.UTC)
 
-	direct, err := shardmap.Open(opts.Config.ShardMap, shardmap.Options{})
+	// The direct and monolith arms' pools warm their connections as the
+	// router's do (registry.Warm), timed.
+	var warm warmTimer
+	direct, err := shardmap.Open(opts.Config.ShardMap, shardmap.Options{Warm: warm.warm})
 	if err != nil {
 		return nil, err
 	}
 	defer direct.Close()
 	var mono *shardmap.Map
 	if opts.Monolith != nil {
-		if mono, err = shardmap.Open(*opts.Monolith, shardmap.Options{}); err != nil {
+		if mono, err = shardmap.Open(*opts.Monolith, shardmap.Options{Warm: warm.warm}); err != nil {
 			return nil, err
 		}
 		defer mono.Close()
@@ -163,6 +171,17 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 	}
 
+	if len(reqs[PresencesToday]) > 0 {
+		logf("cold connections: the first presence read on a new connection, with and without its warm-up")
+		if rep.Warm.Cold, err = coldReads(ctx, opts.Config.ShardMap, &reqs[PresencesToday][0], coldRepeats); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+	}
+	logf("warming %d connections of every pool", opts.Concurrency)
+	if rep.Warm.Pools, err = warmPools(ctx, []*shardmap.Map{direct, mono}, opts.Concurrency, &warm, servers); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+
 	tokens, err := signTokens(opts.Config.Auth.HS256Secret, reqs)
 	if err != nil {
 		return nil, err
@@ -177,8 +196,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		stopRouter()
 		<-served
 	}()
+	idle := opts.Concurrency + 1
+	if opts.Rate > 0 {
+		idle = max(idle, 256) // an open-loop run keeps more requests outstanding
+	}
 	client := &http.Client{Transport: &http.Transport{
-		MaxIdleConns: 0, MaxIdleConnsPerHost: opts.Concurrency + 1, IdleConnTimeout: 90 * time.Second, DisableCompression: true,
+		MaxIdleConns: 0, MaxIdleConnsPerHost: idle, IdleConnTimeout: 90 * time.Second, DisableCompression: true,
 	}}
 	defer client.CloseIdleConnections()
 
@@ -194,6 +217,14 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 
 	if err := rep.measureReads(ctx, opts, arms, servers, logf); err != nil {
 		return nil, err
+	}
+	if opts.Rate > 0 {
+		logf("open loop: %.0f requests/s per arm, %s per arm in %d rounds", opts.Rate, opts.Duration, max(opts.Rounds, 1))
+		rep.Open = measureOpen(ctx, arms, opts.Rate, opts.Duration, opts.Rounds, opts.Seed, servers)
+		for _, o := range rep.Open {
+			logf("%s, open loop at %.0f/s: %d sent, %.0f/s answered, %d late, %d dropped, %d errors, p50 %s ms, p99 %s ms, p99.9 %s ms, max %s ms",
+				o.Arm, o.Rate, o.Sent, o.Achieved(), o.Late, o.Dropped, o.Errors, ms(o.P50), ms(o.P99), ms(o.P999), ms(o.Max))
+		}
 	}
 	stopRouter()
 	<-served
