@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"reflect"
 	"sort"
-	"sync"
 
 	"github.com/jackc/pgx/v5"
 
@@ -146,27 +145,20 @@ func (m *Map) Shards() []*Shard { return append([]*Shard(nil), m.shards...) }
 // WarmPools opens up to conns connections in every pool of the map (the
 // primaries' and the replicas', each at most its max_conns), so that each
 // new one runs Options.Warm now rather than on a request's acquire, and
-// returns them to their pools. It returns when all are open or ctx is
-// done; a connection still connecting or warming then joins its pool when
-// it is ready. The error joins every pool's first failure.
+// returns them to their pools. It fills one pool at a time, so that a
+// server holding many shards' databases is not asked for all their
+// connections at once. It returns when all are open or ctx is done; a
+// connection still connecting or warming then joins its pool when it is
+// ready. The error joins every pool's first failure.
 func (m *Map) WarmPools(ctx context.Context, conns int) error {
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
+	var errs []error
 	for _, s := range m.shards {
 		for _, b := range s.backends() {
-			wg.Go(func() {
-				if err := b.fill(ctx, conns); err != nil {
-					mu.Lock()
-					errs = append(errs, fmt.Errorf("warm the pools of shard %s (%s): %w", s.name, b.role, err))
-					mu.Unlock()
-				}
-			})
+			if err := b.fill(ctx, conns); err != nil {
+				errs = append(errs, fmt.Errorf("warm the pools of shard %s (%s): %w", s.name, b.role, err))
+			}
 		}
 	}
-	wg.Wait()
 	return errors.Join(errs...)
 }
 
