@@ -1,8 +1,11 @@
 // Package bench measures the router side by side with the SQL it runs: a
 // fixed mix of read requests asked of the shards directly (the floor), of
 // the router's HTTP API, and of one monolithic database holding all 20
-// regions, plus bulk ingest as batched INSERTs against COPY. Latencies are
-// kept, so percentiles are exact.
+// regions, plus bulk ingest as batched INSERTs against COPY. Closed-loop
+// latencies are kept, so their percentiles are exact; open-loop runs (a
+// fixed rate, latency from the intended send time) count theirs in a
+// bounded histogram. It also times the first read on a new connection with
+// and without registry.Warm.
 //
 // It is a dev tool (cmd/dmsdev bench and ingest): it may import auth (to
 // sign its clients' tokens), config, registry, shardmap and regions, and

@@ -229,7 +229,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		p("\n### Open loop, %.0f requests/s\n\n", o.Rate)
 		p("Each arm sent the mix on a fixed schedule, %.0f requests/s for %s in %d rounds interleaved with the other arms, whatever "+
 			"the answers; latency runs from each request's intended send time (no coordinated omission), percentiles from a "+
-			"log-bucket histogram (within 0.8%%). Late: sends that left more than %s behind the schedule (the client's own lag); "+
+			"log-bucket histogram (within 0.8%%), of the requests answered without error. Late: sends that left more than %s behind the schedule (the client's own lag); "+
 			"dropped: sends not made while %d requests were outstanding.\n\n", o.Rate, r.Duration, r.Rounds, lateSend, maxInFlight)
 		p("| arm | sent | answered/s | late | max send lag ms | dropped | errors | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | bench CPU ms | PostgreSQL CPU ms |\n")
 		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")

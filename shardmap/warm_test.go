@@ -1,7 +1,6 @@
 package shardmap_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/dmshub/dmsrouter/internal/clitest"
 	"github.com/dmshub/dmsrouter/pgtest"
 	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/shardmap"
@@ -137,7 +137,7 @@ func TestFailingWarmKeepsThePool(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var logged lockedBuffer
+			var logged clitest.Buffer
 			m := openWarmed(t, cfg, tc.warm, slog.New(slog.NewTextHandler(&logged, nil)))
 			if err := m.WarmPools(ctx, 2); err != nil {
 				t.Fatalf("WarmPools = %v, want nil: a failed warm-up must not fail the pool", err)
@@ -159,22 +159,4 @@ func TestFailingWarmKeepsThePool(t *testing.T) {
 			}
 		})
 	}
-}
-
-// lockedBuffer is a bytes.Buffer that pools' goroutines may write at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
