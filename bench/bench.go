@@ -191,7 +191,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	srvCtx, stopRouter := context.WithCancel(ctx)
 	defer stopRouter()
-	base, served, err := startRouter(srvCtx, opts.Serve, opts.Config)
+	// The router fills and warms its own pools as it starts, in the
+	// background (database.warm_conns), as far as the clients can use them.
+	routerCfg := opts.Config
+	routerCfg.ShardMap.Database.WarmConns = int32(min(opts.Concurrency, 1000))
+	base, served, err := startRouter(srvCtx, opts.Serve, routerCfg)
 	if err != nil {
 		return nil, err
 	}

@@ -119,6 +119,9 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload *Rel
 	go (&jobs.Partitions{Shards: m.Shards, Ahead: 3, Every: 6 * time.Hour, Log: log}).Run(jobCtx)
 	go (&jobs.ExpireKeys{Shards: m.Shards, Retention: cfg.Jobs.IdempotencyRetention, Every: time.Hour, Log: log}).Run(jobCtx)
 	go (&jobs.Lifecycle{Shards: m.Shards, Extensions: cfg.Jobs.Lifecycle.Extensions, Every: time.Hour, Log: log}).Run(jobCtx)
+	if n := cfg.ShardMap.Database.WarmConns; n > 0 {
+		go warmPools(jobCtx, m.Map(), int(n), log)
+	}
 	v, err := auth.NewVerifier(cfg.Auth)
 	if err != nil {
 		return err
@@ -285,4 +288,17 @@ func reloadOnSignal(ctx context.Context, hup <-chan os.Signal, changed <-chan st
 		}
 		log.Error("shard map reload refused; the previous map stays", slog.String("error", err.Error()))
 	}
+}
+
+// warmPools opens and warms conns connections of every pool of m in the
+// background (database.warm_conns), logging when it is done; readiness
+// does not wait for it, and requests meanwhile warm the connections they
+// open themselves.
+func warmPools(ctx context.Context, m *shardmap.Map, conns int, log *slog.Logger) {
+	start := time.Now()
+	if err := m.WarmPools(ctx, conns); err != nil {
+		log.Warn("pools not warmed", slog.Duration("elapsed", time.Since(start)), slog.String("error", err.Error()))
+		return
+	}
+	log.Info("pools warmed", slog.Int("conns_per_pool", conns), slog.Duration("elapsed", time.Since(start)))
 }

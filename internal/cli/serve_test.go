@@ -255,3 +255,37 @@ func TestServeDrains(t *testing.T) {
 		t.Errorf("Serve = %v after draining, want nil", err)
 	}
 }
+
+// TestServeWarmsPools checks that database.warm_conns makes Serve open
+// and warm that many connections of each pool in the background, with no
+// request asking, and log when it is done.
+func TestServeWarmsPools(t *testing.T) {
+	ctx := context.Background()
+	sm, err := pg.Deployment(ctx, pgtest.Prefix("cliwarm"), pgtest.SingleShard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pg.DropDeployment(context.Background(), sm) })
+	cfg := serveConfig(sm, "")
+	cfg.ShardMap.Database.WarmConns = 3
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var logged clitest.Buffer
+	startServe(t, sctx, cfg, slog.New(slog.NewJSONHandler(&logged, nil)), nil)
+
+	waitFor(t, "the pools warmed", func() bool {
+		return strings.Contains(logged.String(), `"msg":"pools warmed","conns_per_pool":3`)
+	})
+	admin := pgtest.Connect(t, sm.Shards[0].AdminDSN())
+	var n int
+	if err := admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1`,
+		"dmsrouter/"+sm.Shards[0].Name).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n < 3 {
+		t.Errorf("the shard's pool holds %d connections after the warm-up, want at least 3", n)
+	}
+	if strings.Contains(logged.String(), "not warmed") {
+		t.Errorf("a warm-up failed:\n%s", logged.String())
+	}
+}
