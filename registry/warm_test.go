@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/dmshub/dmsrouter/pgtest"
 	"github.com/dmshub/dmsrouter/regions"
@@ -86,5 +87,39 @@ func TestWarm(t *testing.T) {
 		if p := after[sqlOf(sc)]; p.generic != 2 || p.custom != 0 {
 			t.Errorf("after a read in scope %+v its statement ran plans %+v, want 2 generic (Warm's and the read's), 0 custom", sc, p)
 		}
+	}
+}
+
+// TestWarmLocked checks that Warm gives up on a table locked against
+// readers (a migration's DDL) with a lock timeout instead of waiting for
+// the lock, and that the connection serves once its transaction is rolled
+// back.
+func TestWarmLocked(t *testing.T) {
+	ctx := context.Background()
+	cfg := pgtest.NewDeployment(t, pg, "registry_warmlock", pgtest.SingleShard())
+	admin := pgtest.Connect(t, cfg.Shards[0].AdminDSN())
+	tx, err := admin.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "LOCK TABLE markets IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	conn := pgtest.Connect(t, cfg.Shards[0].Primary)
+	var pgErr *pgconn.PgError
+	if err := Warm(ctx, conn); !errors.As(err, &pgErr) || pgErr.Code != "55P03" {
+		t.Fatalf("Warm with markets locked = %v, want a lock timeout (55P03)", err)
+	}
+	if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	tx.Rollback(ctx)
+	var one int
+	if err := conn.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil || one != 1 {
+		t.Errorf("SELECT 1 after the failed warm-up = %d, %v; want 1", one, err)
+	}
+	if err := Warm(ctx, conn); err != nil {
+		t.Errorf("Warm once the lock is gone = %v, want nil", err)
 	}
 }
