@@ -97,15 +97,7 @@ func TestWarm(t *testing.T) {
 func TestWarmLocked(t *testing.T) {
 	ctx := context.Background()
 	cfg := pgtest.NewDeployment(t, pg, "registry_warmlock", pgtest.SingleShard())
-	admin := pgtest.Connect(t, cfg.Shards[0].AdminDSN())
-	tx, err := admin.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "LOCK TABLE markets IN ACCESS EXCLUSIVE MODE"); err != nil {
-		t.Fatal(err)
-	}
+	unlock := pgtest.Lock(t, cfg.Shards[0].AdminDSN(), "markets")
 	conn := pgtest.Connect(t, cfg.Shards[0].Primary)
 	var pgErr *pgconn.PgError
 	if err := Warm(ctx, conn); !errors.As(err, &pgErr) || pgErr.Code != "55P03" {
@@ -114,7 +106,7 @@ func TestWarmLocked(t *testing.T) {
 	if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
 		t.Fatal(err)
 	}
-	tx.Rollback(ctx)
+	unlock()
 	var one int
 	if err := conn.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil || one != 1 {
 		t.Errorf("SELECT 1 after the failed warm-up = %d, %v; want 1", one, err)

@@ -44,6 +44,16 @@ func warmedSetting(tb testing.TB, sh *shardmap.Shard) string {
 	return v
 }
 
+// countedWarm returns a warm-up that counts its runs in n and sets the
+// session setting dms.warmed to value.
+func countedWarm(n *atomic.Int32, value string) func(context.Context, *pgx.Conn) error {
+	return func(ctx context.Context, conn *pgx.Conn) error {
+		n.Add(1)
+		_, err := conn.Exec(ctx, "SET dms.warmed = "+pgx.Identifier{value}.Sanitize())
+		return err
+	}
+}
+
 // TestWarmRunsOnEveryNewConnection checks that Options.Warm runs once on
 // every connection a pool opens, before it serves, whether WarmPools or a
 // request's acquire opens it, and never again on a reused one.
@@ -51,11 +61,7 @@ func TestWarmRunsOnEveryNewConnection(t *testing.T) {
 	ctx := context.Background()
 	cfg := pgtest.NewDeployment(t, pg, "warmcount", twoShards())
 	var warmed atomic.Int32
-	m := openWarmed(t, cfg, func(ctx context.Context, conn *pgx.Conn) error {
-		warmed.Add(1)
-		_, err := conn.Exec(ctx, `SET dms.warmed = 'yes'`)
-		return err
-	}, nil)
+	m := openWarmed(t, cfg, countedWarm(&warmed, "yes"), nil)
 
 	if err := m.WarmPools(ctx, 3); err != nil {
 		t.Fatal(err)
@@ -84,11 +90,7 @@ func TestWarmRunsOnEveryNewConnection(t *testing.T) {
 	// A map that no one warmed opens its connections on the requests'
 	// acquires: each one is warmed before the request uses it.
 	var cold atomic.Int32
-	lazy := openWarmed(t, cfg, func(ctx context.Context, conn *pgx.Conn) error {
-		cold.Add(1)
-		_, err := conn.Exec(ctx, `SET dms.warmed = 'lazy'`)
-		return err
-	}, nil)
+	lazy := openWarmed(t, cfg, countedWarm(&cold, "lazy"), nil)
 	sh, err := lazy.For("03")
 	if err != nil {
 		t.Fatal(err)

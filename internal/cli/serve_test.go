@@ -202,15 +202,7 @@ func TestServeDrains(t *testing.T) {
 
 	// The in-flight request: a market list that waits for a lock the test
 	// holds on the markets table.
-	admin := pgtest.Connect(t, sm.Shards[0].AdminDSN())
-	tx, err := admin.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "LOCK TABLE markets IN ACCESS EXCLUSIVE MODE"); err != nil {
-		t.Fatal(err)
-	}
+	unlock := pgtest.Lock(t, sm.Shards[0].AdminDSN(), "markets")
 	token, err := auth.SignHS256(pgtest.TestSecret, auth.Principal{Subject: "drain", Role: "admin_pa", Territory: regions.Territory{Level: regions.National}}, time.Hour, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -247,7 +239,7 @@ func TestServeDrains(t *testing.T) {
 		code, body := httpGet(t, api+"/readyz")
 		return code == http.StatusServiceUnavailable && strings.Contains(body, `"draining"`)
 	})
-	tx.Rollback(ctx) // the in-flight request goes on
+	unlock() // the in-flight request goes on
 	if a := <-inflight; a.err != nil || a.code != http.StatusOK {
 		t.Errorf("in-flight GET /v1/markets = %d, %v; want 200", a.code, a.err)
 	}
