@@ -1,8 +1,11 @@
 // Package bench measures the router side by side with the SQL it runs: a
 // fixed mix of read requests asked of the shards directly (the floor), of
 // the router's HTTP API, and of one monolithic database holding all 20
-// regions, plus bulk ingest as batched INSERTs against COPY. Latencies are
-// kept, so percentiles are exact.
+// regions, plus bulk ingest as batched INSERTs against COPY. Closed-loop
+// latencies are kept, so their percentiles are exact; open-loop runs (a
+// fixed rate, latency from the intended send time) count theirs in a
+// bounded histogram. It also times the first read on a new connection with
+// and without registry.Warm.
 //
 // It is a dev tool (cmd/dmsdev bench and ingest): it may import auth (to
 // sign its clients' tokens), config, registry, shardmap and regions, and
@@ -42,6 +45,9 @@ type Options struct {
 	// Concurrency is the number of clients of the loaded runs; every arm is
 	// also measured with one client.
 	Concurrency int
+	// Rate, when positive, adds open-loop runs: every arm is sent Rate
+	// requests per second on a fixed schedule for Duration (see openLoop).
+	Rate float64
 	// IngestRows presences are written as IngestBatch-row INSERTs and with
 	// COPY; 0 skips ingest.
 	IngestRows, IngestBatch int
@@ -75,6 +81,8 @@ type Report struct {
 	Rounds        int
 	Concurrency   int
 	Runs          []ArmRun
+	Open          []OpenRun // the open-loop runs, when Options.Rate is set
+	Warm          Warming
 	Ingest        []Ingest
 	Memory        Memory
 }
@@ -115,14 +123,17 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	y, mo, d := time.Now().In(rome).Date()
 	today := time.Date(y, mo, d, 0, 0, 0, 0, time.UTC)
 
-	direct, err := shardmap.Open(opts.Config.ShardMap, shardmap.Options{})
+	// The direct and monolith arms' pools warm their connections as the
+	// router's do (registry.Warm), timed.
+	var warm warmTimer
+	direct, err := shardmap.Open(opts.Config.ShardMap, shardmap.Options{Warm: warm.warm})
 	if err != nil {
 		return nil, err
 	}
 	defer direct.Close()
 	var mono *shardmap.Map
 	if opts.Monolith != nil {
-		if mono, err = shardmap.Open(*opts.Monolith, shardmap.Options{}); err != nil {
+		if mono, err = shardmap.Open(*opts.Monolith, shardmap.Options{Warm: warm.warm}); err != nil {
 			return nil, err
 		}
 		defer mono.Close()
@@ -163,13 +174,28 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 	}
 
+	if len(reqs[PresencesToday]) > 0 {
+		logf("cold connections: the first presence read on a new connection, with and without its warm-up")
+		if rep.Warm.Cold, err = coldReads(ctx, opts.Config.ShardMap, &reqs[PresencesToday][0], coldRepeats); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+	}
+	logf("warming %d connections of every pool", opts.Concurrency)
+	if rep.Warm.Pools, err = warmPools(ctx, []*shardmap.Map{direct, mono}, opts.Concurrency, &warm, servers); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+
 	tokens, err := signTokens(opts.Config.Auth.HS256Secret, reqs)
 	if err != nil {
 		return nil, err
 	}
 	srvCtx, stopRouter := context.WithCancel(ctx)
 	defer stopRouter()
-	base, served, err := startRouter(srvCtx, opts.Serve, opts.Config)
+	// The router fills and warms its own pools as it starts, in the
+	// background (database.warm_conns), as far as the clients can use them.
+	routerCfg := opts.Config
+	routerCfg.ShardMap.Database.WarmConns = int32(min(opts.Concurrency, 1000))
+	base, served, err := startRouter(srvCtx, opts.Serve, routerCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -177,8 +203,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		stopRouter()
 		<-served
 	}()
+	idle := opts.Concurrency + 1
+	if opts.Rate > 0 {
+		idle = max(idle, 256) // an open-loop run keeps more requests outstanding
+	}
 	client := &http.Client{Transport: &http.Transport{
-		MaxIdleConns: 0, MaxIdleConnsPerHost: opts.Concurrency + 1, IdleConnTimeout: 90 * time.Second, DisableCompression: true,
+		MaxIdleConns: 0, MaxIdleConnsPerHost: idle, IdleConnTimeout: 90 * time.Second, DisableCompression: true,
 	}}
 	defer client.CloseIdleConnections()
 
@@ -194,6 +224,14 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 
 	if err := rep.measureReads(ctx, opts, arms, servers, logf); err != nil {
 		return nil, err
+	}
+	if opts.Rate > 0 {
+		logf("open loop: %.0f requests/s per arm, %s per arm in %d rounds", opts.Rate, opts.Duration, max(opts.Rounds, 1))
+		rep.Open = measureOpen(ctx, arms, opts.Rate, opts.Duration, opts.Rounds, opts.Seed, servers)
+		for _, o := range rep.Open {
+			logf("%s, open loop at %.0f/s: %d sent, %.0f/s answered, %d late, %d dropped, %d errors, p50 %s ms, p99 %s ms, p99.9 %s ms, max %s ms",
+				o.Arm, o.Rate, o.Sent, o.Achieved(), o.Late, o.Dropped, o.Errors, ms(o.P50), ms(o.P99), ms(o.P999), ms(o.Max))
+		}
 	}
 	stopRouter()
 	<-served

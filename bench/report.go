@@ -201,6 +201,50 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		}
 	}
 
+	if c := r.Warm.Cold; c.Repeats > 0 {
+		p("\n### Cold connections\n\n")
+		p("The first presence read on a new connection of shard %s (%d region(s)), `%s`, %d fresh connections each way "+
+			"(median / max ms; the connection open before the read in every case):\n\n", c.ShardName, c.ShardRegions, c.Path, c.Repeats)
+		p("| read | median ms | max ms |\n|---|---:|---:|\n")
+		for _, row := range []struct {
+			name string
+			d    []time.Duration
+		}{
+			{"first read, no warm-up (prepares and builds the generic plans)", c.Cold},
+			{"second read on that connection", c.Second},
+			{"registry.Warm on a new connection (before it serves)", c.WarmUp},
+			{"first read after the warm-up", c.Warm},
+		} {
+			p("| %s | %s | %s |\n", row.name, ms(Percentile(row.d, 50)), ms(Percentile(row.d, 100)))
+		}
+	}
+	if w := r.Warm.Pools; w.Conns > 0 {
+		p("\nBefore measuring, the direct and monolith arms' pools were filled and warmed: %d connections in %.2f s, "+
+			"%.2f s in registry.Warm (%s ms a connection), %.2f s of PostgreSQL CPU. The router warms its own: it starts "+
+			"with database.warm_conns = %d (its pools filled and warmed in the background, during the direct arm's warm-up), "+
+			"and connections it opens later warm before they serve.\n",
+			w.Conns, w.Wall.Seconds(), w.Warm.Seconds(), ms(w.Warm/time.Duration(w.Conns)), w.ServerCPU.Seconds(), r.Concurrency)
+	}
+	if len(r.Open) > 0 {
+		o := r.Open[0]
+		p("\n### Open loop, %.0f requests/s\n\n", o.Rate)
+		p("Each arm sent the mix on a fixed schedule, %.0f requests/s for %s in %d rounds interleaved with the other arms, whatever "+
+			"the answers; latency runs from each request's intended send time (no coordinated omission), percentiles from a "+
+			"log-bucket histogram (within 0.8%%), of the requests answered without error. Late: sends that left more than %s behind the schedule (the client's own lag); "+
+			"dropped: sends not made while %d requests were outstanding.\n\n", o.Rate, r.Duration, r.Rounds, lateSend, maxInFlight)
+		p("| arm | sent | answered/s | late | max send lag ms | dropped | errors | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | bench CPU ms | PostgreSQL CPU ms |\n")
+		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, o := range r.Open {
+			p("| %s | %d | %.0f | %d | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s |\n", o.Arm, o.Sent, o.Achieved(), o.Late, ms(o.MaxLag),
+				o.Dropped, o.Errors, ms(o.P50), ms(o.P90), ms(o.P99), ms(o.P999), ms(o.Max), ms(o.perAnswer(o.CPU)), ms(o.perAnswer(o.ServerCPU)))
+		}
+		for _, o := range r.Open {
+			if o.FirstError != "" {
+				p("\nFirst error of %s (open loop): `%s`\n", o.Arm, o.FirstError)
+			}
+		}
+	}
+
 	if len(r.Ingest) > 0 {
 		p("\n### Ingest\n\n| into | method | rows | seconds | rows/s |\n|---|---|---:|---:|---:|\n")
 		for _, in := range r.Ingest {

@@ -147,6 +147,7 @@ var defaults = map[string]any{
 	"database.query_timeout":        "0s", // statement_timeout + 1s
 	"database.probe_interval":       shardmap.DefaultProbeInterval.String(),
 	"database.max_replica_lag":      shardmap.DefaultMaxReplicaLag.String(),
+	"database.warm_conns":           0, // connections open as requests need them
 	"national.leg_timeout":          national.DefaultLegTimeout.String(),
 	"national.concurrency":          national.DefaultConcurrency,
 	"national.cache_ttl":            national.DefaultCacheTTL.String(),

@@ -72,3 +72,21 @@ func Shard(tb testing.TB, cfg shardmap.Config, name string) shardmap.ShardConfig
 	}
 	return s
 }
+
+// Lock takes an ACCESS EXCLUSIVE lock on table, as a migration's DDL does,
+// on a connection of its own to dsn (a superuser's), and holds it until
+// release is called or tb ends.
+func Lock(tb testing.TB, dsn, table string) (release func()) {
+	tb.Helper()
+	ctx := context.Background()
+	tx, err := Connect(tb, dsn).Begin(ctx)
+	if err != nil {
+		tb.Fatalf("begin: %v", err)
+	}
+	release = func() { tx.Rollback(ctx) }
+	tb.Cleanup(release)
+	if _, err := tx.Exec(ctx, "LOCK TABLE "+pgx.Identifier{table}.Sanitize()+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+		tb.Fatalf("lock %s: %v", table, err)
+	}
+	return release
+}

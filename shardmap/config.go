@@ -53,6 +53,12 @@ type DatabaseConfig struct {
 	// not measured recently) gets none until it catches up. 0 means
 	// DefaultMaxReplicaLag.
 	MaxReplicaLag time.Duration `mapstructure:"max_replica_lag"`
+	// WarmConns is how many connections of each pool the router opens and
+	// warms (Options.Warm) in the background when it starts, at most the
+	// pool's max_conns, so that the first requests after a deploy do not
+	// pay for building plans; connections opened later warm as they open.
+	// 0 opens none ahead.
+	WarmConns int32 `mapstructure:"warm_conns"`
 }
 
 // DefaultProbeInterval is the probe interval when probe_interval is 0.
@@ -153,6 +159,9 @@ func (c *Config) Validate() error {
 		if val < 0 || val > time.Hour {
 			bad(key, "%s is outside 0..1h (0 means the default)", val)
 		}
+	}
+	if d.WarmConns < 0 || d.WarmConns > 1000 {
+		bad("database.warm_conns", "%d is outside 0..1000 (0 opens none ahead)", d.WarmConns)
 	}
 	if d.BreakerFailures == 0 {
 		bad("database.breaker_failures", "must be at least 1")

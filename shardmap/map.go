@@ -12,8 +12,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"sort"
+
+	"github.com/jackc/pgx/v5"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -27,11 +30,21 @@ import (
 // ErrNoShard reports a region the map does not serve; a validated map serves all 20.
 var ErrNoShard = errors.New("no shard serves this region")
 
-// Options carries the telemetry providers shards report to; nil providers
-// report nothing.
+// Options carries the telemetry providers shards report to (nil providers
+// report nothing) and what every new pooled connection runs before it
+// serves.
 type Options struct {
 	TracerProvider trace.TracerProvider
 	MeterProvider  metric.MeterProvider
+	// Warm, when set, runs on every new connection of every pool before
+	// the pool hands it out: the commands pass registry.Warm, which
+	// prepares the hot statements and builds their plans there, so that no
+	// request pays for them. It runs under the router's deadline
+	// (DatabaseConfig.QueryTimeout); a failure is logged and the
+	// connection serves cold (see warmConn).
+	Warm func(ctx context.Context, conn *pgx.Conn) error
+	// Logger receives what a failed warm-up says; nil discards it.
+	Logger *slog.Logger
 }
 
 // Map is an immutable snapshot of the shard map: which shard serves each
@@ -129,6 +142,26 @@ func (m *Map) For(r regions.Code) (*Shard, error) {
 // Shards returns every shard in configuration order.
 func (m *Map) Shards() []*Shard { return append([]*Shard(nil), m.shards...) }
 
+// WarmPools opens up to conns connections in every pool of the map (the
+// primaries' and the replicas', each at most its max_conns), so that each
+// new one runs Options.Warm now rather than on a request's acquire, and
+// returns them to their pools. It fills one pool at a time, so that a
+// server holding many shards' databases is not asked for all their
+// connections at once. It returns when all are open or ctx is done; a
+// connection still connecting or warming then joins its pool when it is
+// ready. The error joins every pool's first failure.
+func (m *Map) WarmPools(ctx context.Context, conns int) error {
+	var errs []error
+	for _, s := range m.shards {
+		for _, b := range s.backends() {
+			if err := b.fill(ctx, conns); err != nil {
+				errs = append(errs, fmt.Errorf("warm the pools of shard %s (%s): %w", s.name, b.role, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Close closes every shard's pools and stops reporting their metrics.
 // Close a map only when no later map made by a Holder's reload shares its
 // shards; the Holder closes replaced shards itself.
@@ -139,8 +172,11 @@ func (m *Map) Close() {
 	}
 }
 
-// observer holds the instruments shards report to.
+// observer holds the instruments shards report to, and Options.Warm and
+// Options.Logger, which their pools' new connections report to.
 type observer struct {
+	warm          func(context.Context, *pgx.Conn) error
+	log           *slog.Logger
 	tracer        trace.Tracer
 	meter         metric.Meter
 	queryDuration metric.Float64Histogram
@@ -156,7 +192,13 @@ func newObserver(opts Options) (*observer, error) {
 	if mp == nil {
 		mp = metricnoop.NewMeterProvider()
 	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	o := &observer{
+		warm:   opts.Warm,
+		log:    log,
 		tracer: tp.Tracer("github.com/dmshub/dmsrouter/shardmap"),
 		meter:  mp.Meter("github.com/dmshub/dmsrouter/shardmap"),
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -78,11 +79,11 @@ func newShard(cfg ShardConfig, db DatabaseConfig, obs *observer) (*Shard, error)
 		obs:            obs,
 	}
 	var err error
-	if s.primary, err = newBackend(cfg.Name, "primary", cfg.Primary, cfg.MaxConns, db); err != nil {
+	if s.primary, err = newBackend(cfg.Name, "primary", cfg.Primary, cfg.MaxConns, db, obs); err != nil {
 		return nil, fmt.Errorf("shard %s primary: %w", cfg.Name, err)
 	}
 	for i, dsn := range cfg.Replicas {
-		b, err := newBackend(fmt.Sprintf("%s/replica%d", cfg.Name, i), "replica", dsn, cfg.MaxConns, db)
+		b, err := newBackend(fmt.Sprintf("%s/replica%d", cfg.Name, i), "replica", dsn, cfg.MaxConns, db, obs)
 		if err != nil {
 			s.Close()
 			return nil, fmt.Errorf("shard %s replica %d: %w", cfg.Name, i, err)
@@ -93,8 +94,8 @@ func newShard(cfg ShardConfig, db DatabaseConfig, obs *observer) (*Shard, error)
 	return s, nil
 }
 
-func newBackend(name, role, dsn string, maxConns int32, db DatabaseConfig) (*backend, error) {
-	pool, err := newPool(name, dsn, maxConns, db)
+func newBackend(name, role, dsn string, maxConns int32, db DatabaseConfig, obs *observer) (*backend, error) {
+	pool, err := newPool(name, dsn, maxConns, db, obs)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +119,7 @@ func newBackend(name, role, dsn string, maxConns int32, db DatabaseConfig) (*bac
 	return b, nil
 }
 
-func newPool(name, dsn string, maxConns int32, db DatabaseConfig) (*pgxpool.Pool, error) {
+func newPool(name, dsn string, maxConns int32, db DatabaseConfig, obs *observer) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, err
@@ -138,7 +139,79 @@ func newPool(name, dsn string, maxConns int32, db DatabaseConfig) (*pgxpool.Pool
 	rp["statement_timeout"] = strconv.FormatInt(db.StatementTimeout.Milliseconds(), 10)
 	rp["idle_in_transaction_session_timeout"] = strconv.FormatInt((2 * db.StatementTimeout).Milliseconds(), 10)
 	rp["timezone"] = "Europe/Rome"
+	if obs.warm != nil {
+		pc.AfterConnect = warmConn(name, db, obs)
+	}
 	return pgxpool.NewWithConfig(context.Background(), pc)
+}
+
+// warmConn returns the pool hook that runs obs.warm on each new connection
+// of pool name before it serves. The warm-up runs under the router's
+// deadline (DatabaseConfig.QueryTimeout) and each of its statements under
+// the server's statement_timeout, so it delays the acquire that made the
+// connection by a bounded time. A warm-up that fails is logged and the
+// connection serves cold: its statements plan on first use, as without a
+// warm-up; a transaction it left open is rolled back. Only a connection
+// the warm-up left closed (the deadline passed mid-statement) is refused,
+// which fails that acquire; the pool connects anew at the next one.
+func warmConn(name string, db DatabaseConfig, obs *observer) func(context.Context, *pgx.Conn) error {
+	return func(ctx context.Context, conn *pgx.Conn) error {
+		start := time.Now()
+		wctx, cancel := context.WithTimeout(ctx, db.queryTimeout())
+		defer cancel()
+		err := obs.warm(wctx, conn)
+		if err == nil {
+			return nil
+		}
+		obs.log.Warn("connection not warmed", slog.String("pool", name),
+			slog.Duration("elapsed", time.Since(start)), slog.String("error", err.Error()))
+		if conn.IsClosed() {
+			return fmt.Errorf("warm up a new connection of %s: %w", name, err)
+		}
+		if conn.PgConn().TxStatus() != 'I' {
+			rctx, cancel := context.WithTimeout(ctx, db.StatementTimeout)
+			defer cancel()
+			if _, err := conn.Exec(rctx, "ROLLBACK"); err != nil {
+				return fmt.Errorf("warm up a new connection of %s: roll back: %w", name, err)
+			}
+		}
+		return nil
+	}
+}
+
+// fill acquires up to n connections of b's pool at once (at most its
+// maximum), so that the new ones connect and warm up, and releases them.
+// It returns the first failure, after every acquire has returned.
+func (b *backend) fill(ctx context.Context, n int) error {
+	n = min(n, int(b.pool.Config().MaxConns))
+	conns := make(chan *pgxpool.Conn, n)
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			c, err := b.pool.Acquire(ctx)
+			if err != nil {
+				errs <- err
+				return
+			}
+			conns <- c
+		}()
+	}
+	var first error
+	held := make([]*pgxpool.Conn, 0, n)
+	for range n {
+		select {
+		case c := <-conns:
+			held = append(held, c)
+		case err := <-errs:
+			if first == nil {
+				first = err
+			}
+		}
+	}
+	for _, c := range held {
+		c.Release()
+	}
+	return first
 }
 
 // Name returns the shard's name from the configuration.

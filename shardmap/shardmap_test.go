@@ -257,6 +257,8 @@ func TestValidate(t *testing.T) {
 		{"max conns", func(c *shardmap.Config) { c.Shards[0].MaxConns = 1001 }, `shards[s1].max_conns: 1001 is outside 1..1000`},
 		{"timeout", func(c *shardmap.Config) { c.Database.StatementTimeout = 0 }, `database.statement_timeout: must be a positive duration`},
 		{"breaker", func(c *shardmap.Config) { c.Database.BreakerFailures = 0 }, `database.breaker_failures: must be at least 1`},
+		{"warm conns negative", func(c *shardmap.Config) { c.Database.WarmConns = -1 }, `database.warm_conns: -1 is outside 0..1000`},
+		{"warm conns", func(c *shardmap.Config) { c.Database.WarmConns = 1001 }, `database.warm_conns: 1001 is outside 0..1000`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

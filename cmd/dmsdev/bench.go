@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -26,6 +27,7 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	warmup := fs.Duration("warmup", 5*time.Second, "unmeasured warm-up of each arm before its measured runs")
 	rounds := fs.Int("rounds", 6, "slices each arm's measured time is cut into, interleaved with the other arms'")
 	concurrency := fs.Int("concurrency", 16, "clients of the loaded runs (every arm also runs with 1 client)")
+	rate := fs.Float64("rate", 0, "also run every arm open-loop: this many requests per second on a fixed schedule, latency from the intended send time (0 skips)")
 	ingestRows := fs.Int("ingest-rows", 80_000, "presences written by each ingest method (0 skips ingest)")
 	ingestBatch := fs.Int("ingest-batch", 1_000, "rows per INSERT of the batched ingest")
 	seed := fs.Uint64("seed", 1, "seed of the clients' request streams")
@@ -33,6 +35,9 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the router arm's loaded run to this file")
 	if err := cli.ParseArgs(fs, args); err != nil {
 		return err
+	}
+	if *rate < 0 {
+		return fmt.Errorf("dmsdev bench: --rate %v must be 0 (no open-loop runs) or positive", *rate)
 	}
 	cfg, err := config.Load(*path, getenv)
 	if err != nil {
@@ -44,6 +49,7 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 		Warmup:      *warmup,
 		Rounds:      *rounds,
 		Concurrency: *concurrency,
+		Rate:        *rate,
 		IngestRows:  *ingestRows,
 		IngestBatch: *ingestBatch,
 		Seed:        *seed,

@@ -35,7 +35,7 @@ func TestBench(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := []string{"bench", "--config", clitest.WriteConfig(t, sharded), "--monolith", clitest.WriteConfig(t, mono),
-		"--duration", "500ms", "--warmup", "100ms", "--concurrency", "3",
+		"--duration", "500ms", "--warmup", "100ms", "--concurrency", "3", "--rate", "100",
 		"--ingest-rows", "2500", "--ingest-batch", "1000", "--out", out}
 	var stdout, stderr clitest.Buffer
 	if err := run(ctx, args, clitest.NoEnv, &stdout, &stderr); err != nil {
@@ -54,7 +54,18 @@ func TestBench(t *testing.T) {
 			}
 		}
 	}
+	for _, arm := range []string{bench.ArmDirect, bench.ArmRouter, bench.ArmMonolith} {
+		// | arm | sent | answered/s | late | max send lag | dropped | errors | p50 ... |
+		row := regexp.MustCompile(`(?m)^\| ` + arm + ` \| [1-9][0-9]* \| [0-9]+ \| [0-9]+ \| [0-9.]+ \| 0 \| 0 \| `)
+		if !row.MatchString(report) {
+			t.Errorf("report has no open-loop row of %s with requests sent, none dropped and no errors:\n%s", arm, report)
+		}
+	}
 	for _, want := range []string{
+		"### Open loop, 100 requests/s",
+		"### Cold connections",
+		"| first read after the warm-up |",
+		"Before measuring, the direct and monolith arms' pools were filled and warmed",
 		"| shard s03 (region 03) | INSERT, 1000-row batches | 2,500 |",
 		"| shard s03 (region 03) | COPY via staging table | 2,500 |",
 		"| monolith (region 03) | COPY via staging table | 2,500 |",
@@ -68,5 +79,8 @@ func TestBench(t *testing.T) {
 	}
 	if strings.Contains(report, "Note:") {
 		t.Errorf("the preflight found something:\n%s", report)
+	}
+	if err := run(ctx, []string{"bench", "--rate", "-1"}, clitest.NoEnv, &stdout, &stderr); err == nil || !strings.Contains(err.Error(), "--rate") {
+		t.Errorf("bench --rate -1 = %v, want an error naming --rate", err)
 	}
 }

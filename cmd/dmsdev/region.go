@@ -21,6 +21,7 @@ import (
 	"github.com/dmshub/dmsrouter/internal/pgcluster"
 	"github.com/dmshub/dmsrouter/national"
 	"github.com/dmshub/dmsrouter/regions"
+	"github.com/dmshub/dmsrouter/registry"
 	"github.com/dmshub/dmsrouter/router"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
@@ -192,7 +193,7 @@ type inproc struct {
 // epoch it applied, and a shard's fence refusing a region reloads them
 // at once; otherwise cfg's regions rule. Close stops it.
 func startRouter(ctx context.Context, cfg shardmap.Config, controlDSN string) (*inproc, error) {
-	holder, err := shardmap.NewHolder(cfg, shardmap.Options{})
+	holder, err := shardmap.NewHolder(cfg, shardmap.Options{Warm: registry.Warm})
 	if err != nil {
 		return nil, err
 	}

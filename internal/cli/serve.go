@@ -20,6 +20,7 @@ import (
 	"github.com/dmshub/dmsrouter/control"
 	"github.com/dmshub/dmsrouter/jobs"
 	"github.com/dmshub/dmsrouter/national"
+	"github.com/dmshub/dmsrouter/registry"
 	"github.com/dmshub/dmsrouter/router"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
@@ -79,7 +80,9 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload *Rel
 			log.Warn("telemetry not flushed", slog.String("error", err.Error()))
 		}
 	}()
-	m, err := shardmap.NewHolder(cfg.ShardMap, shardmap.Options{TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
+	// Every new pooled connection prepares the hot reads before it serves.
+	m, err := shardmap.NewHolder(cfg.ShardMap, shardmap.Options{TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider,
+		Warm: registry.Warm, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -130,6 +133,9 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload *Rel
 	go (&jobs.Partitions{Shards: m.Shards, Ahead: 3, Every: 6 * time.Hour, Log: log}).Run(jobCtx)
 	go (&jobs.ExpireKeys{Shards: m.Shards, Retention: cfg.Jobs.IdempotencyRetention, Every: time.Hour, Log: log}).Run(jobCtx)
 	go (&jobs.Lifecycle{Shards: m.Shards, Extensions: cfg.Jobs.Lifecycle.Extensions, Every: time.Hour, Log: log}).Run(jobCtx)
+	if n := cfg.ShardMap.Database.WarmConns; n > 0 {
+		go warmPools(jobCtx, m.Map(), int(n), log)
+	}
 	ln, err := net.Listen("tcp", cfg.Server.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Server.Addr, err)
@@ -326,4 +332,17 @@ func refreshKeys(ctx context.Context, v *auth.Verifier, next <-chan *auth.Verifi
 			return
 		}
 	}
+}
+
+// warmPools opens and warms conns connections of every pool of m in the
+// background (database.warm_conns), logging when it is done; readiness
+// does not wait for it, and requests meanwhile warm the connections they
+// open themselves.
+func warmPools(ctx context.Context, m *shardmap.Map, conns int, log *slog.Logger) {
+	start := time.Now()
+	if err := m.WarmPools(ctx, conns); err != nil {
+		log.Warn("pools not warmed", slog.Duration("elapsed", time.Since(start)), slog.String("error", err.Error()))
+		return
+	}
+	log.Info("pools warmed", slog.Int("conns_per_pool", conns), slog.Duration("elapsed", time.Since(start)))
 }

@@ -216,15 +216,7 @@ func TestServeDrains(t *testing.T) {
 
 	// The in-flight request: a market list that waits for a lock the test
 	// holds on the markets table.
-	admin := pgtest.Connect(t, sm.Shards[0].AdminDSN())
-	tx, err := admin.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "LOCK TABLE markets IN ACCESS EXCLUSIVE MODE"); err != nil {
-		t.Fatal(err)
-	}
+	unlock := pgtest.Lock(t, sm.Shards[0].AdminDSN(), "markets")
 	token, err := auth.SignHS256(pgtest.TestSecret, auth.Principal{Subject: "drain", Role: "admin_pa", Territory: regions.Territory{Level: regions.National}}, time.Hour, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -261,7 +253,7 @@ func TestServeDrains(t *testing.T) {
 		code, body := httpGet(t, api+"/readyz")
 		return code == http.StatusServiceUnavailable && strings.Contains(body, `"draining"`)
 	})
-	tx.Rollback(ctx) // the in-flight request goes on
+	unlock() // the in-flight request goes on
 	if a := <-inflight; a.err != nil || a.code != http.StatusOK {
 		t.Errorf("in-flight GET /v1/markets = %d, %v; want 200", a.code, a.err)
 	}
@@ -376,4 +368,38 @@ func signEdDSA(tb testing.TB, key ed25519.PrivateKey, kid, claims string) string
 	enc := base64.RawURLEncoding.EncodeToString
 	signing := enc([]byte(`{"alg":"EdDSA","typ":"JWT","kid":"`+kid+`"}`)) + "." + enc([]byte(claims))
 	return signing + "." + enc(ed25519.Sign(key, []byte(signing)))
+}
+
+// TestServeWarmsPools checks that database.warm_conns makes Serve open
+// and warm that many connections of each pool in the background, with no
+// request asking, and log when it is done.
+func TestServeWarmsPools(t *testing.T) {
+	ctx := context.Background()
+	sm, err := pg.Deployment(ctx, pgtest.Prefix("cliwarm"), pgtest.SingleShard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pg.DropDeployment(context.Background(), sm) })
+	cfg := serveConfig(sm, "")
+	cfg.ShardMap.Database.WarmConns = 3
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var logged clitest.Buffer
+	startServe(t, sctx, cfg, slog.New(slog.NewJSONHandler(&logged, nil)), nil)
+
+	waitFor(t, "the pools warmed", func() bool {
+		return strings.Contains(logged.String(), `"msg":"pools warmed","conns_per_pool":3`)
+	})
+	admin := pgtest.Connect(t, sm.Shards[0].AdminDSN())
+	var n int
+	if err := admin.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1`,
+		"dmsrouter/"+sm.Shards[0].Name).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n < 3 {
+		t.Errorf("the shard's pool holds %d connections after the warm-up, want at least 3", n)
+	}
+	if strings.Contains(logged.String(), "not warmed") {
+		t.Errorf("a warm-up failed:\n%s", logged.String())
+	}
 }

@@ -32,7 +32,7 @@ var allowed = map[string][]string{
 	"fleet":                      {"control", "migrations", "move", "regions", "shardmap"},
 	"router":                     {"auth", "control", "fleet", "national", "regions", "registry", "shardmap", "taxcode"},
 	"config":                     {"auth", "control", "jobs", "national", "shardmap"},
-	"internal/cli":               {"auth", "config", "control", "fleet", "jobs", "migrations", "move", "national", "regions", "router", "shardmap"},
+	"internal/cli":               {"auth", "config", "control", "fleet", "jobs", "migrations", "move", "national", "regions", "registry", "router", "shardmap"},
 	"internal/layout":            {},
 	"deploy":                     {}, // tests only: they check the deploy files
 	"internal/pgcluster":         {"control", "migrations", "regions", "shardmap"},

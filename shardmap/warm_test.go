@@ -1,0 +1,164 @@
+package shardmap_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/dmshub/dmsrouter/internal/clitest"
+	"github.com/dmshub/dmsrouter/pgtest"
+	"github.com/dmshub/dmsrouter/regions"
+	"github.com/dmshub/dmsrouter/shardmap"
+)
+
+// openWarmed opens a map of cfg whose new connections run warm, logging to
+// log, closed when tb ends.
+func openWarmed(tb testing.TB, cfg shardmap.Config, warm func(context.Context, *pgx.Conn) error, log *slog.Logger) *shardmap.Map {
+	tb.Helper()
+	m, err := shardmap.Open(cfg, shardmap.Options{Warm: warm, Logger: log})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(m.Close)
+	return m
+}
+
+// warmedSetting reads, on a connection of sh's pool, the session setting
+// dms.warmed that the tests' warm-ups set.
+func warmedSetting(tb testing.TB, sh *shardmap.Shard) string {
+	tb.Helper()
+	var v string
+	err := sh.Read(context.Background(), regions.Scope{Region: "03"}, func(b *pgx.Batch) {
+		b.Queue(`SELECT coalesce(current_setting('dms.warmed', true), '')`).QueryRow(func(r pgx.Row) error { return r.Scan(&v) })
+	})
+	if err != nil {
+		tb.Fatalf("read on shard %s: %v", sh.Name(), err)
+	}
+	return v
+}
+
+// countedWarm returns a warm-up that counts its runs in n and sets the
+// session setting dms.warmed to value.
+func countedWarm(n *atomic.Int32, value string) func(context.Context, *pgx.Conn) error {
+	return func(ctx context.Context, conn *pgx.Conn) error {
+		n.Add(1)
+		_, err := conn.Exec(ctx, "SET dms.warmed = "+pgx.Identifier{value}.Sanitize())
+		return err
+	}
+}
+
+// TestWarmRunsOnEveryNewConnection checks that Options.Warm runs once on
+// every connection a pool opens, before it serves, whether WarmPools or a
+// request's acquire opens it, and never again on a reused one.
+func TestWarmRunsOnEveryNewConnection(t *testing.T) {
+	ctx := context.Background()
+	cfg := pgtest.NewDeployment(t, pg, "warmcount", twoShards())
+	var warmed atomic.Int32
+	m := openWarmed(t, cfg, countedWarm(&warmed, "yes"), nil)
+
+	if err := m.WarmPools(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	// Two shards, a primary each, no replicas.
+	if got := warmed.Load(); got != 6 {
+		t.Errorf("after WarmPools(3) on 2 pools, Warm ran %d times, want 6", got)
+	}
+	if err := m.WarmPools(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	if got := warmed.Load(); got != 6 {
+		t.Errorf("after a second WarmPools(3), Warm ran %d times, want still 6 (the connections are reused)", got)
+	}
+	if err := m.WarmPools(ctx, 100); err != nil {
+		t.Fatal(err)
+	}
+	var max int32
+	for _, sh := range m.Shards() {
+		max += sh.Stat().MaxConns()
+	}
+	if got := warmed.Load(); got != max {
+		t.Errorf("after WarmPools(100), Warm ran %d times, want %d (every pool filled to its max_conns)", got, max)
+	}
+
+	// A map that no one warmed opens its connections on the requests'
+	// acquires: each one is warmed before the request uses it.
+	var cold atomic.Int32
+	lazy := openWarmed(t, cfg, countedWarm(&cold, "lazy"), nil)
+	sh, err := lazy.For("03")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 5 {
+				if got := warmedSetting(t, sh); got != "lazy" {
+					t.Errorf("a request's connection has dms.warmed = %q, want \"lazy\": it served before its warm-up", got)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	opened := sh.Stat().TotalConns()
+	if got := cold.Load(); got != opened || got == 0 {
+		t.Errorf("Warm ran %d times for the %d connections the requests opened", got, opened)
+	}
+}
+
+// TestFailingWarmKeepsThePool checks that a warm-up that fails, leaves an
+// aborted transaction or outlives the statement timeout is logged and
+// leaves a connection that serves.
+func TestFailingWarmKeepsThePool(t *testing.T) {
+	ctx := context.Background()
+	cfg := pgtest.NewDeployment(t, pg, "warmfail", twoShards())
+	cfg.Database.StatementTimeout = 200 * time.Millisecond
+	for _, tc := range []struct {
+		name string
+		warm func(context.Context, *pgx.Conn) error
+	}{
+		{"error before any statement", func(context.Context, *pgx.Conn) error {
+			return errors.New("no statements today")
+		}},
+		{"error inside a transaction", func(ctx context.Context, conn *pgx.Conn) error {
+			if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
+				return err
+			}
+			_, err := conn.Exec(ctx, "SELECT 1 / 0")
+			return err
+		}},
+		{"statement timeout", func(ctx context.Context, conn *pgx.Conn) error {
+			_, err := conn.Exec(ctx, "SELECT pg_sleep(30)")
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logged clitest.Buffer
+			m := openWarmed(t, cfg, tc.warm, slog.New(slog.NewTextHandler(&logged, nil)))
+			if err := m.WarmPools(ctx, 2); err != nil {
+				t.Fatalf("WarmPools = %v, want nil: a failed warm-up must not fail the pool", err)
+			}
+			sh, err := m.For("03")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 4 {
+				if got := warmedSetting(t, sh); got != "" {
+					t.Errorf("dms.warmed = %q, want unset", got)
+				}
+			}
+			if n := sh.Stat().TotalConns(); n != 2 {
+				t.Errorf("the pool holds %d connections, want the 2 WarmPools opened", n)
+			}
+			if n := strings.Count(logged.String(), `msg="connection not warmed"`); n != 4 {
+				t.Errorf("%d warm-ups logged as failed, want 4 (2 pools x 2):\n%s", n, logged.String())
+			}
+		})
+	}
+}
