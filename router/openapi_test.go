@@ -2,6 +2,7 @@ package router
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -161,6 +162,16 @@ func (s *senders) of(r *http.Request) testing.TB {
 // check checks request r, whose body has been read, and its answer.
 func (k *contract) check(r *http.Request, status int, header http.Header, body []byte) error {
 	ctx := context.Background()
+	if header.Get("Content-Encoding") == "gzip" {
+		// The contract describes the representation, before compression.
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			return fmt.Errorf("gzip answer: %w", err)
+		}
+		if body, err = io.ReadAll(zr); err != nil {
+			return fmt.Errorf("gzip answer: %w", err)
+		}
+	}
 	route, params, err := k.router.FindRoute(r)
 	if err == nil && strings.HasSuffix(r.URL.Path, "/") != strings.HasSuffix(route.Path, "/") {
 		// The legacy router ignores a trailing slash; the router does not.
@@ -182,10 +193,33 @@ func (k *contract) check(r *http.Request, status int, header http.Header, body [
 			return fmt.Errorf("the router accepted (%d) a request the contract calls invalid: %w", status, err)
 		}
 	}
-	return openapi3filter.ValidateResponse(ctx, &openapi3filter.ResponseValidationInput{
+	if err := openapi3filter.ValidateResponse(ctx, &openapi3filter.ResponseValidationInput{
 		RequestValidationInput: in, Status: status, Header: header,
 		Body: io.NopCloser(bytes.NewReader(body)), Options: contractOptions(),
-	})
+	}); err != nil {
+		return err
+	}
+	return problemAgrees(status, header, body)
+}
+
+// problemAgrees checks what a schema cannot say of a problem answer: that
+// its status is the answer's, and that its type has a page
+// (GET /problems/{name}).
+func problemAgrees(status int, header http.Header, body []byte) error {
+	if header.Get("Content-Type") != "application/problem+json" {
+		return nil
+	}
+	var p Problem
+	if err := json.Unmarshal(body, &p); err != nil {
+		return fmt.Errorf("problem answer %d: %w", status, err)
+	}
+	if p.Status != status {
+		return fmt.Errorf("problem %s says status %d, the answer is %d", p.Type, p.Status, status)
+	}
+	if _, ok := problemAbout[p.Type]; !ok {
+		return fmt.Errorf("problem type %q has no page", p.Type)
+	}
+	return nil
 }
 
 // checkUnrouted checks the answer to a request that no operation of the
@@ -207,7 +241,7 @@ func (k *contract) checkUnrouted(routeErr error, status int, header http.Header,
 	if err := schema.VisitJSON(v, openapi3.VisitAsResponse()); err != nil {
 		return fmt.Errorf("answer %d is not the contract's %s: %w", status, name, err)
 	}
-	return nil
+	return problemAgrees(status, header, body)
 }
 
 // teeBody is a request body that copies what is read from it.
@@ -374,6 +408,7 @@ func TestOpenAPIValidator(t *testing.T) {
 		{"body off its schema", "GET", "/v1/regions", "", 200, "application/json", `{"items":"none"}`, true},
 		{"wrong content type", "GET", "/v1/regions", "", 200, "text/plain", regionList, true},
 		{"declared problem", "GET", "/v1/markets/1", "", 404, "application/problem+json", problem(404, "/problems/not-found"), false},
+		{"problem of another status", "GET", "/v1/markets/1", "", 404, "application/problem+json", problem(400, "/problems/not-found"), true},
 		{"problem type of another route", "GET", "/v1/markets/1", "", 503, "application/problem+json", problem(503, "/problems/region-frozen"), true},
 		{"invalid request accepted", "POST", "/v1/markets", `{"name":"x"}`, 201, "application/json", `{}`, true},
 		{"invalid request refused", "POST", "/v1/markets", `{"name":"x"}`, 400, "application/problem+json", problem(400, "/problems/bad-request"), false},
@@ -383,6 +418,8 @@ func TestOpenAPIValidator(t *testing.T) {
 		{"trailing slash answered", "GET", "/v1/regions/", "", 200, "application/json", regionList, true},
 		{"unknown method", "DELETE", "/v1/regions", "", 405, "application/problem+json", problem(405, "/problems/method-not-allowed"), false},
 		{"preflight", "OPTIONS", "/v1/regions", "", 204, "", "", false},
+		{"gzip answer", "GET", "/v1/regions", "", 200, "application/json", "gzip:" + regionList, false},
+		{"gzip answer off its schema", "GET", "/v1/regions", "", 200, "application/json", `gzip:{"items":"none"}`, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -393,8 +430,17 @@ func TestOpenAPIValidator(t *testing.T) {
 				w.Header().Set("X-Request-ID", "r1")
 				w.Header().Set("Trace-Id", "0123456789abcdef0123456789abcdef")
 				w.Header().Set("traceparent", "00-0123456789abcdef0123456789abcdef-0123456789abcdef-01")
+				answer := []byte(tt.answer)
+				if plain, ok := strings.CutPrefix(tt.answer, "gzip:"); ok {
+					var z bytes.Buffer
+					zw := gzip.NewWriter(&z)
+					_, _ = io.WriteString(zw, plain)
+					_ = zw.Close()
+					answer = z.Bytes()
+					w.Header().Set("Content-Encoding", "gzip")
+				}
 				w.WriteHeader(tt.status)
-				_, _ = io.WriteString(w, tt.answer)
+				_, _ = w.Write(answer)
 			}))
 			req := httptest.NewRequest(tt.method, tt.path, strings.NewReader(tt.body))
 			req.Header.Set("Authorization", "Bearer token")
