@@ -224,9 +224,17 @@ func problemAgrees(status int, header http.Header, body []byte) error {
 
 // checkUnrouted checks the answer to a request that no operation of the
 // contract serves: the problem of the unknown route (404) or method (405),
-// as the contract's NotFound and MethodNotAllowed responses describe them.
+// as the contract's NotFound and MethodNotAllowed responses describe them,
+// or of what the edge refuses before routing: bad input (a path holding a
+// NUL character, say) and, as for every write, a write a browser sent from
+// another site.
 func (k *contract) checkUnrouted(routeErr error, status int, header http.Header, body []byte) error {
-	name := map[int]string{http.StatusBadRequest: "BadRequest", http.StatusNotFound: "NotFound", http.StatusMethodNotAllowed: "MethodNotAllowed"}[status]
+	name := map[int]string{
+		http.StatusBadRequest:       "BadRequest",
+		http.StatusForbidden:        "ForbiddenWrite",
+		http.StatusNotFound:         "NotFound",
+		http.StatusMethodNotAllowed: "MethodNotAllowed",
+	}[status]
 	if name == "" {
 		return fmt.Errorf("no operation of the contract serves it (%v), yet the answer is %d", routeErr, status)
 	}
