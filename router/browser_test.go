@@ -39,7 +39,7 @@ func browserEnv(t *testing.T, e *env) *env {
 		t.Fatal(err)
 	}
 	b := *e
-	b.srv = httptest.NewServer(s)
+	b.srv = httptest.NewServer(loadContract(t).validated(b.senders.of, s))
 	t.Cleanup(b.srv.Close)
 	return &b
 }

@@ -106,7 +106,7 @@ func TestCutBody(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(s)
+	srv := httptest.NewUnstartedServer(loadContract(t).validated(func(*http.Request) testing.TB { return t }, s))
 	srv.Config.ReadTimeout = 500 * time.Millisecond
 	srv.Start()
 	defer srv.Close()

@@ -38,6 +38,7 @@ func (e *env) fuzzSend(t *testing.T, who, method, target, body string, header ..
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
+	defer e.senders.add(t, req)()
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, target, err)

@@ -89,6 +89,7 @@ type env struct {
 	spans    *tracetest.SpanRecorder
 	tel      *Telemetry // its metrics are served apart from the API
 	tokens   map[string]string
+	senders  *senders // the tests that sent the requests, which the contract's check fails
 }
 
 // newEnv deploys the layout (shard "lazio" on a cluster of its own when
@@ -149,7 +150,10 @@ func startEnv(t testing.TB, name string, withOwned bool, onLeg func(regions.Code
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.srv = httptest.NewServer(s)
+	// Every request a test sends, and its answer, is checked against the
+	// contract (openapi_test.go).
+	e.senders = &senders{fallback: t}
+	e.srv = httptest.NewServer(loadContract(t).validated(e.senders.of, s))
 	t.Cleanup(e.srv.Close)
 	e.tokens = map[string]string{}
 	for who, terr := range map[string]string{
@@ -241,6 +245,7 @@ func (e *env) do(t *testing.T, who, method, path, body string, header ...string)
 			req.Header.Set(header[i], header[i+1])
 		}
 	}
+	defer e.senders.add(t, req)()
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

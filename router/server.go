@@ -210,6 +210,8 @@ func (s *Server) routes() *gin.Engine {
 
 	// What each problem type means: the type URIs resolve. No token.
 	e.GET("/problems/:name", s.handle(s.problemPage))
+	// The contract (OpenAPI 3), outside the authenticated group: no token.
+	e.GET("/v1/openapi.json", s.handle(serveOpenAPI))
 	return e
 }
 

@@ -167,7 +167,7 @@ func TestAdminShardsControl(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.srv = httptest.NewServer(s)
+	e.srv = httptest.NewServer(loadContract(t).validated(e.senders.of, s))
 	t.Cleanup(e.srv.Close)
 
 	pgtest.Exec(t, ctl, `INSERT INTO control.moves (region_id, source, target, phase, max_freeze) VALUES ('05', 'rest', 'nw', 'catching_up', '5s')`)
