@@ -263,13 +263,18 @@ type reply struct {
 // send sends a request to the API with token and, unless key is empty,
 // the Idempotency-Key key; a body is sent as JSON.
 func send(ctx context.Context, client *http.Client, method, url, token string, body []byte, key string) (reply, error) {
+	return sendAs(ctx, client, method, url, token, "application/json", body, key)
+}
+
+// sendAs is send with a body of media type ct.
+func sendAs(ctx context.Context, client *http.Client, method, url, token, ct string, body []byte, key string) (reply, error) {
 	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {
 		return reply{}, err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", ct)
 	}
 	if key != "" {
 		req.Header.Set("Idempotency-Key", key)
