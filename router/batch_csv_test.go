@@ -3,6 +3,8 @@ package router
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -82,6 +84,13 @@ func TestDecodeBatchCSV(t *testing.T) {
 				t.Errorf("decodeBatchCSV names %v (%v), want %v", got, br.fields, tt.fields)
 			}
 		})
+	}
+
+	// A body that goes over its limit while it is read (no Content-Length
+	// told beforehand) is too large.
+	long := header + strings.Repeat("1,2,2026-06-15,SPUNTA\n", 100)
+	if _, err := decodeBatchCSV(http.MaxBytesReader(nil, io.NopCloser(strings.NewReader(long)), 1000), 1000); !errors.Is(err, errTooLarge) {
+		t.Errorf("decodeBatchCSV of %d bytes, limit 1000 = %v, want errTooLarge", len(long), err)
 	}
 }
 

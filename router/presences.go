@@ -178,10 +178,10 @@ func ingestBatch(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w re
 	return res, err
 }
 
-// batchRow checks a row of a batch, b, into row; field names its fields. The ids of every row must
-// lie in one region, *r, the first id's; an id of a region outside the
-// territory is forbidden. Field names are built only for bad fields, so a
-// good batch of 10,000 rows builds no strings.
+// batchRow checks a row of a batch, b, into row; field names its fields.
+// The ids of every row must lie in one region, *r, the first id's; an id
+// of a region outside the territory is forbidden. Field names are built
+// only for bad fields, so a good batch of 10,000 rows builds no strings.
 func (s *Server) batchRow(k *checks, p auth.Principal, r *regions.Code, today time.Time, field func(name string) string, b *batchRowBody, row *registry.PresenceRow) error {
 	if b.MarketID == nil {
 		k.bad(field("market_id"), "required")

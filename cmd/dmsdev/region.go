@@ -292,12 +292,6 @@ func sendAs(ctx context.Context, client *http.Client, method, url, token, ct str
 	return rep, err
 }
 
-// post sends body and returns the status and the response body.
-func post(ctx context.Context, client *http.Client, url, token string, body []byte, key string) (int, string, error) {
-	rep, err := send(ctx, client, http.MethodPost, url, token, body, key)
-	return rep.status, rep.body, err
-}
-
 // checkIn posts r's check-in (its holder at its stall, at its time) to
 // the router at base, with the Idempotency-Key key unless it is empty.
 func checkIn(ctx context.Context, client *http.Client, base, token string, r row, key string) (reply, error) {
