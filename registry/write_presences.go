@@ -537,8 +537,13 @@ func IngestPresences(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, 
 		out := BatchOutcome{Rows: len(rows)}
 		// One statement validates and writes up to 10,000 rows: more than
 		// the shard's per-statement timeout, sized for reads, may allow on a
-		// busy server, and a timeout would count against the breaker.
-		if _, err := tx.Exec(ctx, `SET LOCAL statement_timeout = '`+batchStatementTimeout+`'; `+stagingSQL); err != nil {
+		// busy server, and a timeout would count against the breaker. Its
+		// plan is the generic one from the first run on a connection: the
+		// custom plans PostgreSQL makes for a prepared statement's first
+		// five runs were 3 to 10 times slower, and slower as the table
+		// grew (BENCHMARKS.md, "The batch endpoint as JSON and CSV").
+		if _, err := tx.Exec(ctx, `SET LOCAL statement_timeout = '`+batchStatementTimeout+`';
+			SET LOCAL plan_cache_mode = force_generic_plan; `+stagingSQL); err != nil {
 			return out, false, err
 		}
 		_, err := tx.CopyFrom(ctx, pgx.Identifier{"presence_staging_v1"},
