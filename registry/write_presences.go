@@ -540,7 +540,7 @@ func IngestPresences(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, 
 		// busy server, and a timeout would count against the breaker. Its
 		// plan is the generic one from the first run on a connection: the
 		// custom plans PostgreSQL makes for a prepared statement's first
-		// five runs were 3 to 10 times slower, and slower as the table
+		// five runs were 2 to 7 times slower, and slower as the table
 		// grew (BENCHMARKS.md, "The batch endpoint as JSON and CSV").
 		if _, err := tx.Exec(ctx, `SET LOCAL statement_timeout = '`+batchStatementTimeout+`';
 			SET LOCAL plan_cache_mode = force_generic_plan; `+stagingSQL); err != nil {

@@ -6,7 +6,6 @@ import (
 	"encoding/csv"
 	"errors"
 	"io"
-	"mime"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -32,14 +31,7 @@ const maxCSVErrors = 100
 
 // isCSV reports whether the media type ct is text/csv, with no charset or
 // charset UTF-8.
-func isCSV(ct string) bool {
-	mt, params, err := mime.ParseMediaType(ct)
-	if err != nil || mt != "text/csv" {
-		return false
-	}
-	cs, ok := params["charset"]
-	return !ok || strings.EqualFold(cs, "utf-8")
-}
+func isCSV(ct string) bool { return isUTF8Type(ct, "text/csv") }
 
 // decodeBatchCSV decodes a CSV batch from body, a limitBody of limit bytes,
 // as it arrives: RFC 4180 records, a UTF-8 byte order mark allowed before

@@ -234,9 +234,13 @@ func bodyError(err error, limit int64) error {
 
 // isJSON reports whether the media type ct is application/json, with no
 // charset or charset UTF-8 (RFC 8259 allows no other).
-func isJSON(ct string) bool {
+func isJSON(ct string) bool { return isUTF8Type(ct, "application/json") }
+
+// isUTF8Type reports whether the media type ct is want, with no charset or
+// charset UTF-8.
+func isUTF8Type(ct, want string) bool {
 	mt, params, err := mime.ParseMediaType(ct)
-	if err != nil || mt != "application/json" {
+	if err != nil || mt != want {
 		return false
 	}
 	cs, ok := params["charset"]
