@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -302,6 +303,9 @@ type RowError struct {
 	Field  string `json:"field"`
 	Reason string `json:"reason"`
 	Rule   string `json:"rule,omitempty"`
+	// Earlier is the index of the earlier row of the batch that Reason
+	// names ("row 3 has the same vendor ..."), else -1.
+	Earlier int `json:"-"`
 }
 
 // RejectedError reports a batch that wrote nothing because some rows were
@@ -486,7 +490,10 @@ func (c rowCode) rowError() RowError {
 	if !ok {
 		e = RowError{Field: "row", Reason: c.Code}
 	}
-	e.Row = c.Row
+	e.Row, e.Earlier = c.Row, -1
+	if c.Code == "row_vendor" || c.Code == "row_stall" {
+		e.Earlier, _ = strconv.Atoi(c.Detail)
+	}
 	if strings.Contains(e.Reason, "%s") {
 		e.Reason = fmt.Sprintf(e.Reason, c.Detail)
 	}
@@ -505,11 +512,13 @@ func (c rowCode) rowError() RowError {
 // is the current day in Europe/Rome.
 //
 // New, distinct rows, the common case, go through fastSQL; a batch that
-// meets stored presences or repeats a row, which fastSQL does not insert
-// (or, in a race with a concurrent writer, fails with a unique violation),
-// is rolled back to a savepoint and goes through slowSQL and
-// conflictingRows, which sort its rows into inserted, duplicate and
-// refused. A duplicate is no error, in the response or in the server's log.
+// meets stored presences or repeats a row, which fastSQL does not insert,
+// goes on through slowSQL and conflictingRows in the same transaction,
+// which sort its rows into inserted, duplicate and refused. A duplicate is
+// no error, in the response or in the server's log. In a race with a
+// concurrent writer fastSQL fails with a unique violation, and the whole
+// transaction runs again (no savepoint: its two round trips are saved on
+// every batch).
 func IngestPresences(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, rows []PresenceRow, today time.Time) (Result[BatchOutcome], error) {
 	if len(rows) == 0 || len(rows) > MaxBatchRows {
 		return Result[BatchOutcome]{}, fmt.Errorf("ingest presences: %d rows, want 1 to %d", len(rows), MaxBatchRows)
@@ -528,8 +537,13 @@ func IngestPresences(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, 
 		out := BatchOutcome{Rows: len(rows)}
 		// One statement validates and writes up to 10,000 rows: more than
 		// the shard's per-statement timeout, sized for reads, may allow on a
-		// busy server, and a timeout would count against the breaker.
-		if _, err := tx.Exec(ctx, `SET LOCAL statement_timeout = '`+batchStatementTimeout+`'; `+stagingSQL); err != nil {
+		// busy server, and a timeout would count against the breaker. Its
+		// plan is the generic one from the first run on a connection: the
+		// custom plans PostgreSQL makes for a prepared statement's first
+		// five runs were 2 to 7 times slower, and slower as the table
+		// grew (BENCHMARKS.md, "The batch endpoint as JSON and CSV").
+		if _, err := tx.Exec(ctx, `SET LOCAL statement_timeout = '`+batchStatementTimeout+`';
+			SET LOCAL plan_cache_mode = force_generic_plan; `+stagingSQL); err != nil {
 			return out, false, err
 		}
 		_, err := tx.CopyFrom(ctx, pgx.Identifier{"presence_staging_v1"},
@@ -547,35 +561,28 @@ func IngestPresences(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, 
 		)
 		args := pgx.NamedArgs{"region": int16(sc.Region.Num()), "today": today, "first": first, "last": last,
 			"id_seq": migrations.IDSequence("vendor_presences", sc.Region), "user": w.Actor.User, "role": w.Actor.Role}
-		fast, err := tx.Begin(ctx)
+		err = fastSQL.queryRow(ctx, tx, args).Scan(&out.Inserted, &eligible, &out.Duplicate, &rejected)
+		if isPgCode(err, "23505") {
+			// A concurrent writer stored a row first: run again, when
+			// fastSQL sees the row and leaves the batch to slowSQL.
+			return out, false, errRetry
+		}
 		if err != nil {
 			return out, false, err
 		}
-		err = fastSQL.queryRow(ctx, fast, args).Scan(&out.Inserted, &eligible, &out.Duplicate, &rejected)
-		raced := isPgCode(err, "23505") // a concurrent writer stored a row first
-		if err != nil && !raced {
+		codes, err := decodeCodes(rejected)
+		if err != nil {
 			return out, false, err
 		}
-		var codes []rowCode
-		if !raced {
-			if codes, err = decodeCodes(rejected); err != nil {
-				return out, false, err
-			}
-		}
-		if raced || len(codes) == 0 && out.Inserted < eligible {
-			// Some row met a stored presence or repeated another: sort
-			// the rows out.
-			if err := fast.Rollback(ctx); err != nil {
-				return out, false, err
-			}
+		if len(codes) == 0 && out.Inserted < eligible {
+			// Some row met a stored presence or repeated another, and
+			// fastSQL inserted nothing: sort the rows out.
 			if err := slowSQL.queryRow(ctx, tx, args).Scan(&out.Inserted, &eligible, &out.Duplicate, &rejected); err != nil {
 				return out, false, err
 			}
 			if codes, err = decodeCodes(rejected); err != nil {
 				return out, false, err
 			}
-		} else if err := fast.Commit(ctx); err != nil {
-			return out, false, err
 		}
 		if len(codes) == 0 && out.Inserted < eligible {
 			// Some rows met a presence already stored (perhaps by a

@@ -14,6 +14,35 @@ import (
 // the common form, encoding/json for the rest, and a row at a time when
 // that fails, so that the error names the row.
 
+// batchReq is a decoded batch: its rows and, for CSV, the line each row
+// starts on.
+type batchReq struct {
+	rows  []batchRowBody
+	lines []int
+}
+
+// field returns the namer of the fields of row i: rows[i].name for JSON,
+// line[n].name for CSV. The name is built only when called, for a bad
+// field, so a good batch builds no strings.
+func (b *batchReq) field(i int) func(name string) string {
+	return func(name string) string {
+		if b.lines != nil {
+			return csvField(b.lines[i], name)
+		}
+		return "rows[" + strconv.Itoa(i) + "]." + name
+	}
+}
+
+// linesError is the error of a CSV batch, whose rows the client knows by
+// their lines: the problem it becomes names lines (see the error table).
+type linesError struct {
+	err   error
+	lines []int
+}
+
+func (e *linesError) Error() string { return e.err.Error() }
+func (e *linesError) Unwrap() error { return e.err }
+
 // batchRowBody is one row of a presence batch.
 type batchRowBody struct {
 	MarketID  *int64  `json:"market_id"`

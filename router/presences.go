@@ -2,7 +2,9 @@ package router
 
 import (
 	"context"
-	"strconv"
+	"fmt"
+	"hash"
+	"io"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -96,44 +98,72 @@ func (s *Server) checkCheckIn(k *checks, req writeReq, b *checkInBody) (registry
 	return in, r, nil
 }
 
-// presenceBatch is a checked batch and the day it was checked against.
+// presenceBatch is a checked batch, the day it was checked against, and
+// for a CSV batch the line each row starts on.
 type presenceBatch struct {
 	rows  []registry.PresenceRow
 	today time.Time
+	lines []int
 }
 
-// ingestPresences is POST /v1/presences/batch {"rows": [...]}: up to
-// registry.MaxBatchRows presences of one region, all or nothing. 201 with
-// the counts when it inserted rows, 200 when every row was a duplicate, 422
-// with the reason of each rejected row when any was rejected (nothing is
-// written then), and its rule when a market-day rule refused it (a row on
-// a cancelled day: market-day-cancelled).
+// ingestPresences is POST /v1/presences/batch, {"rows": [...]} or CSV
+// with a header row (text/csv): up to registry.MaxBatchRows presences of
+// one region, all or nothing. 201 with the counts when it inserted rows,
+// 200 when every row was a duplicate, 422 with the reason of each rejected
+// row when any was rejected (nothing is written then), and its rule when a
+// market-day rule refused it (a row on a cancelled day:
+// market-day-cancelled). The rows of a CSV batch are named by the line
+// their record starts on, line[7].vendor_id; those of JSON by index,
+// rows[6].vendor_id.
 func (s *Server) ingestPresences(c *gin.Context) error {
 	return write(s, c, toBody, readBatch, s.checkBatch, noID(ingestBatch))
 }
 
-// readBatch reads a batch's body, up to maxBatchBody bytes.
-func readBatch(c *gin.Context, rows *[]batchRowBody) (registry.Write, error) {
+// readBatch reads a batch's body, JSON or CSV, up to maxBatchBody bytes,
+// and decodes it; the fingerprint of its Idempotency-Key hashes the bytes
+// as they are read, as sent (a batch is not compacted first).
+func readBatch(c *gin.Context, b *batchReq) (registry.Write, error) {
 	if err := queryParams(c).err(); err != nil {
 		return registry.Write{}, err
 	}
-	body, err := readBody(c, maxBatchBody)
+	ct := c.GetHeader("Content-Type")
+	csv := isCSV(ct)
+	if !csv && !isJSON(ct) {
+		return registry.Write{}, fmt.Errorf("%w: send the body as application/json or text/csv", errMediaType)
+	}
+	body, err := limitBody(c, maxBatchBody)
 	if err != nil {
 		return registry.Write{}, err
 	}
-	if *rows, err = decodeBatch(body); err != nil {
+	var h hash.Hash
+	if c.Request.Header.Get("Idempotency-Key") != "" {
+		h = fingerprint(c)
+		if csv {
+			h.Write([]byte("text/csv\n"))
+		}
+		body = io.TeeReader(body, h)
+	}
+	if csv {
+		*b, err = decodeBatchCSV(body, maxBatchBody)
+	} else {
+		var raw []byte
+		if raw, err = readAllBody(body, maxBatchBody); err == nil {
+			b.rows, err = decodeBatch(raw)
+		}
+	}
+	if err != nil {
 		return registry.Write{}, err
 	}
-	return writeMeta(c, body)
+	return keyedWrite(c, func() []byte { return h.Sum(nil) })
 }
 
 // checkBatch checks every row of a batch; the batch writes the region of
 // its first id.
-func (s *Server) checkBatch(k *checks, req writeReq, raw *[]batchRowBody) (presenceBatch, regions.Code, error) {
-	b := presenceBatch{rows: make([]registry.PresenceRow, len(*raw)), today: s.today()}
+func (s *Server) checkBatch(k *checks, req writeReq, raw *batchReq) (presenceBatch, regions.Code, error) {
+	b := presenceBatch{rows: make([]registry.PresenceRow, len(raw.rows)), today: s.today(), lines: raw.lines}
 	var r regions.Code
-	for i := range *raw {
-		if err := s.batchRow(k, req.p, &r, b.today, i, &(*raw)[i], &b.rows[i]); err != nil {
+	for i := range raw.rows {
+		if err := s.batchRow(k, req.p, &r, b.today, raw.field(i), &raw.rows[i], &b.rows[i]); err != nil {
 			return b, r, err
 		}
 	}
@@ -141,15 +171,18 @@ func (s *Server) checkBatch(k *checks, req writeReq, raw *[]batchRowBody) (prese
 }
 
 func ingestBatch(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w registry.Write, b presenceBatch) (registry.Result[registry.BatchOutcome], error) {
-	return registry.IngestPresences(ctx, sh, sc, w, b.rows, b.today)
+	res, err := registry.IngestPresences(ctx, sh, sc, w, b.rows, b.today)
+	if b.lines != nil && err != nil {
+		err = &linesError{err: err, lines: b.lines}
+	}
+	return res, err
 }
 
-// batchRow checks row i of a batch, b, into row. The ids of every row must
-// lie in one region, *r, the first id's; an id of a region outside the
-// territory is forbidden. Field names are built only for bad fields, so a
-// good batch of 10,000 rows builds no strings.
-func (s *Server) batchRow(k *checks, p auth.Principal, r *regions.Code, today time.Time, i int, b *batchRowBody, row *registry.PresenceRow) error {
-	field := func(name string) string { return "rows[" + strconv.Itoa(i) + "]." + name }
+// batchRow checks a row of a batch, b, into row; field names its fields.
+// The ids of every row must lie in one region, *r, the first id's; an id
+// of a region outside the territory is forbidden. Field names are built
+// only for bad fields, so a good batch of 10,000 rows builds no strings.
+func (s *Server) batchRow(k *checks, p auth.Principal, r *regions.Code, today time.Time, field func(name string) string, b *batchRowBody, row *registry.PresenceRow) error {
 	if b.MarketID == nil {
 		k.bad(field("market_id"), "required")
 	}

@@ -174,7 +174,12 @@ var problemTable = []problemRow{
 		}},
 	{match: is(errMediaType),
 		problem: Problem{Type: "/problems/unsupported-media-type", Title: "Unsupported media type", Status: http.StatusUnsupportedMediaType,
-			Detail: "send the body as application/json"}},
+			Detail: "send the body as application/json"},
+		fill: func(err error, p *Problem, _ http.Header) {
+			if d, ok := strings.CutPrefix(err.Error(), errMediaType.Error()+": "); ok {
+				p.Detail = d // the batch endpoint also takes text/csv
+			}
+		}},
 	{match: is(errForbidden, errRoleReadOnly, errNotOperator, errVendorStatus, errRegolamentoScope),
 		problem: Problem{Type: "/problems/forbidden", Title: "Forbidden", Status: http.StatusForbidden},
 		fill:    detailFromError},
@@ -207,13 +212,26 @@ var problemTable = []problemRow{
 	{match: as[*registry.RejectedError](),
 		problem: Problem{Type: "/problems/batch-rejected", Title: "Batch rejected", Status: http.StatusUnprocessableEntity,
 			Detail: "some rows were rejected, so none was written"},
-		fill: fillAs(func(rejected *registry.RejectedError, p *Problem, _ http.Header) {
+		fill: func(err error, p *Problem, _ http.Header) {
+			var (
+				rejected *registry.RejectedError
+				csv      *linesError
+			)
+			errors.As(err, &rejected)
+			errors.As(err, &csv)
 			p.Errors = make([]FieldError, len(rejected.Rows))
 			for i, r := range rejected.Rows {
 				p.Errors[i] = FieldError{Field: fmt.Sprintf("rows[%d].%s", r.Row, r.Field), Message: r.Reason, Rule: r.Rule}
+				if csv != nil {
+					p.Errors[i].Field = csvField(csv.lines[r.Row], r.Field)
+					if r.Earlier >= 0 {
+						p.Errors[i].Message = strings.Replace(r.Reason, fmt.Sprintf("row %d ", r.Earlier),
+							fmt.Sprintf("line %d ", csv.lines[r.Earlier]), 1)
+					}
+				}
 			}
 			p.Result = rejected.Outcome
-		})},
+		}},
 	{match: notFound,
 		problem: Problem{Type: "/problems/not-found", Title: "Not found", Status: http.StatusNotFound,
 			Detail: "nothing with this id exists in your territory"},

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"mime"
 	"net"
@@ -183,23 +184,28 @@ func readBody(c *gin.Context, limit int64) ([]byte, error) {
 	if !isJSON(c.GetHeader("Content-Type")) {
 		return nil, errMediaType
 	}
+	body, err := limitBody(c, limit)
+	if err != nil {
+		return nil, err
+	}
+	return readAllBody(body, limit)
+}
+
+// limitBody returns the request's body cut at limit bytes, or errTooLarge
+// when its Content-Length is over the limit.
+func limitBody(c *gin.Context, limit int64) (io.Reader, error) {
 	if c.Request.ContentLength > limit {
 		return nil, tooLarge("the body is over %d bytes", limit)
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
-	var (
-		mbe     *http.MaxBytesError
-		timeout net.Error
-	)
-	switch {
-	case errors.As(err, &mbe):
-		return nil, tooLarge("the body is over %d bytes", limit)
-	case errors.As(err, &timeout) && timeout.Timeout():
-		// The server's read timeout: the client sends too slowly, or stopped.
-		return nil, fmt.Errorf("%w: read body: %v", errBodyTimeout, err)
-	case err != nil:
-		// The client closed the connection, or it broke, before the body's end.
-		return nil, fmt.Errorf("%w: read body: %v", errBodyCut, err)
+	return http.MaxBytesReader(c.Writer, c.Request.Body, limit), nil
+}
+
+// readAllBody reads body, a limitBody, to its end and refuses text
+// PostgreSQL cannot store (bodyText).
+func readAllBody(body io.Reader, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(body)
+	if err != nil {
+		return nil, bodyError(err, limit)
 	}
 	if err := bodyText(b); err != nil {
 		return nil, err
@@ -207,11 +213,34 @@ func readBody(c *gin.Context, limit int64) ([]byte, error) {
 	return b, nil
 }
 
+// bodyError words an error of reading a limitBody of limit bytes: over the
+// limit, too slow, or cut short.
+func bodyError(err error, limit int64) error {
+	var (
+		mbe     *http.MaxBytesError
+		timeout net.Error
+	)
+	switch {
+	case errors.As(err, &mbe):
+		return tooLarge("the body is over %d bytes", limit)
+	case errors.As(err, &timeout) && timeout.Timeout():
+		// The server's read timeout: the client sends too slowly, or stopped.
+		return fmt.Errorf("%w: read body: %v", errBodyTimeout, err)
+	default:
+		// The client closed the connection, or it broke, before the body's end.
+		return fmt.Errorf("%w: read body: %v", errBodyCut, err)
+	}
+}
+
 // isJSON reports whether the media type ct is application/json, with no
 // charset or charset UTF-8 (RFC 8259 allows no other).
-func isJSON(ct string) bool {
+func isJSON(ct string) bool { return isUTF8Type(ct, "application/json") }
+
+// isUTF8Type reports whether the media type ct is want, with no charset or
+// charset UTF-8.
+func isUTF8Type(ct, want string) bool {
 	mt, params, err := mime.ParseMediaType(ct)
-	if err != nil || mt != "application/json" {
+	if err != nil || mt != want {
 		return false
 	}
 	cs, ok := params["charset"]
@@ -291,6 +320,30 @@ var idempotencyKeyPattern = regexp.MustCompile(`^[\x21-\x7e]{1,255}$`)
 // the whole principal (subject, role and territory): only the same
 // principal replays it.
 func writeMeta(c *gin.Context, body []byte) (registry.Write, error) {
+	return keyedWrite(c, func() []byte {
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, body); err != nil {
+			compact.Reset()
+			compact.Write(body)
+		}
+		h := fingerprint(c)
+		h.Write(compact.Bytes())
+		return h.Sum(nil)
+	})
+}
+
+// fingerprint returns a hash of the request's method, path and query, for
+// its body to follow: the fingerprint of an Idempotency-Key.
+func fingerprint(c *gin.Context) hash.Hash {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n%s?%s\n", c.Request.Method, c.Request.URL.Path, c.Request.URL.RawQuery)
+	return h
+}
+
+// keyedWrite returns who writes and, when the request has an
+// Idempotency-Key, the key with the fingerprint sum returns (called only
+// then).
+func keyedWrite(c *gin.Context, sum func() []byte) (registry.Write, error) {
 	p := principal(c)
 	w := registry.Write{Actor: registry.Actor{User: p.Subject, Role: p.Role, Territory: p.Territory.String()}}
 	keys := c.Request.Header.Values("Idempotency-Key")
@@ -300,15 +353,7 @@ func writeMeta(c *gin.Context, body []byte) (registry.Write, error) {
 	if len(keys) > 1 || !idempotencyKeyPattern.MatchString(keys[0]) {
 		return w, badField("Idempotency-Key", "want one header of 1 to 255 visible ASCII characters")
 	}
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, body); err != nil {
-		compact.Reset()
-		compact.Write(body)
-	}
-	h := sha256.New()
-	fmt.Fprintf(h, "%s\n%s?%s\n", c.Request.Method, c.Request.URL.Path, c.Request.URL.RawQuery)
-	h.Write(compact.Bytes())
-	w.Key, w.Fingerprint = keys[0], h.Sum(nil)
+	w.Key, w.Fingerprint = keys[0], sum()
 	return w, nil
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -52,9 +54,11 @@ var lombardia = synth{region: ingestRegion, letters: "LB", province: "015"}
 // in one run on the same database:
 //
 //   - bulk presence ingest through the router's POST /v1/presences/batch
-//     (10,000-row requests: COPY into a staging table, one validated
-//     INSERT ... SELECT), against the scaling plan's 1,000-row multi-row
-//     INSERT batches and a raw COPY straight into the table (the floor);
+//     (10,000-row requests, as JSON and as CSV: COPY into a staging table,
+//     one validated INSERT ... SELECT), against the scaling plan's
+//     1,000-row multi-row INSERT batches and a raw COPY straight into the
+//     table (the floor), with the CPU time each method takes in this
+//     process (clients and router) and in PostgreSQL;
 //   - single check-ins through POST /v1/markets/{id}/presences with
 //     concurrent clients, spread over the markets (without and with an
 //     Idempotency-Key) and one market at a time: latency percentiles from
@@ -118,11 +122,11 @@ func ingestCmd(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	defer admin.Close(context.Background())
 
-	// Days, newest first, that the measurements write: three ingest methods
+	// Days, newest first, that the measurements write: five ingest arms
 	// and the check-ins, each on days of its own, all before today and
 	// inside the partitions the schema keeps (the past 13 months).
 	days := (o.rows + perDay - 1) / perDay
-	measured := 4*days + 4
+	measured := 5*days + 5
 	prefillDays := o.prefill / perDay
 	rome, _, first, err := marketDays(prefillDays + measured)
 	if err != nil {
@@ -168,9 +172,12 @@ func ingestCmd(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	day := first.AddDate(0, 0, prefillDays)
 	next := func() time.Time { d := day; day = day.AddDate(0, 0, 1); return d }
-	var batchDays, planDays, nextIDDays, copyDays []time.Time
+	var batchDays, csvDays, planDays, nextIDDays, copyDays []time.Time
 	for range days {
 		batchDays = append(batchDays, next())
+	}
+	for range days {
+		csvDays = append(csvDays, next())
 	}
 	for range days {
 		planDays = append(planDays, next())
@@ -186,7 +193,7 @@ func ingestCmd(ctx context.Context, args []string, getenv func(string) string, s
 	// market offices; one market at a time: consecutive check-ins are one
 	// market's holders, so the clients all wait for the same market day's
 	// rollup row (the worst case).
-	warmDay := next()
+	warmDay, batchWarmDay := next(), next()
 	checkinRuns := []struct {
 		name      string
 		day       time.Time
@@ -199,21 +206,23 @@ func ingestCmd(ctx context.Context, args []string, getenv func(string) string, s
 		{name: "one market at a time (worst case)", day: next()},
 	}
 
-	// The three ingest methods run in rounds of o.batch rows each, one
-	// method after the other within a round, so that all three see the same
-	// background load (this machine is shared); each method's time is the
-	// sum of its rounds.
+	// The ingest arms run in rounds of o.batch rows each, one after the
+	// other within a round, so that all see the same background load (this
+	// machine is shared); each arm's time and CPU are the sums of its
+	// rounds.
 	batchRows := presenceRows(holders, batchDays, rome)[:o.rows]
+	csvRows := presenceRows(holders, csvDays, rome)[:o.rows]
 	planRows := presenceRows(holders, planDays, rome)[:o.rows]
 	nextIDRows := presenceRows(holders, nextIDDays, rome)[:o.rows]
 	copyRows := presenceRows(holders, copyDays, rome)[:o.rows]
-	var bodies [][]byte
+	var bodies, csvBodies [][]byte
 	for i := 0; i < len(batchRows); i += o.batch {
 		b, err := json.Marshal(map[string]any{"rows": batchRows[i:min(i+o.batch, len(batchRows))]})
 		if err != nil {
 			return err
 		}
 		bodies = append(bodies, b)
+		csvBodies = append(csvBodies, csvBatch(csvRows[i:min(i+o.batch, len(csvRows))]))
 	}
 	idRows, err := admin.Query(ctx, `SELECT dms.next_id('vendor_presences', 3::smallint) FROM generate_series(1, $1)`, len(copyRows))
 	if err != nil {
@@ -235,67 +244,111 @@ func ingestCmd(ctx context.Context, args []string, getenv func(string) string, s
 		defer pprof.StopCPUProfile()
 	}
 	sc := regions.Scope{Region: ingestRegion, User: "dmsingest"}
-	var batchTime, planTime, nextIDTime, copyTime time.Duration
+	meter := bench.NewCPUMeter(ctx, shardCfg.AdminDSN())
+	// arm runs one arm's round, f, and adds its wall and CPU times to a.
+	// This process's CPU is read inside the server's (a meter without
+	// servers reads only the process), so that reading the server's
+	// (a walk of /proc, about 10 ms) is not counted.
+	arm := func(a *ingestArm, f func() error) (time.Duration, error) {
+		_, s0 := meter.Read()
+		p0, _ := bench.CPUMeter{}.Read()
+		start := time.Now()
+		if err := f(); err != nil {
+			return 0, err
+		}
+		d := time.Since(start)
+		p1, _ := bench.CPUMeter{}.Read()
+		_, s1 := meter.Read()
+		a.took, a.cpu, a.serverCPU = a.took+d, a.cpu+p1-p0, a.serverCPU+s1-s0
+		return d, nil
+	}
+	// batch returns a post of body b, of media type ct, to the batch
+	// endpoint, with the Idempotency-Key key.
+	batch := func(ct string, b []byte, key string) func() error {
+		return func() error {
+			rep, err := sendAs(ctx, client, http.MethodPost, base+"/v1/presences/batch", token, ct, b, key)
+			if err == nil && rep.status != http.StatusCreated {
+				err = fmt.Errorf("batch %s (%s): %d %s", key, ct, rep.status, rep.body)
+			}
+			return err
+		}
+	}
+	// Unmeasured first: a JSON and a CSV batch, so that the measured rounds
+	// do not pay for a session's first staging table and first plans.
+	warmRows := presenceRows(holders, []time.Time{batchWarmDay}, rome)
+	warmHalf := min(len(warmRows)/2, o.batch)
+	warmJSON, err := json.Marshal(map[string]any{"rows": warmRows[:warmHalf]})
+	if err != nil {
+		return err
+	}
+	if err := batch("application/json", warmJSON, "dmsingest-warm-json")(); err != nil {
+		return err
+	}
+	if err := batch("text/csv", csvBatch(warmRows[warmHalf:2*warmHalf]), "dmsingest-warm-csv")(); err != nil {
+		return err
+	}
+	var batchArm, csvArm, planArm, nextIDArm, copyArm ingestArm
 	for round, b := range bodies {
 		lo, hi := round*o.batch, min((round+1)*o.batch, o.rows)
 
-		// 1. The batch endpoint: one request of o.batch rows.
-		start := time.Now()
-		status, body, err := post(ctx, client, base+"/v1/presences/batch", token, b, fmt.Sprintf("dmsingest-%d", round))
+		// 1. The batch endpoint: one request of o.batch rows, as JSON and
+		// as CSV.
+		bt, err := arm(&batchArm, batch("application/json", b, fmt.Sprintf("dmsingest-json-%d", round)))
 		if err != nil {
 			return err
 		}
-		if status != http.StatusCreated {
-			return fmt.Errorf("batch %d: %d %s", round, status, body)
+		cst, err := arm(&csvArm, batch("text/csv", csvBodies[round], fmt.Sprintf("dmsingest-csv-%d", round)))
+		if err != nil {
+			return err
 		}
-		bt := time.Since(start)
-		batchTime += bt
 
 		// 2. The plan's multi-row INSERTs of o.planBatch rows, each in its
 		// own transaction with the scope set, as dms_app: ids from the
 		// region's sequence, as a serial column would give them, and (2b)
 		// from dms.next_id per row, as bench/ writes them.
-		plan := func(rows []row, ids string) (time.Duration, error) {
-			start := time.Now()
-			for i := lo; i < hi; i += o.planBatch {
-				part := rows[i:min(i+o.planBatch, hi)]
-				err := sh.Tx(ctx, sc, "", func(tx pgx.Tx) error {
-					_, err := tx.Exec(ctx, insertSQL(len(part), ids), insertArgs(part)...)
-					return err
-				})
-				if err != nil {
-					return 0, fmt.Errorf("plan insert: %w", err)
+		plan := func(rows []row, ids string) func() error {
+			return func() error {
+				for i := lo; i < hi; i += o.planBatch {
+					part := rows[i:min(i+o.planBatch, hi)]
+					err := sh.Tx(ctx, sc, "", func(tx pgx.Tx) error {
+						_, err := tx.Exec(ctx, insertSQL(len(part), ids), insertArgs(part)...)
+						return err
+					})
+					if err != nil {
+						return fmt.Errorf("plan insert: %w", err)
+					}
 				}
+				return nil
 			}
-			return time.Since(start), nil
 		}
-		pt, err := plan(planRows, "(3::bigint << 48) | nextval('dms.vendor_presences_id_03'::regclass)")
+		pt, err := arm(&planArm, plan(planRows, "(3::bigint << 48) | nextval('dms.vendor_presences_id_03'::regclass)"))
 		if err != nil {
 			return err
 		}
-		planTime += pt
-		nt, err := plan(nextIDRows, "dms.next_id('vendor_presences', 3::smallint)")
+		nt, err := arm(&nextIDArm, plan(nextIDRows, "dms.next_id('vendor_presences', 3::smallint)"))
 		if err != nil {
 			return err
 		}
-		nextIDTime += nt
 
 		// 3. Raw COPY into the table as its owner: no validation, no RLS
 		// (the floor).
-		start = time.Now()
-		_, err = admin.CopyFrom(ctx, pgx.Identifier{"vendor_presences"},
-			[]string{"id", "region_id", "market_id", "comune", "vendor_id", "stall_id", "date", "kind", "checkin_at"},
-			pgx.CopyFromSlice(hi-lo, func(i int) ([]any, error) {
-				r := copyRows[lo+i]
-				return []any{copyIDs[lo+i], int16(ingestRegion.Num()), r.MarketID, r.comune, r.VendorID, r.StallID, r.day, r.Kind, r.at}, nil
-			}))
+		ct, err := arm(&copyArm, func() error {
+			_, err := admin.CopyFrom(ctx, pgx.Identifier{"vendor_presences"},
+				[]string{"id", "region_id", "market_id", "comune", "vendor_id", "stall_id", "date", "kind", "checkin_at"},
+				pgx.CopyFromSlice(hi-lo, func(i int) ([]any, error) {
+					r := copyRows[lo+i]
+					return []any{copyIDs[lo+i], int16(ingestRegion.Num()), r.MarketID, r.comune, r.VendorID, r.StallID, r.day, r.Kind, r.at}, nil
+				}))
+			if err != nil {
+				return fmt.Errorf("raw copy: %w", err)
+			}
+			return nil
+		})
 		if err != nil {
-			return fmt.Errorf("raw copy: %w", err)
+			return err
 		}
-		ct := time.Since(start)
-		copyTime += ct
-		fmt.Fprintf(stderr, "round %d: batch %s, plan %s, plan with dms.next_id %s, copy %s\n", round,
-			bt.Round(time.Millisecond), pt.Round(time.Millisecond), nt.Round(time.Millisecond), ct.Round(time.Millisecond))
+		fmt.Fprintf(stderr, "round %d: batch %s, CSV batch %s, plan %s, plan with dms.next_id %s, copy %s\n", round,
+			bt.Round(time.Millisecond), cst.Round(time.Millisecond), pt.Round(time.Millisecond), nt.Round(time.Millisecond), ct.Round(time.Millisecond))
 	}
 
 	// 4. Single check-ins, o.clients at a time: spread over the markets
@@ -311,7 +364,6 @@ func ingestCmd(ctx context.Context, args []string, getenv func(string) string, s
 	if _, err := checkIns(ctx, client, base, token, warm[half:], o.clients, "warm-", bench.CPUMeter{}); err != nil {
 		return err
 	}
-	meter := bench.NewCPUMeter(ctx, shardCfg.AdminDSN())
 	for i := range checkinRuns {
 		c := &checkinRuns[i]
 		rows := presenceRows(holders, []time.Time{c.day}, rome)[:o.checkins]
@@ -328,7 +380,7 @@ func ingestCmd(ctx context.Context, args []string, getenv func(string) string, s
 		name string
 		days []time.Time
 		want int
-	}{{"batch", batchDays, o.rows}, {"plan", planDays, o.rows}, {"plan with dms.next_id", nextIDDays, o.rows}, {"copy", copyDays, o.rows},
+	}{{"batch", batchDays, o.rows}, {"CSV batch", csvDays, o.rows}, {"batch warm-up", []time.Time{batchWarmDay}, 2 * warmHalf}, {"plan", planDays, o.rows}, {"plan with dms.next_id", nextIDDays, o.rows}, {"copy", copyDays, o.rows},
 		{"check-ins", []time.Time{warmDay, checkinRuns[0].day, checkinRuns[1].day, checkinRuns[2].day}, min(o.checkins, 32*o.clients) + 3*o.checkins}} {
 		n, err := count(ctx, admin, `SELECT count(*) FROM vendor_presences WHERE date = ANY($1)`, c.days)
 		if err != nil {
@@ -346,19 +398,28 @@ func ingestCmd(ctx context.Context, args []string, getenv func(string) string, s
 		return fmt.Errorf("presence_daily differs from the presences in %d groups", bad)
 	}
 
-	rate := func(d time.Duration) float64 { return float64(o.rows) / d.Seconds() }
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "dmsdev ingest: %s; region %s on one shard: %d markets, %d stalls, %d presences stored before the run\n\n",
 		machineLine(), ingestRegion, o.markets, o.markets*stallsPerMarket, stored)
-	fmt.Fprintf(&sb, "| ingest of %d presences | requests | seconds | rows/s | vs plan |\n|---|---|---|---|---|\n", o.rows)
-	fmt.Fprintf(&sb, "| POST /v1/presences/batch (COPY to staging + validated INSERT ... SELECT) | %d x %d rows | %.2f | %.0f | %.2fx |\n",
-		len(bodies), o.batch, batchTime.Seconds(), rate(batchTime), planTime.Seconds()/batchTime.Seconds())
-	fmt.Fprintf(&sb, "| plan: multi-row INSERT, ids by nextval, dms_app with scope | %d x %d rows | %.2f | %.0f | 1.00x |\n",
-		(o.rows+o.planBatch-1)/o.planBatch, o.planBatch, planTime.Seconds(), rate(planTime))
-	fmt.Fprintf(&sb, "| plan: multi-row INSERT, ids by dms.next_id per row (as bench/) | %d x %d rows | %.2f | %.0f | %.2fx |\n",
-		(o.rows+o.planBatch-1)/o.planBatch, o.planBatch, nextIDTime.Seconds(), rate(nextIDTime), planTime.Seconds()/nextIDTime.Seconds())
-	fmt.Fprintf(&sb, "| raw COPY into vendor_presences as owner (no validation, floor) | 1 | %.2f | %.0f | %.2fx |\n\n",
-		copyTime.Seconds(), rate(copyTime), planTime.Seconds()/copyTime.Seconds())
+	fmt.Fprintf(&sb, "| ingest of %d presences | requests | seconds | rows/s | vs plan | vs COPY floor | CPU ms/10,000 rows: clients + router | PostgreSQL |\n|---|---|---|---|---|---|---|---|\n", o.rows)
+	planReqs := (o.rows + o.planBatch - 1) / o.planBatch
+	for _, a := range []struct {
+		name     string
+		requests string
+		arm      ingestArm
+	}{
+		{"POST /v1/presences/batch, JSON (COPY to staging + validated INSERT ... SELECT)", fmt.Sprintf("%d x %d rows", len(bodies), o.batch), batchArm},
+		{"POST /v1/presences/batch, CSV (text/csv, same path)", fmt.Sprintf("%d x %d rows", len(csvBodies), o.batch), csvArm},
+		{"plan: multi-row INSERT, ids by nextval, dms_app with scope", fmt.Sprintf("%d x %d rows", planReqs, o.planBatch), planArm},
+		{"plan: multi-row INSERT, ids by dms.next_id per row (as bench/)", fmt.Sprintf("%d x %d rows", planReqs, o.planBatch), nextIDArm},
+		{"raw COPY into vendor_presences as owner (no validation, floor)", fmt.Sprint(len(bodies)), copyArm},
+	} {
+		per := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 * 10_000 / float64(o.rows) }
+		fmt.Fprintf(&sb, "| %s | %s | %.2f | %.0f | %.2fx | %.2fx | %.1f | %.1f |\n", a.name, a.requests, a.arm.took.Seconds(),
+			float64(o.rows)/a.arm.took.Seconds(), planArm.took.Seconds()/a.arm.took.Seconds(), copyArm.took.Seconds()/a.arm.took.Seconds(),
+			per(a.arm.cpu), per(a.arm.serverCPU))
+	}
+	sb.WriteString("\n")
 	fmt.Fprintf(&sb, "| POST /v1/markets/{id}/presences, %d clients | check-ins | p50 ms | p95 ms | p99 ms | max ms | check-ins/s | CPU ms/check-in: clients + router | PostgreSQL |\n|---|---|---|---|---|---|---|---|---|\n", o.clients)
 	for _, c := range checkinRuns {
 		per := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(len(c.run.lat)) }
@@ -368,6 +429,31 @@ func ingestCmd(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	fmt.Fprint(stdout, sb.String())
 	return nil
+}
+
+// ingestArm is what one ingest method took over its rounds: wall time,
+// and the CPU time of this process (clients and router) and of the
+// PostgreSQL server meanwhile.
+type ingestArm struct {
+	took, cpu, serverCPU time.Duration
+}
+
+// csvBatch returns rows as the CSV body of a batch, with a header row.
+func csvBatch(rows []row) []byte {
+	var b bytes.Buffer
+	b.WriteString("market_id,vendor_id,stall_id,date,kind,checkin_at\r\n")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "%d,%d,", r.MarketID, r.VendorID)
+		if r.StallID != nil {
+			b.WriteString(strconv.FormatInt(*r.StallID, 10))
+		}
+		fmt.Fprintf(&b, ",%s,%s,", r.Date, r.Kind)
+		if r.CheckinAt != nil {
+			b.WriteString(*r.CheckinAt)
+		}
+		b.WriteString("\r\n")
+	}
+	return b.Bytes()
 }
 
 // checkInRun is a run of single check-ins: every latency, sorted, the

@@ -24,7 +24,8 @@ func TestIngestSmallRun(t *testing.T) {
 		t.Fatalf("dmsdev %s: %v\n%s", strings.Join(args, " "), err, log.String())
 	}
 	for _, want := range []string{
-		"| POST /v1/presences/batch (COPY to staging + validated INSERT ... SELECT) | 4 x 250 rows |",
+		"| POST /v1/presences/batch, JSON (COPY to staging + validated INSERT ... SELECT) | 4 x 250 rows |",
+		"| POST /v1/presences/batch, CSV (text/csv, same path) | 4 x 250 rows |",
 		"| plan: multi-row INSERT, ids by nextval, dms_app with scope | 10 x 100 rows |",
 		"| raw COPY into vendor_presences as owner (no validation, floor) |",
 		"| offices: each check-in at another market | 150 |",

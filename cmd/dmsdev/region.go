@@ -264,13 +264,18 @@ type reply struct {
 // send sends a request to the API with token and, unless key is empty,
 // the Idempotency-Key key; a body is sent as JSON.
 func send(ctx context.Context, client *http.Client, method, url, token string, body []byte, key string) (reply, error) {
+	return sendAs(ctx, client, method, url, token, "application/json", body, key)
+}
+
+// sendAs is send with a body of media type ct.
+func sendAs(ctx context.Context, client *http.Client, method, url, token, ct string, body []byte, key string) (reply, error) {
 	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {
 		return reply{}, err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", ct)
 	}
 	if key != "" {
 		req.Header.Set("Idempotency-Key", key)
@@ -286,12 +291,6 @@ func send(ctx context.Context, client *http.Client, method, url, token string, b
 		rep.retryAfter = time.Duration(secs) * time.Second
 	}
 	return rep, err
-}
-
-// post sends body and returns the status and the response body.
-func post(ctx context.Context, client *http.Client, url, token string, body []byte, key string) (int, string, error) {
-	rep, err := send(ctx, client, http.MethodPost, url, token, body, key)
-	return rep.status, rep.body, err
 }
 
 // checkIn posts r's check-in (its holder at its stall, at its time) to
