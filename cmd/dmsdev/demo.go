@@ -348,6 +348,10 @@ func (ex examples) print(w io.Writer, base string, tokens []string, dir string, 
 	for _, l := range lines {
 		fmt.Fprintf(w, "  # %s\n  curl -s -H \"Authorization: Bearer $%s\" '%s%s'\n", l.about, l.token, base, l.path)
 	}
+	// The DBAs' status page takes the token as the cookie a browser sends;
+	// DMS_NATIONAL's super_admin may see it (so may the role dba).
+	fmt.Fprintf(w, "\nThe DBAs' status page (in a browser: set the cookie dms_token to $DMS_NATIONAL, open %s/status),\nand the same as JSON at /v1/admin/shards:\n\n", base)
+	fmt.Fprintf(w, "  curl -s -b \"dms_token=$DMS_NATIONAL\" '%s/status'\n", base)
 	fmt.Fprintln(w)
 	printSpares(w, cfg, ex.region, path)
 	fmt.Fprintf(w, "Ctrl-C (or closing the terminal) stops the router, then PostgreSQL (the data stays for the next run).\n\n")

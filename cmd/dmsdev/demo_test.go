@@ -168,6 +168,21 @@ func checkCurls(t *testing.T, out string) {
 			t.Errorf("GET %s with $%s = %d, %d items, want 200 with items:\n%s", c[2], c[1], res.StatusCode, len(list.Items), body)
 		}
 	}
+	status := regexp.MustCompile(`curl -s -b "dms_token=\$(DMS_\w+)" '([^']+/status)'`).FindStringSubmatch(out)
+	if status == nil {
+		t.Fatalf("demo printed no status page line:\n%s", out)
+	}
+	req, _ := http.NewRequest(http.MethodGet, status[2], nil)
+	req.AddCookie(&http.Cookie{Name: "dms_token", Value: tokens[status[1]]})
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || !strings.Contains(string(body), "dmsrouter status") {
+		t.Errorf("GET %s with the cookie $%s = %d, want 200 with the status page:\n%.500s", status[2], status[1], res.StatusCode, body)
+	}
 }
 
 // checkSpare checks that the demo created and migrated configs/dev.yaml's
