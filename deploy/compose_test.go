@@ -222,6 +222,7 @@ func TestComposeRouterReady(t *testing.T) {
 	notYet := map[string]string{
 		"up":                             "Prometheus makes it for each scrape",
 		"dms_shard_fence_refusals_total": "it appears with a shard's first fence refusal",
+		"dms_auth_jwks_age_seconds":      "only a router with auth.jwks_url has a key set to age",
 	}
 	queries := alertQueries(t)
 	maps.Copy(queries, dashboardQueries(t))
