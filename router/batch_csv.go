@@ -8,7 +8,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/dmshub/dmsrouter/registry"
 )
@@ -60,7 +59,7 @@ func decodeBatchCSV(body io.Reader, limit int64) (batchReq, error) {
 			return nil, 0, badField(csvField(line, ""), "the record is over %d bytes", maxCSVRecord)
 		}
 		for _, f := range rec {
-			if msg := csvText(f); msg != "" {
+			if msg := badText(f); msg != "" {
 				return nil, 0, badField(csvField(line, ""), "%s", msg)
 			}
 		}
@@ -192,17 +191,6 @@ func (r *batchRowBody) setCSV(cells *cellSlab, col int, v string) string {
 			return "not an id: want a decimal integer"
 		}
 		*id = cells.int(n)
-	}
-	return ""
-}
-
-// csvText says what makes a cell text PostgreSQL cannot store, or "".
-func csvText(f string) string {
-	switch {
-	case !utf8.ValidString(f):
-		return "is not valid UTF-8"
-	case strings.IndexByte(f, 0) >= 0:
-		return "holds a NUL character"
 	}
 	return ""
 }
