@@ -52,6 +52,16 @@ func loadFixture(tb testing.TB, cfg shardmap.Config) {
 // returns the router's URL and its shard map.
 func benchRouter(b *testing.B, cfg shardmap.Config, tc TraceConfig) (string, *shardmap.Holder) {
 	b.Helper()
+	s, m := benchServer(b, cfg, tc)
+	srv := httptest.NewServer(s)
+	b.Cleanup(srv.Close)
+	return srv.URL, m
+}
+
+// benchServer returns benchRouter's router, not listening, and its shard
+// map; both are closed when b ends.
+func benchServer(b *testing.B, cfg shardmap.Config, tc TraceConfig) (*Server, *shardmap.Holder) {
+	b.Helper()
 	tel, err := NewTelemetry(tc)
 	if err != nil {
 		b.Fatal(err)
@@ -74,9 +84,7 @@ func benchRouter(b *testing.B, cfg shardmap.Config, tc TraceConfig) (string, *sh
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := httptest.NewServer(s)
-	b.Cleanup(srv.Close)
-	return srv.URL, m
+	return s, m
 }
 
 // benchToken returns a bearer token of an admin_pa of territory terr

@@ -138,9 +138,43 @@ func (s *Server) browser(c *gin.Context) {
 const gzipMinSize = 1024
 
 // bodies compresses answer bodies with gzip writers it reuses (each holds
-// about 1.2 MB of compressor state). A Server owns one; the edge stores it
-// on each request (ctxBodies) for writeBody.
-type bodies struct{ gzips sync.Pool }
+// about 1.2 MB of compressor state), and lends the buffers that JSON
+// answers are encoded into. A Server owns one; the edge stores it on each
+// request (ctxBodies) for writeJSON and writeBody.
+type bodies struct{ gzips, bufs sync.Pool }
+
+// maxPooledBuffer is the largest buffer kept for reuse: a rare large answer
+// (a national list) does not pin its memory.
+const maxPooledBuffer = 256 << 10
+
+// requestBodies returns the request's bodies, or nil on a request that did
+// not pass the edge; a nil *bodies lends fresh buffers and compresses
+// nothing.
+func requestBodies(c *gin.Context) *bodies {
+	v, _ := c.Get(ctxBodies)
+	b, _ := v.(*bodies)
+	return b
+}
+
+// buffer lends an empty buffer; give it back with release once its bytes
+// are no longer referenced.
+func (b *bodies) buffer() *bytes.Buffer {
+	if b != nil {
+		if buf, ok := b.bufs.Get().(*bytes.Buffer); ok {
+			return buf
+		}
+	}
+	return new(bytes.Buffer)
+}
+
+// release takes back a buffer that buffer lent.
+func (b *bodies) release(buf *bytes.Buffer) {
+	if b == nil || buf.Cap() > maxPooledBuffer {
+		return
+	}
+	buf.Reset()
+	b.bufs.Put(buf)
+}
 
 func newBodies() *bodies {
 	b := &bodies{}
@@ -175,8 +209,7 @@ func (b *bodies) gzip(body []byte) []byte {
 func writeBody(c *gin.Context, status int, contentType string, body []byte) error {
 	h := c.Writer.Header()
 	h.Add("Vary", "Accept-Encoding")
-	v, _ := c.Get(ctxBodies)
-	b, _ := v.(*bodies)
+	b := requestBodies(c)
 	zip := b != nil && len(body) >= gzipMinSize && acceptsGzip(c.Request.Header.Values("Accept-Encoding"))
 	if status == http.StatusOK && c.Request.Method == http.MethodGet {
 		etag := bodyETag(body, zip)

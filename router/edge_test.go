@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -263,6 +264,48 @@ func TestHygiene(t *testing.T) {
 		r := e.get(t, "lombardia", tt.path)
 		if detail, _ := r.body["detail"].(string); r.status != 404 || !strings.Contains(detail, tt.detail) {
 			t.Errorf("GET %s = %d %s, want 404 with a detail holding %q", tt.path, r.status, r.raw, tt.detail)
+		}
+	}
+}
+
+// TestPlainQuery checks the fast path of requestText: a query it calls
+// plain parses, and its names and values are text PostgreSQL can store;
+// anything else is left to the parser and the checks.
+func TestPlainQuery(t *testing.T) {
+	for _, tc := range []struct {
+		q    string
+		want bool
+	}{
+		{"", true},
+		{"comune=015146&limit=50", true},
+		{"q=via+roma&cursor=AbC-_.~&status=ATTIVA", true},
+		{"a&&b=&=c", true},
+		{"q=%41", false},
+		{"q=%00", false},
+		{"q=%zz", false},
+		{"a=1;b=2", false},
+		{"q=caff\xc3\xa8", false},
+		{"q=\xff", false},
+		{"q=a\x00b", false},
+		{"q=a\tb", false},
+		{"q=a\x7fb", false},
+	} {
+		if got := plainQuery(tc.q); got != tc.want {
+			t.Errorf("plainQuery(%q) = %v, want %v", tc.q, got, tc.want)
+		}
+		if !tc.want {
+			continue
+		}
+		vals, err := url.ParseQuery(tc.q)
+		if err != nil {
+			t.Errorf("plainQuery(%q) = true, but url.ParseQuery fails: %v", tc.q, err)
+		}
+		for name, vs := range vals {
+			for _, v := range append(vs, name) {
+				if msg := badText(v); msg != "" {
+					t.Errorf("plainQuery(%q) = true, but %q %s", tc.q, v, msg)
+				}
+			}
 		}
 	}
 }

@@ -10,7 +10,6 @@
 package router
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -57,6 +56,7 @@ type Server struct {
 	now      func() time.Time
 	engine   *gin.Engine
 	requests metric.Float64Histogram
+	labels   histogramLabels // the requests histogram's label sets
 	tracer   trace.Tracer
 	national *national.Fanout // answers the national requests
 
@@ -233,8 +233,12 @@ func writeJSONStatus(c *gin.Context, status int, v any) error {
 	// Encoded whole before anything is sent: an encoding error can still be
 	// answered with a problem, and the body goes out with its length in one
 	// write instead of in chunks, hashed for its ETag and compressed whole.
-	var buf bytes.Buffer
-	if err := jsonEncode(&buf, v); err != nil {
+	// The buffer is the request's bodies' (reused), since writeBody copies
+	// the body into the connection's buffer before it returns.
+	b := requestBodies(c)
+	buf := b.buffer()
+	defer b.release(buf)
+	if err := jsonEncode(buf, v); err != nil {
 		return err
 	}
 	return writeBody(c, status, "application/json; charset=utf-8", buf.Bytes())
@@ -255,8 +259,9 @@ func (s *Server) authenticate(c *gin.Context) {
 		return
 	}
 	c.Set(ctxPrincipal, p)
-	trace.SpanFromContext(c.Request.Context()).SetAttributes(
-		attribute.String("enduser.id", p.Subject), attribute.String("dms.territory", p.Territory.String()))
+	if span := trace.SpanFromContext(c.Request.Context()); span.IsRecording() {
+		span.SetAttributes(attribute.String("enduser.id", p.Subject), attribute.String("dms.territory", p.Territory.String()))
+	}
 	c.Next()
 }
 
@@ -270,7 +275,10 @@ var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 // observe gives every request an id, a span, a log line and a duration
 // measurement. The span and the measurement carry only labels from bounded
 // sets (methodLabel, routeLabel, regionLabel), so that no caller can mint new series; the log
-// line keeps the method as sent.
+// line keeps the method as sent. The span's attributes are set only when
+// it records (a sampled trace, telemetry.sample_ratio), and the
+// measurement's label set is built once per combination (histogramLabels):
+// most requests pay for neither.
 func (s *Server) observe(c *gin.Context) {
 	start := time.Now()
 	id := c.GetHeader("X-Request-ID")
@@ -285,28 +293,29 @@ func (s *Server) observe(c *gin.Context) {
 	// A caller's W3C traceparent makes this request's span its child; a
 	// malformed one is ignored and the request starts a trace.
 	ctx := propagation.TraceContext{}.Extract(c.Request.Context(), propagation.HeaderCarrier(c.Request.Header))
-	ctx, span := s.tracer.Start(ctx, method+" "+route,
-		trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(attribute.String("http.route", route), attribute.String("http.request.method", method)))
+	ctx, span := s.tracer.Start(ctx, method+" "+route, trace.WithSpanKind(trace.SpanKindServer))
+	recording := span.IsRecording()
+	if recording {
+		span.SetAttributes(attribute.String("http.route", route), attribute.String("http.request.method", method))
+	}
 	c.Request = c.Request.WithContext(ctx)
-	traceHeaders(c.Writer.Header(), span.SpanContext())
+	traceID := span.SpanContext().TraceID().String()
+	traceHeaders(c.Writer.Header(), traceID, span.SpanContext())
 	c.Next()
 	status := c.Writer.Status()
 	region := regionLabel(c.GetString(ctxRegion))
-	span.SetAttributes(attribute.Int("http.response.status_code", status), attribute.String("region", region))
-	if status >= 500 {
-		span.SetStatus(codes.Error, http.StatusText(status))
+	if recording {
+		span.SetAttributes(attribute.Int("http.response.status_code", status), attribute.String("region", region))
+		if status >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(status))
+		}
 	}
 	span.End()
 	elapsed := time.Since(start)
-	s.requests.Record(context.Background(), elapsed.Seconds(), metric.WithAttributes(
-		attribute.String("http.route", route),
-		attribute.String("http.request.method", method),
-		attribute.String("http.response.status_code", strconv.Itoa(status)),
-		attribute.String("region", region)))
+	s.requests.Record(context.Background(), elapsed.Seconds(), s.labels.of(route, method, status, region))
 	s.log.LogAttrs(ctx, slog.LevelInfo, "request",
 		slog.String("request_id", id),
-		slog.String("trace_id", span.SpanContext().TraceID().String()),
+		slog.String("trace_id", traceID),
 		slog.String("method", c.Request.Method),
 		slog.String("route", route),
 		slog.Int("status", status),
@@ -314,13 +323,39 @@ func (s *Server) observe(c *gin.Context) {
 		slog.Duration("duration", elapsed))
 }
 
+// histogramLabels holds the label sets of the request histogram, one per
+// route, method, status and region seen, built on first use: a set sorts
+// and copies its labels, which every request would otherwise pay for. The
+// labels come from bounded sets (see observe), so the map stays small.
+type histogramLabels struct{ sets sync.Map } // requestKey -> metric.RecordOption
+
+type requestKey struct {
+	route, method, region string
+	status                int
+}
+
+// of returns the measurement option carrying the labels of a request.
+func (l *histogramLabels) of(route, method string, status int, region string) metric.RecordOption {
+	k := requestKey{route: route, method: method, region: region, status: status}
+	if o, ok := l.sets.Load(k); ok {
+		return o.(metric.RecordOption)
+	}
+	o := metric.WithAttributeSet(attribute.NewSet(
+		attribute.String("http.route", route),
+		attribute.String("http.request.method", method),
+		attribute.String("http.response.status_code", strconv.Itoa(status)),
+		attribute.String("region", region)))
+	l.sets.Store(k, o)
+	return o
+}
+
 // traceHeaders sets the response headers that name the request's trace:
-// Trace-Id, the trace id as logs and trace backends show it, and
-// traceparent, the W3C form of the server span, whose flags end in 01 when
-// the trace is sampled (exported) and 00 when it is not.
-func traceHeaders(h http.Header, sc trace.SpanContext) {
-	h.Set("Trace-Id", sc.TraceID().String())
-	h.Set("traceparent", "00-"+sc.TraceID().String()+"-"+sc.SpanID().String()+"-"+sc.TraceFlags().String())
+// Trace-Id, the trace id (traceID, sc's in hex) as logs and trace backends
+// show it, and traceparent, the W3C form of the server span, whose flags end
+// in 01 when the trace is sampled (exported) and 00 when it is not.
+func traceHeaders(h http.Header, traceID string, sc trace.SpanContext) {
+	h.Set("Trace-Id", traceID)
+	h.Set("traceparent", "00-"+traceID+"-"+sc.SpanID().String()+"-"+sc.TraceFlags().String())
 }
 
 // methodLabel returns the method's label: the method itself when HTTP

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"reflect"
 	"sort"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 
@@ -182,6 +183,7 @@ type observer struct {
 	queryDuration metric.Float64Histogram
 	fenced        metric.Int64Counter
 	registration  metric.Registration
+	labels        sync.Map // queryKey -> metric.RecordOption, see queryLabels
 }
 
 func newObserver(opts Options) (*observer, error) {

@@ -628,12 +628,11 @@ func (s *Shard) withConn(ctx context.Context, pool *pgxpool.Pool, fn func(contex
 // do runs op on backend b through its breaker and under the router's
 // deadline (see call), with a span and a duration measurement.
 func (s *Shard) do(ctx context.Context, op string, sc regions.Scope, b *backend, fn func(context.Context, *pgxpool.Conn) error) error {
-	attrs := []attribute.KeyValue{attribute.String("shard", s.name), attribute.String("op", op), attribute.String("db.role", b.role)}
-	if sc.Region != "" {
-		attrs = append(attrs, attribute.String("region", string(sc.Region)))
-	}
-	ctx, span := s.obs.tracer.Start(ctx, "shard."+op, trace.WithAttributes(attrs...), trace.WithSpanKind(trace.SpanKindClient))
+	ctx, span := s.obs.tracer.Start(ctx, "shard."+op, trace.WithSpanKind(trace.SpanKindClient))
 	defer span.End()
+	if span.IsRecording() { // a sampled trace: most calls build no attributes
+		span.SetAttributes(callLabels(s.name, op, b.role, sc.Region)...)
+	}
 	start := time.Now()
 	_, err := b.breaker().Execute(func() (struct{}, error) { return struct{}{}, s.call(ctx, b.pool, fn) })
 	err = s.classify(err, sc)
@@ -644,13 +643,43 @@ func (s *Shard) do(ctx context.Context, op string, sc regions.Scope, b *backend,
 		s.obs.fenced.Add(ctx, 1, metric.WithAttributes(attribute.String("shard", s.name),
 			attribute.String("region", string(sc.Region)), attribute.String("reason", fenceReason(fence.Err))))
 	}
-	s.obs.queryDuration.Record(ctx, end.Sub(start).Seconds(),
-		metric.WithAttributes(append(attrs, attribute.String("outcome", outcome))...))
+	s.obs.queryDuration.Record(ctx, end.Sub(start).Seconds(), s.obs.queryLabels(s.name, op, b.role, sc.Region, outcome))
 	if err != nil {
 		span.SetStatus(codes.Error, outcome)
 		span.RecordError(err)
 	}
 	return err
+}
+
+// callLabels returns the labels of a shard call's span and measurement:
+// the shard, the operation, the database role and, when the call is
+// scoped to one, the region.
+func callLabels(shard, op, role string, r regions.Code) []attribute.KeyValue {
+	attrs := []attribute.KeyValue{attribute.String("shard", shard), attribute.String("op", op), attribute.String("db.role", role)}
+	if r != "" {
+		attrs = append(attrs, attribute.String("region", string(r)))
+	}
+	return attrs
+}
+
+// queryKey names a label set of the query duration histogram.
+type queryKey struct {
+	shard, op, role, outcome string
+	region                   regions.Code
+}
+
+// queryLabels returns the measurement option of a call's labels (callLabels
+// and the outcome), built once per combination: a label set sorts and
+// copies its labels, which every call would otherwise pay for. Shards,
+// operations, roles, regions and outcomes are bounded sets.
+func (o *observer) queryLabels(shard, op, role string, r regions.Code, outcome string) metric.RecordOption {
+	k := queryKey{shard: shard, op: op, role: role, outcome: outcome, region: r}
+	if v, ok := o.labels.Load(k); ok {
+		return v.(metric.RecordOption)
+	}
+	v := metric.WithAttributeSet(attribute.NewSet(append(callLabels(shard, op, role, r), attribute.String("outcome", outcome))...))
+	o.labels.Store(k, v)
+	return v
 }
 
 func outcomeOf(err error) string {
