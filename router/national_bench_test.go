@@ -137,7 +137,7 @@ func BenchmarkNationalSummary(b *testing.B) {
 			lat.report(b)
 			perOp := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(len(lat.d)) }
 			b.ReportMetric(perOp(processCPU()-cpu), "proc-cpu-ms/op")
-			b.ReportMetric(perOp(backendsCPU(dbs)-pgCPU), "pg-cpu-ms/op")
+			b.ReportMetric(perOp(since(pgCPU, backendsCPU(dbs))), "pg-cpu-ms/op")
 			b.ReportMetric(perOp(runQueueWait()-wait), "runq-wait-ms/op")
 		})
 	}
@@ -148,6 +148,49 @@ func BenchmarkNationalSummary(b *testing.B) {
 		return "/v1/national/summary?date=" + today.AddDate(0, 0, -((c*7+i)%27)).Format(time.DateOnly)
 	})
 	measure("cached", 8, time.Minute, func(int, int) string { return "/v1/national/summary" })
+
+	// The legs without the router: the 20 regions' summaries read one
+	// after another (as the router asks, the sets of partite IVA known),
+	// and the same round trips with the scope statement alone, which is
+	// what a leg costs before its query. Their CPU per op is per fan-out.
+	serial := func(name string, leg func(sh *shardmap.Shard, sc regions.Scope, version int64) error) {
+		b.Run(name, func(b *testing.B) {
+			versions := map[regions.Code]int64{}
+			for _, r := range regions.All() {
+				sh, _ := m.For(r.Code)
+				v, err := registry.Summary(ctx, sh, regions.Scope{Region: r.Code, User: "bench"}, today, 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				versions[r.Code] = v.VendorsVersion
+			}
+			var lat latencies
+			cpu, pgCPU := processCPU(), backendsCPU(dbs)
+			b.ResetTimer()
+			for range b.N {
+				start := time.Now()
+				for _, r := range regions.All() {
+					sh, _ := m.For(r.Code)
+					sc := regions.Scope{Region: r.Code, User: "bench"}
+					if err := leg(sh, sc, versions[r.Code]); err != nil {
+						b.Fatal(err)
+					}
+				}
+				lat.add(time.Since(start))
+			}
+			lat.report(b)
+			perOp := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(len(lat.d)) }
+			b.ReportMetric(perOp(processCPU()-cpu), "proc-cpu-ms/op")
+			b.ReportMetric(perOp(since(pgCPU, backendsCPU(dbs))), "pg-cpu-ms/op")
+		})
+	}
+	serial("legs/serial", func(sh *shardmap.Shard, sc regions.Scope, version int64) error {
+		_, err := registry.Summary(ctx, sh, sc, today, version)
+		return err
+	})
+	serial("legs/scope-only", func(sh *shardmap.Shard, sc regions.Scope, _ int64) error {
+		return sh.Read(ctx, sc, func(*pgx.Batch) {})
+	})
 
 	var slowest *latencies
 	var slowestRegion string
@@ -226,12 +269,12 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// backendsCPU returns the CPU time used so far by the PostgreSQL backends
-// of this machine that serve dms_app on one of the databases dbs (their
-// process title is "postgres: dms_app DB ..."). The pools keep their
-// connections, so the difference over a run is the run's database CPU.
-func backendsCPU(dbs []string) time.Duration {
-	var ticks int64
+// backendsCPU returns the CPU time used so far by each PostgreSQL backend
+// of this machine that serves dms_app on one of the databases dbs (their
+// process title is "postgres: dms_app DB ..."), by process id. since
+// turns two such snapshots into the CPU of a run.
+func backendsCPU(dbs []string) map[int]time.Duration {
+	out := map[int]time.Duration{}
 	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
 	for _, path := range stats {
 		title, err := os.ReadFile(filepath.Join(filepath.Dir(path), "cmdline"))
@@ -252,12 +295,25 @@ func backendsCPU(dbs []string) time.Duration {
 		}
 		fields := strings.Fields(string(b[i+1:]))
 		if len(fields) > 12 {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(path)))
 			u, _ := strconv.ParseInt(fields[11], 10, 64)
 			s, _ := strconv.ParseInt(fields[12], 10, 64)
-			ticks += u + s
+			out[pid] = time.Duration(u+s) * 10 * time.Millisecond // USER_HZ is 100 on Linux
 		}
 	}
-	return time.Duration(ticks) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+	return out
+}
+
+// since returns the CPU time the backends of now used after the snapshot
+// before: a backend that started in between counts whole, one that exited
+// counts nothing (a pool that closes a connection mid-run makes the figure
+// low, never negative).
+func since(before, now map[int]time.Duration) time.Duration {
+	var d time.Duration
+	for pid, t := range now {
+		d += t - before[pid]
+	}
+	return d
 }
 
 // runQueueWait returns how long this process's threads have waited for a
