@@ -46,9 +46,24 @@ import (
 //   - cached: 8 clients, answers from the cache;
 //   - leg/RR: region RR's leg alone (registry.Summary on its shard), one
 //     client; the slowest region's percentiles are also reported as leg/slowest;
+//   - legs/serial: the 20 regions' legs one after another without the
+//     router (registry.Summary), and legs/scope-only: the same round trips
+//     with the scope statement alone, what a leg costs before its query;
+//   - monolith/one-statement/8-clients, when DMSROUTER_BENCH_MONOLITH names
+//     the configuration of the same data in one database: the floor, the
+//     same answer by one SQL statement there (its totals are checked equal
+//     to the router's), 8 clients asking distinct dates; and
+//     monolith/no-distinct-vendors, the statement without the national
+//     count of distinct partite IVA, which the router remembers;
 //   - scan/all-regions: the same figures without the rollups, every region's
 //     tables scanned one region after another (what one database without
 //     rollups does), one client.
+//
+// Every arm through the router first sends warmPerClient requests per
+// client, unmeasured, so that the pooled connections have prepared the
+// leg statement and chosen its plan. The CPU metrics are per request:
+// pg-cpu-ms/op of the shards' backends (of the monolith's in its arms),
+// proc-cpu-ms/op of this process (the router and the clients).
 func BenchmarkNationalSummary(b *testing.B) {
 	ctx := context.Background()
 	var cfg config.Config
