@@ -144,7 +144,7 @@ var summarySQL = named(func() string {
 // first to last (SQL expressions), as dms.held_days counts them: its
 // columns held (recorded HELD or with presences, and not CANCELLED) and
 // cancelled (recorded CANCELLED), each a count of (market, day) pairs, and
-// presences, the sum of the presences of those days (presence_daily). It
+// presences, the sum of presence_daily's counts from first to last. It
 // reads the day's records and rollup rows once and groups them by (market,
 // day) in one aggregate: a (market, day) has at most one record
 // (market_days' primary key), so a group is held when its record says
