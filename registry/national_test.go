@@ -139,19 +139,8 @@ func TestSummaryCountsActiveMarketsByIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := pgx.NamedArgs{"region": int16(3), "known_version": int64(0), "day": w.today, "month": w.today}
-	var plan []string
-	err := w.sh.Read(ctx, lombardia, func(b *pgx.Batch) {
-		b.Queue(`SELECT set_config('plan_cache_mode', 'force_generic_plan', true), set_config('enable_seqscan', 'off', true)`)
-		b.Queue("EXPLAIN "+summarySQL.sql, summarySQL.args(a)...).Query(func(rows pgx.Rows) error {
-			var err error
-			plan, err = pgx.CollectRows(rows, pgx.RowTo[string])
-			return err
-		})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if text := strings.Join(plan, "\n"); !strings.Contains(text, "using markets_region_active") {
+	settings := `SELECT set_config('plan_cache_mode', 'force_generic_plan', true), set_config('enable_seqscan', 'off', true)`
+	if text := explain(t, w, settings, summarySQL, a); !strings.Contains(text, "using markets_region_active") {
 		t.Errorf("the summary's count of active markets does not use markets_region_active:\n%s", text)
 	}
 }
