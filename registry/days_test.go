@@ -193,3 +193,53 @@ func TestMarketDays(t *testing.T) {
 		}
 	})
 }
+
+// TestMarketDayCountsAsHeldDays checks the region-wide counts of market
+// days (MarketDays, and Summary's held, cancelled and presences of a day),
+// which group the records and the rollup in one pass, against
+// dms.held_days market by market: a day held by presences alone, one
+// cancelled with presences kept, one recorded HELD without presences, and
+// one whose rollup row counts zero presences.
+func TestMarketDayCountsAsHeldDays(t *testing.T) {
+	ctx := context.Background()
+	d := newDayBook(t, "daycounts")
+	recorded, zero := d.m[7].AddDate(0, 0, 7), d.m[7].AddDate(0, 0, 14)
+	must(SetMarketDay(ctx, d.sh, milano, admin, d.market, recorded, "HELD", ""))(t)
+	if _, err := d.admin.Exec(ctx, `INSERT INTO presence_daily (region_id, market_id, comune, date, kind, n)
+		VALUES (3, $1, '015146', $2, 'SPUNTA', 0)`, d.market, zero); err != nil {
+		t.Fatal(err)
+	}
+	// want returns the counts of region 03 from first to last as
+	// dms.held_days and the tables themselves give them.
+	want := func(first, last time.Time) (held, cancelled, presences int64) {
+		t.Helper()
+		err := d.admin.QueryRow(ctx, `SELECT
+			(SELECT count(*) FROM markets m, dms.held_days(m.id, $1, $2) WHERE m.region_id = 3),
+			(SELECT count(*) FROM market_days d WHERE d.region_id = 3 AND d.date BETWEEN $1 AND $2 AND d.status = 'CANCELLED'),
+			(SELECT coalesce(sum(p.n), 0) FROM presence_daily p WHERE p.region_id = 3 AND p.date BETWEEN $1 AND $2)`,
+			first, last).Scan(&held, &cancelled, &presences)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return held, cancelled, presences
+	}
+	for _, day := range append(slices.Clone(d.m), recorded, zero) {
+		s, err := Summary(ctx, d.sh, lombardia, day, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held, cancelled, presences := want(day, day)
+		if s.MarketDaysHeld != held || s.MarketDaysCancelled != cancelled || s.PresencesDay != presences {
+			t.Errorf("Summary(%s) held, cancelled, presences = %d, %d, %d; want %d, %d, %d", day.Format(time.DateOnly),
+				s.MarketDaysHeld, s.MarketDaysCancelled, s.PresencesDay, held, cancelled, presences)
+		}
+	}
+	first, last := d.m[0], zero
+	got, err := MarketDays(ctx, d.sh, lombardia, first, last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if held, cancelled, _ := want(first, last); got != (MarketDayCounts{Held: held, Cancelled: cancelled}) || held == 0 || cancelled == 0 {
+		t.Errorf("MarketDays(%s, %s) = %+v, want held %d, cancelled %d (neither zero)", first.Format(time.DateOnly), last.Format(time.DateOnly), got, held, cancelled)
+	}
+}

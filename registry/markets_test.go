@@ -127,22 +127,29 @@ func TestMarketOrderUsesIndex(t *testing.T) {
 				}
 				s = tt.l.page.pick(a)
 			}
-			var plan []string
-			err := w.sh.Read(ctx, lombardia, func(b *pgx.Batch) {
-				b.Queue(`SELECT set_config('enable_sort', 'off', true)`)
-				b.Queue("EXPLAIN "+s.sql, s.args(a)...).Query(func(rows pgx.Rows) error {
-					var err error
-					plan, err = pgx.CollectRows(rows, pgx.RowTo[string])
-					return err
-				})
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			text := strings.Join(plan, "\n")
+			text := explain(t, w, `SELECT set_config('enable_sort', 'off', true)`, s, a)
 			if strings.Contains(text, "Sort") || !strings.Contains(text, "Index") {
 				t.Errorf("the plan of %s sorts instead of reading an index in order:\n%s", s.sql, text)
 			}
 		})
 	}
+}
+
+// explain returns the plan of s with arguments a, as lombardia's read runs
+// it after the statement settings (set_config calls for the transaction).
+func explain(tb testing.TB, w *world, settings string, s statement, a pgx.NamedArgs) string {
+	tb.Helper()
+	var plan []string
+	err := w.sh.Read(context.Background(), lombardia, func(b *pgx.Batch) {
+		b.Queue(settings)
+		b.Queue("EXPLAIN "+s.sql, s.args(a)...).Query(func(rows pgx.Rows) error {
+			var err error
+			plan, err = pgx.CollectRows(rows, pgx.RowTo[string])
+			return err
+		})
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return strings.Join(plan, "\n")
 }

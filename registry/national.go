@@ -106,10 +106,11 @@ func Summary(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, day time
 // @known_version of its set of partite IVA, the @day, its @month): one
 // statement rather than five saves most of the per-statement work of both
 // ends, which is most of the work of so small a read. Its columns: active
-// markets; presences on the day (presence_daily) and in the month
+// markets; presences on the day (presence_daily, summed in the same pass
+// as the day's market days, regionMarketDaysSQL) and in the month
 // (presence_monthly); the concessions proposed for decadenza (the partial
 // index concessions_decadenza); the market days held and cancelled on the
-// day (regionMarketDaysSQL); the stamp of the set of partite IVA, whether it is the
+// day; the stamp of the set of partite IVA, whether it is the
 // known one and, when it is not, the set, read in the same snapshot and in
 // the order of the unique index on (region_id, partita_iva), which an
 // index-only scan reads without sorting; then one count per status of
@@ -125,13 +126,12 @@ var summarySQL = named(func() string {
 			counts = append(counts, "coalesce(sum(c.n) FILTER (WHERE c.entity = '"+e.entity+"' AND c.status = '"+st+"'), 0)::int8")
 		}
 	}
-	return `SELECT mk.n, pd.n, pm.n, dp.n, md.held, md.cancelled, vs.version, vs.version IS NOT NULL AND vs.version = @known_version,
+	return `SELECT mk.n, md.presences, pm.n, dp.n, md.held, md.cancelled, vs.version, vs.version IS NOT NULL AND vs.version = @known_version,
 	    CASE WHEN vs.version IS NULL OR vs.version <> @known_version THEN (
 	        SELECT coalesce(array_agg(p), '{}') FROM (
 	            SELECT v.partita_iva::int8 AS p FROM vendors v WHERE v.region_id = @region ORDER BY v.partita_iva) x)
 	    END, st.*
 	FROM (SELECT count(*) AS n FROM markets m WHERE m.region_id = @region AND m.status = 'ACTIVE') mk,
-	    (SELECT coalesce(sum(d.n), 0)::int8 AS n FROM presence_daily d WHERE d.region_id = @region AND d.date = @day) pd,
 	    (SELECT coalesce(sum(m.n), 0)::int8 AS n FROM presence_monthly m WHERE m.region_id = @region AND m.month = @month) pm,
 	    (SELECT count(*) AS n FROM concessions c WHERE c.region_id = @region AND c.status = 'ATTIVA'
 	        AND c.decadenza_proposed_on IS NOT NULL) dp,
@@ -143,19 +143,27 @@ var summarySQL = named(func() string {
 // regionMarketDaysSQL is a query of the market days of region @region from
 // first to last (SQL expressions), as dms.held_days counts them: its
 // columns held (recorded HELD or with presences, and not CANCELLED) and
-// cancelled (recorded CANCELLED), each a count of (market, day) pairs.
+// cancelled (recorded CANCELLED), each a count of (market, day) pairs, and
+// presences, the sum of presence_daily's counts from first to last. It
+// reads the day's records and rollup rows once and groups them by (market,
+// day) in one aggregate: a (market, day) has at most one record
+// (market_days' primary key), so a group is held when its record says
+// HELD or a presence count is positive, unless its record says CANCELLED.
+// The UNION ... EXCEPT it replaces read market_days three times and hashed
+// the pairs twice; on the largest region that was half the summary's
+// database CPU.
 func regionMarketDaysSQL(first, last string) string {
-	return `SELECT (SELECT count(*) FROM (
-	        SELECT d.market_id, d.date FROM market_days d
-	        WHERE d.region_id = @region AND d.date BETWEEN ` + first + ` AND ` + last + ` AND d.status = 'HELD'
-	        UNION
-	        SELECT p.market_id, p.date FROM presence_daily p
-	        WHERE p.region_id = @region AND p.date BETWEEN ` + first + ` AND ` + last + ` AND p.n > 0
-	        EXCEPT
-	        SELECT d.market_id, d.date FROM market_days d
-	        WHERE d.region_id = @region AND d.date BETWEEN ` + first + ` AND ` + last + ` AND d.status = 'CANCELLED') h)::int8 AS held,
-	    (SELECT count(*) FROM market_days d
-	     WHERE d.region_id = @region AND d.date BETWEEN ` + first + ` AND ` + last + ` AND d.status = 'CANCELLED')::int8 AS cancelled`
+	return `SELECT count(*) FILTER (WHERE g.held AND NOT g.cancelled)::int8 AS held,
+	    count(*) FILTER (WHERE g.cancelled)::int8 AS cancelled, coalesce(sum(g.n), 0)::int8 AS presences
+	FROM (SELECT bool_or(u.held) AS held, bool_or(u.cancelled) AS cancelled, sum(u.n) AS n FROM (
+	        SELECT d.market_id, d.date, d.status = 'HELD' AS held, d.status = 'CANCELLED' AS cancelled, 0 AS n
+	        FROM market_days d
+	        WHERE d.region_id = @region AND d.date BETWEEN ` + first + ` AND ` + last + `
+	        UNION ALL
+	        SELECT p.market_id, p.date, p.n > 0, false, p.n
+	        FROM presence_daily p
+	        WHERE p.region_id = @region AND p.date BETWEEN ` + first + ` AND ` + last + `) u
+	    GROUP BY u.market_id, u.date) g`
 }
 
 // MarketDayCounts are a region's market days in a period: (market, day)
@@ -166,7 +174,7 @@ type MarketDayCounts struct {
 }
 
 // marketDaysSQL counts region @region's market days from @from to @to.
-var marketDaysSQL = named(regionMarketDaysSQL("@from::date", "@to::date"))
+var marketDaysSQL = named(`SELECT md.held, md.cancelled FROM (` + regionMarketDaysSQL("@from::date", "@to::date") + `) md`)
 
 // MarketDays returns the market days of region sc.Region from from to to
 // inclusive: held (recorded HELD, or with presences, and not cancelled) and

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 func TestNationalLegs(t *testing.T) {
@@ -115,4 +118,29 @@ func TestNationalLegs(t *testing.T) {
 			t.Errorf("VendorInRegion of a vendor the region lacks: %v, want ErrNotFound", err)
 		}
 	})
+}
+
+// TestSummaryCountsActiveMarketsByIndex checks that the summary's count of
+// a region's active markets matches the partial index markets_region_active
+// (migration 00017), whose predicate is the statement's literal status: with
+// reading the table ruled out, the plan takes that index rather than
+// markets_region_status. Whether the planner prefers the index to the
+// table also depends on how much of the table VACUUM has marked
+// all-visible, which a test cannot pin; BENCHMARKS.md measures it.
+func TestSummaryCountsActiveMarketsByIndex(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t, "summary_markets")
+	if _, err := w.admin.Exec(ctx, `INSERT INTO markets (id, region_id, code, name, province, comune, comune_name)
+		SELECT dms.next_id('markets', 3::smallint), 3, 'XX' || lpad(g::text, 4, '0'), 'Mercato ' || g, '015', '015146', 'Milano'
+		FROM generate_series(1, 2000) g`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.admin.Exec(ctx, `ANALYZE markets`); err != nil {
+		t.Fatal(err)
+	}
+	a := pgx.NamedArgs{"region": int16(3), "known_version": int64(0), "day": w.today, "month": w.today}
+	settings := `SELECT set_config('plan_cache_mode', 'force_generic_plan', true), set_config('enable_seqscan', 'off', true)`
+	if text := explain(t, w, settings, summarySQL, a); !strings.Contains(text, "using markets_region_active") {
+		t.Errorf("the summary's count of active markets does not use markets_region_active:\n%s", text)
+	}
 }

@@ -3,12 +3,15 @@ package router
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,9 +46,24 @@ import (
 //   - cached: 8 clients, answers from the cache;
 //   - leg/RR: region RR's leg alone (registry.Summary on its shard), one
 //     client; the slowest region's percentiles are also reported as leg/slowest;
+//   - legs/serial: the 20 regions' legs one after another without the
+//     router (registry.Summary), and legs/scope-only: the same round trips
+//     with the scope statement alone, what a leg costs before its query;
+//   - monolith/one-statement/8-clients, when DMSROUTER_BENCH_MONOLITH names
+//     the configuration of the same data in one database: the floor, the
+//     same answer by one SQL statement there (its totals are checked equal
+//     to the router's), 8 clients asking distinct dates; and
+//     monolith/no-distinct-vendors, the statement without the national
+//     count of distinct partite IVA, which the router remembers;
 //   - scan/all-regions: the same figures without the rollups, every region's
 //     tables scanned one region after another (what one database without
 //     rollups does), one client.
+//
+// Every arm through the router first sends warmPerClient requests per
+// client, unmeasured, so that the pooled connections have prepared the
+// leg statement and chosen its plan. The CPU metrics are per request:
+// pg-cpu-ms/op of the shards' backends (of the monolith's in its arms),
+// proc-cpu-ms/op of this process (the router and the clients).
 func BenchmarkNationalSummary(b *testing.B) {
 	ctx := context.Background()
 	var cfg config.Config
@@ -111,43 +129,198 @@ func BenchmarkNationalSummary(b *testing.B) {
 			dbs = append(dbs, c.Database)
 		}
 	}
+	// load runs n requests spread over clients goroutines, each request do(client, i).
+	load := func(clients, n int, do func(c, i int)) {
+		var wg sync.WaitGroup
+		per := (n + clients - 1) / clients
+		for c := range clients {
+			wg.Go(func() {
+				for i := range per {
+					do(c, i)
+				}
+			})
+		}
+		wg.Wait()
+	}
 	measure := func(name string, clients int, cacheTTL time.Duration, path func(client, i int) string) {
 		b.Run(name, func(b *testing.B) {
 			nc := cfg.National
 			nc.CacheTTL = cacheTTL
 			fan.SetConfig(nc)
-			get(path(0, 0)) // warm the pools (and the cache)
+			// Warm every pooled connection the clients will use (its
+			// statements prepared, their plans chosen: the first five
+			// executions of a statement are planned afresh) and the cache,
+			// so that what is measured is the steady state.
+			load(clients, clients*warmPerClient, func(c, i int) { get(path(c, i)) })
 			var lat latencies
-			cpu, pgCPU, wait := processCPU(), backendsCPU(dbs), runQueueWait()
+			cpu, pgCPU, wait := processCPU(), backendsCPU("dms_app", dbs), runQueueWait()
 			b.ResetTimer()
-			var wg sync.WaitGroup
-			per := (b.N + clients - 1) / clients
-			for c := range clients {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := range per {
-						start := time.Now()
-						get(path(c, i))
-						lat.add(time.Since(start))
-					}
-				}()
-			}
-			wg.Wait()
+			load(clients, b.N, func(c, i int) {
+				start := time.Now()
+				get(path(c, i))
+				lat.add(time.Since(start))
+			})
 			lat.report(b)
 			perOp := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(len(lat.d)) }
 			b.ReportMetric(perOp(processCPU()-cpu), "proc-cpu-ms/op")
-			b.ReportMetric(perOp(backendsCPU(dbs)-pgCPU), "pg-cpu-ms/op")
+			b.ReportMetric(perOp(since(pgCPU, backendsCPU("dms_app", dbs))), "pg-cpu-ms/op")
 			b.ReportMetric(perOp(runQueueWait()-wait), "runq-wait-ms/op")
 		})
 	}
 	measure("uncached/1-client", 1, 0, func(int, int) string { return "/v1/national/summary" })
 	measure("uncached/same", 8, 0, func(int, int) string { return "/v1/national/summary" })
+	distinctDay := func(c, i int) time.Time { return today.AddDate(0, 0, -((c*7 + i) % 27)) }
 	measure("uncached/distinct", 8, 0, func(c, i int) string {
 		// Another day of the month for every request in flight.
-		return "/v1/national/summary?date=" + today.AddDate(0, 0, -((c*7+i)%27)).Format(time.DateOnly)
+		return "/v1/national/summary?date=" + distinctDay(c, i).Format(time.DateOnly)
 	})
 	measure("cached", 8, time.Minute, func(int, int) string { return "/v1/national/summary" })
+
+	// The floor: the same answer by one SQL statement on the monolith (one
+	// database holding every region, seeded with the same flags), its
+	// rollups read for all regions at once, as the superuser, outside
+	// row-level security; 8 clients asking distinct dates as above.
+	if path := os.Getenv("DMSROUTER_BENCH_MONOLITH"); path != "" {
+		mono, err := config.Load(path, os.Getenv)
+		if err != nil {
+			b.Fatal(err)
+		}
+		dsn := mono.ShardMap.Shards[0].AdminDSN()
+		pc, err := pgx.ParseConfig(dsn)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ask := func(conn *pgx.Conn, sql string, day time.Time) (total national.SummaryFigures) {
+			month := time.Date(day.Year(), day.Month(), 1, 0, 0, 0, 0, time.UTC)
+			rows, err := conn.Query(ctx, sql, day, month)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var region, mk, pd, pm, dp, held, cancelled, vendors, national int64
+				var counts map[string]int64
+				if err := rows.Scan(&region, &mk, &pd, &pm, &dp, &held, &cancelled, &vendors, &national, &counts); err != nil {
+					b.Fatal(err)
+				}
+				for k, n := range counts {
+					entity, status, _ := strings.Cut(k, " ")
+					m := &total.Stalls
+					if entity == "concessions" {
+						m = &total.Concessions
+					}
+					if *m == nil {
+						*m = map[string]int64{}
+					}
+					(*m)[status] += n
+				}
+				total.MarketsActive += mk
+				total.PresencesDay += pd
+				total.PresencesMonth += pm
+				total.DecadenzaProposed += dp
+				total.MarketDaysHeld += held
+				total.MarketDaysCancelled += cancelled
+				total.Vendors = national
+			}
+			if err := rows.Err(); err != nil {
+				b.Fatal(err)
+			}
+			return total
+		}
+		conns := make([]*pgx.Conn, 8)
+		for i := range conns {
+			if conns[i], err = pgx.ConnectConfig(ctx, pc); err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { conns[i].Close(context.Background()) })
+		}
+		// The same answer: the monolith's totals are the router's.
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v1/national/summary", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		res, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var routed national.SummaryResponse
+		err = json.NewDecoder(res.Body).Decode(&routed)
+		res.Body.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		got, want := ask(conns[0], monolithSummarySQL, today), routed.Total
+		for _, m := range []map[string]int64{want.Stalls, want.Concessions} {
+			maps.DeleteFunc(m, func(_ string, n int64) bool { return n == 0 }) // the router lists every status
+		}
+		if !reflect.DeepEqual(got, want) {
+			b.Fatalf("monolith totals on %s = %+v, the router's %+v", today.Format(time.DateOnly), got, want)
+		}
+		// The router remembers the national count of distinct partite IVA
+		// while no region's set changes; the statement without it is the
+		// floor of that case.
+		noDistinct := strings.Replace(monolithSummarySQL, "(SELECT count(DISTINCT partita_iva) FROM vendors)", "0::int8", 1)
+		for _, arm := range []struct {
+			name, sql string
+			clients   int
+		}{{"one-statement", monolithSummarySQL, 8}, {"no-distinct-vendors", noDistinct, 8}} {
+			b.Run(fmt.Sprintf("monolith/%s/%d-clients", arm.name, arm.clients), func(b *testing.B) {
+				clients := arm.clients
+				load(clients, clients*warmPerClient, func(c, i int) { ask(conns[c], arm.sql, distinctDay(c, i)) })
+				var lat latencies
+				pgCPU := backendsCPU("postgres", []string{pc.Database})
+				b.ResetTimer()
+				load(clients, b.N, func(c, i int) {
+					start := time.Now()
+					ask(conns[c], arm.sql, distinctDay(c, i))
+					lat.add(time.Since(start))
+				})
+				lat.report(b)
+				b.ReportMetric(float64(since(pgCPU, backendsCPU("postgres", []string{pc.Database})).Microseconds())/1000/float64(len(lat.d)), "pg-cpu-ms/op")
+			})
+		}
+	}
+
+	// The legs without the router: the 20 regions' summaries read one
+	// after another (as the router asks, the sets of partite IVA known),
+	// and the same round trips with the scope statement alone, which is
+	// what a leg costs before its query. Their CPU per op is per fan-out.
+	serial := func(name string, leg func(sh *shardmap.Shard, sc regions.Scope, version int64) error) {
+		b.Run(name, func(b *testing.B) {
+			versions := map[regions.Code]int64{}
+			for _, r := range regions.All() {
+				sh, _ := m.For(r.Code)
+				v, err := registry.Summary(ctx, sh, regions.Scope{Region: r.Code, User: "bench"}, today, 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				versions[r.Code] = v.VendorsVersion
+			}
+			var lat latencies
+			cpu, pgCPU := processCPU(), backendsCPU("dms_app", dbs)
+			b.ResetTimer()
+			for range b.N {
+				start := time.Now()
+				for _, r := range regions.All() {
+					sh, _ := m.For(r.Code)
+					sc := regions.Scope{Region: r.Code, User: "bench"}
+					if err := leg(sh, sc, versions[r.Code]); err != nil {
+						b.Fatal(err)
+					}
+				}
+				lat.add(time.Since(start))
+			}
+			lat.report(b)
+			perOp := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(len(lat.d)) }
+			b.ReportMetric(perOp(processCPU()-cpu), "proc-cpu-ms/op")
+			b.ReportMetric(perOp(since(pgCPU, backendsCPU("dms_app", dbs))), "pg-cpu-ms/op")
+		})
+	}
+	serial("legs/serial", func(sh *shardmap.Shard, sc regions.Scope, version int64) error {
+		_, err := registry.Summary(ctx, sh, sc, today, version)
+		return err
+	})
+	serial("legs/scope-only", func(sh *shardmap.Shard, sc regions.Scope, _ int64) error {
+		return sh.Read(ctx, sc, func(*pgx.Batch) {})
+	})
 
 	var slowest *latencies
 	var slowestRegion string
@@ -226,19 +399,20 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// backendsCPU returns the CPU time used so far by the PostgreSQL backends
-// of this machine that serve dms_app on one of the databases dbs (their
-// process title is "postgres: dms_app DB ..."). The pools keep their
-// connections, so the difference over a run is the run's database CPU.
-func backendsCPU(dbs []string) time.Duration {
-	var ticks int64
+// backendsCPU returns the CPU time used so far by each PostgreSQL backend
+// of this machine that serves role on one of the databases dbs (their
+// process title is "postgres: ROLE DB ..."), by process id. since turns two
+// such snapshots into the CPU of a run.
+func backendsCPU(role string, dbs []string) map[int]time.Duration {
+	prefix := "postgres: " + role + " "
+	out := map[int]time.Duration{}
 	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
 	for _, path := range stats {
 		title, err := os.ReadFile(filepath.Join(filepath.Dir(path), "cmdline"))
-		if err != nil || !bytes.HasPrefix(title, []byte("postgres: dms_app ")) {
+		if err != nil || !bytes.HasPrefix(title, []byte(prefix)) {
 			continue
 		}
-		f := strings.Fields(strings.TrimPrefix(string(title), "postgres: dms_app "))
+		f := strings.Fields(strings.TrimPrefix(string(title), prefix))
 		if len(f) == 0 || !slices.Contains(dbs, f[0]) {
 			continue
 		}
@@ -252,12 +426,25 @@ func backendsCPU(dbs []string) time.Duration {
 		}
 		fields := strings.Fields(string(b[i+1:]))
 		if len(fields) > 12 {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(path)))
 			u, _ := strconv.ParseInt(fields[11], 10, 64)
 			s, _ := strconv.ParseInt(fields[12], 10, 64)
-			ticks += u + s
+			out[pid] = time.Duration(u+s) * 10 * time.Millisecond // USER_HZ is 100 on Linux
 		}
 	}
-	return time.Duration(ticks) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+	return out
+}
+
+// since returns the CPU time the backends of now used after the snapshot
+// before: a backend that started in between counts whole, one that exited
+// counts nothing (a pool that closes a connection mid-run makes the figure
+// low, never negative).
+func since(before, now map[int]time.Duration) time.Duration {
+	var d time.Duration
+	for pid, t := range now {
+		d += t - before[pid]
+	}
+	return d
 }
 
 // runQueueWait returns how long this process's threads have waited for a
@@ -305,3 +492,37 @@ func (l *latencies) report(b *testing.B) {
 	b.ReportMetric(float64(l.percentile(50).Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(l.percentile(99).Microseconds())/1000, "p99-ms")
 }
+
+// warmPerClient is how many requests each client of an arm sends before
+// the arm is measured.
+const warmPerClient = 10
+
+// monolithSummarySQL computes the national summary's figures of every
+// region on one database in one statement (@1 the day, @2 its month): per
+// region active markets, presences on the day and in the month, concessions
+// proposed for decadenza, market days held and cancelled, partite IVA, and
+// the national count of distinct partite IVA, and the stalls and
+// concessions by status ("stalls LIBERO": n), from the same rollups the
+// legs read.
+const monolithSummarySQL = `SELECT r.region_id::int8, coalesce(mk.n, 0), coalesce(md.presences, 0), coalesce(pm.n, 0),
+	coalesce(dp.n, 0), coalesce(md.held, 0), coalesce(md.cancelled, 0), coalesce(v.n, 0),
+	(SELECT count(DISTINCT partita_iva) FROM vendors), coalesce(st.counts, '{}')
+FROM generate_series(1, 20) r (region_id)
+LEFT JOIN (SELECT region_id, count(*) AS n FROM markets WHERE status = 'ACTIVE' GROUP BY 1) mk USING (region_id)
+LEFT JOIN (SELECT region_id, sum(n)::int8 AS n FROM presence_monthly WHERE month = $2 GROUP BY 1) pm USING (region_id)
+LEFT JOIN (SELECT region_id, count(*) AS n FROM concessions
+	WHERE status = 'ATTIVA' AND decadenza_proposed_on IS NOT NULL GROUP BY 1) dp USING (region_id)
+LEFT JOIN (SELECT region_id, count(*) AS n FROM vendors GROUP BY 1) v USING (region_id)
+LEFT JOIN (SELECT region_id, jsonb_object_agg(k, n) AS counts FROM (
+	SELECT region_id, entity || ' ' || status AS k, sum(n) AS n FROM region_status_counts GROUP BY 1, 2) c
+	GROUP BY 1) st USING (region_id)
+LEFT JOIN (SELECT g.region_id, count(*) FILTER (WHERE g.held AND NOT g.cancelled) AS held,
+		count(*) FILTER (WHERE g.cancelled) AS cancelled, sum(g.n)::int8 AS presences
+	FROM (SELECT u.region_id, bool_or(u.held) AS held, bool_or(u.cancelled) AS cancelled, sum(u.n) AS n FROM (
+		SELECT d.region_id, d.market_id, d.status = 'HELD' AS held, d.status = 'CANCELLED' AS cancelled, 0 AS n
+		FROM market_days d WHERE d.date = $1
+		UNION ALL
+		SELECT p.region_id, p.market_id, p.n > 0, false, p.n FROM presence_daily p WHERE p.date = $1) u
+	GROUP BY u.region_id, u.market_id) g
+	GROUP BY g.region_id) md USING (region_id)
+ORDER BY 1`
