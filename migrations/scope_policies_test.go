@@ -12,24 +12,13 @@ import (
 	"github.com/dmshub/dmsrouter/pgtest"
 )
 
-// narrowed is a scope as the router sets it: a region and at most one
-// narrowing, "" where unset.
-type narrowed struct{ region, province, comune, market string }
-
 // visibleIDs returns the first column of query's rows as dms_app sees them
 // under scope sc.
 func visibleIDs(tb testing.TB, dsn string, sc narrowed, query string) []int64 {
 	tb.Helper()
 	ctx := context.Background()
-	tx, err := pgtest.Connect(tb, dsn).Begin(ctx)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	tx := appTx(tb, dsn, sc)
 	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, `SELECT set_config('dms.region', $1, true), set_config('dms.province', $2, true),
-		set_config('dms.comune', $3, true), set_config('dms.market', $4, true)`, sc.region, sc.province, sc.comune, sc.market); err != nil {
-		tb.Fatal(err)
-	}
 	rows, _ := tx.Query(ctx, query)
 	got, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	if err != nil {
@@ -81,20 +70,12 @@ func TestScopePoliciesAdmitTheScope(t *testing.T) {
 	}
 
 	// A write outside the market scope is refused by the same policies.
-	err := func() error {
-		ctx := context.Background()
-		tx, err := pgtest.Connect(t, app).Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tx.Rollback(ctx)
-		if _, err := tx.Exec(ctx, `SELECT set_config('dms.region', '03', true), set_config('dms.market', $1, true)`, m); err != nil {
-			t.Fatal(err)
-		}
-		_, err = tx.Exec(ctx, fmt.Sprintf(`INSERT INTO stalls (id, region_id, market_id, comune, number, type, area_mq)
-			VALUES (%d, 3, %d, '016024', 9, 'FISSO', 10)`, bergamoStall+100, bergamo))
-		return err
-	}()
+	ctx := context.Background()
+	tx := appTx(t, app, narrowed{region: "03", market: m})
+	defer tx.Rollback(ctx)
+	_, err := tx.Exec(ctx, fmt.Sprintf(
+		`INSERT INTO stalls (id, region_id, market_id, comune, number, type, area_mq) VALUES (%d, 3, %d, '016024', 9, 'FISSO', 10)`,
+		bergamoStall+100, bergamo))
 	if got := sqlState(err); got != "42501" {
 		t.Errorf("a stall of Bergamo's market under Milano's market scope: SQLSTATE %q, want 42501", got)
 	}

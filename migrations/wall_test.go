@@ -72,17 +72,31 @@ type scope struct{ region, comune string }
 func asApp(tb testing.TB, dsn string, sc scope, sql string) error {
 	tb.Helper()
 	ctx := context.Background()
+	tx := appTx(tb, dsn, narrowed{region: sc.region, province: sc.comune[:min(len(sc.comune), 3)], comune: sc.comune})
+	defer tx.Rollback(ctx)
+	_, err := tx.Exec(ctx, sql)
+	return err
+}
+
+// narrowed is a scope as the router sets it: a region and its narrowings,
+// "" where unset.
+type narrowed struct{ region, province, comune, market string }
+
+// appTx begins a transaction as dms_app with scope sc set (and the user
+// mallory); the caller rolls it back.
+func appTx(tb testing.TB, dsn string, sc narrowed) pgx.Tx {
+	tb.Helper()
+	ctx := context.Background()
 	tx, err := pgtest.Connect(tb, dsn).Begin(ctx)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, `SELECT set_config('dms.region', $1, true), set_config('dms.comune', $2, true),
-		set_config('dms.province', left($2, 3), true), set_config('dms.user', 'mallory', true)`, sc.region, sc.comune); err != nil {
+	if _, err := tx.Exec(ctx, `SELECT set_config('dms.region', $1, true), set_config('dms.province', $2, true),
+		set_config('dms.comune', $3, true), set_config('dms.market', $4, true), set_config('dms.user', 'mallory', true)`,
+		sc.region, sc.province, sc.comune, sc.market); err != nil {
 		tb.Fatal(err)
 	}
-	_, err = tx.Exec(ctx, sql)
-	return err
+	return tx
 }
 
 func sqlState(err error) string {
