@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/dmshub/dmsrouter/migrations"
 	"github.com/dmshub/dmsrouter/pgtest"
 )
 
@@ -102,5 +103,28 @@ func TestScopePoliciesReadEachSettingOnce(t *testing.T) {
 	}
 	if n != 11 {
 		t.Errorf("%d narrowing scope policies, want 11", n)
+	}
+}
+
+// TestScopePoliciesDown checks that migration 00018's Down restores the
+// policies as migration 00017 left them.
+func TestScopePoliciesDown(t *testing.T) {
+	ctx := context.Background()
+	dsn := freshDB(t, "scopedown")
+	if err := migrations.UpTo(ctx, dsn, 17); err != nil {
+		t.Fatal(err)
+	}
+	want := policies(t, dsn)
+	if err := migrations.UpTo(ctx, dsn, 18); err != nil {
+		t.Fatal(err)
+	}
+	if got := policies(t, dsn); slices.Equal(got, want) {
+		t.Fatal("migration 00018 changed no policy")
+	}
+	if err := migrations.DownTo(ctx, dsn, 17); err != nil {
+		t.Fatal(err)
+	}
+	if got := policies(t, dsn); !slices.Equal(got, want) {
+		t.Errorf("after 00018's Down the policies are\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
