@@ -1,8 +1,11 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -113,5 +116,137 @@ func TestWarmLocked(t *testing.T) {
 	}
 	if err := Warm(ctx, conn); err != nil {
 		t.Errorf("Warm once the lock is gone = %v, want nil", err)
+	}
+}
+
+// plans are the generic and custom plan counts of a prepared statement.
+type plans struct{ generic, custom int64 }
+
+// preparedPlans returns the prepared statements of the connection a read
+// of sh runs on (the tests' pools hold one), by text, with their plan
+// counts.
+func preparedPlans(t *testing.T, sh *shardmap.Shard) map[string]plans {
+	t.Helper()
+	out := map[string]plans{}
+	err := sh.Read(context.Background(), regions.Scope{}, func(b *pgx.Batch) {
+		b.Queue(`SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements`).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var s string
+				var p plans
+				if err := rows.Scan(&s, &p.generic, &p.custom); err != nil {
+					return err
+				}
+				out[s] = p
+			}
+			return rows.Err()
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// openOneConn opens a map of a new single-shard deployment called name
+// whose pool holds one connection, so every read sees the same one, with
+// warm as its warm-up (nil for none), logging to log.
+func openOneConn(t *testing.T, name string, warm func(context.Context, *pgx.Conn) error, log *slog.Logger) (*shardmap.Shard, shardmap.Config) {
+	t.Helper()
+	cfg := pgtest.NewDeployment(t, pg, name, pgtest.SingleShard())
+	cfg.Shards[0].MaxConns = 1
+	m, err := shardmap.Open(cfg, shardmap.Options{Warm: warm, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	if err := m.WarmPools(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	return m.Shards()[0], cfg
+}
+
+// TestWarmVendorLegAndCheckIn checks that Warm also prepares the national
+// vendor leg (VendorInRegion) with its generic plans built, which the leg
+// then reuses, and prepares the check-in's statements without running
+// them.
+func TestWarmVendorLegAndCheckIn(t *testing.T) {
+	ctx := context.Background()
+	sh, _ := openOneConn(t, "registry_warmleg", Warm, nil)
+	before := preparedPlans(t, sh)
+	for _, s := range vendorInRegionStatements() {
+		if p, ok := before[s.sql]; !ok || p.generic != 1 || p.custom != 0 {
+			t.Errorf("after Warm, %.60q...: prepared %v, plans %+v; want prepared, one generic plan run, no custom", s.sql, ok, p)
+		}
+	}
+	for _, s := range []statement{checkInSQL, checkInKeptSQL} {
+		if p, ok := before[s.sql]; !ok || p.generic != 0 || p.custom != 0 {
+			t.Errorf("after Warm, the check-in %.60q...: prepared %v, plans %+v; want prepared, never run", s.sql, ok, p)
+		}
+	}
+	if _, err := VendorInRegion(ctx, sh, lombardia, "00000000000", time.Now()); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("VendorInRegion(a partita IVA nobody has) = %v, want ErrNotFound", err)
+	}
+	if p := preparedPlans(t, sh)[vendorPresencesSQL.sql]; p.generic != 2 || p.custom != 0 {
+		t.Errorf("after the leg, its presence count ran plans %+v, want 2 generic (Warm's and the leg's), 0 custom", p)
+	}
+}
+
+// TestGenericReads checks that the reads whose custom plans would plan
+// every presence partition at each run (absences, the spunta's ranking,
+// the vendor leg) run their generic plans from the first run on.
+func TestGenericReads(t *testing.T) {
+	ctx := context.Background()
+	sh, _ := openOneConn(t, "registry_generic", nil, nil)
+	day := time.Now().UTC().Truncate(24 * time.Hour)
+	if _, err := ListAbsences(ctx, sh, milano, 1<<48*3+1, day.Year(), day); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("ListAbsences(a concession that does not exist) = %v, want ErrNotFound", err)
+	}
+	if _, err := GetGraduatoria(ctx, sh, milano, 1<<48*3+1, GraduatoriaQuery{Kind: "SPUNTA", Year: day.Year(), Date: day}, Page{Limit: 10}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("GetGraduatoria(a market that does not exist) = %v, want ErrNotFound", err)
+	}
+	if _, err := VendorInRegion(ctx, sh, lombardia, "00000000000", day); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("VendorInRegion(a partita IVA nobody has) = %v, want ErrNotFound", err)
+	}
+	got := preparedPlans(t, sh)
+	for name, s := range map[string]statement{"absences": absencesSQL, "spunta ranking": spuntaRankingSQL, "vendor presences": vendorPresencesSQL} {
+		if p, ok := got[s.sql]; !ok || p.generic != 1 || p.custom != 0 {
+			t.Errorf("after one read, the %s statement: prepared %v, plans %+v; want one generic plan run, no custom", name, ok, p)
+		}
+	}
+}
+
+// TestWarmFailureServesCold checks that a connection whose warm-up failed
+// (the presences locked by a migration's DDL) is logged and still serves,
+// cold: its first read prepares and plans its own statements.
+func TestWarmFailureServesCold(t *testing.T) {
+	ctx := context.Background()
+	cfg := pgtest.NewDeployment(t, pg, "registry_warmcold", pgtest.SingleShard())
+	cfg.Shards[0].MaxConns = 1
+	var logged bytes.Buffer
+	m, err := shardmap.Open(cfg, shardmap.Options{Warm: Warm, Logger: slog.New(slog.NewTextHandler(&logged, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	unlock := pgtest.Lock(t, cfg.Shards[0].AdminDSN(), "vendor_presences")
+	if err := m.WarmPools(ctx, 1); err != nil {
+		t.Fatalf("WarmPools with the presences locked = %v, want nil (the connection serves cold)", err)
+	}
+	unlock()
+	if !strings.Contains(logged.String(), `msg="connection not warmed"`) || !strings.Contains(logged.String(), "55P03") {
+		t.Errorf("the log says %q, want the warm-up's lock timeout", logged.String())
+	}
+	sh := m.Shards()[0]
+	if got := preparedPlans(t, sh); len(got) > 2 {
+		t.Errorf("after a failed warm-up, prepared %d statements, want at most the scope's and this one", len(got))
+	}
+	sc := regions.Scope{Region: "03", Province: "015", Comune: "015146", User: "tester"}
+	if _, err := ListPresences(ctx, sh, sc, 1<<48*3+1, time.Now(), Page{Limit: 10}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("ListPresences on the cold connection = %v, want ErrNotFound", err)
+	}
+	a := scopeArgs(sc)
+	a["market"], a["date"] = int64(0), time.Time{}
+	if p := preparedPlans(t, sh)[presenceList.first.pick(a).sql]; p.generic != 1 || p.custom != 0 {
+		t.Errorf("the cold read's presence statement ran plans %+v, want the read's one generic plan", p)
 	}
 }
