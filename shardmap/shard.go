@@ -181,7 +181,12 @@ func warmConn(name string, db DatabaseConfig, obs *observer) func(context.Contex
 
 // fill acquires up to n connections of b's pool at once (at most its
 // maximum), so that the new ones connect and warm up, and releases them.
-// It returns the first failure, after every acquire has returned.
+// A connection is released as soon as it is ready once the pool holds n
+// connections, open or opening: holding every one until the slowest has
+// warmed would leave a filled pool nothing to serve requests with for the
+// whole fill, which on a busy server outlasts acquire_timeout (measured at
+// full scale, BENCHMARKS.md "Cold statements"). It returns the first
+// failure, after every acquire has returned.
 func (b *backend) fill(ctx context.Context, n int) error {
 	n = min(n, int(b.pool.Config().MaxConns))
 	conns := make(chan *pgxpool.Conn, n)
@@ -193,6 +198,10 @@ func (b *backend) fill(ctx context.Context, n int) error {
 				errs <- err
 				return
 			}
+			if b.pool.Stat().TotalConns() >= int32(n) {
+				c.Release()
+				c = nil
+			}
 			conns <- c
 		}()
 	}
@@ -201,7 +210,9 @@ func (b *backend) fill(ctx context.Context, n int) error {
 	for range n {
 		select {
 		case c := <-conns:
-			held = append(held, c)
+			if c != nil {
+				held = append(held, c)
+			}
 		case err := <-errs:
 			if first == nil {
 				first = err

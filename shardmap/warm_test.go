@@ -162,3 +162,42 @@ func TestFailingWarmKeepsThePool(t *testing.T) {
 		})
 	}
 }
+
+// TestFillServesWhileWarming checks that a pool WarmPools is filling
+// serves a request with its first warmed connection while the others are
+// still warming, rather than hold every connection until the slowest is
+// ready.
+func TestFillServesWhileWarming(t *testing.T) {
+	ctx := context.Background()
+	cfg := pgtest.NewDeployment(t, pg, "warmfill", pgtest.SingleShard())
+	cfg.Shards[0].MaxConns = 3
+	cfg.Database.AcquireTimeout = 30 * time.Second
+	gate := make(chan struct{})
+	var started atomic.Int32
+	m := openWarmed(t, cfg, func(ctx context.Context, conn *pgx.Conn) error {
+		if started.Add(1) > 1 {
+			select { // every warm-up but the first waits for the read below
+			case <-gate:
+			case <-ctx.Done():
+			}
+		}
+		return nil
+	}, nil)
+	filled := make(chan error, 1)
+	go func() { filled <- m.WarmPools(ctx, 3) }()
+	sh, err := m.For("03")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for started.Load() < 3 { // the fill's three connections are open or opening
+		time.Sleep(time.Millisecond)
+	}
+	warmedSetting(t, sh) // fails (after the query timeout) while the fill holds the first connection
+	close(gate)
+	if err := <-filled; err != nil {
+		t.Fatal(err)
+	}
+	if n := sh.Stat().TotalConns(); n != 3 {
+		t.Errorf("the pool holds %d connections after the fill, want 3", n)
+	}
+}
