@@ -37,26 +37,13 @@ func TestWarm(t *testing.T) {
 
 	// prepared returns the generic and custom plan counts of the prepared
 	// presence statements of the connection, by text.
-	type plans struct{ generic, custom int64 }
 	prepared := func() map[string]plans {
 		t.Helper()
 		out := map[string]plans{}
-		err := sh.Read(ctx, regions.Scope{}, func(b *pgx.Batch) {
-			b.Queue(`SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements
-				WHERE statement LIKE 'SELECT p.id%FROM vendor_presences p%'`).Query(func(rows pgx.Rows) error {
-				for rows.Next() {
-					var s string
-					var p plans
-					if err := rows.Scan(&s, &p.generic, &p.custom); err != nil {
-						return err
-					}
-					out[s] = p
-				}
-				return rows.Err()
-			})
-		})
-		if err != nil {
-			t.Fatal(err)
+		for s, p := range preparedPlans(t, sh) {
+			if strings.HasPrefix(s, "SELECT p.id") && strings.Contains(s, "FROM vendor_presences p") {
+				out[s] = p
+			}
 		}
 		return out
 	}
