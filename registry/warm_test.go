@@ -237,3 +237,29 @@ func TestWarmFailureServesCold(t *testing.T) {
 		t.Errorf("the cold read's presence statement ran plans %+v, want the read's one generic plan", p)
 	}
 }
+
+// TestWarmOnReplica checks that Warm succeeds on a connection to a hot
+// standby, which the replicas' pools warm too: the check-in's statements,
+// which write, are only prepared there, which a standby allows.
+func TestWarmOnReplica(t *testing.T) {
+	ctx := context.Background()
+	primary := pgtest.StartOwned(t)
+	cfg := pgtest.NewDeployment(t, primary, "registry_warmrep", pgtest.SingleShard())
+	replica := pgtest.StartReplica(t, primary)
+	dsn, err := replica.Moved(cfg.Shards[0].Primary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := pgtest.Connect(t, dsn)
+	if err := Warm(ctx, conn); err != nil {
+		t.Fatalf("Warm on a standby = %v, want nil", err)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_prepared_statements WHERE statement = ANY($1)`,
+		[]string{checkInSQL.sql, checkInKeptSQL.sql, vendorPresencesSQL.sql}).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 {
+		t.Errorf("after Warm on a standby, %d of the check-in's and the vendor leg's statements are prepared, want 3", n)
+	}
+}
