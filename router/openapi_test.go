@@ -427,6 +427,9 @@ func TestOpenAPIValidator(t *testing.T) {
 		{"unknown method", "DELETE", "/v1/regions", "", 405, "application/problem+json", problem(405, "/problems/method-not-allowed"), false},
 		{"preflight", "OPTIONS", "/v1/regions", "", 204, "", "", false},
 		{"gzip answer", "GET", "/v1/regions", "", 200, "application/json", "gzip:" + regionList, false},
+		{"readiness while warming", "GET", "/readyz", "", 503, "application/json; charset=utf-8", `{"status":"warming"}`, false},
+		{"readiness while draining", "GET", "/readyz", "", 503, "application/json; charset=utf-8", `{"status":"draining"}`, false},
+		{"readiness gate off its schema", "GET", "/readyz", "", 503, "application/json; charset=utf-8", `{"status":"sleeping"}`, true},
 		{"gzip answer off its schema", "GET", "/v1/regions", "", 200, "application/json", `gzip:{"items":"none"}`, true},
 	}
 	for _, tt := range tests {

@@ -58,7 +58,9 @@ type Reload struct {
 // serving (and read again at once when a shard's fence says a region
 // moved); the file's serve only until it answers.
 //
-// When ctx is done Serve drains: /readyz answers 503 {"status":"draining"}
+// With database.warm_conns, /readyz answers 503 {"status":"warming"} until
+// the pools are filled and warmed. When ctx is done Serve drains: /readyz
+// answers 503 {"status":"draining"}
 // for cfg.Server.DrainDelay while the API still serves, then the listeners
 // close and the requests in flight get cfg.Server.ShutdownTimeout to
 // finish.
@@ -133,15 +135,23 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload *Rel
 	go (&jobs.Partitions{Shards: m.Shards, Ahead: 3, Every: 6 * time.Hour, Log: log}).Run(jobCtx)
 	go (&jobs.ExpireKeys{Shards: m.Shards, Retention: cfg.Jobs.IdempotencyRetention, Every: time.Hour, Log: log}).Run(jobCtx)
 	go (&jobs.Lifecycle{Shards: m.Shards, Extensions: cfg.Jobs.Lifecycle.Extensions, Every: time.Hour, Log: log}).Run(jobCtx)
+	// warming holds /readyz at 503 until the pools are warm, so that a
+	// load balancer sends a new router no request its cold connections
+	// would make wait (database.warm_conns).
+	var warming atomic.Bool
 	if n := cfg.ShardMap.Database.WarmConns; n > 0 {
-		go warmPools(jobCtx, m.Map(), int(n), log)
+		warming.Store(true)
+		go func() {
+			defer warming.Store(false)
+			warmPools(jobCtx, m.Map(), int(n), log)
+		}()
 	}
 	ln, err := net.Listen("tcp", cfg.Server.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Server.Addr, err)
 	}
 	var draining atomic.Bool
-	servers := []*http.Server{httpServer(drainReadiness(srv, &draining), log)}
+	servers := []*http.Server{httpServer(gateReadiness(srv, &warming, &draining), log)}
 	listeners := []net.Listener{ln}
 	if a := cfg.Server.MetricsAddr; a != "" {
 		mln, err := net.Listen("tcp", a)
@@ -216,19 +226,28 @@ func httpServer(h http.Handler, log *slog.Logger) *http.Server {
 	}
 }
 
-// drainReadiness serves h, except that /readyz answers 503 once draining
-// is set, so that load balancers stop sending requests before the
-// listener closes.
-func drainReadiness(h http.Handler, draining *atomic.Bool) http.Handler {
+// gateReadiness serves h, except that /readyz answers 503 while warming
+// (the pools are being filled at start) or once draining is set (so that
+// load balancers stop sending requests before the listener closes).
+// Draining wins: a router shutting down while it warms is not coming back.
+func gateReadiness(h http.Handler, warming, draining *atomic.Bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/readyz" || !draining.Load() {
+		status := ""
+		switch {
+		case r.URL.Path != "/readyz":
+		case draining.Load():
+			status = "draining"
+		case warming.Load():
+			status = "warming"
+		}
+		if status == "" {
 			h.ServeHTTP(w, r)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = io.WriteString(w, `{"status":"draining"}`+"\n")
+		_, _ = io.WriteString(w, `{"status":"`+status+`"}`+"\n")
 	})
 }
 
@@ -335,9 +354,9 @@ func refreshKeys(ctx context.Context, v *auth.Verifier, next <-chan *auth.Verifi
 }
 
 // warmPools opens and warms conns connections of every pool of m in the
-// background (database.warm_conns), logging when it is done; readiness
-// does not wait for it, and requests meanwhile warm the connections they
-// open themselves.
+// background (database.warm_conns), logging when it is done; /readyz
+// answers 503 {"status":"warming"} until it returns (done or failed), and
+// requests that come anyway warm the connections they open themselves.
 func warmPools(ctx context.Context, m *shardmap.Map, conns int, log *slog.Logger) {
 	start := time.Now()
 	if err := m.WarmPools(ctx, conns); err != nil {

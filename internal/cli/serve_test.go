@@ -385,7 +385,7 @@ func TestServeWarmsPools(t *testing.T) {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var logged clitest.Buffer
-	startServe(t, sctx, cfg, slog.New(slog.NewJSONHandler(&logged, nil)), nil)
+	api, _ := startServe(t, sctx, cfg, slog.New(slog.NewJSONHandler(&logged, nil)), nil)
 
 	waitFor(t, "the pools warmed", func() bool {
 		return strings.Contains(logged.String(), `"msg":"pools warmed","conns_per_pool":3`)
@@ -401,5 +401,8 @@ func TestServeWarmsPools(t *testing.T) {
 	}
 	if strings.Contains(logged.String(), "not warmed") {
 		t.Errorf("a warm-up failed:\n%s", logged.String())
+	}
+	if code, body := httpGet(t, api+"/readyz"); code != http.StatusOK {
+		t.Errorf("GET /readyz once the pools are warm = %d %s, want 200", code, body)
 	}
 }
