@@ -13,9 +13,10 @@ import (
 	"github.com/dmshub/dmsrouter/pgtest"
 )
 
-// TestIdempotencyKeysPolicy checks migration 00019's one policy on
-// idempotency_keys: dms_app reads and writes a key only in its own region,
-// as its own user and under its own narrowing.
+// TestIdempotencyKeysPolicy checks the policies on idempotency_keys
+// (migrations 00003 and 00011), which the keyed check-in's statement meets:
+// dms_app reads and writes a key only in its own region, as its own user
+// and under its own narrowing.
 func TestIdempotencyKeysPolicy(t *testing.T) {
 	cfg := deploy(t, "keypolicy")
 	app := pgtest.Shard(t, cfg, "lombardia").Primary

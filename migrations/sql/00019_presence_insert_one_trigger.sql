@@ -16,16 +16,11 @@
 -- writer, since a presence passes the writer's scope policy on
 -- vendor_presences before any trigger runs, and a market (id, region_id,
 -- comune) and its stalls lie in every scope that holds that region, comune
--- and market. A failed check raises, which undoes the rollups' changes with
--- the statement. Updates keep presence_refs_update (migration 00010) and
+-- and market. The check is the statement's query, which PostgreSQL runs
+-- before the upserts (data-modifying CTEs that the query does not read run
+-- after it); a failed check raises, which undoes the statement with the
+-- insert. Updates keep presence_refs_update (migration 00010) and
 -- presence_rollups_update as they were.
---
--- idempotency_keys had a permissive policy for every role (region and
--- user) and a restrictive one for dms_app (the narrowing, through an
--- InitPlan): one policy for dms_app now holds all three, read per row (a
--- key is written and read one row at a time, by its primary key). No other
--- role reads or writes the keys but the owner, through
--- idempotency_keys_maintain (migration 00008).
 
 -- +goose Up
 -- +goose StatementBegin
@@ -80,19 +75,7 @@ $$;
 -- +goose StatementEnd
 DROP TRIGGER presence_refs_insert ON vendor_presences;
 
-DROP POLICY idempotency_keys_narrowing ON idempotency_keys;
-DROP POLICY idempotency_keys_scope ON idempotency_keys;
-CREATE POLICY idempotency_keys_scope ON idempotency_keys TO dms_app
-    USING (region_id = dms.scope_region() AND user_sub = dms.scope_text('dms.user')
-       AND narrowing = dms.scope_narrowing());
-
 -- +goose Down
-DROP POLICY idempotency_keys_scope ON idempotency_keys;
-CREATE POLICY idempotency_keys_scope ON idempotency_keys
-    USING (region_id = dms.scope_region() AND user_sub = dms.scope_text('dms.user'));
-CREATE POLICY idempotency_keys_narrowing ON idempotency_keys AS RESTRICTIVE TO dms_app
-    USING (narrowing = (SELECT dms.scope_narrowing()));
-
 CREATE TRIGGER presence_refs_insert AFTER INSERT ON vendor_presences
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION dms.presence_refs_check();
 -- +goose StatementBegin
