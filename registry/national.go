@@ -152,22 +152,24 @@ var summarySQL = named(func() string {
 // a few rows per day whatever the region's size; a (market, day) has at
 // most one record (market_days' primary key), so the held days are the
 // recorded HELD ones and those with presences and no record at all. The
-// latter take the period's presence_daily rows grouped by (market, day),
-// which the presences' sum reads anyway, joined to the period's records
-// (hashed: probing the primary key once per market cost more): the
-// remaining per-market work of a leg, proportional to the markets with
-// presences in the period, not to the region's markets.
+// latter take the period's presence_daily rows, which the presences' sum
+// reads anyway, joined to the period's records (hashed: probing the
+// primary key once per market cost more), and counted distinct only when
+// they have no record, which is rare, rather than grouped by market first
+// (0.06 ms more on Lombardia's leg): the remaining per-market work of a
+// leg, proportional to the markets with presences in the period, not to
+// the region's markets.
 func regionMarketDaysSQL(first, last string) string {
 	return `SELECT (r.held + u.unrecorded)::int8 AS held, r.cancelled, u.presences
 	FROM (SELECT coalesce(sum(c.n) FILTER (WHERE c.status = 'HELD'), 0) AS held,
 	        coalesce(sum(c.n) FILTER (WHERE c.status = 'CANCELLED'), 0)::int8 AS cancelled
 	    FROM market_day_counts c WHERE c.region_id = @region AND c.date BETWEEN ` + first + ` AND ` + last + `) r,
-	    (SELECT count(*) FILTER (WHERE p.n > 0 AND d.market_id IS NULL) AS unrecorded, coalesce(sum(p.n), 0)::int8 AS presences
-	    FROM (SELECT p.market_id, p.date, sum(p.n) AS n FROM presence_daily p
-	        WHERE p.region_id = @region AND p.date BETWEEN ` + first + ` AND ` + last + `
-	        GROUP BY p.market_id, p.date) p
+	    (SELECT count(DISTINCT (p.market_id, p.date)) FILTER (WHERE p.n > 0 AND d.market_id IS NULL) AS unrecorded,
+	        coalesce(sum(p.n), 0)::int8 AS presences
+	    FROM presence_daily p
 	    LEFT JOIN market_days d ON d.market_id = p.market_id AND d.date = p.date
-	        AND d.region_id = @region AND d.date BETWEEN ` + first + ` AND ` + last + `) u`
+	        AND d.region_id = @region AND d.date BETWEEN ` + first + ` AND ` + last + `
+	    WHERE p.region_id = @region AND p.date BETWEEN ` + first + ` AND ` + last + `) u`
 }
 
 // MarketDayCounts are a region's market days in a period: (market, day)
