@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/dmshub/dmsrouter/migrations"
 	"github.com/dmshub/dmsrouter/pgtest"
 	"github.com/dmshub/dmsrouter/regions"
 )
@@ -273,16 +274,144 @@ func TestStatusCountsRollup(t *testing.T) {
 }
 
 // checkStatusCounts fails tb when region_status_counts differs from a count
-// of stalls and concessions by region and status after step.
+// of stalls and concessions (and of markets, from migration 00020 on) by
+// region and status after step.
 func checkStatusCounts(tb testing.TB, admin *pgx.Conn, step string) {
 	tb.Helper()
 	diff := rollupDiff(tb, admin, step,
 		`SELECT region_id, 'stalls' AS entity, status, count(*) AS n FROM stalls GROUP BY 1, 3
 		 UNION ALL
+		 SELECT region_id, 'concessions', status, count(*) FROM concessions GROUP BY 1, 3
+		 UNION ALL
+		 SELECT region_id, 'markets', status, count(*) FROM markets
+		 WHERE EXISTS (SELECT FROM pg_trigger WHERE tgname = 'market_counts_insert') GROUP BY 1, 3`,
+		`SELECT region_id, entity, status, sum(n) FROM region_status_counts GROUP BY 1, 2, 3 HAVING sum(n) > 0`)
+	if diff != 0 {
+		tb.Fatalf("after %s, region_status_counts differs from markets, stalls and concessions in %d rows", step, diff)
+	}
+}
+
+// marketDaysFixture records market days of every market of the fixture
+// from 2026-06-01 to 2026-06-04: HELD, and CANCELLED on the days that fall
+// on the market's id modulo 3.
+const marketDaysFixture = `INSERT INTO market_days (market_id, region_id, comune, date, status, reason, call_at, updated_by)
+	SELECT m.id, m.region_id, m.comune, d::date, s.status, s.reason, NULL, 'test'
+	FROM markets m, generate_series(DATE '2026-06-01', DATE '2026-06-04', '1 day') d,
+	    LATERAL (SELECT CASE WHEN (m.id + extract(day FROM d)::int8) % 3 = 0 THEN 'CANCELLED' ELSE 'HELD' END AS status,
+	        CASE WHEN (m.id + extract(day FROM d)::int8) % 3 = 0 THEN 'maltempo' ELSE '' END AS reason) s`
+
+// TestMarketRollups checks the rollups of migration 00020 against their
+// tables after every kind of write: region_status_counts' count of markets
+// by status, and market_day_counts' count of market_days by region, date
+// and status, after inserts (one statement of many rows), status changes,
+// cancellations, updates of no counted column, moves to another day,
+// deletes and TRUNCATE (of market_days alone, and of markets with what
+// references them).
+func TestMarketRollups(t *testing.T) {
+	ctx := context.Background()
+	admin := adminConn(t, "marketcounts")
+	for _, step := range []struct{ name, sql string }{
+		{"insert", fmt.Sprintf(statusFixture, "ARRAY[3, 12, 19]")},
+		{"market days insert", marketDaysFixture},
+		{"market deactivated", `UPDATE markets SET status = 'INACTIVE' WHERE id = (SELECT min(id) FROM markets WHERE region_id = 12)`},
+		{"market update of no counted column", `UPDATE markets SET name = name || ' (centro)'`},
+		{"market days cancelled", `UPDATE market_days SET status = 'CANCELLED', reason = 'sciopero', call_at = NULL
+			WHERE date = '2026-06-02' AND status = 'HELD' AND region_id IN (3, 19)`},
+		{"market days held again", `UPDATE market_days SET status = 'HELD', reason = '' WHERE date = '2026-06-03' AND status = 'CANCELLED'`},
+		{"market day update of no counted column", `UPDATE market_days SET updated_by = 'ufficio'`},
+		{"market days moved to another day", `UPDATE market_days SET date = '2026-06-10' WHERE date = '2026-06-04' AND region_id = 3`},
+		{"market days deleted", `DELETE FROM market_days WHERE date = '2026-06-01' AND region_id = 12`},
+		{"market inserted and deleted", `WITH m AS (
+				INSERT INTO markets (id, region_id, code, name, province, comune, comune_name, status)
+				VALUES (dms.next_id('markets', 3::smallint), 3, 'RT999', 'Mercato nuovo', '015', '015146', 'Milano', 'INACTIVE') RETURNING id)
+			SELECT id FROM m`},
+		{"market deleted", `DELETE FROM markets WHERE code = 'RT999'`},
+		{"market days truncated", `TRUNCATE market_days, absence_justifications`},
+		{"market days again", marketDaysFixture},
+		{"markets truncated", `TRUNCATE markets CASCADE`},
+	} {
+		if _, err := admin.Exec(ctx, step.sql); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		checkStatusCounts(t, admin, step.name)
+		checkMarketDayCounts(t, admin, step.name)
+	}
+	var n int64
+	if err := admin.QueryRow(ctx, `SELECT count(*) FROM market_day_counts`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("after TRUNCATE of markets, market_day_counts holds %d rows (%v); want none", n, err)
+	}
+}
+
+// checkMarketDayCounts fails tb when market_day_counts differs from a count
+// of market_days by region, date and status after step.
+func checkMarketDayCounts(tb testing.TB, admin *pgx.Conn, step string) {
+	tb.Helper()
+	diff := rollupDiff(tb, admin, step,
+		`SELECT region_id, date, status, count(*) AS n FROM market_days GROUP BY 1, 2, 3`,
+		`SELECT region_id, date, status, sum(n) FROM market_day_counts GROUP BY 1, 2, 3 HAVING sum(n) > 0`)
+	if diff != 0 {
+		tb.Fatalf("after %s, market_day_counts differs from market_days in %d rows", step, diff)
+	}
+}
+
+// TestMarketRollupsUpAndDown checks migration 00020 on a database that
+// holds rows already: its backfill makes the rollups equal their tables,
+// and its Down removes them (the markets' rows of region_status_counts, the
+// table market_day_counts), leaving the counts of stalls and concessions
+// and the constraint of region_status_counts as migration 00018 left them.
+func TestMarketRollupsUpAndDown(t *testing.T) {
+	ctx := context.Background()
+	dsn := freshDB(t, "marketcountsdown")
+	if err := migrations.UpTo(ctx, dsn, 18); err != nil {
+		t.Fatal(err)
+	}
+	admin := pgtest.Connect(t, dsn)
+	constraint := func() string {
+		t.Helper()
+		var def string
+		if err := admin.QueryRow(ctx, `SELECT pg_get_constraintdef(oid) FROM pg_constraint
+			WHERE conname = 'region_status_counts_entity_check'`).Scan(&def); err != nil {
+			t.Fatal(err)
+		}
+		return def
+	}
+	want := constraint()
+	for _, sql := range []string{`INSERT INTO dms.shard_regions (region_id) VALUES (3), (12)`,
+		fmt.Sprintf(statusFixture, "ARRAY[3, 12]"), marketDaysFixture,
+		`UPDATE markets SET status = 'INACTIVE' WHERE id = (SELECT min(id) FROM markets)`} {
+		if _, err := admin.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := migrations.UpTo(ctx, dsn, 20); err != nil {
+		t.Fatal(err)
+	}
+	checkStatusCounts(t, admin, "the backfill")
+	checkMarketDayCounts(t, admin, "the backfill")
+	if err := migrations.DownTo(ctx, dsn, 18); err != nil {
+		t.Fatal(err)
+	}
+	var tables, markets int64
+	if err := admin.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_class WHERE relname = 'market_day_counts'),
+		(SELECT count(*) FROM region_status_counts WHERE entity = 'markets')`).Scan(&tables, &markets); err != nil {
+		t.Fatal(err)
+	}
+	if tables != 0 || markets != 0 {
+		t.Errorf("after 00020's Down: %d tables market_day_counts, %d rows of markets in region_status_counts; want none", tables, markets)
+	}
+	if got := constraint(); got != want {
+		t.Errorf("after 00020's Down region_status_counts_entity_check = %s, want %s", got, want)
+	}
+	if _, err := admin.Exec(ctx, `UPDATE markets SET status = 'ACTIVE'`); err != nil {
+		t.Errorf("a write of markets after 00020's Down: %v", err)
+	}
+	diff := rollupDiff(t, admin, "00020's Down",
+		`SELECT region_id, 'stalls' AS entity, status, count(*) AS n FROM stalls GROUP BY 1, 3
+		 UNION ALL
 		 SELECT region_id, 'concessions', status, count(*) FROM concessions GROUP BY 1, 3`,
 		`SELECT region_id, entity, status, sum(n) FROM region_status_counts GROUP BY 1, 2, 3 HAVING sum(n) > 0`)
 	if diff != 0 {
-		tb.Fatalf("after %s, region_status_counts differs from stalls and concessions in %d rows", step, diff)
+		t.Errorf("after 00020's Down, region_status_counts differs from stalls and concessions in %d rows", diff)
 	}
 }
 

@@ -52,6 +52,7 @@ var Tables = []Table{
 	{Name: "public.audit_log", Key: "id"},
 	{Name: "public.idempotency_keys", Key: "region_id", Recent: "created_at"},
 	{Name: "public.region_status_counts", Key: "region_id"},
+	{Name: "public.market_day_counts", Key: "region_id"},
 	{Name: "public.markets", Key: "id"},
 	{Name: "public.authorisations", Key: "id"},
 	{Name: "public.vendors", Key: "id"},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -61,28 +62,33 @@ type legs[T any] struct {
 // fanOut runs read for every region on req.Map, in parallel within the
 // configured bounds. ctx carries the request's span; it should not be
 // canceled by any one caller, since a shared fan-out serves several.
+//
+// Concurrency workers take the regions in turn, rather than a goroutine per
+// region waiting for a slot: a leg's goroutine grows its stack down through
+// pgx's encoding, and each new goroutine paid for that again (runtime.newstack
+// was a tenth of the fan-out's CPU in the router, BENCHMARKS.md).
 func fanOut[T any](ctx context.Context, f *Fanout, req Request, read leg[T]) legs[T] {
 	cfg := f.config()
 	all := regions.All()
 	out := make([]outcome[T], len(all))
+	for i, r := range all {
+		out[i].region = r.Code
+		out[i].status.Region = string(r.Code)
+	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.LegTimeout)
 	defer cancel()
-	slots := make(chan struct{}, cfg.Concurrency)
+	var next atomic.Int64
 	var wg sync.WaitGroup
-	for i, r := range all {
-		o := &out[i]
-		o.region = r.Code
-		o.status.Region = string(r.Code)
+	for range min(cfg.Concurrency, len(all)) {
 		wg.Go(func() {
-			select {
-			case slots <- struct{}{}:
-				defer func() { <-slots }()
-			case <-ctx.Done():
-				o.err = ctx.Err()
-				o.status.Status = statusOf(o.err)
-				return
+			for i := next.Add(1) - 1; i < int64(len(out)); i = next.Add(1) - 1 {
+				o := &out[i]
+				if o.err = ctx.Err(); o.err != nil {
+					o.status.Status = statusOf(o.err)
+					continue
+				}
+				runLeg(ctx, f, req, o, read)
 			}
-			runLeg(ctx, f, req, o, read)
 		})
 	}
 	wg.Wait()

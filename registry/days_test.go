@@ -196,7 +196,8 @@ func TestMarketDays(t *testing.T) {
 
 // TestMarketDayCountsAsHeldDays checks the region-wide counts of market
 // days (MarketDays, and Summary's held, cancelled and presences of a day),
-// which group the records and the rollup in one pass, against
+// which count the records from the market_day_counts rollup and add the
+// days with presences and no record, against
 // dms.held_days market by market: a day held by presences alone, one
 // cancelled with presences kept, one recorded HELD without presences, and
 // one whose rollup row counts zero presences.

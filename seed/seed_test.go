@@ -452,9 +452,12 @@ func checkInvariants(t *testing.T, d *db, stats []seed.TableStats) {
 				WHERE coalesce(p.n, 0) <> coalesce(r.n, 0)`,
 			"region_status_counts": `SELECT count(*) FROM
 				(SELECT region_id, 'stalls' AS entity, status, count(*) AS n FROM stalls GROUP BY 1, 3
-				 UNION ALL SELECT region_id, 'concessions', status, count(*) FROM concessions GROUP BY 1, 3) p
+				 UNION ALL SELECT region_id, 'concessions', status, count(*) FROM concessions GROUP BY 1, 3
+				 UNION ALL SELECT region_id, 'markets', status, count(*) FROM markets GROUP BY 1, 3) p
 				FULL JOIN (SELECT region_id, entity, status, sum(n) AS n FROM region_status_counts GROUP BY 1, 2, 3) r USING (region_id, entity, status)
 				WHERE coalesce(p.n, 0) <> coalesce(r.n, 0)`,
+			"market_day_counts": `SELECT count(*) FROM (SELECT region_id, date, status, count(*) AS n FROM market_days GROUP BY 1, 2, 3) p
+				FULL JOIN market_day_counts r USING (region_id, date, status) WHERE coalesce(p.n, 0) <> coalesce(r.n, 0)`,
 		} {
 			if n := count(t, d, q); n != 0 {
 				t.Errorf("%s: %d keys disagree", what, n)
