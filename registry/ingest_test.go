@@ -146,6 +146,8 @@ func TestIngestDuplicateReasons(t *testing.T) {
 			row(beta, "CONCESSION", nil, day(4))},
 			BatchOutcome{Rows: 3, Duplicate: 1, Rejected: 1},
 			[]RowError{rowError(2, "stall_id", "the stall is already taken on this day", -1)}},
+		{"a new row on a day with other presences", []PresenceRow{row(beta, "CONCESSION", nil, day(1))},
+			BatchOutcome{Rows: 1, Inserted: 1}, nil},
 	} {
 		out, err := IngestPresences(ctx, w.sh, lombardia, admin, tt.rows, w.today)
 		checkBatch(t, tt.name, out.Value, err, tt.want, tt.rejected)
