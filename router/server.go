@@ -238,7 +238,9 @@ func writeJSONStatus(c *gin.Context, status int, v any) error {
 	b := requestBodies(c)
 	buf := b.buffer()
 	defer b.release(buf)
-	if err := jsonEncode(buf, v); err != nil {
+	if page, ok := appendList(buf.AvailableBuffer(), v); ok { // the hot lists, without reflection
+		buf.Write(page)
+	} else if err := jsonEncode(buf, v); err != nil {
 		return err
 	}
 	return writeBody(c, status, "application/json; charset=utf-8", buf.Bytes())

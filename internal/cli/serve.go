@@ -65,6 +65,7 @@ type Reload struct {
 // close and the requests in flight get cfg.Server.ShutdownTimeout to
 // finish.
 func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload *Reload, ready func(net.Addr)) error {
+	paceGC(os.Getenv)
 	tel, err := router.NewTelemetry(router.TraceConfig{
 		ServiceName:  cfg.Telemetry.ServiceName,
 		OTLPEndpoint: cfg.Telemetry.OTLPEndpoint,
