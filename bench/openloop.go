@@ -2,10 +2,11 @@ package bench
 
 import (
 	"context"
-	"math/bits"
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/dmshub/dmsrouter/logbucket"
 )
 
 // Histogram counts latencies in logarithmic buckets: exact below 256 ns,
@@ -20,35 +21,16 @@ type Histogram struct {
 }
 
 const (
+	// histSubBits splits each power of two into 128 buckets (package
+	// logbucket): exact below 256 ns, then within 1/128.
 	histSubBits = 7
-	histSub     = 1 << histSubBits // buckets per power of two
-	histLinear  = 2 * histSub      // values below this have a bucket each
-	histBuckets = histLinear + (64-histSubBits-1)*histSub
+	histBuckets = 7424 // logbucket.Count(64, histSubBits): every uint64; an array length must be a constant
 )
-
-// histBucket returns the bucket of v nanoseconds.
-func histBucket(v uint64) int {
-	if v < histLinear {
-		return int(v)
-	}
-	e := bits.Len64(v) - histSubBits - 1 // v>>e is in [histSub, 2*histSub)
-	return histLinear + (e-1)*histSub + int(v>>e) - histSub
-}
-
-// histUpper returns the largest value of bucket i.
-func histUpper(i int) uint64 {
-	if i < histLinear {
-		return uint64(i)
-	}
-	e := (i-histLinear)/histSub + 1
-	m := uint64((i-histLinear)%histSub + histSub)
-	return (m+1)<<e - 1
-}
 
 // Record adds one latency; a negative one counts as 0.
 func (h *Histogram) Record(d time.Duration) {
 	d = max(d, 0)
-	h.counts[histBucket(uint64(d))]++
+	h.counts[logbucket.Index(uint64(d), histSubBits)]++
 	h.n++
 	h.max = max(h.max, d)
 }
@@ -83,7 +65,7 @@ func (h *Histogram) Percentile(p float64) time.Duration {
 	var seen uint64
 	for i, c := range h.counts {
 		if seen += c; seen >= rank {
-			return min(time.Duration(histUpper(i)), h.max)
+			return min(time.Duration(logbucket.Upper(i, histSubBits)), h.max)
 		}
 	}
 	return h.max
