@@ -90,7 +90,8 @@ type openResult struct {
 	dropped  int           // sends not made: maxInFlight requests were outstanding
 	errors   int
 	firstErr error
-	elapsed  time.Duration // from the first intended send to the last answer
+	kinds    map[string]int // errors by errorKind
+	elapsed  time.Duration  // from the first intended send to the last answer
 }
 
 // openLoop sends requests on a fixed schedule for d: request i is due at
@@ -139,8 +140,10 @@ func openLoop(ctx context.Context, rate float64, d time.Duration, inFlight int, 
 			if err != nil {
 				if res.errors == 0 {
 					res.firstErr = err
+					res.kinds = map[string]int{}
 				}
 				res.errors++
+				res.kinds[errorKind(err)]++
 				return
 			}
 			res.hist.Record(lat)
@@ -157,10 +160,15 @@ type OpenRun struct {
 	Rate float64 // the intended requests per second
 	// Elapsed is the measured time: from the first intended send to the
 	// last answer, over all rounds.
-	Elapsed                  time.Duration
-	Sent, Late, Dropped      int
-	Errors                   int
-	FirstError               string
+	Elapsed             time.Duration
+	Sent, Late, Dropped int
+	Errors              int
+	ErrorKinds          map[string]int // Errors by kind: "504 /problems/timeout"
+	FirstError          string
+	// Dials is the TCP connections the arm's HTTP client opened during the
+	// run (the router arm only): a client that keeps too few idle
+	// connections for the requests it has outstanding opens one per request.
+	Dials                    int64
 	MaxLag                   time.Duration // the latest a send left after its intended time
 	Answered                 int
 	P50, P90, P99, P999, Max time.Duration
@@ -204,7 +212,7 @@ func measureOpen(ctx context.Context, arms []arm, rate float64, d time.Duration,
 			for j := range plan {
 				_, plan[j] = mix.next(rng, &a.reqs)
 			}
-			cpu, wait, pg := cpuTime(), RunQueueTime(), serverCPU(servers)
+			cpu, wait, pg, dials := cpuTime(), RunQueueTime(), serverCPU(servers), a.dialed()
 			res := openLoop(ctx, rate, slice, maxInFlight, func(ctx context.Context, j int, _ time.Time) error {
 				return a.do(ctx, plan[j%len(plan)])
 			})
@@ -212,6 +220,13 @@ func measureOpen(ctx context.Context, arms []arm, rate float64, d time.Duration,
 			r.CPU += cpuTime() - cpu
 			r.RunQueue += RunQueueTime() - wait
 			r.ServerCPU += serverCPU(servers) - pg
+			r.Dials += a.dialed() - dials
+			for k, n := range res.kinds {
+				if r.ErrorKinds == nil {
+					r.ErrorKinds = map[string]int{}
+				}
+				r.ErrorKinds[k] += n
+			}
 			r.Elapsed += res.elapsed
 			r.Sent += res.sent
 			r.Late += res.late
