@@ -93,7 +93,8 @@ func (e *statusError) Error() string {
 
 // errorKind names the kind of a failed request for counting: the status
 // and problem type of an HTTP answer ("504 /problems/timeout"), the
-// shardmap error of a direct one ("timeout", "unavailable"), or "other".
+// shardmap error of a direct one ("timeout", "unavailable", "overloaded"),
+// or "other".
 func errorKind(err error) string {
 	var (
 		se          *statusError
@@ -107,6 +108,8 @@ func errorKind(err error) string {
 		return "timeout"
 	case errors.As(err, &unavailable):
 		return "unavailable"
+	case errors.Is(err, shardmap.ErrOverloaded):
+		return "overloaded"
 	}
 	return "other"
 }

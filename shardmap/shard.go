@@ -63,6 +63,10 @@ type backend struct {
 	lag     atomic.Pointer[replicaLag]
 	// calls are the router's calls to the server over the last minute.
 	calls window
+	// maxCalls bounds the calls in progress (running or waiting for a
+	// connection), max_conns + DatabaseConfig.MaxWaiting; 0 is no bound.
+	maxCalls int32
+	inCalls  atomic.Int32
 }
 
 // breaker returns b's current breaker.
@@ -111,6 +115,9 @@ func newBackend(name, role, dsn string, maxConns int32, db DatabaseConfig, obs *
 		IsExcluded: func(err error) bool { return err != nil && !IsInfrastructure(err) },
 	}}
 	b.cb.Store(gobreaker.NewCircuitBreaker[struct{}](b.settings))
+	if db.MaxWaiting > 0 {
+		b.maxCalls = pool.Config().MaxConns + db.MaxWaiting
+	}
 	// The prober connects as the pool does, under its own application_name.
 	b.probe = pool.Config().ConnConfig.Config.Copy()
 	b.probe.RuntimeParams["application_name"] += " probe"
@@ -634,11 +641,19 @@ func (s *Shard) do(ctx context.Context, op string, sc regions.Scope, b *backend,
 		span.SetAttributes(callLabels(s.name, op, b.role, sc.Region)...)
 	}
 	start := time.Now()
-	_, err := b.breaker().Execute(func() (struct{}, error) { return struct{}{}, s.call(ctx, b.pool, fn) })
-	err = s.classify(err, sc)
+	var err error
+	if b.enter() {
+		_, err = b.breaker().Execute(func() (struct{}, error) { return struct{}{}, s.call(ctx, b.pool, fn) })
+		b.inCalls.Add(-1)
+		err = s.classify(err, sc)
+	} else {
+		err = fmt.Errorf("shard %s %s: %d calls in progress: %w", s.name, b.role, b.maxCalls, ErrOverloaded)
+	}
 	outcome := outcomeOf(err)
 	end := time.Now()
-	b.calls.record(end, end.Sub(start), outcome == "unavailable" || outcome == "timeout")
+	if outcome != "overloaded" { // the server did not see the call
+		b.calls.record(end, end.Sub(start), outcome == "unavailable" || outcome == "timeout")
+	}
 	if fence := (*FenceError)(nil); errors.As(err, &fence) {
 		s.obs.fenced.Add(ctx, 1, metric.WithAttributes(attribute.String("shard", s.name),
 			attribute.String("region", string(sc.Region)), attribute.String("reason", fenceReason(fence.Err))))
@@ -682,7 +697,20 @@ func (o *observer) queryLabels(shard, op, role string, r regions.Code, outcome s
 	return v
 }
 
+// enter counts a call in progress on b and reports whether it may run:
+// false, counting nothing, when maxCalls are in progress.
+func (b *backend) enter() bool {
+	if b.inCalls.Add(1) > b.maxCalls && b.maxCalls > 0 {
+		b.inCalls.Add(-1)
+		return false
+	}
+	return true
+}
+
 func outcomeOf(err error) string {
+	if errors.Is(err, ErrOverloaded) {
+		return "overloaded"
+	}
 	switch err.(type) {
 	case nil:
 		return "ok"
