@@ -88,6 +88,10 @@ type Report struct {
 	Memory        Memory
 }
 
+// preflightTries is how many times a failing preflight is run before the
+// benchmark gives up.
+const preflightTries = 30
+
 // Arm names.
 const (
 	ArmDirect   = "direct"
@@ -228,7 +232,19 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if mono != nil {
 		arms = append(arms, shardArm(ArmMonolith, mono, monoReqs))
 	}
+	// The router fills and warms its pools while the preflight starts;
+	// on a busy machine that may hold its connections past acquire_timeout,
+	// so a failed preflight is tried again for a while.
 	notes, err := preflight(ctx, arms, client, base, tokens)
+	for try := 1; err != nil && try < preflightTries; try++ {
+		logf("preflight failed, trying again in a second (%d of %d): %v", try, preflightTries, err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+		notes, err = preflight(ctx, arms, client, base, tokens)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -49,6 +49,11 @@ func (e *TimeoutError) Unwrap() error { return e.Err }
 // not count against the breaker. Nothing was done; retry shortly.
 var ErrOverloaded = errors.New("too many calls waiting for a connection")
 
+// errPoolBusy marks a call that timed out waiting for a pooled connection
+// (DatabaseConfig.AcquireTimeout): a *TimeoutError that the breaker does
+// not count.
+var errPoolBusy = errors.New("every connection of the pool in use")
+
 // ErrReadOnly reports a write refused because the region's database is
 // read-only (SQLSTATE 25006), as during a maintenance freeze.
 var ErrReadOnly = errors.New("database is read-only")

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/dmshub/dmsrouter/pgtest"
 	"github.com/dmshub/dmsrouter/regions"
@@ -91,5 +92,48 @@ func TestMaxWaiting(t *testing.T) {
 	// The refusal counted nothing: with the connection free, calls run again.
 	if err := sh.Tx(ctx, sc, pgx.ReadWrite, func(tx pgx.Tx) error { return insert(tx, "MI003") }); err != nil {
 		t.Fatalf("a write after the backlog cleared: %v", err)
+	}
+}
+
+// TestPoolWaitDoesNotOpenBreaker checks that calls timing out while they
+// wait for a pooled connection (acquire_timeout) are timeouts, 504, that
+// the breaker does not count: more of them than breaker_failures leave it
+// closed, and the calls run again once the connection is free.
+func TestPoolWaitDoesNotOpenBreaker(t *testing.T) {
+	cfg := pgtest.NewDeployment(t, pg, "poolwait", twoShards())
+	cfg.Database.AcquireTimeout = 20 * time.Millisecond
+	cfg.Database.BreakerFailures = 2
+	for i := range cfg.Shards {
+		cfg.Shards[i].MaxConns = 1
+	}
+	sh := lombardy(t, cfg)
+	ctx := context.Background()
+	holding, release := make(chan struct{}), make(chan struct{})
+	held := make(chan error, 1)
+	go func() {
+		held <- sh.Read(ctx, regions.Scope{Region: "03"}, func(b *pgx.Batch) {
+			b.Queue(`SELECT 1`).Exec(func(pgconn.CommandTag) error {
+				close(holding)
+				<-release
+				return nil
+			})
+		})
+	}()
+	<-holding
+	for i := range 2 * cfg.Database.BreakerFailures {
+		var timeout *shardmap.TimeoutError
+		if err := readOne(ctx, sh, "03"); !errors.As(err, &timeout) {
+			t.Fatalf("read %d while the only connection is held: %v, want *TimeoutError", i, err)
+		}
+	}
+	if got := sh.State(); got != "closed" {
+		t.Errorf("breaker after %d pool-wait timeouts = %s, want closed", 2*cfg.Database.BreakerFailures, got)
+	}
+	close(release)
+	if err := <-held; err != nil {
+		t.Fatalf("the holding read: %v", err)
+	}
+	if err := readOne(ctx, sh, "03"); err != nil {
+		t.Errorf("a read once the connection is free: %v", err)
 	}
 }

@@ -111,8 +111,13 @@ func newBackend(name, role, dsn string, maxConns int32, db DatabaseConfig, obs *
 			return c.ConsecutiveFailures >= db.BreakerFailures
 		},
 		// Only infrastructure failures count; everything else (a missing
-		// row, a constraint, a canceled request) is neither success nor failure.
-		IsExcluded: func(err error) bool { return err != nil && !IsInfrastructure(err) },
+		// row, a constraint, a canceled request) is neither success nor
+		// failure. Nor is a call that timed out waiting for a pooled
+		// connection: the router's own backlog, which under overload
+		// opened the breakers of healthy servers (BENCHMARKS.md, "The open
+		// loop's 504s"); a hung server's calls still time out holding
+		// their connections, and those count.
+		IsExcluded: func(err error) bool { return err != nil && (!IsInfrastructure(err) || errors.Is(err, errPoolBusy)) },
 	}}
 	b.cb.Store(gobreaker.NewCircuitBreaker[struct{}](b.settings))
 	if db.MaxWaiting > 0 {
@@ -579,7 +584,7 @@ func (s *Shard) acquire(ctx context.Context, p *pgxpool.Pool) (*pgxpool.Conn, er
 	defer cancel()
 	conn, err := p.Acquire(actx)
 	if err != nil && ctx.Err() == nil && actx.Err() != nil {
-		return nil, fmt.Errorf("acquire connection within %s: %w", s.acquireTimeout, context.DeadlineExceeded)
+		return nil, fmt.Errorf("acquire connection within %s: %w: %w", s.acquireTimeout, errPoolBusy, context.DeadlineExceeded)
 	}
 	return conn, err
 }
