@@ -2,12 +2,16 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dmshub/dmsrouter/shardmap"
@@ -20,6 +24,9 @@ type arm struct {
 	reqs   [numClasses][]request
 	shards *shardmap.Map // nil for the router
 	do     func(ctx context.Context, r *request) error
+	// dials counts the TCP connections the arm's HTTP client opened; nil
+	// for the arms that use a pgx pool.
+	dials *atomic.Int64
 }
 
 // shardArm asks the requests of the registry functions on the shards of m:
@@ -32,9 +39,10 @@ func shardArm(name string, m *shardmap.Map, reqs [numClasses][]request) arm {
 }
 
 // httpArm asks the requests of the router at base (http://host:port) with
-// a bearer token per territory.
-func httpArm(name, base string, client *http.Client, tokens map[string]string, reqs [numClasses][]request) arm {
-	return arm{name: name, reqs: reqs, do: func(ctx context.Context, r *request) error {
+// a bearer token per territory; dials counts the connections client opens.
+// An answer other than 200 is a *statusError.
+func httpArm(name, base string, client *http.Client, dials *atomic.Int64, tokens map[string]string, reqs [numClasses][]request) arm {
+	return arm{name: name, reqs: reqs, dials: dials, do: func(ctx context.Context, r *request) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+r.path, nil)
 		if err != nil {
 			return err
@@ -45,12 +53,65 @@ func httpArm(name, base string, client *http.Client, tokens map[string]string, r
 			return err
 		}
 		defer resp.Body.Close()
-		_, err = io.Copy(io.Discard, resp.Body)
 		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET %s: %s", r.path, resp.Status)
+			return newStatusError("GET "+r.path, resp)
 		}
+		_, err = io.Copy(io.Discard, resp.Body)
 		return err
 	}}
+}
+
+// dialed returns the connections the arm's HTTP client opened so far, 0
+// for an arm without one.
+func (a *arm) dialed() int64 {
+	if a.dials == nil {
+		return 0
+	}
+	return a.dials.Load()
+}
+
+// statusError is an answer other than 200: its status and problem type.
+type statusError struct {
+	request string // "GET /v1/..."
+	status  string // "504 Gateway Timeout"
+	code    int
+	problem string // the problem+json type, "" when the body has none
+}
+
+// newStatusError reads the problem type from resp's body (at most 4 KB).
+func newStatusError(request string, resp *http.Response) *statusError {
+	var p struct {
+		Type string `json:"type"`
+	}
+	_ = json.NewDecoder(io.LimitReader(resp.Body, 4<<10)).Decode(&p)
+	return &statusError{request: request, status: resp.Status, code: resp.StatusCode, problem: p.Type}
+}
+
+func (e *statusError) Error() string {
+	return fmt.Sprintf("%s: %s %s", e.request, e.status, e.problem)
+}
+
+// errorKind names the kind of a failed request for counting: the status
+// and problem type of an HTTP answer ("504 /problems/timeout"), the
+// shardmap error of a direct one ("timeout", "unavailable", "overloaded"),
+// or "other".
+func errorKind(err error) string {
+	var (
+		se          *statusError
+		timeout     *shardmap.TimeoutError
+		unavailable *shardmap.UnavailableError
+	)
+	switch {
+	case errors.As(err, &se):
+		return strings.TrimSpace(fmt.Sprintf("%d %s", se.code, se.problem))
+	case errors.As(err, &timeout):
+		return "timeout"
+	case errors.As(err, &unavailable):
+		return "unavailable"
+	case errors.Is(err, shardmap.ErrOverloaded):
+		return "overloaded"
+	}
+	return "other"
 }
 
 // Stats are the latencies of one class (or of all) in one measured run.

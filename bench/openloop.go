@@ -2,10 +2,11 @@ package bench
 
 import (
 	"context"
-	"math/bits"
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/dmshub/dmsrouter/logbucket"
 )
 
 // Histogram counts latencies in logarithmic buckets: exact below 256 ns,
@@ -20,35 +21,16 @@ type Histogram struct {
 }
 
 const (
+	// histSubBits splits each power of two into 128 buckets (package
+	// logbucket): exact below 256 ns, then within 1/128.
 	histSubBits = 7
-	histSub     = 1 << histSubBits // buckets per power of two
-	histLinear  = 2 * histSub      // values below this have a bucket each
-	histBuckets = histLinear + (64-histSubBits-1)*histSub
+	histBuckets = 7424 // logbucket.Count(64, histSubBits): every uint64; an array length must be a constant
 )
-
-// histBucket returns the bucket of v nanoseconds.
-func histBucket(v uint64) int {
-	if v < histLinear {
-		return int(v)
-	}
-	e := bits.Len64(v) - histSubBits - 1 // v>>e is in [histSub, 2*histSub)
-	return histLinear + (e-1)*histSub + int(v>>e) - histSub
-}
-
-// histUpper returns the largest value of bucket i.
-func histUpper(i int) uint64 {
-	if i < histLinear {
-		return uint64(i)
-	}
-	e := (i-histLinear)/histSub + 1
-	m := uint64((i-histLinear)%histSub + histSub)
-	return (m+1)<<e - 1
-}
 
 // Record adds one latency; a negative one counts as 0.
 func (h *Histogram) Record(d time.Duration) {
 	d = max(d, 0)
-	h.counts[histBucket(uint64(d))]++
+	h.counts[logbucket.Index(uint64(d), histSubBits)]++
 	h.n++
 	h.max = max(h.max, d)
 }
@@ -83,7 +65,7 @@ func (h *Histogram) Percentile(p float64) time.Duration {
 	var seen uint64
 	for i, c := range h.counts {
 		if seen += c; seen >= rank {
-			return min(time.Duration(histUpper(i)), h.max)
+			return min(time.Duration(logbucket.Upper(i, histSubBits)), h.max)
 		}
 	}
 	return h.max
@@ -108,7 +90,8 @@ type openResult struct {
 	dropped  int           // sends not made: maxInFlight requests were outstanding
 	errors   int
 	firstErr error
-	elapsed  time.Duration // from the first intended send to the last answer
+	kinds    map[string]int // errors by errorKind
+	elapsed  time.Duration  // from the first intended send to the last answer
 }
 
 // openLoop sends requests on a fixed schedule for d: request i is due at
@@ -157,8 +140,10 @@ func openLoop(ctx context.Context, rate float64, d time.Duration, inFlight int, 
 			if err != nil {
 				if res.errors == 0 {
 					res.firstErr = err
+					res.kinds = map[string]int{}
 				}
 				res.errors++
+				res.kinds[errorKind(err)]++
 				return
 			}
 			res.hist.Record(lat)
@@ -175,10 +160,15 @@ type OpenRun struct {
 	Rate float64 // the intended requests per second
 	// Elapsed is the measured time: from the first intended send to the
 	// last answer, over all rounds.
-	Elapsed                  time.Duration
-	Sent, Late, Dropped      int
-	Errors                   int
-	FirstError               string
+	Elapsed             time.Duration
+	Sent, Late, Dropped int
+	Errors              int
+	ErrorKinds          map[string]int // Errors by kind: "504 /problems/timeout"
+	FirstError          string
+	// Dials is the TCP connections the arm's HTTP client opened during the
+	// run (the router arm only): a client that keeps too few idle
+	// connections for the requests it has outstanding opens one per request.
+	Dials                    int64
 	MaxLag                   time.Duration // the latest a send left after its intended time
 	Answered                 int
 	P50, P90, P99, P999, Max time.Duration
@@ -222,7 +212,7 @@ func measureOpen(ctx context.Context, arms []arm, rate float64, d time.Duration,
 			for j := range plan {
 				_, plan[j] = mix.next(rng, &a.reqs)
 			}
-			cpu, wait, pg := cpuTime(), RunQueueTime(), serverCPU(servers)
+			cpu, wait, pg, dials := cpuTime(), RunQueueTime(), serverCPU(servers), a.dialed()
 			res := openLoop(ctx, rate, slice, maxInFlight, func(ctx context.Context, j int, _ time.Time) error {
 				return a.do(ctx, plan[j%len(plan)])
 			})
@@ -230,6 +220,13 @@ func measureOpen(ctx context.Context, arms []arm, rate float64, d time.Duration,
 			r.CPU += cpuTime() - cpu
 			r.RunQueue += RunQueueTime() - wait
 			r.ServerCPU += serverCPU(servers) - pg
+			r.Dials += a.dialed() - dials
+			for k, n := range res.kinds {
+				if r.ErrorKinds == nil {
+					r.ErrorKinds = map[string]int{}
+				}
+				r.ErrorKinds[k] += n
+			}
 			r.Elapsed += res.elapsed
 			r.Sent += res.sent
 			r.Late += res.late

@@ -11,13 +11,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dmshub/dmsrouter/logbucket"
 )
 
 func TestHistogram(t *testing.T) {
-	for i := range histBuckets - 1 {
-		if lo, hi := histUpper(i), histUpper(i+1); hi <= lo || histBucket(hi) != i+1 || histBucket(lo) != i {
-			t.Fatalf("bucket %d ends at %d, bucket %d at %d: not increasing, or a bound outside its bucket", i, lo, i+1, hi)
-		}
+	if n := logbucket.Count(64, histSubBits); n != histBuckets {
+		t.Fatalf("histBuckets = %d, want logbucket.Count(64, %d) = %d", histBuckets, histSubBits, n)
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	var h Histogram

@@ -3,6 +3,9 @@ package bench
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -231,17 +234,27 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		p("Each arm sent the mix on a fixed schedule, %.0f requests/s for %s in %d rounds interleaved with the other arms, whatever "+
 			"the answers; latency runs from each request's intended send time (no coordinated omission), percentiles from a "+
 			"log-bucket histogram (within 0.8%%), of the requests answered without error. Late: sends that left more than %s behind the schedule (the client's own lag); "+
-			"dropped: sends not made while %d requests were outstanding.\n\n", o.Rate, r.Duration, r.Rounds, lateSend, maxInFlight)
-		p("| arm | sent | answered/s | late | max send lag ms | dropped | errors | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | bench CPU ms | PostgreSQL CPU ms |\n")
-		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+			"dropped: sends not made while %d requests were outstanding; connections: TCP connections the router arm's client opened "+
+			"during the run.\n\n", o.Rate, r.Duration, r.Rounds, lateSend, maxInFlight)
+		p("| arm | sent | answered/s | late | max send lag ms | dropped | errors | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | bench CPU ms | PostgreSQL CPU ms | connections |\n")
+		p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, o := range r.Open {
-			p("| %s | %d | %.0f | %d | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s |\n", o.Arm, o.Sent, o.Achieved(), o.Late, ms(o.MaxLag),
-				o.Dropped, o.Errors, ms(o.P50), ms(o.P90), ms(o.P99), ms(o.P999), ms(o.Max), ms(o.perAnswer(o.CPU)), ms(o.perAnswer(o.ServerCPU)))
+			conns := "-"
+			if o.Arm == ArmRouter {
+				conns = strconv.FormatInt(o.Dials, 10)
+			}
+			p("| %s | %d | %.0f | %d | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", o.Arm, o.Sent, o.Achieved(), o.Late, ms(o.MaxLag),
+				o.Dropped, o.Errors, ms(o.P50), ms(o.P90), ms(o.P99), ms(o.P999), ms(o.Max), ms(o.perAnswer(o.CPU)), ms(o.perAnswer(o.ServerCPU)), conns)
 		}
 		for _, o := range r.Open {
-			if o.FirstError != "" {
-				p("\nFirst error of %s (open loop): `%s`\n", o.Arm, o.FirstError)
+			if o.FirstError == "" {
+				continue
 			}
+			kinds := slices.Sorted(maps.Keys(o.ErrorKinds))
+			for i, k := range kinds {
+				kinds[i] = fmt.Sprintf("%d %s", o.ErrorKinds[k], k)
+			}
+			p("\nErrors of %s (open loop): %s; the first: `%s`\n", o.Arm, strings.Join(kinds, ", "), o.FirstError)
 		}
 	}
 

@@ -148,6 +148,7 @@ var defaults = map[string]any{
 	"database.probe_interval":       shardmap.DefaultProbeInterval.String(),
 	"database.max_replica_lag":      shardmap.DefaultMaxReplicaLag.String(),
 	"database.warm_conns":           0, // connections open as requests need them
+	"database.max_waiting":          0, // no limit: a call waits up to acquire_timeout
 	"national.leg_timeout":          national.DefaultLegTimeout.String(),
 	"national.concurrency":          national.DefaultConcurrency,
 	"national.cache_ttl":            national.DefaultCacheTTL.String(),

@@ -59,6 +59,13 @@ type DatabaseConfig struct {
 	// pay for building plans; connections opened later warm as they open.
 	// 0 opens none ahead.
 	WarmConns int32 `mapstructure:"warm_conns"`
+	// MaxWaiting bounds the calls that may wait for a connection of one
+	// pool: a call made while the pool's max_conns calls run and
+	// MaxWaiting more wait is refused at once (ErrOverloaded) instead of
+	// waiting out AcquireTimeout behind a backlog it cannot get through,
+	// so that under overload the answered requests stay near what the
+	// pool serves and the rest are told early to retry. 0 means no limit.
+	MaxWaiting int32 `mapstructure:"max_waiting"`
 }
 
 // DefaultProbeInterval is the probe interval when probe_interval is 0.
@@ -162,6 +169,9 @@ func (c *Config) Validate() error {
 	}
 	if d.WarmConns < 0 || d.WarmConns > 1000 {
 		bad("database.warm_conns", "%d is outside 0..1000 (0 opens none ahead)", d.WarmConns)
+	}
+	if d.MaxWaiting < 0 || d.MaxWaiting > 100_000 {
+		bad("database.max_waiting", "%d is outside 0..100000 (0 means no limit)", d.MaxWaiting)
 	}
 	if d.BreakerFailures == 0 {
 		bad("database.breaker_failures", "must be at least 1")

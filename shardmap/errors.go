@@ -43,6 +43,17 @@ func (e *TimeoutError) Error() string {
 
 func (e *TimeoutError) Unwrap() error { return e.Err }
 
+// ErrOverloaded reports a call refused before it ran because its pool's
+// connections were all in use and DatabaseConfig.MaxWaiting calls already
+// waited for one: the router's own backlog, not a sick server, so it does
+// not count against the breaker. Nothing was done; retry shortly.
+var ErrOverloaded = errors.New("too many calls waiting for a connection")
+
+// errPoolBusy marks a call that timed out waiting for a pooled connection
+// (DatabaseConfig.AcquireTimeout): a *TimeoutError that the breaker does
+// not count.
+var errPoolBusy = errors.New("every connection of the pool in use")
+
 // ErrReadOnly reports a write refused because the region's database is
 // read-only (SQLSTATE 25006), as during a maintenance freeze.
 var ErrReadOnly = errors.New("database is read-only")

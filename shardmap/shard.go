@@ -63,6 +63,10 @@ type backend struct {
 	lag     atomic.Pointer[replicaLag]
 	// calls are the router's calls to the server over the last minute.
 	calls window
+	// maxCalls bounds the calls in progress (running or waiting for a
+	// connection), max_conns + DatabaseConfig.MaxWaiting; 0 is no bound.
+	maxCalls int32
+	inCalls  atomic.Int32
 }
 
 // breaker returns b's current breaker.
@@ -107,10 +111,18 @@ func newBackend(name, role, dsn string, maxConns int32, db DatabaseConfig, obs *
 			return c.ConsecutiveFailures >= db.BreakerFailures
 		},
 		// Only infrastructure failures count; everything else (a missing
-		// row, a constraint, a canceled request) is neither success nor failure.
-		IsExcluded: func(err error) bool { return err != nil && !IsInfrastructure(err) },
+		// row, a constraint, a canceled request) is neither success nor
+		// failure. Nor is a call that timed out waiting for a pooled
+		// connection: the router's own backlog, which under overload
+		// opened the breakers of healthy servers (BENCHMARKS.md, "The open
+		// loop's 504s"); a hung server's calls still time out holding
+		// their connections, and those count.
+		IsExcluded: func(err error) bool { return err != nil && (!IsInfrastructure(err) || errors.Is(err, errPoolBusy)) },
 	}}
 	b.cb.Store(gobreaker.NewCircuitBreaker[struct{}](b.settings))
+	if db.MaxWaiting > 0 {
+		b.maxCalls = pool.Config().MaxConns + db.MaxWaiting
+	}
 	// The prober connects as the pool does, under its own application_name.
 	b.probe = pool.Config().ConnConfig.Config.Copy()
 	b.probe.RuntimeParams["application_name"] += " probe"
@@ -583,7 +595,7 @@ func (s *Shard) acquire(ctx context.Context, p *pgxpool.Pool) (*pgxpool.Conn, er
 	defer cancel()
 	conn, err := p.Acquire(actx)
 	if err != nil && ctx.Err() == nil && actx.Err() != nil {
-		return nil, fmt.Errorf("acquire connection within %s: %w", s.acquireTimeout, context.DeadlineExceeded)
+		return nil, fmt.Errorf("acquire connection within %s: %w: %w", s.acquireTimeout, errPoolBusy, context.DeadlineExceeded)
 	}
 	return conn, err
 }
@@ -645,11 +657,19 @@ func (s *Shard) do(ctx context.Context, op string, sc regions.Scope, b *backend,
 		span.SetAttributes(callLabels(s.name, op, b.role, sc.Region)...)
 	}
 	start := time.Now()
-	_, err := b.breaker().Execute(func() (struct{}, error) { return struct{}{}, s.call(ctx, b.pool, fn) })
-	err = s.classify(err, sc)
+	var err error
+	if b.enter() {
+		_, err = b.breaker().Execute(func() (struct{}, error) { return struct{}{}, s.call(ctx, b.pool, fn) })
+		b.inCalls.Add(-1)
+		err = s.classify(err, sc)
+	} else {
+		err = fmt.Errorf("shard %s %s: %d calls in progress: %w", s.name, b.role, b.maxCalls, ErrOverloaded)
+	}
 	outcome := outcomeOf(err)
 	end := time.Now()
-	b.calls.record(end, end.Sub(start), outcome == "unavailable" || outcome == "timeout")
+	if outcome != "overloaded" { // the server did not see the call
+		b.calls.record(end, end.Sub(start), outcome == "unavailable" || outcome == "timeout")
+	}
 	if fence := (*FenceError)(nil); errors.As(err, &fence) {
 		s.obs.fenced.Add(ctx, 1, metric.WithAttributes(attribute.String("shard", s.name),
 			attribute.String("region", string(sc.Region)), attribute.String("reason", fenceReason(fence.Err))))
@@ -693,7 +713,20 @@ func (o *observer) queryLabels(shard, op, role string, r regions.Code, outcome s
 	return v
 }
 
+// enter counts a call in progress on b and reports whether it may run:
+// false, counting nothing, when maxCalls are in progress.
+func (b *backend) enter() bool {
+	if b.inCalls.Add(1) > b.maxCalls && b.maxCalls > 0 {
+		b.inCalls.Add(-1)
+		return false
+	}
+	return true
+}
+
 func outcomeOf(err error) string {
+	if errors.Is(err, ErrOverloaded) {
+		return "overloaded"
+	}
 	switch err.(type) {
 	case nil:
 		return "ok"

@@ -259,6 +259,7 @@ func TestValidate(t *testing.T) {
 		{"breaker", func(c *shardmap.Config) { c.Database.BreakerFailures = 0 }, `database.breaker_failures: must be at least 1`},
 		{"warm conns negative", func(c *shardmap.Config) { c.Database.WarmConns = -1 }, `database.warm_conns: -1 is outside 0..1000`},
 		{"warm conns", func(c *shardmap.Config) { c.Database.WarmConns = 1001 }, `database.warm_conns: 1001 is outside 0..1000`},
+		{"max waiting", func(c *shardmap.Config) { c.Database.MaxWaiting = -1 }, `database.max_waiting: -1 is outside 0..100000`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,9 +1,10 @@
 package shardmap
 
 import (
-	"math/bits"
 	"sync"
 	"time"
+
+	"github.com/dmshub/dmsrouter/logbucket"
 )
 
 // The rolling window of a server's calls, for the status page: the last
@@ -13,12 +14,12 @@ import (
 // lock, a few integer operations and no allocation.
 const (
 	windowSeconds = 60
-	// subBuckets per power of two: a bucket's upper bound is at most 25%
-	// above its lower one, and a quantile is read as the bucket's middle.
-	subBits    = 2
-	subBuckets = 1 << subBits
+	// subBits splits each power of two into 4 buckets (package logbucket):
+	// a bucket's upper bound is at most 25% above its lower one, and a
+	// quantile is read as the bucket's middle.
+	subBits = 2
 	// latencyBuckets cover 0 to about 2^27 µs (134 s) and beyond, in the last.
-	latencyBuckets = subBuckets + (27-subBits)*subBuckets
+	latencyBuckets = 104 // logbucket.Count(27, subBits); an array length must be a constant
 )
 
 // window is a server's calls over the last windowSeconds seconds.
@@ -34,28 +35,16 @@ type slot struct {
 	failed uint32
 }
 
-// latencyBucket returns the bucket of a duration of us microseconds: the
-// values below subBuckets each have one, then each power of two has
-// subBuckets of equal width.
+// latencyBucket returns the bucket of a duration of us microseconds
+// (logbucket.Index), the last for all from 2^27 µs up.
 func latencyBucket(us uint64) int {
-	if us < subBuckets {
-		return int(us)
-	}
-	e := bits.Len64(us) - 1 // us >= 2^e, e >= subBits
-	i := subBuckets + (e-subBits)*subBuckets + int(us>>(e-subBits)&(subBuckets-1))
-	return min(i, latencyBuckets-1)
+	return min(logbucket.Index(us, subBits), latencyBuckets-1)
 }
 
-// bucketBounds returns bucket i's lower and upper bound in microseconds.
+// bucketBounds returns bucket i's lower and upper bound in microseconds,
+// the upper one excluded.
 func bucketBounds(i int) (lo, hi uint64) {
-	if i < subBuckets {
-		return uint64(i), uint64(i) + 1
-	}
-	e := (i-subBuckets)/subBuckets + subBits
-	sub := uint64((i - subBuckets) % subBuckets)
-	step := uint64(1) << (e - subBits)
-	lo = (subBuckets + sub) * step
-	return lo, lo + step
+	return logbucket.Lower(i, subBits), logbucket.Upper(i, subBits) + 1
 }
 
 // record counts a call that ended at end and took d; a failed call

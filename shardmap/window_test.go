@@ -3,6 +3,8 @@ package shardmap
 import (
 	"testing"
 	"time"
+
+	"github.com/dmshub/dmsrouter/logbucket"
 )
 
 func TestLatencyBucket(t *testing.T) {
@@ -12,9 +14,12 @@ func TestLatencyBucket(t *testing.T) {
 		if i < latencyBuckets-1 && (us < lo || us >= hi) {
 			t.Fatalf("latencyBucket(%d) = %d with bounds [%d, %d), want them around it", us, i, lo, hi)
 		}
-		if lo >= subBuckets && float64(hi-lo)/float64(lo) > 0.25 {
+		if lo >= 1<<subBits && float64(hi-lo)/float64(lo) > 0.25 {
 			t.Fatalf("bucket %d = [%d, %d) is wider than 25%%", i, lo, hi)
 		}
+	}
+	if n := logbucket.Count(27, subBits); n != latencyBuckets {
+		t.Errorf("latencyBuckets = %d, want logbucket.Count(27, %d) = %d", latencyBuckets, subBits, n)
 	}
 	if i := latencyBucket(1 << 40); i != latencyBuckets-1 {
 		t.Errorf("latencyBucket(2^40) = %d, want the last, %d", i, latencyBuckets-1)

@@ -33,6 +33,7 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	seed := fs.Uint64("seed", 1, "seed of the clients' request streams")
 	out := fs.String("out", "", "append the markdown report to this file (it is always printed)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the router arm's loaded run to this file")
+	routerLog := fs.String("router-log", "", "write the router's warnings and errors (JSON lines: every 5xx with its cause) to this file")
 	if err := cli.ParseArgs(fs, args); err != nil {
 		return err
 	}
@@ -55,11 +56,20 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 		Seed:        *seed,
 		Command:     strings.Join(append([]string{"dmsdev", "bench"}, args...), " "),
 		Log:         stderr,
-		// The router logs every request, as in production; the lines are
-		// formatted and discarded.
-		Serve: func(ctx context.Context, cfg config.Config, ready func(net.Addr)) error {
-			return cli.Serve(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)), nil, ready)
-		},
+	}
+	// The router logs every request, as in production; the lines are
+	// formatted and discarded, or its warnings kept in --router-log.
+	logOut, logLevel := io.Writer(io.Discard), slog.LevelInfo
+	if *routerLog != "" {
+		f, err := os.Create(*routerLog)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		logOut, logLevel = f, slog.LevelWarn
+	}
+	opts.Serve = func(ctx context.Context, cfg config.Config, ready func(net.Addr)) error {
+		return cli.Serve(ctx, cfg, slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: logLevel})), nil, ready)
 	}
 	if *monolith != "" {
 		mc, err := config.Load(*monolith, getenv)
