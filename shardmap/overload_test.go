@@ -57,7 +57,11 @@ func TestMaxWaiting(t *testing.T) {
 			return nil
 		})
 	}()
-	<-holding
+	select {
+	case <-holding:
+	case err := <-held:
+		t.Fatalf("the write that holds the only connection: %v", err)
+	}
 	// Two reads: one waits for the connection, the other finds that one
 	// waiting and is refused; the waiting one cannot finish before the
 	// release, so the first answer is the refusal.
@@ -108,18 +112,35 @@ func TestPoolWaitDoesNotOpenBreaker(t *testing.T) {
 	}
 	sh := lombardy(t, cfg)
 	ctx := context.Background()
-	holding, release := make(chan struct{}), make(chan struct{})
+	// The holding read's own acquire opens and warms the pool's only
+	// connection within the 20 ms acquire_timeout, which a loaded machine
+	// can miss: it tries again until it holds the connection.
+	release := make(chan struct{})
 	held := make(chan error, 1)
-	go func() {
-		held <- sh.Read(ctx, regions.Scope{Region: "03"}, func(b *pgx.Batch) {
-			b.Queue(`SELECT 1`).Exec(func(pgconn.CommandTag) error {
-				close(holding)
-				<-release
-				return nil
+	for attempt := 1; ; attempt++ {
+		holding := make(chan struct{})
+		go func() {
+			held <- sh.Read(ctx, regions.Scope{Region: "03"}, func(b *pgx.Batch) {
+				b.Queue(`SELECT 1`).Exec(func(pgconn.CommandTag) error {
+					close(holding)
+					<-release
+					return nil
+				})
 			})
-		})
-	}()
-	<-holding
+		}()
+		var err error
+		select {
+		case <-holding:
+		case err = <-held:
+		}
+		if err == nil {
+			break
+		}
+		var timeout *shardmap.TimeoutError
+		if !errors.As(err, &timeout) || attempt == 50 {
+			t.Fatalf("the read that holds the only connection, attempt %d: %v", attempt, err)
+		}
+	}
 	for i := range 2 * cfg.Database.BreakerFailures {
 		var timeout *shardmap.TimeoutError
 		if err := readOne(ctx, sh, "03"); !errors.As(err, &timeout) {
