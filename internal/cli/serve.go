@@ -133,19 +133,27 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload *Rel
 		}
 		go reloadOnSignal(jobCtx, hup, changed, apply, fan, srv, verifiers, reload.Load, log)
 	}
-	go (&jobs.Partitions{Shards: m.Shards, Ahead: 3, Every: 6 * time.Hour, Log: log}).Run(jobCtx)
-	go (&jobs.ExpireKeys{Shards: m.Shards, Retention: cfg.Jobs.IdempotencyRetention, Every: time.Hour, Log: log}).Run(jobCtx)
-	go (&jobs.Lifecycle{Shards: m.Shards, Extensions: cfg.Jobs.Lifecycle.Extensions, Every: time.Hour, Log: log}).Run(jobCtx)
+	startJobs := func() {
+		go (&jobs.Partitions{Shards: m.Shards, Ahead: 3, Every: 6 * time.Hour, Log: log}).Run(jobCtx)
+		go (&jobs.ExpireKeys{Shards: m.Shards, Retention: cfg.Jobs.IdempotencyRetention, Every: time.Hour, Log: log}).Run(jobCtx)
+		go (&jobs.Lifecycle{Shards: m.Shards, Extensions: cfg.Jobs.Lifecycle.Extensions, Every: time.Hour, Log: log}).Run(jobCtx)
+	}
 	// warming holds /readyz at 503 until the pools are warm, so that a
 	// load balancer sends a new router no request its cold connections
-	// would make wait (database.warm_conns).
+	// would make wait (database.warm_conns). The jobs start after the
+	// warm-up: their first runs, made while every connection of a pool
+	// was being opened and warmed, timed out acquiring one and waited a
+	// whole period (up to 6 h) to run again.
 	var warming atomic.Bool
 	if n := cfg.ShardMap.Database.WarmConns; n > 0 {
 		warming.Store(true)
 		go func() {
-			defer warming.Store(false)
 			warmPools(jobCtx, m.Map(), int(n), log)
+			warming.Store(false)
+			startJobs()
 		}()
+	} else {
+		startJobs()
 	}
 	ln, err := net.Listen("tcp", cfg.Server.Addr)
 	if err != nil {

@@ -402,6 +402,11 @@ func TestServeWarmsPools(t *testing.T) {
 	if strings.Contains(logged.String(), "not warmed") {
 		t.Errorf("a warm-up failed:\n%s", logged.String())
 	}
+	// The jobs start once the pools are warm, not racing the warm-up
+	// for connections.
+	if strings.Contains(logged.String(), "job failed") {
+		t.Errorf("a job failed:\n%s", logged.String())
+	}
 	if code, body := httpGet(t, api+"/readyz"); code != http.StatusOK {
 		t.Errorf("GET /readyz once the pools are warm = %d %s, want 200", code, body)
 	}
