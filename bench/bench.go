@@ -13,6 +13,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -208,6 +209,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		stopRouter()
 		<-served
 	}()
+	logf("waiting for the router to warm %d connections of every pool (/readyz)", routerCfg.ShardMap.Database.WarmConns)
+	if rep.Warm.RouterReady, err = waitReady(ctx, base, routerReadyWithin); err != nil {
+		return nil, err
+	}
 	// The client keeps a connection idle for every request it may have
 	// outstanding: an open-loop run up to maxInFlight. With fewer, every
 	// request beyond them opens a TCP connection and closes it after its
@@ -232,9 +237,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if mono != nil {
 		arms = append(arms, shardArm(ArmMonolith, mono, monoReqs))
 	}
-	// The router fills and warms its pools while the preflight starts;
-	// on a busy machine that may hold its connections past acquire_timeout,
-	// so a failed preflight is tried again for a while.
+	// The router's pools are warm, but on a busy machine a connection
+	// it opens later may still take longer than acquire_timeout, so a
+	// failed preflight is tried again for a while.
 	notes, err := preflight(ctx, arms, client, base, tokens)
 	for try := 1; err != nil && try < preflightTries; try++ {
 		logf("preflight failed, trying again in a second (%d of %d): %v", try, preflightTries, err)
@@ -371,6 +376,45 @@ func startRouter(ctx context.Context, serve func(context.Context, config.Config,
 		return "http://" + a.String(), done, nil
 	case err := <-errc:
 		return "", done, fmt.Errorf("bench: start router: %w", err)
+	}
+}
+
+// routerReadyWithin bounds the wait for the router's warm-up: 20 pools
+// of 16 connections at 35-42 ms of PostgreSQL CPU each take about 13 s of
+// CPU at full scale.
+const routerReadyWithin = 5 * time.Minute
+
+// waitReady polls base's /readyz until it answers 200 and returns how long
+// that took: the router answers 503 {"status":"warming"} while it fills
+// and warms its pools, and a measurement started before would time the
+// warm-up, not the router.
+func waitReady(ctx context.Context, base string, within time.Duration) (time.Duration, error) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	client := &http.Client{Timeout: 5 * time.Second}
+	last := "no answer"
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/readyz", nil)
+		if err != nil {
+			return 0, err
+		}
+		res, err := client.Do(req)
+		if err == nil {
+			body, _ := io.ReadAll(io.LimitReader(res.Body, 512))
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return time.Since(start), nil
+			}
+			last = fmt.Sprintf("%d %s", res.StatusCode, bytes.TrimSpace(body))
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("bench: the router was not ready within %s (/readyz: %s)", within, last)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 

@@ -224,9 +224,10 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	if w := r.Warm.Pools; w.Conns > 0 {
 		p("\nBefore measuring, the direct and monolith arms' pools were filled and warmed: %d connections in %.2f s, "+
 			"%.2f s in registry.Warm (%s ms a connection), %.2f s of PostgreSQL CPU. The router warms its own: it starts "+
-			"with database.warm_conns = %d (its pools filled and warmed in the background, during the direct arm's warm-up), "+
-			"and connections it opens later warm before they serve.\n",
-			w.Conns, w.Wall.Seconds(), w.Warm.Seconds(), ms(w.Warm/time.Duration(w.Conns)), w.ServerCPU.Seconds(), r.Concurrency)
+			"with database.warm_conns = %d and answered /readyz 200 (its pools filled and warmed) %.2f s after it listened; "+
+			"the bench waited for that before measuring, and connections the router opens later warm before they serve.\n",
+			w.Conns, w.Wall.Seconds(), w.Warm.Seconds(), ms(w.Warm/time.Duration(w.Conns)), w.ServerCPU.Seconds(), r.Concurrency,
+			r.Warm.RouterReady.Seconds())
 	}
 	if len(r.Open) > 0 {
 		o := r.Open[0]

@@ -17,6 +17,10 @@ import (
 type Warming struct {
 	Cold  ColdReads
 	Pools PoolWarming
+	// RouterReady is how long the router took from listening to answering
+	// /readyz 200: the fill and warm-up of its pools (database.warm_conns),
+	// which the bench waits out before it measures.
+	RouterReady time.Duration
 }
 
 // PoolWarming is the warm-up of the direct and monolith arms' pools before
