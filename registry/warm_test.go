@@ -180,7 +180,9 @@ func TestWarmVendorLegAndCheckIn(t *testing.T) {
 
 // TestGenericReads checks that the reads whose custom plans would plan
 // every presence partition at each run (absences, the spunta's ranking,
-// the vendor leg) run their generic plans from the first run on.
+// the vendor leg), and the national summary's and market days' legs, whose
+// planning cost more than their run, run their generic plans from the
+// first run on.
 func TestGenericReads(t *testing.T) {
 	ctx := context.Background()
 	sh, _ := openOneConn(t, "registry_generic", nil, nil)
@@ -194,8 +196,15 @@ func TestGenericReads(t *testing.T) {
 	if _, err := VendorInRegion(ctx, sh, lombardia, "00000000000", day); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("VendorInRegion(a partita IVA nobody has) = %v, want ErrNotFound", err)
 	}
+	if _, err := Summary(ctx, sh, lombardia, day, 0); err != nil {
+		t.Fatalf("Summary: %v", err)
+	}
+	if _, err := MarketDays(ctx, sh, lombardia, day.AddDate(0, 0, -6), day); err != nil {
+		t.Fatalf("MarketDays: %v", err)
+	}
 	got := preparedPlans(t, sh)
-	for name, s := range map[string]statement{"absences": absencesSQL, "spunta ranking": spuntaRankingSQL, "vendor presences": vendorPresencesSQL} {
+	for name, s := range map[string]statement{"absences": absencesSQL, "spunta ranking": spuntaRankingSQL, "vendor presences": vendorPresencesSQL,
+		"national summary": summarySQL, "market days": marketDaysSQL} {
 		if p, ok := got[s.sql]; !ok || p.generic != 1 || p.custom != 0 {
 			t.Errorf("after one read, the %s statement: prepared %v, plans %+v; want one generic plan run, no custom", name, ok, p)
 		}
