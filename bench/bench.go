@@ -89,10 +89,6 @@ type Report struct {
 	Memory        Memory
 }
 
-// preflightTries is how many times a failing preflight is run before the
-// benchmark gives up.
-const preflightTries = 30
-
 // Arm names.
 const (
 	ArmDirect   = "direct"
@@ -237,19 +233,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if mono != nil {
 		arms = append(arms, shardArm(ArmMonolith, mono, monoReqs))
 	}
-	// The router's pools are warm, but on a busy machine a connection
-	// it opens later may still take longer than acquire_timeout, so a
-	// failed preflight is tried again for a while.
+	// The router's pools are warm (waitReady), so a failing preflight is
+	// a failure, not a warm-up still under way.
 	notes, err := preflight(ctx, arms, client, base, tokens)
-	for try := 1; err != nil && try < preflightTries; try++ {
-		logf("preflight failed, trying again in a second (%d of %d): %v", try, preflightTries, err)
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(time.Second):
-		}
-		notes, err = preflight(ctx, arms, client, base, tokens)
-	}
 	if err != nil {
 		return nil, err
 	}
