@@ -28,9 +28,9 @@ type listSpec[T any] struct {
 	// a position of this list.
 	keyArg func(c cursor) (any, bool)
 	cursor func(last T) cursor
-	// prelude, when set, is a statement without arguments that a page's
-	// batch runs before the list's own (a transaction-local setting, say).
-	prelude string
+	// generic, when set, reads a page on its statements' generic plans
+	// (shardmap.Shard.ReadGeneric).
+	generic bool
 }
 
 // collate returns s ordered by its key in collation coll.
@@ -115,9 +115,6 @@ func (l list[T]) run(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, 
 	}
 	found := guard.sql == ""
 	read := func(b *pgx.Batch) {
-		if l.spec.prelude != "" {
-			b.Queue(l.spec.prelude)
-		}
 		if guard.sql != "" {
 			guard.queueFound(b, a, &found)
 		}
@@ -136,7 +133,11 @@ func (l list[T]) run(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, 
 			count.queue(b, a).QueryRow(func(row pgx.Row) error { return row.Scan(&out.Total) })
 		}
 	}
-	if err := sh.Read(ctx, sc, read); err != nil {
+	readPage := sh.Read
+	if l.spec.generic {
+		readPage = sh.ReadGeneric
+	}
+	if err := readPage(ctx, sc, read); err != nil {
 		return out, err
 	}
 	if !found {

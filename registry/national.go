@@ -59,11 +59,10 @@ func Summary(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, day time
 	r := int16(sc.Region.Num())
 	month := time.Date(day.Year(), day.Month(), 1, 0, 0, 0, 0, time.UTC)
 	out := RegionSummary{Stalls: zeroCounts(StallStatuses), Concessions: zeroCounts(ConcessionStatuses)}
-	err := sh.Read(ctx, sc, func(b *pgx.Batch) {
-		// Planned for its values the leg cost 0.3-0.4 ms of planning per
-		// execution at full scale, more than running it, and PostgreSQL
-		// kept choosing that custom plan: about 6 ms per fan-out of 20.
-		b.Queue(genericPlans)
+	// Planned for its values the leg cost 0.3-0.4 ms of planning per
+	// execution at full scale, more than running it, and PostgreSQL kept
+	// choosing that custom plan: about 6 ms per fan-out of 20.
+	err := sh.ReadGeneric(ctx, sc, func(b *pgx.Batch) {
 		summarySQL.queue(b, pgx.NamedArgs{"region": r, "known_version": knownVersion, "day": day, "month": month}).QueryRow(func(row pgx.Row) error {
 			var version *int64
 			counts := make([]int64, len(StallStatuses)+len(ConcessionStatuses))
@@ -191,8 +190,7 @@ var marketDaysSQL = named(`SELECT md.held, md.cancelled FROM (` + regionMarketDa
 // cancelled.
 func MarketDays(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, from, to time.Time) (MarketDayCounts, error) {
 	var out MarketDayCounts
-	err := sh.Read(ctx, sc, func(b *pgx.Batch) {
-		b.Queue(genericPlans) // as Summary's, whose market days it reads
+	err := sh.ReadGeneric(ctx, sc, func(b *pgx.Batch) { // as Summary's, whose market days it reads
 		marketDaysSQL.queue(b, pgx.NamedArgs{"region": int16(sc.Region.Num()), "from": from, "to": to}).
 			QueryRow(func(row pgx.Row) error { return row.Scan(&out.Held, &out.Cancelled) })
 	})
@@ -421,11 +419,10 @@ func VendorInRegion(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, p
 	out := VendorRegion{Concessions: []Concession{}}
 	found := false
 	a := pgx.NamedArgs{"region": int16(sc.Region.Num()), "piva": piva, "limit": MaxVendorConcessions, "year_start": yearStart}
-	err := sh.Read(ctx, sc, func(b *pgx.Batch) {
-		// Generic plans, which Warm builds ahead: planned for its values,
-		// the presence count would plan anew at each run and build the
-		// generic plan anyway at the sixth (16 ms at 84 partitions).
-		b.Queue(genericPlans)
+	// Generic plans, which Warm builds ahead: planned for its values, the
+	// presence count would plan anew at each run and build the generic
+	// plan anyway at the sixth (16 ms at 84 partitions).
+	err := sh.ReadGeneric(ctx, sc, func(b *pgx.Batch) {
 		vendorInRegionSQL.queue(b, a).Query(func(rows pgx.Rows) error {
 			v, err := pgx.CollectRows(rows, pgx.RowToStructByName[Vendor])
 			if len(v) == 1 {

@@ -36,11 +36,12 @@ var presenceList = newList(listSpec[Presence]{
 	filters: rowScope("p"),
 	id:      "p.id",
 	cursor:  func(p Presence) cursor { return cursor{List: "presences", ID: p.ID} },
-	prelude: genericPlans,
+	generic: true, // see genericPlans
 })
 
 // genericPlans makes the rest of a read's transaction use the plan cache's
-// generic plan of each statement. vendor_presences has a partition per
+// generic plan of each statement (in a read, shardmap.Shard.ReadGeneric
+// sets it in the scope statement). vendor_presences has a partition per
 // month, and years of them once a region has history. Planned for its
 // values, a statement reads one partition but pays for pruning the others
 // and for row-level security on every execution (0.4 to 0.9 ms measured

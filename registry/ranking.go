@@ -271,11 +271,10 @@ func GetGraduatoria(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, m
 	a := rankingArgs(sc, marketID, q.Date, q.Date, nil, false)
 	found := false
 	var rows []rankRow
-	err := sh.Read(ctx, sc, func(b *pgx.Batch) {
-		// The ranking counts presences of every year, as the spunta's
-		// (useGenericPlans): a custom plan would plan every partition at
-		// each run (about 20 ms at 84 monthly partitions).
-		b.Queue(genericPlans)
+	// The ranking counts presences of every year, as the spunta's
+	// (useGenericPlans): a custom plan would plan every partition at each
+	// run (about 20 ms at 84 monthly partitions).
+	err := sh.ReadGeneric(ctx, sc, func(b *pgx.Batch) {
 		marketGuard.pick(a).queueFound(b, a, &found)
 		rankingOptionsSQL.queue(b, a).QueryRow(func(row pgx.Row) error {
 			return row.Scan(&out.Sectors, &out.TieBreaks)
