@@ -3,11 +3,16 @@
 // stored Idempotency-Keys and the concessions' daily lifecycle (legal
 // extensions, SCADUTA, proposals of decadenza). Each job takes a Postgres advisory lock per shard,
 // so any number of router replicas can run it: one does the work, the others
-// skip. It imports shardmap for the shards and pgx for their transactions.
+// skip; and records each run in the shard's dms.job_runs, so that a replica
+// whose periodic run (or start) comes soon after another's run with the same
+// settings skips the shard too, rather than every replica doing the work every
+// period. It imports shardmap for the shards and pgx for their transactions.
 package jobs
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -97,42 +102,105 @@ type Result struct {
 	// the others.
 	Counts  map[string]int64
 	Skipped bool // another router held the lock
-	Err     error
+	// Recent reports that the shard was skipped because a router had run
+	// the job there with the same settings less than the run's freshness
+	// ago (dms.job_runs); only the periodic runs of Run skip so.
+	Recent bool
+	Err    error
 }
 
+// run identifies one run of a job: the advisory lock, which also names the
+// job in dms.job_runs; its settings, everything that makes its work differ
+// from another run's (its statement, its arguments, the day it runs for),
+// hashed into the text stored; and its freshness: a shard where a run with
+// the same settings started less than that ago is skipped (0: never).
+type run struct {
+	lock     string
+	settings string
+	fresh    time.Duration
+}
+
+// newRun returns the run of the job locked by lock with settings parts,
+// skipped where a run with the same settings is more recent than fresh.
+func newRun(lock string, fresh time.Duration, parts ...string) run {
+	h := sha256.New()
+	for _, p := range parts {
+		// Each part with its length, so that no two lists hash alike.
+		fmt.Fprintf(h, "%d:%s;", len(p), p)
+	}
+	return run{lock: lock, settings: hex.EncodeToString(h.Sum(nil)), fresh: fresh}
+}
+
+// freshness is how recent another run must be for a periodic run of a job
+// that runs every period to skip a shard: less than the period, so that a
+// router never skips its own previous run, and near it, so that the job
+// runs about once per period on each shard however many replicas run it.
+// When the replica that did the work stops, another does it within
+// 1.9 periods.
+func freshness(period time.Duration) time.Duration { return period * 9 / 10 }
+
 // eachShard runs fn on every shard in a transaction of its own that holds
-// the advisory lock named lock; a shard whose lock another session holds is
-// Skipped. fn records what it did in the shard's Result (Count, Counts).
-func eachShard(ctx context.Context, shards []*shardmap.Shard, lock string, fn func(tx pgx.Tx, r *Result) error) []Result {
+// the advisory lock named by ru; a shard whose lock another session holds is
+// Skipped, and one where dms.job_runs records a run with ru's settings more
+// recent than ru.fresh is Skipped and Recent. fn records what it did in the
+// shard's Result (Count, Counts); when it succeeds, the same transaction
+// records the run in dms.job_runs.
+func eachShard(ctx context.Context, shards []*shardmap.Shard, ru run, fn func(tx pgx.Tx, r *Result) error) []Result {
 	var out []Result
 	for _, sh := range shards {
 		r := Result{Shard: sh.Name()}
 		r.Err = sh.Tx(ctx, regions.Scope{}, pgx.ReadWrite, func(tx pgx.Tx) error {
-			var locked bool
-			if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(hashtext($1))`, lock).Scan(&locked); err != nil {
+			var locked, recent bool
+			if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(hashtext($1))`, ru.lock).Scan(&locked); err != nil {
 				return err
 			}
 			if !locked {
 				r.Skipped = true
 				return nil
 			}
-			return fn(tx, &r)
+			if ru.fresh > 0 {
+				// The lock is held: a run that ended just before is seen.
+				if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM dms.job_runs
+					WHERE job = $1 AND settings = $2 AND ran_at > now() - $3::interval)`,
+					ru.lock, ru.settings, ru.fresh).Scan(&recent); err != nil {
+					return err
+				}
+			}
+			if recent {
+				r.Skipped, r.Recent = true, true
+				return nil
+			}
+			if err := fn(tx, &r); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO dms.job_runs (job, settings, ran_at) VALUES ($1, $2, now())
+				ON CONFLICT (job) DO UPDATE SET settings = excluded.settings, ran_at = excluded.ran_at`, ru.lock, ru.settings)
+			return err
 		})
 		out = append(out, r)
 	}
 	return out
 }
 
+// retryAfter is how soon a run that failed on some shard runs again,
+// rather than a whole period later: a router started with cold pools (no
+// database.warm_conns) may fail its first runs on connections still being
+// opened, and the lifecycle's period is an hour.
+const retryAfter = time.Minute
+
 // every calls runOnce now and then every period until ctx is done, logging
-// what each shard's run did (as done, with its count) and what failed.
-func every(ctx context.Context, period time.Duration, log *slog.Logger, job, done string, runOnce func(context.Context) []Result) {
-	t := time.NewTicker(period)
-	defer t.Stop()
+// what each shard's run did (as done, with its count) and what failed;
+// after a run that failed on some shard, the next comes retry later (the
+// shards that succeeded then skip, their runs being recent). runOnce is
+// given the freshness of a periodic run (freshness(period)).
+func every(ctx context.Context, period, retry time.Duration, log *slog.Logger, job, done string, runOnce func(context.Context, time.Duration) []Result) {
 	for {
-		for _, r := range runOnce(ctx) {
+		wait := period
+		for _, r := range runOnce(ctx, freshness(period)) {
 			switch {
 			case r.Err != nil && ctx.Err() == nil:
 				log.Warn(job+" job failed", slog.String("shard", r.Shard), slog.String("error", r.Err.Error()))
+				wait = min(wait, retry)
 			case r.Count > 0:
 				attrs := []any{slog.String("shard", r.Shard), slog.Int64("count", r.Count)}
 				for _, k := range slices.Sorted(maps.Keys(r.Counts)) {
@@ -144,7 +212,7 @@ func every(ctx context.Context, period time.Duration, log *slog.Logger, job, don
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(wait):
 		}
 	}
 }

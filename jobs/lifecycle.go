@@ -57,11 +57,16 @@ type extensionJSON struct {
 // RunOnce runs the lifecycle on every shard for today in Europe/Rome; each
 // Result counts the concessions changed, by kind in Counts. Without the
 // Europe/Rome time zone every shard fails.
-func (l *Lifecycle) RunOnce(ctx context.Context) []Result {
+func (l *Lifecycle) RunOnce(ctx context.Context) []Result { return l.run(ctx, 0) }
+
+// run is RunOnce, skipping the shards where a router ran the lifecycle of
+// the same day with the same extensions less than fresh ago.
+func (l *Lifecycle) run(ctx context.Context, fresh time.Duration) []Result {
+	failed := newRun(lifecycleLock, 0)
 	rome, err := time.LoadLocation("Europe/Rome")
 	if err != nil {
 		err = fmt.Errorf("concession lifecycle: %w", err)
-		return eachShard(ctx, l.Shards(), lifecycleLock, func(pgx.Tx, *Result) error { return err })
+		return eachShard(ctx, l.Shards(), failed, func(pgx.Tx, *Result) error { return err })
 	}
 	now := time.Now
 	if l.Now != nil {
@@ -74,10 +79,11 @@ func (l *Lifecycle) RunOnce(ctx context.Context) []Result {
 	}
 	body, err := json.Marshal(exts)
 	if err != nil {
-		return eachShard(ctx, l.Shards(), lifecycleLock, func(pgx.Tx, *Result) error { return err })
+		return eachShard(ctx, l.Shards(), failed, func(pgx.Tx, *Result) error { return err })
 	}
 	ctx = shardmap.WithQueryTimeout(ctx, lifecycleTimeout)
-	return eachShard(ctx, l.Shards(), lifecycleLock, func(tx pgx.Tx, r *Result) error {
+	ru := newRun(lifecycleLock, fresh, lifecycleSQL, today, string(body))
+	return eachShard(ctx, l.Shards(), ru, func(tx pgx.Tx, r *Result) error {
 		if _, err := tx.Exec(ctx, `SELECT set_config('statement_timeout', $1, true)`,
 			fmt.Sprintf("%dms", lifecycleTimeout.Milliseconds())); err != nil {
 			return err
@@ -92,8 +98,9 @@ func (l *Lifecycle) RunOnce(ctx context.Context) []Result {
 	})
 }
 
-// Run calls RunOnce now and then every l.Every until ctx is done, logging
+// Run runs the lifecycle now and then every l.Every until ctx is done, on
+// the shards where no router ran it recently for the same day, logging
 // what it changed and what failed.
 func (l *Lifecycle) Run(ctx context.Context) {
-	every(ctx, l.Every, l.Log, "lifecycle", "concession lifecycle", l.RunOnce)
+	every(ctx, l.Every, retryAfter, l.Log, "lifecycle", "concession lifecycle", l.run)
 }
