@@ -398,9 +398,16 @@ func ingestCmd(ctx context.Context, args []string, getenv func(string) string, s
 		return fmt.Errorf("presence_daily differs from the presences in %d groups", bad)
 	}
 
+	// The server's version and shared_buffers: at full scale the stored
+	// presences outgrow a small buffer cache, and runs against servers set
+	// otherwise are not comparable.
+	var version, buffers string
+	if err := admin.QueryRow(ctx, `SELECT current_setting('server_version'), current_setting('shared_buffers')`).Scan(&version, &buffers); err != nil {
+		return err
+	}
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "dmsdev ingest: %s; region %s on one shard: %d markets, %d stalls, %d presences stored before the run\n\n",
-		machineLine(), ingestRegion, o.markets, o.markets*stallsPerMarket, stored)
+	fmt.Fprintf(&sb, "dmsdev ingest: %s; PostgreSQL %s, shared_buffers %s; region %s on one shard: %d markets, %d stalls, %d presences stored before the run\n\n",
+		machineLine(), version, buffers, ingestRegion, o.markets, o.markets*stallsPerMarket, stored)
 	fmt.Fprintf(&sb, "| ingest of %d presences | requests | seconds | rows/s | vs plan | vs COPY floor | CPU ms/10,000 rows: clients + router | PostgreSQL |\n|---|---|---|---|---|---|---|---|\n", o.rows)
 	planReqs := (o.rows + o.planBatch - 1) / o.planBatch
 	for _, a := range []struct {
