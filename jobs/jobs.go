@@ -150,15 +150,18 @@ func eachShard(ctx context.Context, shards []*shardmap.Shard, ru run, fn func(tx
 	for _, sh := range shards {
 		r := Result{Shard: sh.Name()}
 		r.Err = sh.Tx(ctx, regions.Scope{}, pgx.ReadWrite, func(tx pgx.Tx) error {
-			var locked, recent bool
-			if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(hashtext($1))`, ru.lock).Scan(&locked); err != nil {
+			// A shard not yet migrated to 00021 has no dms.job_runs: its
+			// runs are neither skipped nor recorded, as before it.
+			var locked, recorded, recent bool
+			if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(hashtext($1)), to_regclass('dms.job_runs') IS NOT NULL`,
+				ru.lock).Scan(&locked, &recorded); err != nil {
 				return err
 			}
 			if !locked {
 				r.Skipped = true
 				return nil
 			}
-			if ru.fresh > 0 {
+			if recorded && ru.fresh > 0 {
 				// The lock is held: a run that ended just before is seen.
 				if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT FROM dms.job_runs
 					WHERE job = $1 AND settings = $2 AND ran_at > now() - $3::interval)`,
@@ -170,7 +173,7 @@ func eachShard(ctx context.Context, shards []*shardmap.Shard, ru run, fn func(tx
 				r.Skipped, r.Recent = true, true
 				return nil
 			}
-			if err := fn(tx, &r); err != nil {
+			if err := fn(tx, &r); err != nil || !recorded {
 				return err
 			}
 			_, err := tx.Exec(ctx, `INSERT INTO dms.job_runs (job, settings, ran_at) VALUES ($1, $2, now())
