@@ -29,6 +29,11 @@ import (
 // see whether it changed, when Reload.Every is zero.
 const DefaultReloadEvery = 5 * time.Second
 
+// coldJobsDelay is how long after its start a router without
+// database.warm_conns waits before it starts the background jobs, so that
+// they do not take the connections its first requests open and warm.
+const coldJobsDelay = time.Minute
+
 // Reload says how Serve reads its configuration again while it serves.
 // Load reads and validates it. Serve calls it on SIGHUP and, when File is
 // not "", each time File's content changes (read every Every): a
@@ -153,7 +158,17 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload *Rel
 			startJobs()
 		}()
 	} else {
-		startJobs()
+		// Without the warm-up the first requests open and warm the pools'
+		// connections themselves. Jobs started at once took the idle ones
+		// (a job per shard each) and a request then timed out acquiring a
+		// connection still being warmed; they start coldJobsDelay later.
+		go func() {
+			select {
+			case <-jobCtx.Done():
+			case <-time.After(coldJobsDelay):
+				startJobs()
+			}
+		}()
 	}
 	ln, err := net.Listen("tcp", cfg.Server.Addr)
 	if err != nil {
