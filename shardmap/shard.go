@@ -421,9 +421,9 @@ func (s *Shard) Read(ctx context.Context, sc regions.Scope, queue func(b *pgx.Ba
 // generic plans (plan_cache_mode force_generic_plan), for reads whose
 // statements PostgreSQL would otherwise plan anew at every execution, at a
 // cost greater than running them (the presences' monthly partitions, or a
-// national leg's rollups). The setting travels in the scope statement: a
-// statement of its own cost a few hundredths of a millisecond of the
-// database's CPU per read, 20 times per national fan-out.
+// national leg's rollups). The setting travels in the scope statement, one
+// statement fewer per read than a statement of its own (no difference in
+// CPU measured through the noise, BENCHMARKS.md).
 func (s *Shard) ReadGeneric(ctx context.Context, sc regions.Scope, queue func(b *pgx.Batch)) error {
 	return s.read(ctx, sc, genericPlansSQL, queue)
 }
