@@ -151,6 +151,16 @@ func newPool(name, dsn string, maxConns int32, db DatabaseConfig, obs *observer)
 	rp["statement_timeout"] = strconv.FormatInt(db.StatementTimeout.Milliseconds(), 10)
 	rp["idle_in_transaction_session_timeout"] = strconv.FormatInt((2 * db.StatementTimeout).Milliseconds(), 10)
 	rp["timezone"] = "Europe/Rome"
+	// No JIT compilation, unless the shard's DSN asks for it. PostgreSQL
+	// compiles a statement whose estimated cost passes jit_above_cost at
+	// every execution, cached plan or not, and the router's largest
+	// statements cross those thresholds by their row estimates, not by
+	// work that compiled expressions would speed up: a 10,000-row batch
+	// spent more than half of its server CPU in LLVM at full scale, 480 ms
+	// against 221 without it (BENCHMARKS.md, "JIT").
+	if rp["jit"] == "" {
+		rp["jit"] = "off"
+	}
 	if obs.warm != nil {
 		pc.AfterConnect = warmConn(name, db, obs)
 	}

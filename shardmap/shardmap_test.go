@@ -533,3 +533,28 @@ func TestBatchIsOneTransaction(t *testing.T) {
 		}
 	}
 }
+
+// TestJITOff checks that the router's connections run without JIT
+// compilation, which a shard's DSN may still ask for.
+func TestJITOff(t *testing.T) {
+	cfg := pgtest.NewDeployment(t, pg, "jit", twoShards())
+	jit := func(cfg shardmap.Config) string {
+		t.Helper()
+		var v string
+		err := lombardy(t, cfg).Read(context.Background(), regions.Scope{Region: "03"}, func(b *pgx.Batch) {
+			b.Queue(`SELECT current_setting('jit')`).QueryRow(func(r pgx.Row) error { return r.Scan(&v) })
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if got := jit(cfg); got != "off" {
+		t.Errorf("jit = %q, want off", got)
+	}
+	nw := shardIndex(t, cfg, "nw")
+	cfg.Shards[nw].Primary += "&jit=on"
+	if got := jit(cfg); got != "on" {
+		t.Errorf("jit with a DSN that sets it on = %q, want on", got)
+	}
+}
