@@ -68,16 +68,27 @@ func TestVendorMemory(t *testing.T) {
 func TestAnswerCache(t *testing.T) {
 	var c answerCache
 	now := time.Now()
+	const key = "national\x00summary 2026-06-15"
 	a := &Answer{Body: []byte("a")}
-	c.put("national\x00summary 2026-06-15", a, now.Add(time.Second))
-	if got, ok := c.get("national\x00summary 2026-06-15", now); !ok || got != a {
+	c.put(key, a, now, time.Second)
+	if got, ok := c.get(key, now, time.Second); !ok || got != a {
 		t.Errorf("get before expiry = %v, %v", got, ok)
 	}
-	if _, ok := c.get("national\x00summary 2026-06-15", now.Add(time.Second)); ok {
+	if _, ok := c.get(key, now.Add(time.Second), time.Second); ok {
 		t.Error("get at expiry hit the cache")
 	}
+	// The TTL in force when an answer is read decides: a reload that
+	// lowers it expires the answers cached under the old one.
+	c.put(key, a, now, time.Minute)
+	if _, ok := c.get(key, now.Add(2*time.Second), time.Second); ok {
+		t.Error("an answer stored 2s ago hit the cache after the TTL was lowered to 1s")
+	}
+	c.put(key, a, now, time.Minute)
+	if _, ok := c.get(key, now, 0); ok {
+		t.Error("an answer hit the cache after the TTL was set to 0")
+	}
 	for i := range maxCacheEntries + 10 {
-		c.put(strconv.Itoa(i), a, now.Add(time.Hour))
+		c.put(strconv.Itoa(i), a, now, time.Hour)
 	}
 	if n := len(c.entries); n > maxCacheEntries {
 		t.Errorf("cache holds %d entries, want at most %d", n, maxCacheEntries)

@@ -104,7 +104,7 @@ func New(cfg Config, opts Options) (*Fanout, error) {
 }
 
 // SetConfig replaces the settings; requests that start afterwards use them.
-// Answers already cached keep their expiry.
+// Answers already cached expire by the new CacheTTL (0: at once).
 func (f *Fanout) SetConfig(cfg Config) {
 	cfg = cfg.WithDefaults()
 	f.cfg.Store(&cfg)
@@ -158,7 +158,7 @@ const (
 func (f *Fanout) answer(ctx context.Context, req Request, key string, compute func(ctx context.Context) (*Answer, error)) (*Answer, string, error) {
 	key = req.Principal.Territory.String() + "\x00" + key
 	span := trace.SpanFromContext(ctx)
-	a, hit := f.cache.get(key, time.Now())
+	a, hit := f.cache.get(key, time.Now(), f.config().CacheTTL)
 	source := SourceCache
 	if !hit {
 		// The fan-out must outlive a leader that goes away: followers wait on it.
@@ -167,7 +167,7 @@ func (f *Fanout) answer(ctx context.Context, req Request, key string, compute fu
 			a, err := compute(ctx)
 			if err == nil && len(a.Missing) == 0 {
 				if ttl := f.config().CacheTTL; ttl > 0 {
-					f.cache.put(key, a, time.Now().Add(ttl))
+					f.cache.put(key, a, time.Now(), ttl)
 				}
 			}
 			return a, err

@@ -130,8 +130,8 @@ func TestOneSnapshotPerRequest(t *testing.T) {
 }
 
 // TestAnswers checks what is shared and what fails a request: a complete
-// answer is cached per territory, a bad cursor fails the whole answer, and
-// a vendor no region knows is not found.
+// answer is cached per territory until a reload disables the cache, a bad
+// cursor fails the whole answer, and a vendor no region knows is not found.
 func TestAnswers(t *testing.T) {
 	_, h := deploy(t, "natans")
 	legs := 0
@@ -159,6 +159,11 @@ func TestAnswers(t *testing.T) {
 		if err != nil || source != tt.wantSource || legs != tt.wantLegs {
 			t.Errorf("%s: Markets = %v from %q after %d legs; want %q after %d", tt.name, err, source, legs, tt.wantSource, tt.wantLegs)
 		}
+	}
+	// A reload that disables the cache reaches the answers cached already.
+	f.SetConfig(national.Config{CacheTTL: 0, Concurrency: 1})
+	if _, source, err := f.Markets(ctx, req, registry.MarketFilter{}, page); err != nil || source != national.SourceFanout || legs != 60 {
+		t.Errorf("after the cache was disabled: Markets = %v from %q after %d legs; want %q after 60", err, source, legs, national.SourceFanout)
 	}
 	if _, _, err := f.Markets(ctx, req, registry.MarketFilter{}, registry.Page{Limit: 5, Cursor: "not-a-cursor"}); !errors.Is(err, registry.ErrBadCursor) {
 		t.Errorf("Markets with a bad cursor = %v, want ErrBadCursor", err)
