@@ -549,7 +549,9 @@ func IngestPresences(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, 
 		// plan is the generic one from the first run on a connection: the
 		// custom plans PostgreSQL makes for a prepared statement's first
 		// five runs were 2 to 7 times slower, and slower as the table
-		// grew (BENCHMARKS.md, "The batch endpoint as JSON and CSV").
+		// grew (BENCHMARKS.md, "The batch endpoint as JSON and CSV"), much
+		// of it JIT compilation, which the router's connections no longer
+		// do; without it they still cost more ("JIT").
 		if _, err := tx.Exec(ctx, `SET LOCAL statement_timeout = '`+batchStatementTimeout+`';
 			SET LOCAL plan_cache_mode = force_generic_plan; `+stagingSQL); err != nil {
 			return out, false, err
