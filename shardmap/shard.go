@@ -155,9 +155,9 @@ func newPool(name, dsn string, maxConns int32, db DatabaseConfig, obs *observer)
 	// compiles a statement whose estimated cost passes jit_above_cost at
 	// every execution, cached plan or not, and the router's largest
 	// statements cross those thresholds by their row estimates, not by
-	// work that compiled expressions would speed up: a 10,000-row batch
-	// spent more than half of its server CPU in LLVM at full scale, 480 ms
-	// against 221 without it (BENCHMARKS.md, "JIT").
+	// work that compiled expressions would speed up: at full scale a
+	// 10,000-row batch cost 403-489 ms of server CPU with it and 233-279
+	// without it (BENCHMARKS.md, "JIT").
 	if rp["jit"] == "" {
 		rp["jit"] = "off"
 	}
