@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strconv"
@@ -100,13 +102,29 @@ func TestMigrateServeAndToken(t *testing.T) {
 		done <- run(sctx, []string{"serve", "--config", path, "--addr", "127.0.0.1:0"}, clitest.NoEnv, &out, logs)
 	}()
 	addr := waitForAddr(t, logs)
+	// Ready as a load balancer sees it: /readyz polled until it answers
+	// 200. It pings every shard, which on a machine loaded by the rest of
+	// the suite took longer than the first poll once (503).
+	var last string
+	if !eventually(func() bool {
+		res, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		last = fmt.Sprintf("%d %s", res.StatusCode, bytes.TrimSpace(b))
+		return res.StatusCode == http.StatusOK
+	}) {
+		t.Fatalf("GET /readyz did not answer 200 within 20s; last: %s", last)
+	}
 	for _, tc := range []struct {
 		path   string
 		token  string
 		status int
 	}{
 		{"/healthz", "", 200},
-		{"/readyz", "", 200},
 		{"/v1/markets", token, 200},
 		{"/v1/markets", "", 401},
 	} {
