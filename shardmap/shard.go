@@ -151,14 +151,15 @@ func newPool(name, dsn string, maxConns int32, db DatabaseConfig, obs *observer)
 	rp["statement_timeout"] = strconv.FormatInt(db.StatementTimeout.Milliseconds(), 10)
 	rp["idle_in_transaction_session_timeout"] = strconv.FormatInt((2 * db.StatementTimeout).Milliseconds(), 10)
 	rp["timezone"] = "Europe/Rome"
-	// No JIT compilation, unless the shard's DSN asks for it. PostgreSQL
-	// compiles a statement whose estimated cost passes jit_above_cost at
-	// every execution, cached plan or not, and the router's largest
-	// statements cross those thresholds by their row estimates, not by
-	// work that compiled expressions would speed up: at full scale a
-	// 10,000-row batch cost 403-489 ms of server CPU with it and 233-279
-	// without it (BENCHMARKS.md, "JIT").
-	if rp["jit"] == "" {
+	// No JIT compilation, unless the shard's DSN sets jit, as a parameter
+	// or in options (which a startup parameter of ours would override).
+	// PostgreSQL compiles a statement whose estimated cost passes
+	// jit_above_cost at every execution, cached plan or not, and the
+	// router's largest statements cross those thresholds by their row
+	// estimates, not by work that compiled expressions would speed up: at
+	// full scale a 10,000-row batch cost 403-489 ms of server CPU with it
+	// and 233-279 without it (BENCHMARKS.md, "JIT").
+	if rp["jit"] == "" && !strings.Contains(rp["options"], "jit") {
 		rp["jit"] = "off"
 	}
 	if obs.warm != nil {

@@ -553,8 +553,11 @@ func TestJITOff(t *testing.T) {
 		t.Errorf("jit = %q, want off", got)
 	}
 	nw := shardIndex(t, cfg, "nw")
-	cfg.Shards[nw].Primary += "&jit=on"
-	if got := jit(cfg); got != "on" {
-		t.Errorf("jit with a DSN that sets it on = %q, want on", got)
+	primary := cfg.Shards[nw].Primary
+	for _, set := range []string{"&jit=on", "&options=-c%20jit%3Don"} {
+		cfg.Shards[nw].Primary = primary + set
+		if got := jit(cfg); got != "on" {
+			t.Errorf("jit with a DSN that sets it on (%s) = %q, want on", set, got)
+		}
 	}
 }
