@@ -63,6 +63,7 @@ type load struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 
+	start        time.Time // when the load started, which failures are timed from
 	mu           sync.Mutex
 	st           loadStats
 	refusedSince time.Time // when the current run of refused writes began; zero: none
@@ -82,7 +83,7 @@ const (
 func startLoad(addrs []string, token string, work []presenceKey, markets []int64) *load {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &load{
-		addrs: addrs, token: token, markets: markets, cancel: cancel,
+		addrs: addrs, token: token, markets: markets, cancel: cancel, start: time.Now(),
 		client: &http.Client{Timeout: 20 * time.Second},
 		work:   make(chan presenceKey, len(work)),
 		st:     loadStats{refused: map[string]int{}, reads: map[int]int{}},
@@ -201,10 +202,13 @@ func (l *load) read(addr string, i int) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {
-		l.st.failed = append(l.st.failed, fmt.Sprintf("GET %s: %v", path, err))
+		l.st.failed = append(l.st.failed, fmt.Sprintf("%s: GET %s: %v", l.since(), path, err))
 		return true
 	}
 	l.st.reads[status]++
+	if status != http.StatusOK && status != http.StatusServiceUnavailable {
+		l.st.failed = append(l.st.failed, fmt.Sprintf("%s: GET %s answered %d", l.since(), path, status))
+	}
 	return true
 }
 
@@ -292,10 +296,17 @@ func (l *load) accept(a accepted) {
 	}
 }
 
+// fail records a failure, with when it happened: failures at the same
+// moment point to a stall, spread ones to something else.
 func (l *load) fail(format string, args ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.st.failed = append(l.st.failed, fmt.Sprintf(format, args...))
+	l.st.failed = append(l.st.failed, l.since()+": "+fmt.Sprintf(format, args...))
+}
+
+// since says how long ago the load started.
+func (l *load) since() string {
+	return fmt.Sprintf("+%.1fs", time.Since(l.start).Seconds())
 }
 
 // problemType returns the type of a problem+json body, or the body.

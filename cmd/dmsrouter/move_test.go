@@ -62,9 +62,9 @@ func TestRegionMove(t *testing.T) {
 	l := startLoad([]string{r1.addr, r2.addr}, env.writer, work, markets)
 	waitFor(t, "the load's first writes are accepted", func() bool { return l.count() >= 30 })
 
-	start := time.Now()
+	start, at := time.Now(), l.since()
 	out := runOK(t, "region", "move", "--config", env.path, "--region", string(movedRegion), "--to", moveTarget, "--yes", "--max-freeze", maxFreeze.String())
-	t.Logf("region move took %s and printed:\n%s", time.Since(start).Round(time.Millisecond), out)
+	t.Logf("region move, started at %s of the load, took %s and printed:\n%s", at, time.Since(start).Round(time.Millisecond), out)
 	// A few writes on the target after the switch, then the load stops.
 	after := l.count()
 	waitFor(t, "writes are accepted after the switch", func() bool { return l.count() >= after+20 })
