@@ -159,7 +159,7 @@ func newPool(name, dsn string, maxConns int32, db DatabaseConfig, obs *observer)
 	// estimates, not by work that compiled expressions would speed up: at
 	// full scale a 10,000-row batch cost 403-489 ms of server CPU with it
 	// and 233-279 without it (BENCHMARKS.md, "JIT").
-	if rp["jit"] == "" && !strings.Contains(rp["options"], "jit") {
+	if rp["jit"] == "" && !strings.Contains(rp["options"], "jit=") {
 		rp["jit"] = "off"
 	}
 	if obs.warm != nil {
