@@ -51,7 +51,8 @@ type loadStats struct {
 // load writes to one region through routers as a client following the
 // README does: check-ins (POST /v1/markets/{id}/presences) and presence
 // batches (POST /v1/presences/batch), each with an Idempotency-Key and
-// retried with it after a 503 once Retry-After has passed, while a reader
+// retried with it after a 503 once Retry-After has passed (after a 504,
+// 100 ms later), while a reader
 // reads the region's markets and presences. Each write gets a presence
 // key of its own from work, so no write is refused as a conflict.
 type load struct {
@@ -214,7 +215,8 @@ func (l *load) read(addr string, i int) bool {
 
 // write sends one write until it is answered 2xx, for at most a minute:
 // after a 503 it waits Retry-After and sends it again with the same key,
-// as after a transport error. Any other answer ends it; ok reports a 2xx.
+// as after a 504 or a transport error. Any other answer ends it; ok
+// reports a 2xx.
 func (l *load) write(addr, path, idem string, body []byte) (status int, resp []byte, ok bool) {
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -233,6 +235,15 @@ func (l *load) write(addr, path, idem string, body []byte) (status int, resp []b
 			l.refuse(problemType(resp))
 			secs, _ := strconv.Atoi(header.Get("Retry-After"))
 			wait = time.Duration(secs) * time.Second
+		case status == http.StatusGatewayTimeout:
+			// Nothing known written: the key makes the retry safe, as the
+			// README tells clients. The first writes to the target after
+			// the switch open its pool's connections, which on a loaded
+			// machine outlasted acquire_timeout (two 504s at the instant
+			// the move ended). It counts as a refusal, so a write held
+			// longer than --max-freeze still fails checkLoad.
+			l.refuse(problemType(resp))
+			wait = 100 * time.Millisecond
 		default:
 			l.fail("POST %s answered %d %s", path, status, resp)
 			return status, resp, false
