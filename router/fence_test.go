@@ -60,6 +60,17 @@ func TestFence(t *testing.T) {
 	}
 	t.Cleanup(f.Stop)
 	allow(true)
+	// One read of the control database opens the follower's connection,
+	// as its polls keep one open in production: a first refresh that had
+	// to connect on a machine loaded by the rest of the suite outlasted
+	// shardmap.RefreshTimeout once, and the leg of the moved region was
+	// unavailable. Epoch 1 holds the file's regions.
+	deadline := time.Now().Add(20 * time.Second)
+	for err := f.Refresh(ctx); err != nil; err = f.Refresh(ctx) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the follower cannot read the control database: %v", err)
+		}
+	}
 	e.m.SetRefresher(f.Refresh)
 
 	// own makes the database of shard to the only one that owns 03.
