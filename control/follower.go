@@ -25,7 +25,8 @@ import (
 // control.routers what it applied and that it is live. While the control
 // database cannot be reached it serves the last epoch it applied, or the
 // file's regions if it never reached it, and says so in State and, once
-// per change of state, in the log.
+// per change of state, in the log. It also warms the pools of the shard
+// a moving region will switch to, ahead of the switch (warmAhead).
 type Follower struct {
 	holder *shardmap.Holder
 	log    *slog.Logger
@@ -48,6 +49,10 @@ type Follower struct {
 	refused int64           // the newest epoch the file's shards could not serve
 	lastErr string          // why, recorded in control.routers
 	state   State
+	// warming holds the shards whose pools warmAhead is filling;
+	// pendingErr is its last error, logged once.
+	warming    map[string]bool
+	pendingErr string
 }
 
 // State is the follower's state, as /readyz shows it.
@@ -88,7 +93,7 @@ func Follow(ctx context.Context, cfg Config, file shardmap.Config, holder *shard
 	f := &Follower{
 		holder: holder, log: log, poll: cfg.Poll(), pool: pool, listen: listen,
 		wakeup: make(chan struct{}, 1), syncing: make(chan struct{}, 1), cancel: cancel, id: id, host: host, start: time.Now(),
-		file: file, state: State{RouterID: id},
+		file: file, state: State{RouterID: id}, warming: map[string]bool{},
 	}
 	f.sync(ctx)
 	f.wg.Add(2)
@@ -176,6 +181,7 @@ func (f *Follower) pollLoop(ctx context.Context) {
 	t := time.NewTicker(f.poll)
 	defer t.Stop()
 	for {
+		f.warmAhead(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -186,9 +192,10 @@ func (f *Follower) pollLoop(ctx context.Context) {
 	}
 }
 
-// listenLoop keeps a connection listening on Channel and wakes the poll
-// loop on every notification, and after every (re)connection, for what
-// was missed meanwhile. It logs a lost connection once, and its return.
+// listenLoop keeps a connection listening on Channel and MovesChannel
+// and wakes the poll loop on every notification, and after every
+// (re)connection, for what was missed meanwhile. It logs a lost
+// connection once, and its return.
 func (f *Follower) listenLoop(ctx context.Context) {
 	lost := false
 	for {
@@ -222,8 +229,10 @@ func (f *Follower) listenOnce(ctx context.Context, listening func()) (listened b
 		return false, err
 	}
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
-		return false, err
+	for _, ch := range []string{Channel, MovesChannel} {
+		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
+			return false, err
+		}
 	}
 	listening()
 	for {

@@ -154,14 +154,13 @@ func (m *Map) Shards() []*Shard { return append([]*Shard(nil), m.shards...) }
 func (m *Map) WarmPools(ctx context.Context, conns int) error {
 	var errs []error
 	for _, s := range m.shards {
-		for _, b := range s.backends() {
-			if err := b.fill(ctx, conns); err != nil {
-				errs = append(errs, fmt.Errorf("warm the pools of shard %s (%s): %w", s.name, b.role, err))
-			}
-		}
+		errs = append(errs, s.WarmPools(ctx, conns))
 	}
 	return errors.Join(errs...)
 }
+
+// Shard returns the shard named name, or nil when the map has none.
+func (m *Map) Shard(name string) *Shard { return m.byName[name] }
 
 // Close closes every shard's pools and stops reporting their metrics.
 // Close a map only when no later map made by a Holder's reload shares its

@@ -202,6 +202,41 @@ func warmConn(name string, db DatabaseConfig, obs *observer) func(context.Contex
 	}
 }
 
+// WarmPools opens up to conns connections in each of the shard's pools
+// (the primary's and the replicas', each at most its max_conns), so that
+// each new one runs Options.Warm now rather than on a request's acquire.
+// A pool that holds conns connections already is not touched, so that
+// calling it again costs nothing and takes no connection from requests.
+// It returns when all are open or ctx is done; the error joins every
+// pool's first failure.
+func (s *Shard) WarmPools(ctx context.Context, conns int) error {
+	var errs []error
+	for _, b := range s.backends() {
+		if b.filled(conns) {
+			continue
+		}
+		if err := b.fill(ctx, conns); err != nil {
+			errs = append(errs, fmt.Errorf("warm the pools of shard %s (%s): %w", s.name, b.role, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Filled reports whether each of the shard's pools holds conns
+// connections (or its max_conns), open or opening.
+func (s *Shard) Filled(conns int) bool {
+	for _, b := range s.backends() {
+		if !b.filled(conns) {
+			return false
+		}
+	}
+	return true
+}
+
+func (b *backend) filled(conns int) bool {
+	return b.pool.Stat().TotalConns() >= int32(min(conns, int(b.pool.Config().MaxConns)))
+}
+
 // fill acquires up to n connections of b's pool at once (at most its
 // maximum), so that the new ones connect and warm up, and releases them.
 // A connection is released as soon as it is ready once the pool holds n

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -92,6 +93,20 @@ func TestRegionMove(t *testing.T) {
 		}
 		for _, r := range []*router{r1, r2} {
 			r.waitEpoch(t, env.national, 2, string(movedRegion), moveTarget)
+		}
+	})
+	t.Run("routers warmed the target's pools ahead of the switch", func(t *testing.T) {
+		for i, r := range []*router{r1, r2} {
+			line := logLine(r.logs, "pools warmed ahead of the switch", `"shard":"`+moveTarget+`"`)
+			if line == "" {
+				t.Errorf("router r%d did not warm the pools of %s ahead of the switch:\n%s", i+1, moveTarget, r.logs.String())
+				continue
+			}
+			var rec struct{ Time time.Time }
+			if err := json.Unmarshal([]byte(line), &rec); err != nil {
+				t.Fatalf("log line %s: %v", line, err)
+			}
+			t.Logf("router r%d, %s before the epoch was written: %s", i+1, switchedAt(t, env.ctlDSN).Sub(rec.Time).Round(time.Millisecond), line)
 		}
 	})
 	t.Run("tables match on both sides", func(t *testing.T) {
@@ -478,6 +493,17 @@ func checkReplays(t *testing.T, addr, token string, acc []accepted, switched tim
 }
 
 // switchedAt returns when the newest epoch was written.
+// logLine returns the first line of logs that holds every one of want,
+// or "".
+func logLine(logs *clitest.Buffer, want ...string) string {
+	for line := range strings.Lines(logs.String()) {
+		if !slices.ContainsFunc(want, func(w string) bool { return !strings.Contains(line, w) }) {
+			return strings.TrimSpace(line)
+		}
+	}
+	return ""
+}
+
 func switchedAt(t *testing.T, ctlDSN string) time.Time {
 	return queryTime(t, ctlDSN, `SELECT created_at FROM control.epochs ORDER BY epoch DESC LIMIT 1`)
 }
