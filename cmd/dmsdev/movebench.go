@@ -965,6 +965,7 @@ func (r moveReport) markdown() string {
 		{"catch-up and online verification", window{tl.copyEnd, tl.switching}, skip},
 		{"whole move outside the freeze", moving, skip},
 		{"the freeze (as the move measured it, and the clients' refusals)", frozen, nil},
+		{"the first second after the freeze (the target's first requests)", window{frozen.to, frozen.to.Add(time.Second)}, nil},
 		{"after the switch (" + string(moveRegion) + " on " + spareShard + ", streaming back)", r.afterSwitch, nil},
 		{"complete", r.completion, nil},
 	}
