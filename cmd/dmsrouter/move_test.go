@@ -127,17 +127,23 @@ func TestRegionMove(t *testing.T) {
 		ctlDB := quotedDB(t, env.ctlDSN)
 		execSQL(t, env.a.AdminDSN, "ALTER DATABASE "+ctlDB+" ALLOW_CONNECTIONS false")
 		pgtest.Exec(t, env.a.AdminDSN, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", strings.Trim(ctlDB, `"`))
-		r3 := startRouter(t, env.path, map[string]string{"DMSROUTER_CONTROL_ROUTER_ID": "r3", "DMSROUTER_CONTROL_POLL_INTERVAL": "1m"})
+		// r3 warms a connection of each pool before it is used, as a
+		// production router does (database.warm_conns): its first check-in
+		// below meets the source's fence and then the target, and with
+		// cold pools it opened and warmed a connection of each inside the
+		// request, which on a machine loaded by the rest of the suite
+		// outlasted the acquire timeout three times in a row.
+		r3 := startRouter(t, env.path, map[string]string{"DMSROUTER_CONTROL_ROUTER_ID": "r3", "DMSROUTER_CONTROL_POLL_INTERVAL": "1m",
+			"DMSROUTER_DATABASE_WARM_CONNS": "1"})
 		waitForLog(t, r3.logs, "CONTROL DATABASE UNREACHABLE AT START")
+		waitForLog(t, r3.logs, `"conns_per_pool":1`) // "pools warmed"
 		execSQL(t, env.a.AdminDSN, "ALTER DATABASE "+ctlDB+" ALLOW_CONNECTIONS true")
 		if got := regionShard(t, r3.addr, env.national, string(movedRegion)); got != moveSource {
 			t.Fatalf("r3 serves region %s from %q, want the file's %s", movedRegion, got, moveSource)
 		}
 		k := work[len(work)-1] // the load stopped long before its last item
-		// r3's pool of the target is cold: the check-in opens and warms its
-		// first connection, which on a loaded machine can outlast the
-		// acquire timeout (504, nothing written), and a client retries a
-		// 504 with the same Idempotency-Key.
+		// A 504 (nothing written) is retried with the same
+		// Idempotency-Key, as a client does, after a pause.
 		var status int
 		var body []byte
 		for range 3 {
@@ -146,6 +152,7 @@ func TestRegionMove(t *testing.T) {
 			if status != http.StatusGatewayTimeout {
 				break
 			}
+			time.Sleep(500 * time.Millisecond)
 		}
 		var p struct{ ID int64 }
 		json.Unmarshal(body, &p)
