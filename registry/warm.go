@@ -89,9 +89,10 @@ func Warm(ctx context.Context, conn *pgx.Conn) error {
 // the write fence's row lock is refused by the read-only transaction
 // (25006) after its plan was built and kept. Each refusal is undone to a
 // savepoint. Unwarmed, the first write on a connection compiled the fence
-// there: 11-58 ms of the server's CPU at full scale, and 107-118 ms of
-// wall time for the first writes on a move's target right after the
-// switch (BENCHMARKS.md, "Warm before the switch").
+// there: its first call on a new backend took 11-58 ms in psql at full
+// scale (0.2-0.4 ms after), and 107-118 ms for the first writes on a
+// move's target right after the switch (BENCHMARKS.md, "Warm before the
+// switch"). It works on a replica too, which refuses the row lock alike.
 func warmFence(ctx context.Context, conn *pgx.Conn) error {
 	for _, f := range []struct {
 		sql, code string
