@@ -25,11 +25,8 @@ import (
 // does, prepared in pgx's statement cache under the same text, in a
 // read-only transaction that is rolled back; no scope setting is set, so
 // row-level security shows them no row. The check-in's statements, which
-// write, are prepared and planned once by EXPLAIN, not run, and the write
-// fence is compiled (warmFence): a check-in's first run on a connection
-// cost 17-22 ms of the server's CPU after the warm-up without them, 9-13
-// with them, at full scale (BENCHMARKS.md, "Warm before the switch"); its
-// rollup trigger still compiles at the first insert.
+// write, are only prepared (parsed, their tables' definitions and policies
+// loaded), not run: their plans are built per run (see CheckInVendor).
 // A table locked against readers (a migration's DDL) makes it fail within
 // warmBegin's lock timeout rather than hold the acquire that opened the
 // connection. The error is the first statement's that failed; the
@@ -69,46 +66,9 @@ func Warm(ctx context.Context, conn *pgx.Conn) error {
 		if _, err := conn.Prepare(ctx, s.sql, s.sql); err != nil {
 			return fmt.Errorf("warm the check-ins: %w", err)
 		}
-		// Planned once, not run (EXPLAIN runs nothing, so the read-only
-		// transaction allows it), with every argument NULL: the catalogs
-		// and policies its plan needs are loaded now.
-		if _, err := conn.PgConn().ExecParams(ctx, "EXPLAIN (COSTS OFF) "+s.sql, make([][]byte, len(s.names)), nil, nil, nil).Close(); err != nil {
-			return fmt.Errorf("warm the check-ins: plan: %w", err)
-		}
-	}
-	if err := warmFence(ctx, conn); err != nil {
-		return fmt.Errorf("warm the write fence: %w", err)
 	}
 	_, err := conn.Exec(ctx, "ROLLBACK")
 	return err
-}
-
-// warmFence compiles dms.fence (migration 00013) on conn and plans both
-// of its statements, in Warm's read-only transaction and without locking
-// anything: called for no region, the read fence refuses it (DMF01), and
-// the write fence's row lock is refused by the read-only transaction
-// (25006) after its plan was built and kept. Each refusal is undone to a
-// savepoint. Unwarmed, the first write on a connection compiled the fence
-// there: its first call on a new backend took 11-58 ms in psql at full
-// scale (0.2-0.4 ms after), and 107-118 ms for the first writes on a
-// move's target right after the switch (BENCHMARKS.md, "Warm before the
-// switch"). It works on a replica too, which refuses the row lock alike.
-func warmFence(ctx context.Context, conn *pgx.Conn) error {
-	for _, f := range []struct {
-		sql, code string
-	}{{"SELECT dms.fence(NULL, false)", "DMF01"}, {"SELECT dms.fence(NULL, true)", "25006"}} {
-		if _, err := conn.PgConn().Exec(ctx, "SAVEPOINT warm_fence").ReadAll(); err != nil {
-			return err
-		}
-		_, err := conn.PgConn().Exec(ctx, f.sql).ReadAll()
-		if !isPgCode(err, f.code) {
-			return fmt.Errorf("%s: %v, want SQLSTATE %s", f.sql, err, f.code)
-		}
-		if _, err := conn.PgConn().Exec(ctx, "ROLLBACK TO SAVEPOINT warm_fence").ReadAll(); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // warmBegin opens Warm's transaction and bounds how long it waits for a

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -271,81 +270,5 @@ func TestWarmOnReplica(t *testing.T) {
 	}
 	if n != 3 {
 		t.Errorf("after Warm on a standby, %d of the check-in's and the vendor leg's statements are prepared, want 3", n)
-	}
-}
-
-// TestWarmFence checks that Warm calls the write fence both ways, so that
-// a connection's first write does not compile it, and that it does so
-// without a lock or a change: it expects the fence to refuse a call for no
-// region (DMF01) and the read-only transaction to refuse its row lock
-// (25006), and fails when the fence answers otherwise. The fence of the
-// test's database says when it is called, in a notice.
-func TestWarmFence(t *testing.T) {
-	ctx := context.Background()
-	cfg := pgtest.NewDeployment(t, pg, "registry_warmfence", pgtest.SingleShard())
-	admin := cfg.Shards[0].AdminDSN()
-	fence := func(body string) {
-		pgtest.Exec(t, admin, `CREATE OR REPLACE FUNCTION dms.fence(region text, for_write boolean) RETURNS void
-			LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-			DECLARE r smallint := region::smallint; is_owned boolean;
-			BEGIN
-				RAISE NOTICE 'fence for_write=%', for_write;
-				`+body+`
-			END $$`)
-	}
-	fence(`IF for_write THEN
-					SELECT s.owned INTO is_owned FROM dms.shard_regions s WHERE s.region_id = r FOR SHARE;
-				ELSE
-					SELECT s.owned INTO is_owned FROM dms.shard_regions s WHERE s.region_id = r;
-				END IF;
-				IF is_owned IS NOT TRUE THEN
-					RAISE EXCEPTION 'region % is not served here', region USING ERRCODE = 'DMF01';
-				END IF;`)
-	connect := func() (*pgx.Conn, *[]string) {
-		pc, err := pgx.ParseConfig(cfg.Shards[0].Primary)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var notices []string
-		pc.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message) }
-		conn, err := pgx.ConnectConfig(ctx, pc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close(context.Background()) })
-		return conn, &notices
-	}
-
-	conn, notices := connect()
-	if err := Warm(ctx, conn); err != nil {
-		t.Fatalf("Warm: %v", err)
-	}
-	if want := []string{"fence for_write=f", "fence for_write=t"}; !slices.Equal(*notices, want) {
-		t.Errorf("Warm called the fence as %q, want %q", *notices, want)
-	}
-	// The warmed connection writes: Warm closed its transaction, and the
-	// fence left nothing locked.
-	if conn.PgConn().TxStatus() != 'I' {
-		t.Fatalf("after Warm the connection is in transaction state %c, want idle", conn.PgConn().TxStatus())
-	}
-	if _, err := pgtest.Connect(t, admin).Exec(ctx, `SET lock_timeout = '1s'; UPDATE dms.shard_regions SET owned = owned WHERE region_id = 3`); err != nil {
-		t.Fatalf("an update of the region's fence row beside the warmed connection: %v", err)
-	}
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(ctx, `SELECT dms.fence('03', true)`); err != nil {
-		t.Fatalf("a write's fence after Warm: %v", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-
-	// A fence that does not refuse what Warm expects it to fails the warm-up.
-	fence(`RETURN;`)
-	conn, _ = connect()
-	if err := Warm(ctx, conn); err == nil || !strings.Contains(err.Error(), "want SQLSTATE DMF01") {
-		t.Errorf("Warm with a fence that refuses nothing = %v, want an error naming DMF01", err)
 	}
 }
