@@ -274,6 +274,10 @@ var problemTable = []problemRow{
 		problem: Problem{Type: "/problems/region-frozen", Title: "Region frozen", Status: http.StatusServiceUnavailable,
 			Detail: "the region is being switched to another database and refuses writes for at most a few seconds; nothing was written; retry after Retry-After seconds"},
 		fill: func(_ error, _ *Problem, h http.Header) { h.Set("Retry-After", "1") }},
+	{match: is(shardmap.ErrSchema),
+		problem: Problem{Type: "/problems/schema-mismatch", Title: "Schema mismatch", Status: http.StatusServiceUnavailable,
+			Detail: "the database serving this region lacks a table, column or function this router uses: its schema is not the one this router was built for (run dmsrouter migrate up); nothing was written"},
+		fill: func(_ error, _ *Problem, h http.Header) { h.Set("Retry-After", "30") }},
 	{match: is(shardmap.ErrReadOnly),
 		problem: Problem{Type: "/problems/region-read-only", Title: "Region read-only", Status: http.StatusServiceUnavailable,
 			Detail: "the region is frozen for maintenance; retry later"},
@@ -338,8 +342,8 @@ func (s *Server) writeProblem(c *gin.Context, err error) {
 	p, h := toProblem(err)
 	if p.Status >= 500 {
 		level := slog.LevelWarn
-		if p.Status == http.StatusInternalServerError {
-			level = slog.LevelError
+		if p.Status == http.StatusInternalServerError || errors.Is(err, shardmap.ErrSchema) {
+			level = slog.LevelError // an operator must act
 		}
 		s.log.LogAttrs(c.Request.Context(), level, "request failed",
 			slog.String("request_id", c.GetString(ctxRequestID)), slog.String("error", err.Error()))
@@ -373,6 +377,7 @@ var problemAbout = map[string]string{
 	"/problems/region-frozen":          "The region is being switched to another database by an online move and refuses writes, for at most the move's freeze (a few seconds); its reads go on. Nothing was written: retry after Retry-After seconds (with the same Idempotency-Key).",
 	"/problems/region-moved":           "The region moved to another database and the router could not reach the one that serves it now, even after reloading the assignments. Nothing was written: retry after Retry-After seconds.",
 	"/problems/region-read-only":       "The region's database is frozen for maintenance and refuses writes. Retry after Retry-After seconds.",
+	"/problems/schema-mismatch":        "The region's database lacks a table, column or function this router uses: its schema is not the one the router was built for, usually because routers of a new version were rolled out before `dmsrouter migrate up`. Nothing was written. Operators: migrate the shards; clients: retry after Retry-After seconds.",
 	"/problems/region-unavailable":     "The database serving the region is unavailable, or its circuit breaker is open. Retry after Retry-After seconds; other regions keep answering.",
 	"/problems/regions-unavailable":    "Some regions of a national answer did not answer, and the request demanded every region (partial=false). The regions list names them; retry after Retry-After seconds.",
 	"/problems/request-timeout":        "The request's body did not arrive within the server's read timeout. Send it again, faster.",

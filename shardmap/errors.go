@@ -58,6 +58,25 @@ var errPoolBusy = errors.New("every connection of the pool in use")
 // read-only (SQLSTATE 25006), as during a maintenance freeze.
 var ErrReadOnly = errors.New("database is read-only")
 
+// ErrSchema reports a statement that named a table, column, function or
+// other object its database lacks (SQLSTATE 42P01, 42703, 42883, 42704):
+// the shard's schema is not the one this router was built for, as when
+// routers of a new version are rolled out before `dmsrouter migrate up`.
+// The statement's transaction is rolled back, so nothing was written.
+var ErrSchema = errors.New("the database's schema lacks an object this router uses")
+
+func isSchemaMismatch(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Code {
+	case "42P01", "42703", "42883", "42704": // undefined table, column, function, object
+		return true
+	}
+	return false
+}
+
 // The fence's refusals (migration 00013, dms.fence): every scoped call
 // checks, in the statement that sets its scope, that its database serves
 // the region, so nothing of the call ran when it is refused. Both come
@@ -183,7 +202,8 @@ func isReadOnly(err error) bool {
 
 // classify wraps an error returned by a shard operation in scope sc so
 // that callers can tell infrastructure failures (UnavailableError,
-// TimeoutError), a read-only database (ErrReadOnly) and the fence's
+// TimeoutError), a read-only database (ErrReadOnly), a schema that lacks
+// what a statement names (ErrSchema) and the fence's
 // refusals (FenceError) from the request's own errors, which pass through
 // unchanged.
 func (s *Shard) classify(err error, sc regions.Scope) error {
@@ -204,6 +224,8 @@ func (s *Shard) classify(err error, sc regions.Scope) error {
 		return &TimeoutError{Shard: s.name, Err: err}
 	case isReadOnly(err):
 		return fmt.Errorf("shard %s: %w: %w", s.name, ErrReadOnly, err)
+	case isSchemaMismatch(err):
+		return fmt.Errorf("shard %s: %w: %w", s.name, ErrSchema, err)
 	case IsInfrastructure(err):
 		return &UnavailableError{Shard: s.name, RetryAfter: s.openTimeout, Err: err}
 	}
