@@ -499,7 +499,6 @@ func checkReplays(t *testing.T, addr, token string, acc []accepted, switched tim
 	}
 }
 
-// switchedAt returns when the newest epoch was written.
 // logLine returns the first line of logs that holds every one of want,
 // or "".
 func logLine(logs *clitest.Buffer, want ...string) string {
@@ -511,6 +510,7 @@ func logLine(logs *clitest.Buffer, want ...string) string {
 	return ""
 }
 
+// switchedAt returns when the newest epoch was written.
 func switchedAt(t *testing.T, ctlDSN string) time.Time {
 	return queryTime(t, ctlDSN, `SELECT created_at FROM control.epochs ORDER BY epoch DESC LIMIT 1`)
 }
