@@ -109,6 +109,11 @@ func TestColdStatements(t *testing.T) {
 			args := writeArgs(cs, Write{Actor: Actor{User: "bench", Role: "admin"}}, pgx.NamedArgs{"market": market, "vendor": vendor, "stall": stall,
 				"date": day.AddDate(0, 0, 1), "kind": "CONCESSION", "checkin": day.AddDate(0, 0, 1).Add(8 * time.Hour)})
 			err := sh.Tx(ctx, cs, pgx.ReadWrite, func(tx pgx.Tx) error {
+				// As Shard.BatchAsWriter runs it, in a transaction that can
+				// be rolled back.
+				if _, err := tx.Exec(ctx, `SELECT set_config('role', $1, true)`, shardmap.RowWriter); err != nil {
+					return err
+				}
 				var row checkInRow
 				if err := row.scan(checkInSQL.queryRow(ctx, tx, args)); err != nil {
 					return err

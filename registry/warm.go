@@ -25,8 +25,9 @@ import (
 // does, prepared in pgx's statement cache under the same text, in a
 // read-only transaction that is rolled back; no scope setting is set, so
 // row-level security shows them no row. The check-in's statements, which
-// write, are only prepared (parsed, their tables' definitions and policies
-// loaded), not run: their plans are built per run (see CheckInVendor).
+// write, are only prepared as the role they run as (parsed, their tables'
+// definitions and policies loaded), not run: their plans are built per run
+// (see CheckInVendor).
 // A table locked against readers (a migration's DDL) makes it fail within
 // warmBegin's lock timeout rather than hold the acquire that opened the
 // connection. The error is the first statement's that failed; the
@@ -60,6 +61,11 @@ func Warm(ctx context.Context, conn *pgx.Conn) error {
 		}
 	}
 	if _, err := conn.PgConn().Exec(ctx, warmBegin).ReadAll(); err != nil {
+		return fmt.Errorf("warm the check-ins: %w", err)
+	}
+	// As the role they run as (Shard.BatchAsWriter): a statement is analyzed under
+	// the row-level security of one role.
+	if _, err := conn.Exec(ctx, `SELECT set_config('role', $1, true)`, shardmap.RowWriter); err != nil {
 		return fmt.Errorf("warm the check-ins: %w", err)
 	}
 	for _, s := range []statement{checkInSQL, checkInKeptSQL} {

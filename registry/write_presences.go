@@ -121,8 +121,14 @@ SELECT v.code, v.detail, v.stall_id, (SELECT body FROM out) FROM v`
 }
 
 var (
-	// checkInSQL is a check-in without an Idempotency-Key.
+	// checkInSQL is a check-in without an Idempotency-Key, run as the role
+	// shardmap.RowWriter (Shard.BatchAsWriter).
 	checkInSQL = named(checkInStatement(""))
+	// checkInAsAppSQL is checkInSQL run as the login role, in the general
+	// way of CheckInVendor. Its text differs so that it is a prepared
+	// statement of its own: PostgreSQL plans a statement under row-level
+	// security for one role, and plans it again when another runs it.
+	checkInAsAppSQL = named(checkInStatement("") + "\n-- as the login role")
 	// checkInKeptSQL is a check-in with an Idempotency-Key, which it stores
 	// with the recorded presence; it fails with a unique violation when the
 	// key is stored already or a concurrent request holds it (whose commit
@@ -144,10 +150,12 @@ var (
 // is ErrNotFound; a vendor or stall not in scope a *MissingError.
 //
 // A new check-in, the common case, is one statement sent in one round
-// trip with its scope and committed with it (Shard.Batch), key included:
-// the check-ins of one market day serialize on its rollup row, which each
-// holds from its insert to its commit, so that time must not include a
-// round trip to the router. A check-in that meets a recorded presence or a
+// trip with its scope and committed with it (Shard.BatchAsWriter), key
+// included: the check-ins of one market day serialize on its rollup row,
+// which each holds from its insert to its commit, so that time must not
+// include a round trip to the router. It runs as the role
+// shardmap.RowWriter, whose scope policies start no InitPlan per setting
+// and table (23 of them as the login role). A check-in that meets a recorded presence or a
 // stored Idempotency-Key goes the general way (write), which replays,
 // refuses or answers with the recorded presence.
 func CheckInVendor(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, in CheckIn) (Result[Presence], error) {
@@ -159,7 +167,7 @@ func CheckInVendor(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w 
 		args = keyArgs(sc, w, args)
 	}
 	var row checkInRow
-	err := sh.Batch(ctx, sc, func(b *pgx.Batch) {
+	err := sh.BatchAsWriter(ctx, sc, func(b *pgx.Batch) {
 		stmt.queue(b, args).QueryRow(row.scan)
 	})
 	switch {
@@ -175,7 +183,7 @@ func CheckInVendor(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w 
 	}
 	return write(ctx, sh, sc, w, func(tx pgx.Tx) (Presence, bool, error) {
 		var row checkInRow
-		if err := row.scan(checkInSQL.queryRow(ctx, tx, args)); err != nil {
+		if err := row.scan(checkInAsAppSQL.queryRow(ctx, tx, args)); err != nil {
 			return Presence{}, false, err
 		}
 		if row.code != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -59,10 +60,12 @@ var errPoolBusy = errors.New("every connection of the pool in use")
 var ErrReadOnly = errors.New("database is read-only")
 
 // ErrSchema reports a statement that named a table, column, function or
-// other object its database lacks (SQLSTATE 42P01, 42703, 42883, 42704):
-// the shard's schema is not the one this router was built for, as when
-// routers of a new version are rolled out before `dmsrouter migrate up`.
-// The statement's transaction is rolled back, so nothing was written.
+// other object its database lacks (SQLSTATE 42P01, 42703, 42883, 42704),
+// or a role the router switches to that its cluster lacks (22023, naming
+// RegionReader or RowWriter): the shard's schema is not the one this
+// router was built for, as when routers of a new version are rolled out
+// before `dmsrouter migrate up`. The statement's transaction is rolled
+// back, so nothing was written.
 var ErrSchema = errors.New("the database's schema lacks an object this router uses")
 
 func isSchemaMismatch(err error) bool {
@@ -73,6 +76,8 @@ func isSchemaMismatch(err error) bool {
 	switch pgErr.Code {
 	case "42P01", "42703", "42883", "42704": // undefined table, column, function, object
 		return true
+	case "22023": // invalid_parameter_value, as set_config('role', ...) reports a role that does not exist
+		return strings.Contains(pgErr.Message, `"`+RowWriter+`"`) || strings.Contains(pgErr.Message, `"`+RegionReader+`"`)
 	}
 	return false
 }

@@ -399,6 +399,19 @@ const frozenDatabaseSQL = `, CASE WHEN EXISTS (
 // role RegionReader, for reads whose scope is a whole region.
 const regionReaderSQL = `, set_config('role', '` + RegionReader + `', true)`
 
+// RowWriter is the database role of BatchAsWriter (migration 00022): its
+// scope policies are the login role's with each scope setting read per row
+// rather than once per statement in a subquery, which a statement that
+// reads and writes a few rows pays for at every execution (an InitPlan per
+// setting and table: 23 in a check-in). It admits exactly the rows the login role
+// admits, and holds only the rights of a check-in. The login role switches
+// to it for one transaction and holds none of its rights otherwise.
+const RowWriter = "dms_writer"
+
+// rowWriterSQL, appended to scopeSQL, switches the transaction to the role
+// RowWriter.
+const rowWriterSQL = `, set_config('role', '` + RowWriter + `', true)`
+
 // The fence (migration 00013), put first in the scope statement of a call
 // scoped to a region, so that a database that does not serve the region
 // (or, for a write, holds it frozen) refuses the call before it reads or
@@ -412,8 +425,8 @@ const (
 
 // scopeStatement returns the statement that opens a call scoped to sc: the
 // settings of scopeSQL, the fence when sc names a region, and then rest
-// (readOnlySQL, regionReaderSQL, frozenDatabaseSQL). forWrite chooses the
-// write's fence.
+// (readOnlySQL, regionReaderSQL, frozenDatabaseSQL, rowWriterSQL). forWrite
+// chooses the write's fence.
 func scopeStatement(sc regions.Scope, forWrite bool, rest ...string) string {
 	stmt := scopeSQL
 	if sc.Region != "" {
@@ -600,13 +613,27 @@ func (s *Shard) recordPosition(c *Consistency, rows [][][]byte) error {
 // statements run between an explicit BEGIN and COMMIT, and positionSQL
 // follows the COMMIT.
 func (s *Shard) Batch(ctx context.Context, sc regions.Scope, queue func(b *pgx.Batch)) error {
+	return s.batch(ctx, sc, "", queue)
+}
+
+// BatchAsWriter is Batch with its statements run as the role RowWriter,
+// whose scope policies read the scope per row: for writes that read and
+// write a few rows, within the rights of a check-in (markets, market days,
+// stalls, concessions and vendors read; presences, audit rows and
+// Idempotency-Keys inserted).
+func (s *Shard) BatchAsWriter(ctx context.Context, sc regions.Scope, queue func(b *pgx.Batch)) error {
+	return s.batch(ctx, sc, rowWriterSQL, queue)
+}
+
+// batch is Batch, with settings appended to the scope statement.
+func (s *Shard) batch(ctx context.Context, sc regions.Scope, settings string, queue func(b *pgx.Batch)) error {
 	c := s.tracking(ctx)
 	return s.do(ctx, "batch", sc, s.primary, func(ctx context.Context, conn *pgxpool.Conn) error {
 		b := &pgx.Batch{}
 		if c != nil {
 			b.Queue("BEGIN")
 		}
-		b.Queue(scopeStatement(sc, true, frozenDatabaseSQL), scopeArgs(sc)...)
+		b.Queue(scopeStatement(sc, true, frozenDatabaseSQL, settings), scopeArgs(sc)...)
 		queue(b)
 		if c == nil {
 			return conn.SendBatch(ctx, b).Close()
