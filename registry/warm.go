@@ -63,8 +63,8 @@ func Warm(ctx context.Context, conn *pgx.Conn) error {
 	if _, err := conn.PgConn().Exec(ctx, warmBegin).ReadAll(); err != nil {
 		return fmt.Errorf("warm the check-ins: %w", err)
 	}
-	// As the role they run as (Shard.BatchAsWriter): a statement is analyzed under
-	// the row-level security of one role.
+	// As the role they run as (Shard.BatchAsWriter): a statement is
+	// analyzed under the row-level security of one role.
 	if _, err := conn.Exec(ctx, `SELECT set_config('role', $1, true)`, shardmap.RowWriter); err != nil {
 		return fmt.Errorf("warm the check-ins: %w", err)
 	}

@@ -155,9 +155,9 @@ var (
 // which each holds from its insert to its commit, so that time must not
 // include a round trip to the router. It runs as the role
 // shardmap.RowWriter, whose scope policies start no InitPlan per setting
-// and table (23 of them as the login role). A check-in that meets a recorded presence or a
-// stored Idempotency-Key goes the general way (write), which replays,
-// refuses or answers with the recorded presence.
+// and table (23 of them as the login role). A check-in that meets a
+// recorded presence or a stored Idempotency-Key goes the general way
+// (write), which replays, refuses or answers with the recorded presence.
 func CheckInVendor(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, w Write, in CheckIn) (Result[Presence], error) {
 	args := writeArgs(sc, w, pgx.NamedArgs{"market": in.MarketID, "vendor": in.VendorID, "stall": in.StallID,
 		"date": in.Date, "kind": in.Kind, "checkin": in.CheckinAt})
