@@ -403,9 +403,10 @@ const regionReaderSQL = `, set_config('role', '` + RegionReader + `', true)`
 // scope policies are the login role's with each scope setting read per row
 // rather than once per statement in a subquery, which a statement that
 // reads and writes a few rows pays for at every execution (an InitPlan per
-// setting and table: 23 in a check-in). It admits exactly the rows the login role
-// admits, and holds only the rights of a check-in. The login role switches
-// to it for one transaction and holds none of its rights otherwise.
+// setting and table: 23 in a check-in). It admits exactly the rows the
+// login role admits, and holds only the rights of a check-in. The login
+// role switches to it for one transaction and holds none of its rights
+// otherwise.
 const RowWriter = "dms_writer"
 
 // rowWriterSQL, appended to scopeSQL, switches the transaction to the role
