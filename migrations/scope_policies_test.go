@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/dmshub/dmsrouter/migrations"
 	"github.com/dmshub/dmsrouter/pgtest"
 )
 
@@ -110,22 +109,5 @@ func TestScopePoliciesReadEachSettingOnce(t *testing.T) {
 // TestScopePoliciesDown checks that migration 00018's Down restores the
 // policies as migration 00017 left them.
 func TestScopePoliciesDown(t *testing.T) {
-	ctx := context.Background()
-	dsn := freshDB(t, "scopedown")
-	if err := migrations.UpTo(ctx, dsn, 17); err != nil {
-		t.Fatal(err)
-	}
-	want := policies(t, dsn)
-	if err := migrations.UpTo(ctx, dsn, 18); err != nil {
-		t.Fatal(err)
-	}
-	if got := policies(t, dsn); slices.Equal(got, want) {
-		t.Fatal("migration 00018 changed no policy")
-	}
-	if err := migrations.DownTo(ctx, dsn, 17); err != nil {
-		t.Fatal(err)
-	}
-	if got := policies(t, dsn); !slices.Equal(got, want) {
-		t.Errorf("after 00018's Down the policies are\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
+	checkPoliciesDown(t, freshDB(t, "scopedown"), 18)
 }

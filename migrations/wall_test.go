@@ -331,6 +331,31 @@ func policies(tb testing.TB, dsn string) []string {
 	return got
 }
 
+// checkPoliciesDown migrates the database at dsn to version-1 and then to
+// version, checks that migration version changed some policy and that its
+// Down restores them as version-1 left them, and leaves the database at
+// version-1.
+func checkPoliciesDown(tb testing.TB, dsn string, version int64) {
+	tb.Helper()
+	ctx := context.Background()
+	if err := migrations.UpTo(ctx, dsn, version-1); err != nil {
+		tb.Fatal(err)
+	}
+	want := policies(tb, dsn)
+	if err := migrations.UpTo(ctx, dsn, version); err != nil {
+		tb.Fatal(err)
+	}
+	if got := policies(tb, dsn); slices.Equal(got, want) {
+		tb.Fatalf("migration %05d changed no policy", version)
+	}
+	if err := migrations.DownTo(ctx, dsn, version-1); err != nil {
+		tb.Fatal(err)
+	}
+	if got := policies(tb, dsn); !slices.Equal(got, want) {
+		tb.Errorf("after %05d's Down the policies are\n%s\nwant\n%s", version, strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
 // prefixRegion returns the region of the comuni whose ISTAT codes start
 // with prefix, and whether any does.
 func prefixRegion(prefix string) (regions.Code, bool) {

@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/dmshub/dmsrouter/migrations"
 	"github.com/dmshub/dmsrouter/pgtest"
 	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/shardmap"
@@ -166,26 +165,10 @@ func TestRowWriterAdmitsWhatTheLoginRoleAdmits(t *testing.T) {
 // TestRowWriterDown checks that migration 00022's Down leaves the policies
 // and the role's rights as migration 00021 left them.
 func TestRowWriterDown(t *testing.T) {
-	ctx := context.Background()
 	dsn := freshDB(t, "rowwriterdown")
-	if err := migrations.UpTo(ctx, dsn, 21); err != nil {
-		t.Fatal(err)
-	}
-	want := policies(t, dsn)
-	if err := migrations.UpTo(ctx, dsn, 22); err != nil {
-		t.Fatal(err)
-	}
-	if got := policies(t, dsn); slices.Equal(got, want) {
-		t.Fatal("migration 00022 changed no policy")
-	}
-	if err := migrations.DownTo(ctx, dsn, 21); err != nil {
-		t.Fatal(err)
-	}
-	if got := policies(t, dsn); !slices.Equal(got, want) {
-		t.Errorf("after 00022's Down the policies are\n%v\nwant\n%v", got, want)
-	}
+	checkPoliciesDown(t, dsn, 22)
 	var rights int
-	if err := pgtest.Connect(t, dsn).QueryRow(ctx, `SELECT (SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = $1)
+	if err := pgtest.Connect(t, dsn).QueryRow(context.Background(), `SELECT (SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = $1)
 		+ (SELECT count(*) FROM information_schema.role_usage_grants WHERE grantee = $1)
 		+ (SELECT count(*) FROM information_schema.role_routine_grants WHERE grantee = $1)`, shardmap.RowWriter).Scan(&rights); err != nil {
 		t.Fatal(err)
