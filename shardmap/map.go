@@ -37,12 +37,13 @@ var ErrNoShard = errors.New("no shard serves this region")
 type Options struct {
 	TracerProvider trace.TracerProvider
 	MeterProvider  metric.MeterProvider
-	// Warm, when set, runs on every new connection of every pool before
-	// the pool hands it out: the commands pass registry.Warm, which
-	// prepares the hot statements and builds their plans there, so that no
-	// request pays for them. It runs under the router's deadline
-	// (DatabaseConfig.QueryTimeout); a failure is logged and the
-	// connection serves cold (see warmConn).
+	// Warm, when set, runs on every new connection of every pool before the
+	// pool hands it out, after the map has prepared its reads' scope
+	// statements and called the read fence there (warmScope): the commands
+	// pass registry.Warm, which prepares the hot statements and builds their
+	// plans there, so that no request pays for them. Both run under the
+	// router's deadline (DatabaseConfig.QueryTimeout); a failure is logged and
+	// the connection serves cold (see warmConn).
 	Warm func(ctx context.Context, conn *pgx.Conn) error
 	// Logger receives what a failed warm-up says; nil discards it.
 	Logger *slog.Logger

@@ -168,21 +168,25 @@ func newPool(name, dsn string, maxConns int32, db DatabaseConfig, obs *observer)
 	return pgxpool.NewWithConfig(context.Background(), pc)
 }
 
-// warmConn returns the pool hook that runs obs.warm on each new connection
-// of pool name before it serves. The warm-up runs under the router's
-// deadline (DatabaseConfig.QueryTimeout) and each of its statements under
-// the server's statement_timeout, so it delays the acquire that made the
+// warmConn returns the pool hook that warms each new connection of pool
+// name before it serves: the scope statements (warmScope), then obs.warm.
+// The warm-up runs under the router's deadline
+// (DatabaseConfig.QueryTimeout) and each of its statements under the
+// server's statement_timeout, so it delays the acquire that made the
 // connection by a bounded time. A warm-up that fails is logged and the
 // connection serves cold: its statements plan on first use, as without a
-// warm-up; a transaction it left open is rolled back. Only a connection
-// the warm-up left closed (the deadline passed mid-statement) is refused,
-// which fails that acquire; the pool connects anew at the next one.
+// warm-up; a transaction it left open is rolled back. Only a connection the
+// warm-up left closed (the deadline passed mid-statement) is refused, which
+// fails that acquire; the pool connects anew at the next one.
 func warmConn(name string, db DatabaseConfig, obs *observer) func(context.Context, *pgx.Conn) error {
 	return func(ctx context.Context, conn *pgx.Conn) error {
 		start := time.Now()
 		wctx, cancel := context.WithTimeout(ctx, db.queryTimeout())
 		defer cancel()
-		err := obs.warm(wctx, conn)
+		err := warmScope(wctx, conn)
+		if err == nil {
+			err = obs.warm(wctx, conn)
+		}
 		if err == nil {
 			return nil
 		}
@@ -201,6 +205,46 @@ func warmConn(name string, db DatabaseConfig, obs *observer) func(context.Contex
 		return nil
 	}
 }
+
+// warmScope prepares, on conn, the scope statements of the reads scoped to
+// a region (Read and ReadGeneric, for a part of a region and for a whole
+// one), and runs the read fence once, so that a connection's first read
+// neither prepares its scope statement nor pays for the fence's first call
+// in the backend: loading PL/pgSQL and compiling the function, about 10
+// ms of the server's CPU at full scale. Paid at first use instead, on the
+// many connections a burst of requests takes at once, it stalled every
+// region for up to a second after a router's warm start (BENCHMARKS.md,
+// "The stall after a warm start"). The fence is called with no region,
+// which it refuses (DMF01) after its read, in a read-only transaction
+// rolled back, so that it holds and changes nothing.
+func warmScope(ctx context.Context, conn *pgx.Conn) error {
+	if _, err := conn.Exec(ctx, warmScopeBegin); err != nil {
+		return fmt.Errorf("warm the scope statements: %w", err)
+	}
+	// Only the scopes' shapes matter: they choose the statements' texts.
+	part, whole := regions.Scope{Region: "03", Comune: "015146"}, regions.Scope{Region: "03"}
+	texts := []string{
+		readScopeStatement(part, ""), readScopeStatement(part, genericPlansSQL),
+		readScopeStatement(whole, ""), readScopeStatement(whole, genericPlansSQL),
+	}
+	for _, text := range texts {
+		if _, err := conn.Prepare(ctx, text, text); err != nil {
+			return fmt.Errorf("warm the scope statements: %w", err)
+		}
+	}
+	switch _, err := conn.Exec(ctx, texts[0], nil, "", "", "", ""); {
+	case err == nil:
+		return errors.New("warm the read fence: it admitted no region")
+	case !errors.Is(fenceSentinel(err), ErrNotOwned):
+		return fmt.Errorf("warm the read fence: %w", err)
+	}
+	_, err := conn.Exec(ctx, "ROLLBACK")
+	return err
+}
+
+// warmScopeBegin opens warmScope's transaction, bounding its lock waits as
+// registry.Warm's.
+const warmScopeBegin = `BEGIN READ ONLY; SET LOCAL lock_timeout = '100ms'`
 
 // WarmPools opens up to conns connections in each of the shard's pools
 // (the primary's and the replicas', each at most its max_conns), so that
@@ -496,11 +540,7 @@ const genericPlansSQL = `, set_config('plan_cache_mode', 'force_generic_plan', t
 func (s *Shard) read(ctx context.Context, sc regions.Scope, settings string, queue func(b *pgx.Batch)) error {
 	read := func(ctx context.Context, conn *pgxpool.Conn) error {
 		b := &pgx.Batch{}
-		scope := scopeStatement(sc, false, readOnlySQL, settings)
-		if sc.Province == "" && sc.Comune == "" && sc.Market == 0 {
-			scope = scopeStatement(sc, false, readOnlySQL, regionReaderSQL, settings)
-		}
-		b.Queue(scope, scopeArgs(sc)...)
+		b.Queue(readScopeStatement(sc, settings), scopeArgs(sc)...)
 		queue(b)
 		return conn.SendBatch(ctx, b).Close()
 	}
@@ -511,6 +551,16 @@ func (s *Shard) read(ctx context.Context, sc regions.Scope, settings string, que
 		err = s.do(ctx, "read", sc, s.primary, read)
 	}
 	return err
+}
+
+// readScopeStatement returns the statement that opens a read scoped to sc,
+// with settings appended: a scope of a whole region reads as the role
+// RegionReader.
+func readScopeStatement(sc regions.Scope, settings string) string {
+	if sc.Province == "" && sc.Comune == "" && sc.Market == 0 {
+		return scopeStatement(sc, false, readOnlySQL, regionReaderSQL, settings)
+	}
+	return scopeStatement(sc, false, readOnlySQL, settings)
 }
 
 // Tx runs fn in a transaction on the primary with the given access mode,

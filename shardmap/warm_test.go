@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -200,4 +201,100 @@ func TestFillServesWhileWarming(t *testing.T) {
 	if n := sh.Stat().TotalConns(); n != 3 {
 		t.Errorf("the pool holds %d connections after the fill, want 3", n)
 	}
+}
+
+// TestWarmPreparesTheReadScope checks that a new connection's warm-up
+// prepares the scope statements of the reads scoped to a region, so that
+// its first reads of each shape (a comune's, a whole region's, each with
+// and without generic plans) prepare nothing, and that it calls the read
+// fence and accepts only its refusal of no region.
+func TestWarmPreparesTheReadScope(t *testing.T) {
+	ctx := context.Background()
+	noop := func(context.Context, *pgx.Conn) error { return nil }
+	t.Run("prepared", func(t *testing.T) {
+		cfg := pgtest.NewDeployment(t, pg, "warmscope", twoShards())
+		for i := range cfg.Shards {
+			cfg.Shards[i].MaxConns = 1 // every read below on the one warmed connection
+		}
+		var logged clitest.Buffer
+		m := openWarmed(t, cfg, noop, slog.New(slog.NewTextHandler(&logged, nil)))
+		if err := m.WarmPools(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		// Both databases refuse the fence's call with no region; the one
+		// that holds none of the warm-up's scopes' regions too.
+		if strings.Contains(logged.String(), "not warmed") {
+			t.Fatalf("a warm-up failed:\n%s", logged.String())
+		}
+		sh, err := m.For("03")
+		if err != nil {
+			t.Fatal(err)
+		}
+		const probe = `SELECT statement FROM pg_prepared_statements ORDER BY statement`
+		prepared := func(read func(context.Context, regions.Scope, func(*pgx.Batch)) error, sc regions.Scope) []string {
+			t.Helper()
+			var stmts []string
+			err := read(ctx, sc, func(b *pgx.Batch) {
+				b.Queue(probe).Query(func(rows pgx.Rows) error {
+					var err error
+					stmts, err = pgx.CollectRows(rows, pgx.RowTo[string])
+					return err
+				})
+			})
+			if err != nil {
+				t.Fatalf("read as %+v: %v", sc, err)
+			}
+			return stmts
+		}
+		comune := regions.Scope{Region: "03", Province: "015", Comune: "015146", User: "u"}
+		region := regions.Scope{Region: "03", User: "u"}
+		first := prepared(sh.Read, comune)
+		fenced := 0
+		for _, s := range first {
+			if strings.Contains(s, "dms.fence(") {
+				fenced++
+			}
+		}
+		if fenced != 4 {
+			t.Errorf("%d scope statements prepared before the first read, want 4:\n%s", fenced, strings.Join(first, "\n"))
+		}
+		for _, r := range []struct {
+			name string
+			read func(context.Context, regions.Scope, func(*pgx.Batch)) error
+			sc   regions.Scope
+		}{
+			{"a comune's generic read", sh.ReadGeneric, comune},
+			{"a region's read", sh.Read, region},
+			{"a region's generic read", sh.ReadGeneric, region},
+			{"a market's read", sh.Read, regions.Scope{Region: "03", Province: "015", Comune: "015146", Market: 7, User: "u"}},
+		} {
+			if got := prepared(r.read, r.sc); !slices.Equal(got, first) {
+				t.Errorf("%s prepared a statement the warm-up did not:\n%s\nwant\n%s", r.name, strings.Join(got, "\n"), strings.Join(first, "\n"))
+			}
+		}
+	})
+	t.Run("the fence's answer", func(t *testing.T) {
+		cfg := pgtest.NewDeployment(t, pg, "warmfence", twoShards())
+		// A fence that refuses no region with another error than its own:
+		// the warm-up calls it, and takes only DMF01 for the answer.
+		for _, s := range cfg.Shards {
+			pgtest.Exec(t, s.AdminDSN(), `CREATE OR REPLACE FUNCTION dms.fence(region text, for_write boolean) RETURNS void
+				LANGUAGE plpgsql AS $$ BEGIN IF region IS NULL THEN RAISE EXCEPTION 'no region' USING ERRCODE = 'DMF99'; END IF; END $$`)
+		}
+		var logged clitest.Buffer
+		m := openWarmed(t, cfg, noop, slog.New(slog.NewTextHandler(&logged, nil)))
+		if err := m.WarmPools(ctx, 1); err != nil {
+			t.Fatalf("WarmPools = %v, want nil: a failed warm-up must not fail the pool", err)
+		}
+		if n := strings.Count(logged.String(), `msg="connection not warmed"`); n != 2 || !strings.Contains(logged.String(), "DMF99") {
+			t.Errorf("%d warm-ups logged as failed, want 2 naming the fence's DMF99:\n%s", n, logged.String())
+		}
+		sh, err := m.For("03")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := warmedSetting(t, sh); got != "" { // and the connection serves
+			t.Errorf("dms.warmed = %q, want unset", got)
+		}
+	})
 }
