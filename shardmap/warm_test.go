@@ -273,6 +273,30 @@ func TestWarmPreparesTheReadScope(t *testing.T) {
 			}
 		}
 	})
+	t.Run("on a standby", func(t *testing.T) {
+		// The replicas' pools are warmed as the primaries' are: the fence's
+		// read and its refusal work on a hot standby.
+		cfg, _, _ := streamingReplica(t)
+		var logged clitest.Buffer
+		m := openWarmed(t, cfg, noop, slog.New(slog.NewTextHandler(&logged, nil)))
+		if err := m.WarmPools(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		sh, err := m.For("03")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sh.ReplicaLags()) != 1 || !sh.Filled(1) {
+			t.Fatalf("shard nw has %d replicas, and its pools filled: %v; want 1 replica, every pool filled", len(sh.ReplicaLags()), sh.Filled(1))
+		}
+		if strings.Contains(logged.String(), "not warmed") {
+			t.Errorf("a warm-up failed:\n%s", logged.String())
+		}
+		waitReadable(t, sh, 0, true)
+		if _, server := readMarket(t, ctx, sh, "none"); server != "replica0" {
+			t.Errorf("a read went to %s, want replica0", server)
+		}
+	})
 	t.Run("the fence's answer", func(t *testing.T) {
 		cfg := pgtest.NewDeployment(t, pg, "warmfence", twoShards())
 		// A fence that refuses no region with another error than its own:
