@@ -72,11 +72,15 @@ const DefaultSampleRatio = 0.1
 // read them. On shutdown /readyz answers 503 for DrainDelay (so that a
 // load balancer's readiness probe takes the router out first), then the
 // listeners close and requests in flight get ShutdownTimeout to finish.
+// MaxInFlight bounds the API requests (/v1) the router serves at once (0:
+// no bound); one more is refused at once, before its token is verified,
+// with 503 /problems/overloaded.
 type Server struct {
 	Addr            string        `mapstructure:"addr"`
 	MetricsAddr     string        `mapstructure:"metrics_addr"`
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
 	DrainDelay      time.Duration `mapstructure:"drain_delay"`
+	MaxInFlight     int           `mapstructure:"max_in_flight"`
 	CORS            CORS          `mapstructure:"cors"`
 }
 
@@ -131,6 +135,7 @@ var defaults = map[string]any{
 	"server.metrics_addr":           "127.0.0.1:9090",
 	"server.shutdown_timeout":       "10s",
 	"server.drain_delay":            "0s",
+	"server.max_in_flight":          0,          // no bound
 	"server.cors.allowed_origins":   []string{}, // no dashboard on another origin
 	"server.cors.max_age":           "10m",
 	"auth.hs256_secret":             "",
@@ -385,6 +390,9 @@ func (c *Config) Validate() error {
 	}
 	if d := c.Server.DrainDelay; d < 0 || d > time.Minute {
 		errs = append(errs, fmt.Errorf("server.drain_delay: %s is out of range (0s..1m)", d))
+	}
+	if n := c.Server.MaxInFlight; n < 0 || n > 1_000_000 {
+		errs = append(errs, fmt.Errorf("server.max_in_flight: %d is out of range (0..1000000; 0: no bound)", n))
 	}
 	errs = append(errs, c.Server.CORS.validate()...)
 	errs = append(errs, c.Telemetry.validate()...)

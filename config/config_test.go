@@ -156,6 +156,8 @@ func TestLoadErrors(t *testing.T) {
 		{"metrics addr", strings.Replace(g, "server:\n", "server:\n  metrics_addr: \"9090\"\n", 1), nil, `server.metrics_addr: "9090" is not host:port`, ""},
 		{"drain delay negative", strings.Replace(g, "server:\n", "server:\n  drain_delay: -1s\n", 1), nil, "server.drain_delay: -1s is out of range", ""},
 		{"drain delay too long", g, map[string]string{"DMSROUTER_SERVER_DRAIN_DELAY": "2m"}, "server.drain_delay: 2m0s is out of range", ""},
+		{"max in flight negative", strings.Replace(g, "server:\n", "server:\n  max_in_flight: -1\n", 1), nil, "server.max_in_flight: -1 is out of range", ""},
+		{"max in flight too many", g, map[string]string{"DMSROUTER_SERVER_MAX_IN_FLIGHT": "2000000"}, "server.max_in_flight: 2000000 is out of range", ""},
 		{"leg timeout", g + "national:\n  leg_timeout: 2m\n", nil, "national.leg_timeout: 2m0s is outside 0..1m", ""},
 		{"concurrency", g + "national:\n  concurrency: 65\n", nil, "national.concurrency: 65 is outside 0..64", ""},
 		{"warm conns", g + "database:\n  warm_conns: -2\n", nil, "database.warm_conns: -2 is outside 0..1000", ""},

@@ -256,6 +256,10 @@ var problemTable = []problemRow{
 		fill: fillAs(func(limited *rateLimitedError, _ *Problem, h http.Header) {
 			h.Set("Retry-After", retryAfter(limited.retryAfter))
 		})},
+	{match: is(errAtCapacity),
+		problem: Problem{Type: "/problems/overloaded", Title: "Overloaded", Status: http.StatusServiceUnavailable,
+			Detail: "the router is serving as many requests as it takes at once; nothing was done; retry after Retry-After seconds"},
+		fill: func(_ error, _ *Problem, h http.Header) { h.Set("Retry-After", "1") }},
 	{match: is(shardmap.ErrOverloaded),
 		problem: Problem{Type: "/problems/overloaded", Title: "Overloaded", Status: http.StatusServiceUnavailable,
 			Detail: "too many requests are waiting for the region's database; nothing was done; retry after Retry-After seconds"},
@@ -372,7 +376,7 @@ var problemAbout = map[string]string{
 	"/problems/internal":               "The server failed. The request id (X-Request-ID) finds the logged cause.",
 	"/problems/method-not-allowed":     "The route exists, but not with this HTTP method.",
 	"/problems/not-found":              "No route serves the path, or nothing with the id exists in the caller's territory (whether it exists elsewhere is not revealed).",
-	"/problems/overloaded":             "The router already had as many requests waiting for a connection to the region's database as it lets wait (database.max_waiting, beyond the pool's max_conns running): it refused this one at once rather than let it wait out database.acquire_timeout. Nothing was done: retry after Retry-After seconds (a write with the same Idempotency-Key).",
+	"/problems/overloaded":             "The router refused the request at once, before doing anything: either it already served as many requests as it takes at once (server.max_in_flight), or as many were waiting for a connection to the region's database as it lets wait (database.max_waiting, beyond the pool's max_conns running), rather than let this one wait out database.acquire_timeout. Nothing was done: retry after Retry-After seconds (a write with the same Idempotency-Key).",
 	"/problems/rate-limited":           "The caller made more national requests than its limit allows (national.rate_limit per second per principal, in bursts of national.rate_burst): each costs a query on every region's database. Retry after Retry-After seconds; regional routes are not limited.",
 	"/problems/region-frozen":          "The region is being switched to another database by an online move and refuses writes, for at most the move's freeze (a few seconds); its reads go on. Nothing was written: retry after Retry-After seconds (with the same Idempotency-Key).",
 	"/problems/region-moved":           "The region moved to another database and the router could not reach the one that serves it now, even after reloading the assignments. Nothing was written: retry after Retry-After seconds.",

@@ -96,6 +96,7 @@ func TestToProblem(t *testing.T) {
 		{"regions missing", &partialError{missing: []string{"12"}, retryAfter: 1500 * time.Millisecond}, "/problems/regions-unavailable", 503, "Retry-After", ""},
 		{"rate limited", &rateLimitedError{retryAfter: 300 * time.Millisecond}, "/problems/rate-limited", 429, "Retry-After", ""},
 		{"shard unavailable", &shardmap.UnavailableError{Shard: "nw", RetryAfter: 5 * time.Second, Err: io.EOF}, "/problems/region-unavailable", 503, "Retry-After", ""},
+		{"router at capacity", errAtCapacity, "/problems/overloaded", 503, "Retry-After", ""},
 		{"pool overloaded", fmt.Errorf("list markets: shard nw primary: 24 calls in progress: %w", shardmap.ErrOverloaded), "/problems/overloaded", 503, "Retry-After", ""},
 		{"read-only region", fmt.Errorf("shard nw: %w: %w", shardmap.ErrReadOnly, errors.New("SQLSTATE 25006")), "/problems/region-read-only", 503, "Retry-After", ""},
 		{"schema mismatch", fmt.Errorf("shard nw: %w: %w", shardmap.ErrSchema, errors.New("SQLSTATE 42703")), "/problems/schema-mismatch", 503, "Retry-After", ""},

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -8,6 +9,34 @@ import (
 	"github.com/gin-gonic/gin"
 	"golang.org/x/time/rate"
 )
+
+// errAtCapacity is an API request refused because the router already
+// serves server.max_in_flight of them.
+var errAtCapacity = errors.New("the router serves as many requests as server.max_in_flight allows")
+
+// admit serves the request if fewer than Options.MaxInFlight API requests
+// are being served, and refuses it at once otherwise, before its token is
+// verified: 503 /problems/overloaded with Retry-After. Offered more than it
+// can serve, a router without the bound accepted every request, each
+// waiting for the CPU behind the others, and answered a fifth of its
+// closed-loop rate after seconds; refused at the door, the excess costs
+// little, and with 64 in flight the router went on answering most of what
+// it serves closed loop, in tens of milliseconds (BENCHMARKS.md, "The open
+// loop's 504s" and "Admission at the edge"). The bound is per router, on
+// the requests in flight, not on their rate: it holds whatever their cost.
+func (s *Server) admit(c *gin.Context) {
+	if s.inFlight == nil {
+		c.Next()
+		return
+	}
+	select {
+	case s.inFlight <- struct{}{}:
+		defer func() { <-s.inFlight }()
+		c.Next()
+	default:
+		s.writeProblem(c, errAtCapacity)
+	}
+}
 
 // maxLimited bounds the principals whose national requests the router
 // paces at once; a bucket is a few dozen bytes.

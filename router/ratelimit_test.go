@@ -1,12 +1,17 @@
 package router
 
 import (
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/national"
+	"github.com/dmshub/dmsrouter/pgtest"
 )
 
 // TestNationalRateLimit checks national.rate_limit: a principal's national
@@ -94,5 +99,74 @@ func BenchmarkPrincipalLimits(b *testing.B) {
 	for b.Loop() {
 		l.take(subjects[i%len(subjects)], 1000, 1000, now.Add(time.Duration(i)*time.Millisecond))
 		i++
+	}
+}
+
+// TestMaxInFlight checks server.max_in_flight on a router that takes one
+// API request at a time: while a read waits on a locked table, the next
+// API request is refused at once, 503 /problems/overloaded with
+// Retry-After, before its token is looked at (one without a token too);
+// /healthz and /readyz still answer; once the read is answered, the slot
+// is free again. It asserts no timings.
+func TestMaxInFlight(t *testing.T) {
+	e := newEnv(t, "maxinflight", false)
+	v, err := auth.NewVerifier(auth.Config{HS256Secret: pgtest.TestSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(e.m, v, e.national, Options{Now: func() time.Time { return fixedNow }, MaxInFlight: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	get := func(path, token string) (*http.Response, string) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp, string(body)
+	}
+	nw, err := e.m.For("03")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock := pgtest.Lock(t, nw.Config().AdminDSN(), "markets")
+	first := make(chan int, 1)
+	go func() {
+		resp, _ := get("/v1/markets", e.tokens["lombardia"])
+		first <- resp.StatusCode
+	}()
+	for len(s.inFlight) == 0 { // the read holds the slot, waiting for the lock
+		time.Sleep(time.Millisecond)
+	}
+	for _, token := range []string{e.tokens["milano"], ""} {
+		resp, body := get("/v1/markets", token)
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, `"/problems/overloaded"`) || resp.Header.Get("Retry-After") != "1" {
+			t.Errorf("a request (token %v) while the one slot is taken: %d, Retry-After %q, %s; want 503 /problems/overloaded, Retry-After 1",
+				token != "", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+		}
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if resp, body := get(path, ""); resp.StatusCode != http.StatusOK {
+			t.Errorf("%s while the one slot is taken: %d %s, want 200", path, resp.StatusCode, body)
+		}
+	}
+	unlock()
+	if code := <-first; code != http.StatusOK {
+		t.Errorf("the read that waited for the lock: %d, want 200", code)
+	}
+	if resp, body := get("/v1/markets", e.tokens["milano"]); resp.StatusCode != http.StatusOK {
+		t.Errorf("a request after the slot is free again: %d %s, want 200", resp.StatusCode, body)
 	}
 }

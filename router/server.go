@@ -73,6 +73,8 @@ type Server struct {
 	readyMu    sync.Mutex
 	readyAt    time.Time
 	readyState readiness
+
+	inFlight chan struct{} // a slot per API request served (Options.MaxInFlight); nil: no bound
 }
 
 // Options configures a Server. Nil fields get defaults: a discarding
@@ -87,6 +89,9 @@ type Options struct {
 	// CORS lists the origins of browser dashboards that may call the API
 	// (and write with the dms_token cookie); none by default.
 	CORS CORS
+	// MaxInFlight bounds the API requests served at once (server.max_in_flight;
+	// 0: no bound): see admit.
+	MaxInFlight int
 }
 
 // New returns a Server that routes through the shard map m holds (and
@@ -99,6 +104,9 @@ func New(m *shardmap.Holder, v *auth.Verifier, n *national.Fanout, opts Options)
 	}
 	s := &Server{shards: m, national: n, log: opts.Logger, tel: opts.Telemetry, now: opts.Now, rome: rome, control: opts.Control}
 	s.verifier.Store(v)
+	if opts.MaxInFlight > 0 {
+		s.inFlight = make(chan struct{}, opts.MaxInFlight)
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	}
@@ -154,7 +162,7 @@ func (s *Server) routes() *gin.Engine {
 	e.GET("/healthz", s.handle(s.healthz))
 	e.GET("/readyz", s.handle(s.readyz))
 
-	v1 := e.Group("/v1", s.authenticate, s.consistency)
+	v1 := e.Group("/v1", s.admit, s.authenticate, s.consistency)
 	v1.GET("/regions", s.handle(s.listRegions))
 	v1.GET("/markets", s.handle(s.listMarkets))
 	v1.GET("/markets/:id", s.handle(s.getMarket))

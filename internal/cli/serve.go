@@ -116,7 +116,8 @@ func Serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload *Rel
 	if err != nil {
 		return err
 	}
-	srv, err := router.New(m, v, fan, router.Options{Logger: log, Telemetry: tel, Control: follow, CORS: router.CORS(cfg.Server.CORS)})
+	srv, err := router.New(m, v, fan, router.Options{Logger: log, Telemetry: tel, Control: follow,
+		CORS: router.CORS(cfg.Server.CORS), MaxInFlight: cfg.Server.MaxInFlight})
 	if err != nil {
 		return err
 	}
