@@ -54,8 +54,9 @@ type Reload struct {
 // the verifier of the auth section, on SIGHUP and when its File changes:
 // requests in flight finish with the verifier they started with, and a
 // new auth section whose keys cannot be read or fetched is refused with
-// the rest. The listener and the telemetry section stay as they are. With
-// cfg.Auth.JWKSURL set, the identity provider's keys are fetched before
+// the rest. The server section (the listener, max_in_flight) and the
+// telemetry section stay as they are. With cfg.Auth.JWKSURL set, the
+// identity provider's keys are fetched before
 // Serve listens (it fails without them) and refreshed while it serves. With cfg.Telemetry.OTLPEndpoint set, sampled spans are
 // exported in batches over OTLP/HTTP, and the ones still queued when ctx is
 // done are sent before Serve returns. With a control database
