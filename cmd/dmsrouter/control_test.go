@@ -148,7 +148,7 @@ func TestControl(t *testing.T) {
 	execSQL(t, pg.AdminDSN, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '"+ctlDB+"'")
 	waitForLog(t, r1.logs, "control database: unreachable: serving epoch 3 until it answers")
 	if st := r1.readyz(t); st.status != http.StatusOK || st.Control.Status != "unreachable" || st.Control.Epoch != 3 || st.Control.RouterID != "r1" {
-		t.Errorf("r1 /readyz with the control database gone = %d %+v, want 200 and control unreachable at epoch 3", st.status, st.Control)
+		t.Errorf("r1 /readyz with the control database gone = %d %s %v %+v, want 200 and control unreachable at epoch 3", st.status, st.Status, st.Shards, st.Control)
 	}
 	r1.waitEpoch(t, token, 3, "03", "b")
 	r3 := startRouter(t, path, map[string]string{"DMSROUTER_CONTROL_ROUTER_ID": "r3"})
@@ -267,6 +267,8 @@ func (r *router) waitEpoch(t *testing.T, token string, epoch int64, code, shard 
 
 type readyz struct {
 	status  int
+	Status  string            // "ready" when a shard answered
+	Shards  map[string]string // each shard's answer to the readiness ping
 	Control struct {
 		Status   string
 		Epoch    int64
