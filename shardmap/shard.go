@@ -705,8 +705,17 @@ func (s *Shard) batch(ctx context.Context, sc regions.Scope, settings string, qu
 	})
 }
 
-// Ping checks that the primary answers, through the breaker.
+// Ping checks that the primary answers: on an idle pooled connection,
+// through the breaker, when the pool holds one, and otherwise on a
+// connection of its own outside the pool, as the prober does. A pool
+// without an idle connection would open one for the ping and run its
+// warm-up first (Options.Warm), which on a loaded machine outlasts the
+// readiness probe that pings: every shard then looked unavailable to
+// /readyz while each answered.
 func (s *Shard) Ping(ctx context.Context) error {
+	if s.primary.pool.Stat().IdleConns() == 0 {
+		return s.primary.ping(ctx, s.db.ConnectTimeout)
+	}
 	return s.do(ctx, "ping", regions.Scope{}, s.primary, func(ctx context.Context, conn *pgxpool.Conn) error {
 		return conn.Ping(ctx)
 	})

@@ -322,3 +322,31 @@ func TestWarmPreparesTheReadScope(t *testing.T) {
 		}
 	})
 }
+
+// TestPingDoesNotWaitForAWarmUp checks that Ping on a shard whose pool has
+// no idle connection answers on a connection of its own, without opening
+// one in the pool and waiting for its warm-up: a readiness probe must not
+// depend on how long a warm-up takes (here one that never ends, and an
+// acquire_timeout that a pooled ping would run into).
+func TestPingDoesNotWaitForAWarmUp(t *testing.T) {
+	cfg := pgtest.NewDeployment(t, pg, "pingwarm", pgtest.SingleShard())
+	cfg.Database.AcquireTimeout = 200 * time.Millisecond
+	var started atomic.Int32
+	m := openWarmed(t, cfg, func(ctx context.Context, conn *pgx.Conn) error {
+		started.Add(1)
+		<-ctx.Done() // the router's deadline
+		return ctx.Err()
+	}, nil)
+	sh, err := m.For("03")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := sh.Ping(context.Background()); err != nil {
+			t.Fatalf("Ping with no idle connection = %v, want nil", err)
+		}
+	}
+	if n, w := sh.Stat().TotalConns(), started.Load(); n != 0 || w != 0 {
+		t.Errorf("after the pings the pool holds %d connections and %d warm-ups started, want 0 and 0", n, w)
+	}
+}
