@@ -713,8 +713,19 @@ func (s *Shard) batch(ctx context.Context, sc regions.Scope, settings string, qu
 // readiness probe that pings: every shard then looked unavailable to
 // /readyz while each answered.
 func (s *Shard) Ping(ctx context.Context) error {
-	if s.primary.pool.Stat().IdleConns() == 0 {
-		return s.primary.ping(ctx, s.db.ConnectTimeout)
+	if b := s.primary; b.pool.Stat().IdleConns() == 0 {
+		// Measured as the pooled ping is: the ping's duration and outcome
+		// and the status page's window.
+		start := time.Now()
+		err := b.ping(ctx, s.db.ConnectTimeout)
+		outcome := "ok"
+		if err != nil {
+			outcome = "unavailable"
+		}
+		end := time.Now()
+		b.calls.record(end, end.Sub(start), err != nil)
+		s.obs.queryDuration.Record(ctx, end.Sub(start).Seconds(), s.obs.queryLabels(s.name, "ping", b.role, "", outcome))
+		return err
 	}
 	return s.do(ctx, "ping", regions.Scope{}, s.primary, func(ctx context.Context, conn *pgxpool.Conn) error {
 		return conn.Ping(ctx)
