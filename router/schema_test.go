@@ -11,7 +11,8 @@ import (
 // are rolled out before `dmsrouter migrate up`: a read and a write are 503
 // /problems/schema-mismatch with Retry-After, not 500; nothing is written;
 // the breaker stays closed (the database answers, it is its schema); and
-// the region serves again once the schema is put right.
+// the region serves again once the schema is put right. The same holds
+// for the login role's right to read the read fence's table.
 func TestSchemaMismatch(t *testing.T) {
 	e := newEnv(t, "schema", false)
 	nw := e.shardDSN(t, "nw")
@@ -38,4 +39,12 @@ func TestSchemaMismatch(t *testing.T) {
 
 	pgtest.Exec(t, nw, `ALTER TABLE markets RENAME COLUMN name_before TO name`)
 	wantStatus(t, "GET milano once the schema is right", e.get(t, "lombardia", "/v1/markets/"+ids(milano)), 200)
+
+	// A read's fence reads dms.shard_regions as the login role, which
+	// migration 00010 lets it: without that right the region's reads are
+	// a schema mismatch too.
+	pgtest.Exec(t, nw, `REVOKE SELECT ON dms.shard_regions FROM dms_app`)
+	wantSchema(t, "GET milano without the right to read dms.shard_regions", e.get(t, "lombardia", "/v1/markets/"+ids(milano)))
+	pgtest.Exec(t, nw, `GRANT SELECT ON dms.shard_regions TO dms_app`)
+	wantStatus(t, "GET milano with the right again", e.get(t, "lombardia", "/v1/markets/"+ids(milano)), 200)
 }

@@ -62,10 +62,11 @@ var ErrReadOnly = errors.New("database is read-only")
 // ErrSchema reports a statement that named a table, column, function or
 // other object its database lacks (SQLSTATE 42P01, 42703, 42883, 42704),
 // or a role the router switches to that its cluster lacks (22023, naming
-// RegionReader or RowWriter): the shard's schema is not the one this
-// router was built for, as when routers of a new version are rolled out
-// before `dmsrouter migrate up`. The statement's transaction is rolled
-// back, so nothing was written.
+// RegionReader or RowWriter), or the login role's right to read
+// dms.shard_regions, which the read fence needs (42501): the shard's
+// schema is not the one this router was built for, as when routers of a
+// new version are rolled out before `dmsrouter migrate up`. The
+// statement's transaction is rolled back, so nothing was written.
 var ErrSchema = errors.New("the database's schema lacks an object this router uses")
 
 func isSchemaMismatch(err error) bool {
@@ -78,6 +79,8 @@ func isSchemaMismatch(err error) bool {
 		return true
 	case "22023": // invalid_parameter_value, as set_config('role', ...) reports a role that does not exist
 		return strings.Contains(pgErr.Message, `"`+RowWriter+`"`) || strings.Contains(pgErr.Message, `"`+RegionReader+`"`)
+	case "42501": // insufficient_privilege: the read fence reads dms.shard_regions, which migration 00010 lets the login role read
+		return pgErr.Message == "permission denied for table shard_regions"
 	}
 	return false
 }

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -102,6 +103,61 @@ func TestFence(t *testing.T) {
 	pgtest.Exec(t, admin, `UPDATE dms.shard_regions SET owned = false WHERE region_id = 3`)
 	if err := read(regions.Scope{}); err != nil {
 		t.Errorf("Read with no region on a database that owns nothing = %v, want nil", err)
+	}
+}
+
+// TestReadFenceCallsNoFunction checks that a read of a region its
+// database serves passes the fence without calling dms.fence, whose
+// PL/pgSQL call cost a fifth of the scope statement (fenceReadSQL), while a
+// write still calls it (its fence takes a lock). It counts the function's
+// calls in pg_stat_user_functions (track_functions), which a backend
+// reports when it exits; calls that raise are not counted, so the refused
+// reads and each connection's warm-up (warmScope) do not show.
+func TestReadFenceCallsNoFunction(t *testing.T) {
+	cfg := pgtest.NewDeployment(t, pg, "readfence", twoShards())
+	admin := adminOf(t, cfg, "nw")
+	pgtest.Exec(t, admin, `DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET track_functions = pl', current_database()); END $$`)
+	m, err := shardmap.Open(cfg, shardmap.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	sh, err := m.For("03")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	const reads, writes = 50, 2
+	lombardia := regions.Scope{Region: "03"}
+	for range reads {
+		if err := sh.Read(ctx, lombardia, func(b *pgx.Batch) { b.Queue(`SELECT count(*) FROM markets`) }); err != nil {
+			t.Fatalf("read of a region served here: %v", err)
+		}
+	}
+	if err := sh.Read(ctx, regions.Scope{Region: "05"}, func(*pgx.Batch) {}); !errors.Is(err, shardmap.ErrNotOwned) {
+		t.Fatalf("read of a region not served here = %v, want ErrNotOwned", err)
+	}
+	for range writes {
+		if err := sh.Batch(ctx, lombardia, func(*pgx.Batch) {}); err != nil {
+			t.Fatalf("write of a region served here: %v", err)
+		}
+	}
+	m.Close() // the backends exit and report their calls
+
+	conn := pgtest.Connect(t, admin)
+	var calls int64
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		err := conn.QueryRow(ctx, `SELECT coalesce(sum(calls), 0)::int8 FROM pg_stat_user_functions
+			WHERE schemaname = 'dms' AND funcname = 'fence'`).Scan(&calls)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if calls >= writes || time.Now().After(deadline) {
+			break
+		}
+	}
+	if calls != writes {
+		t.Errorf("dms.fence completed %d calls for %d reads and %d writes, want %d (the writes')", calls, reads, writes, writes)
 	}
 }
 
