@@ -29,7 +29,7 @@ import (
 // definitions and policies loaded), not run: their plans are built per run
 // (see CheckInVendor).
 // A table locked against readers (a migration's DDL) makes it fail within
-// warmBegin's lock timeout rather than hold the acquire that opened the
+// shardmap.WarmBegin's lock timeout rather than hold the acquire that opened the
 // connection. The error is the first statement's that failed; the
 // transaction is then left for the caller to roll back.
 func Warm(ctx context.Context, conn *pgx.Conn) error {
@@ -39,7 +39,7 @@ func Warm(ctx context.Context, conn *pgx.Conn) error {
 		a["limit"], a["offset"] = 1, 0
 		// The batch's statements are all parsed, which takes their
 		// tables' locks, before the first runs: the lock timeout goes first.
-		if _, err := conn.PgConn().Exec(ctx, warmBegin).ReadAll(); err != nil {
+		if _, err := conn.PgConn().Exec(ctx, shardmap.WarmBegin).ReadAll(); err != nil {
 			return fmt.Errorf("warm the presence reads: %w", err)
 		}
 		b := &pgx.Batch{}
@@ -60,7 +60,7 @@ func Warm(ctx context.Context, conn *pgx.Conn) error {
 			return fmt.Errorf("warm the presence reads of a scope like %+v: %w", sc, err)
 		}
 	}
-	if _, err := conn.PgConn().Exec(ctx, warmBegin).ReadAll(); err != nil {
+	if _, err := conn.PgConn().Exec(ctx, shardmap.WarmBegin).ReadAll(); err != nil {
 		return fmt.Errorf("warm the check-ins: %w", err)
 	}
 	// As the role they run as (Shard.BatchAsWriter): a statement is
@@ -76,10 +76,6 @@ func Warm(ctx context.Context, conn *pgx.Conn) error {
 	_, err := conn.Exec(ctx, "ROLLBACK")
 	return err
 }
-
-// warmBegin opens Warm's transaction and bounds how long it waits for a
-// lock: the connection then serves cold rather than late.
-const warmBegin = `BEGIN READ ONLY; SET LOCAL lock_timeout = '100ms'`
 
 // warmScopes returns the scopes whose reads Warm prepares: a comune's and
 // a whole region's. Only their shape matters (which optional predicates a

@@ -221,14 +221,14 @@ func warmConn(name string, db DatabaseConfig, obs *observer) func(context.Contex
 // dms.fence, which refuses it (DMF01), in a read-only transaction rolled
 // back, so that it holds and changes nothing.
 func warmScope(ctx context.Context, conn *pgx.Conn) error {
-	if _, err := conn.Exec(ctx, warmScopeBegin); err != nil {
+	if _, err := conn.Exec(ctx, WarmBegin); err != nil {
 		return fmt.Errorf("warm the scope statements: %w", err)
 	}
 	// Only the scopes' shapes matter: they choose the statements' texts.
 	part, whole := regions.Scope{Region: "03", Comune: "015146"}, regions.Scope{Region: "03"}
 	texts := []string{
-		readScopeStatement(part, ""), readScopeStatement(part, genericPlansSQL),
-		readScopeStatement(whole, ""), readScopeStatement(whole, genericPlansSQL),
+		readScopeStatement(part, false), readScopeStatement(part, true),
+		readScopeStatement(whole, false), readScopeStatement(whole, true),
 	}
 	for _, text := range texts {
 		if _, err := conn.Prepare(ctx, text, text); err != nil {
@@ -245,9 +245,11 @@ func warmScope(ctx context.Context, conn *pgx.Conn) error {
 	return err
 }
 
-// warmScopeBegin opens warmScope's transaction, bounding its lock waits as
-// registry.Warm's.
-const warmScopeBegin = `BEGIN READ ONLY; SET LOCAL lock_timeout = '100ms'`
+// WarmBegin opens the transaction of a new connection's warm-up (warmScope,
+// and Options.Warm's, registry.Warm): read-only, and bounding how long it
+// waits for a lock, so that a table locked against readers (a migration's
+// DDL) leaves the connection to serve cold rather than late.
+const WarmBegin = `BEGIN READ ONLY; SET LOCAL lock_timeout = '100ms'`
 
 // WarmPools opens up to conns connections in each of the shard's pools
 // (the primary's and the replicas', each at most its max_conns), so that
@@ -482,13 +484,13 @@ const (
 	fenceWriteSQL = `SELECT dms.fence($1, true), `
 )
 
-// scopeStatement returns the statement that opens a call scoped to sc: the
-// settings of scopeSQL, the fence when sc names a region, and then rest
-// (readOnlySQL, regionReaderSQL, frozenDatabaseSQL, rowWriterSQL). forWrite
-// chooses the write's fence.
-func scopeStatement(sc regions.Scope, forWrite bool, rest ...string) string {
+// scopeStatement returns the statement that opens a scoped call: the
+// settings of scopeSQL, the fence when fenced (the scope names a region),
+// and then rest (readOnlySQL, regionReaderSQL, frozenDatabaseSQL,
+// rowWriterSQL). forWrite chooses the write's fence.
+func scopeStatement(fenced, forWrite bool, rest ...string) string {
 	stmt := scopeSQL
-	if sc.Region != "" {
+	if fenced {
 		fence := fenceReadSQL
 		if forWrite {
 			fence = fenceWriteSQL
@@ -532,7 +534,7 @@ func scopeArgs(sc regions.Scope) []any {
 // once on the primary, so queue may be called twice: its callbacks must
 // assign their results, not append to them.
 func (s *Shard) Read(ctx context.Context, sc regions.Scope, queue func(b *pgx.Batch)) error {
-	return s.read(ctx, sc, "", queue)
+	return s.read(ctx, sc, false, queue)
 }
 
 // ReadGeneric is Read with the transaction's statements run on their
@@ -543,18 +545,19 @@ func (s *Shard) Read(ctx context.Context, sc regions.Scope, queue func(b *pgx.Ba
 // statement fewer per read than a statement of its own (no difference in
 // CPU measured through the noise, BENCHMARKS.md).
 func (s *Shard) ReadGeneric(ctx context.Context, sc regions.Scope, queue func(b *pgx.Batch)) error {
-	return s.read(ctx, sc, genericPlansSQL, queue)
+	return s.read(ctx, sc, true, queue)
 }
 
 // genericPlansSQL, appended to scopeSQL, makes the transaction's later
 // statements use the plan cache's generic plans.
 const genericPlansSQL = `, set_config('plan_cache_mode', 'force_generic_plan', true)`
 
-// read is Read, with settings appended to the scope statement.
-func (s *Shard) read(ctx context.Context, sc regions.Scope, settings string, queue func(b *pgx.Batch)) error {
+// read is Read, with genericPlansSQL appended to the scope statement when
+// generic.
+func (s *Shard) read(ctx context.Context, sc regions.Scope, generic bool, queue func(b *pgx.Batch)) error {
 	read := func(ctx context.Context, conn *pgxpool.Conn) error {
 		b := &pgx.Batch{}
-		b.Queue(readScopeStatement(sc, settings), scopeArgs(sc)...)
+		b.Queue(readScopeStatement(sc, generic), scopeArgs(sc)...)
 		queue(b)
 		return conn.SendBatch(ctx, b).Close()
 	}
@@ -568,13 +571,41 @@ func (s *Shard) read(ctx context.Context, sc regions.Scope, settings string, que
 }
 
 // readScopeStatement returns the statement that opens a read scoped to sc,
-// with settings appended: a scope of a whole region reads as the role
-// RegionReader.
-func readScopeStatement(sc regions.Scope, settings string) string {
-	if sc.Province == "" && sc.Comune == "" && sc.Market == 0 {
-		return scopeStatement(sc, false, readOnlySQL, regionReaderSQL, settings)
+// with genericPlansSQL appended when generic: a scope of a whole region
+// reads as the role RegionReader. It is one of eight texts, built once
+// (readScopes) rather than at every read.
+func readScopeStatement(sc regions.Scope, generic bool) string {
+	whole := sc.Province == "" && sc.Comune == "" && sc.Market == 0
+	return readScopes[index(sc.Region != "")][index(whole)][index(generic)]
+}
+
+// readScopes are readScopeStatement's texts, indexed by whether the scope
+// names a region (and so meets the fence), whether it is a whole region,
+// and whether the read uses generic plans.
+var readScopes = func() (t [2][2][2]string) {
+	for _, fenced := range []bool{false, true} {
+		for _, whole := range []bool{false, true} {
+			for _, generic := range []bool{false, true} {
+				rest := []string{readOnlySQL}
+				if whole {
+					rest = append(rest, regionReaderSQL)
+				}
+				if generic {
+					rest = append(rest, genericPlansSQL)
+				}
+				t[index(fenced)][index(whole)][index(generic)] = scopeStatement(fenced, false, rest...)
+			}
+		}
 	}
-	return scopeStatement(sc, false, readOnlySQL, settings)
+	return t
+}()
+
+// index is 1 for true and 0 for false.
+func index(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Tx runs fn in a transaction on the primary with the given access mode,
@@ -607,7 +638,7 @@ func (s *Shard) Tx(ctx context.Context, sc regions.Scope, mode pgx.TxAccessMode,
 				tx.Rollback(ctx) // also after a panic in fn
 			}
 		}()
-		if _, err := tx.Exec(ctx, scopeStatement(sc, mode != pgx.ReadOnly, frozenDatabaseSQL), scopeArgs(sc)...); err != nil {
+		if _, err := tx.Exec(ctx, scopeStatement(sc.Region != "", mode != pgx.ReadOnly, frozenDatabaseSQL), scopeArgs(sc)...); err != nil {
 			return err
 		}
 		if err := fn(tx); err != nil {
@@ -698,7 +729,7 @@ func (s *Shard) batch(ctx context.Context, sc regions.Scope, settings string, qu
 		if c != nil {
 			b.Queue("BEGIN")
 		}
-		b.Queue(scopeStatement(sc, true, frozenDatabaseSQL, settings), scopeArgs(sc)...)
+		b.Queue(scopeStatement(sc.Region != "", true, frozenDatabaseSQL, settings), scopeArgs(sc)...)
 		queue(b)
 		if c == nil {
 			return conn.SendBatch(ctx, b).Close()
