@@ -472,12 +472,12 @@ const rowWriterSQL = `, set_config('role', '` + RowWriter + `', true)`
 // A read takes no lock, and its fence reads the region's row itself
 // (dms_app may read dms.shard_regions, migration 00010): dms.fence, whose
 // refusal it raises, is called only when the row does not say the region
-// is served here, which is what dms.fence checks for a read. A call of the
-// PL/pgSQL function on every read cost 0.02-0.03 ms of the server's CPU,
-// a fifth of a scope statement's, and 0.01-0.02 ms more than reading the
-// row in the statement (BENCHMARKS.md, "The read fence in the scope
-// statement"). The region is cast to text first, so that $1 stays a text
-// parameter for the settings that follow.
+// is served here, which is what dms.fence checks for a read. The scope
+// statement cost 0.036-0.046 ms more of the server's CPU with the
+// PL/pgSQL call than without a fence, and reading the row instead saves
+// 0.008 ms of it at one client and 0.024 at 16 (BENCHMARKS.md, "The read
+// fence in the scope statement"). The region is cast to text first, so
+// that $1 stays a text parameter for the settings that follow.
 const (
 	fenceReadSQL = `SELECT CASE WHEN (SELECT s.owned FROM dms.shard_regions s WHERE s.region_id = $1::text::smallint)
 	THEN NULL ELSE dms.fence($1, false) END, `
