@@ -108,11 +108,12 @@ func TestFence(t *testing.T) {
 
 // TestReadFenceCallsNoFunction checks that a read of a region its
 // database serves passes the fence without calling dms.fence, whose
-// PL/pgSQL call was most of the scope statement's own cost (fenceReadSQL), while a
-// write still calls it (its fence takes a lock). It counts the function's
-// calls in pg_stat_user_functions (track_functions), which a backend
-// reports when it exits; calls that raise are not counted, so the refused
-// reads and each connection's warm-up (warmScope) do not show.
+// PL/pgSQL call was most of the scope statement's own cost
+// (fenceReadSQL), while a write still calls it (its fence takes a lock).
+// It counts the function's calls in pg_stat_user_functions
+// (track_functions), which a backend reports when it exits; calls that
+// raise are not counted, so the refused reads and each connection's
+// warm-up (warmScope) do not show.
 func TestReadFenceCallsNoFunction(t *testing.T) {
 	cfg := pgtest.NewDeployment(t, pg, "readfence", twoShards())
 	admin := adminOf(t, cfg, "nw")
