@@ -142,6 +142,10 @@ func ingestCmd(ctx context.Context, args []string, getenv func(string) string, s
 	if err := prefill(ctx, admin, ingestRegion, first, prefillDays); err != nil {
 		return err
 	}
+	fmt.Fprintf(stderr, "recording %d market days of every market\n", prefillDays+measured)
+	if err := recordMarketDays(ctx, admin, ingestRegion, first, prefillDays+measured); err != nil {
+		return err
+	}
 	if _, err := admin.Exec(ctx, `VACUUM ANALYZE`); err != nil {
 		return err
 	}

@@ -84,6 +84,23 @@ func prefill(ctx context.Context, admin *pgx.Conn, r regions.Code, first time.Ti
 	return nil
 }
 
+// recordMarketDays records every market of region r held (a HELD market
+// day, as an office records it) on each of n days from first: a region's
+// offices record their market days, and the writes' statements read them
+// (a cancelled day takes no presences), so a region without them is not
+// the one the writes meet (BENCHMARKS.md, "The batch statement's plan at
+// full scale").
+func recordMarketDays(ctx context.Context, admin *pgx.Conn, r regions.Code, first time.Time, n int) error {
+	_, err := admin.Exec(ctx, `INSERT INTO market_days (market_id, region_id, comune, date, status, updated_by)
+		SELECT m.id, m.region_id, m.comune, d::date, 'HELD', 'dmsdev'
+		FROM markets m, generate_series($1::date, $1::date + ($2::int - 1), interval '1 day') d
+		WHERE m.region_id = $3 ORDER BY 1, 4`, first, n, r.Num())
+	if err != nil {
+		return fmt.Errorf("record the market days of region %s: %w", r, err)
+	}
+	return nil
+}
+
 // marketDays returns Europe/Rome, today there (as a UTC date) and the
 // first of n market days that end the day before yesterday, so that
 // they and yesterday lie before today. It fails when they reach back
