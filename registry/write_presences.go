@@ -359,7 +359,7 @@ const stagingSQL = `CREATE TEMP TABLE IF NOT EXISTS presence_staging_v1 (
 // every market of the region in a nested loop (5.4 million comparisons
 // for 10,000 rows). With the bound the statement cost about 45% less of
 // the server's CPU, and where every market day is recorded a batch of
-// 10,000 rows no longer outlasts the router's bound (BENCHMARKS.md, "The
+// 6,800 rows no longer outlasts the router's bound (BENCHMARKS.md, "The
 // batch statement's plan at full scale").
 var stagedSQL = `conc AS (
 	SELECT DISTINCT ON (r.row_no) r.row_no, c.status, c.stall_id
