@@ -50,10 +50,16 @@ const (
 func TestRegionMove(t *testing.T) {
 	begin := time.Now()
 	env := newMoveEnv(t, "mv")
-	r1 := startRouter(t, env.path, map[string]string{"DMSROUTER_CONTROL_ROUTER_ID": "r1"})
-	r2 := startRouter(t, env.path, map[string]string{"DMSROUTER_CONTROL_ROUTER_ID": "r2"})
+	// Each router warms a connection per pool before it is ready, and the
+	// load waits for that: without it the load's first requests opened
+	// and warmed the connections inside their acquire, which on a machine
+	// loaded by the rest of the suite outlasted acquire_timeout (a 504
+	// before the move began, in one full run of four).
+	r1 := startRouter(t, env.path, map[string]string{"DMSROUTER_CONTROL_ROUTER_ID": "r1", "DMSROUTER_DATABASE_WARM_CONNS": "1"})
+	r2 := startRouter(t, env.path, map[string]string{"DMSROUTER_CONTROL_ROUTER_ID": "r2", "DMSROUTER_DATABASE_WARM_CONNS": "1"})
 	for _, r := range []*router{r1, r2} {
 		r.waitEpoch(t, env.national, 1, string(movedRegion), moveSource)
+		waitFor(t, "router "+r.addr+" is ready", func() bool { return r.readyz(t).status == http.StatusOK })
 	}
 	seededMax := queryInt(t, env.src, `SELECT max(id) FROM vendor_presences`)
 
