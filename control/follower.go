@@ -49,9 +49,11 @@ type Follower struct {
 	refused int64           // the newest epoch the file's shards could not serve
 	lastErr string          // why, recorded in control.routers
 	state   State
-	// warming holds the shards whose pools warmAhead is filling;
-	// pendingErr is its last error, logged once.
+	// warming holds the shards whose pools warmAhead is filling; warm
+	// holds the switches near whose next shard's pools it found or made
+	// warm, each logged once; pendingErr is its last error, logged once.
 	warming    map[string]bool
+	warm       map[pendingSwitch]bool
 	pendingErr string
 }
 
@@ -94,6 +96,7 @@ func Follow(ctx context.Context, cfg Config, file shardmap.Config, holder *shard
 		holder: holder, log: log, poll: cfg.Poll(), pool: pool, listen: listen,
 		wakeup: make(chan struct{}, 1), syncing: make(chan struct{}, 1), cancel: cancel, id: id, host: host, start: time.Now(),
 		file: file, state: State{RouterID: id}, warming: map[string]bool{},
+		warm: map[pendingSwitch]bool{},
 	}
 	f.sync(ctx)
 	f.wg.Add(2)

@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -44,8 +45,12 @@ type pendingSwitch struct {
 // connections as the region's current shard holds now (at least
 // database.warm_conns, at least one, at most its max_conns); a pool that
 // holds them already is left alone, so that repeating this at every poll
-// costs a query and keeps the pools filled until the switch. It runs in
-// the poll loop, not in Refresh, whose context is a request's.
+// costs a query and keeps the pools filled until the switch. Every router
+// logs "pools warmed ahead of the switch" once per switch near, whether it
+// filled the pools or found them filled (by database.warm_conns, or by an
+// earlier move), so that an operator can tell from each router's log that
+// the switch will find its pools warm. It runs in the poll loop, not in
+// Refresh, whose context is a request's.
 func (f *Follower) warmAhead(ctx context.Context) {
 	qctx, cancel := context.WithTimeout(ctx, max(f.poll, 2*time.Second))
 	defer cancel()
@@ -63,6 +68,11 @@ func (f *Follower) warmAhead(ctx context.Context) {
 		return
 	}
 	f.pendingErr = ""
+	for p := range f.warm {
+		if !slices.Contains(pending, p) {
+			delete(f.warm, p)
+		}
+	}
 	m := f.holder.Map()
 	for _, p := range pending {
 		next := m.Shard(p.next)
@@ -72,6 +82,11 @@ func (f *Follower) warmAhead(ctx context.Context) {
 		}
 		conns := max(int(cur.Stat().TotalConns()), int(m.Config().Database.WarmConns), 1)
 		if next.Filled(conns) {
+			if !f.warm[p] {
+				f.warm[p] = true
+				f.log.Info("pools warmed ahead of the switch", slog.String("shard", p.next), slog.String("region", string(p.region)),
+					slog.Int("conns", conns), slog.Bool("already", true))
+			}
 			continue
 		}
 		f.warming[p.next] = true
@@ -88,12 +103,16 @@ func (f *Follower) warmAhead(ctx context.Context) {
 				slog.Int("conns", conns), slog.Duration("elapsed", time.Since(start))}
 			if err != nil {
 				f.log.Warn("pools not warmed ahead of the switch", append(at, slog.String("error", err.Error()))...)
-			} else {
-				f.log.Info("pools warmed ahead of the switch", at...)
 			}
 			f.mu.Lock()
+			defer f.mu.Unlock()
 			delete(f.warming, p.next)
-			f.mu.Unlock()
+			if err == nil {
+				// Logged under the lock, so that a poll finding the pools
+				// filled meanwhile does not log them warm first.
+				f.warm[p] = true
+				f.log.Info("pools warmed ahead of the switch", at...)
+			}
 		}()
 	}
 }

@@ -3,6 +3,7 @@ package control_test
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/dmshub/dmsrouter/control"
+	"github.com/dmshub/dmsrouter/internal/clitest"
 	"github.com/dmshub/dmsrouter/pgtest"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
@@ -21,7 +23,8 @@ import (
 // poll being ten minutes), and the source's pools when a move rolls back.
 // Each warmed connection ran the Warm hook. Without the warm-up the
 // target's pools stay empty until the first requests after the switch
-// open their connections.
+// open their connections. Each switch near is logged warm once, whether
+// the router filled its next shard's pools or found them filled already.
 func TestWarmAhead(t *testing.T) {
 	ctx := context.Background()
 	cfg := pgtest.NewDeployment(t, pg, "warmahead", pgtest.Split("a", pgtest.Layout{"03": "b", "05": "c"}))
@@ -59,7 +62,8 @@ func TestWarmAhead(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctl := controlDB(t)
-	f, err := control.Follow(ctx, control.Config{DSN: ctl, PollInterval: 10 * time.Minute, RouterID: "warm"}, cfg, holder, slog.New(slog.DiscardHandler))
+	var logs clitest.Buffer
+	f, err := control.Follow(ctx, control.Config{DSN: ctl, PollInterval: 10 * time.Minute, RouterID: "warm"}, cfg, holder, slog.New(slog.NewJSONHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,5 +121,39 @@ func TestWarmAhead(t *testing.T) {
 		pgtest.Exec(t, ctl, `INSERT INTO control.moves (region_id, source, target, phase, max_freeze)
 			VALUES ('05', 'c', 'a', 'rolling_back', '5 s')`)
 		waitConns(t, "c", 3)
+	})
+	// warmedLogs counts the lines that log region's next shard warm.
+	warmedLogs := func(region, shard string) (n int) {
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(line, `"msg":"pools warmed ahead of the switch"`) &&
+				strings.Contains(line, `"shard":"`+shard+`"`) && strings.Contains(line, `"region":"`+region+`"`) {
+				n++
+			}
+		}
+		return n
+	}
+	t.Run("a target found warm is logged warm, once", func(t *testing.T) {
+		// b holds the three connections region 03's move warmed; a move
+		// of 07 to b finds them and opens none.
+		pgtest.Exec(t, ctl, `INSERT INTO control.moves (region_id, source, target, phase, max_freeze)
+			VALUES ('07', 'a', 'b', 'catching_up', '5 s')`)
+		pgtest.Exec(t, ctl, `NOTIFY `+control.MovesChannel)
+		deadline := time.Now().Add(20 * time.Second)
+		for warmedLogs("07", "b") == 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		// Two more polls, each woken by a phase change, log nothing more.
+		for _, phase := range []string{"switching", "catching_up"} {
+			pgtest.Exec(t, ctl, `UPDATE control.moves SET phase = $1 WHERE region_id = '07'`, phase)
+			time.Sleep(300 * time.Millisecond)
+		}
+		if got := conns("b"); got != 3 {
+			t.Errorf("shard b holds %d connections, want the 3 it held", got)
+		}
+		for _, w := range []struct{ region, shard string }{{"07", "b"}, {"03", "b"}, {"05", "c"}} {
+			if n := warmedLogs(w.region, w.shard); n != 1 {
+				t.Errorf("%d lines log shard %s warm ahead of region %s's switch, want 1:\n%s", n, w.shard, w.region, logs.String())
+			}
+		}
 	})
 }
