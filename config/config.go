@@ -152,7 +152,7 @@ var defaults = map[string]any{
 	"database.query_timeout":        "0s", // statement_timeout + 1s
 	"database.probe_interval":       shardmap.DefaultProbeInterval.String(),
 	"database.max_replica_lag":      shardmap.DefaultMaxReplicaLag.String(),
-	"database.warm_conns":           0, // connections open as requests need them
+	"database.warm_conns":           1, // ready with a warm connection per pool (shardmap.Database.WarmConns)
 	"database.max_waiting":          0, // no limit: a call waits up to acquire_timeout
 	"national.leg_timeout":          national.DefaultLegTimeout.String(),
 	"national.concurrency":          national.DefaultConcurrency,

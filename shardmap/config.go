@@ -57,7 +57,10 @@ type DatabaseConfig struct {
 	// warms (Options.Warm) in the background when it starts, at most the
 	// pool's max_conns, so that the first requests after a deploy do not
 	// pay for building plans; connections opened later warm as they open.
-	// 0 opens none ahead.
+	// 0 opens none ahead: the first request to each pool then opens and
+	// warms a connection inside its acquire, which on a loaded machine
+	// outlasted acquire_timeout (a 504 right after /readyz answered 200),
+	// so the configuration's default is 1.
 	WarmConns int32 `mapstructure:"warm_conns"`
 	// MaxWaiting bounds the calls that may wait for a connection of one
 	// pool: a call made while the pool's max_conns calls run and

@@ -94,23 +94,17 @@ func TestMigrateServeAndToken(t *testing.T) {
 		}
 	}
 
-	// serve on a free port until the context is canceled, with a warmed
-	// connection per pool before /readyz answers 200, as a deploy that
-	// wants no cold first requests runs it: without it the first request
-	// to a shard opens and warms a connection inside its acquire, which on
-	// a machine loaded by the rest of the suite outlasted acquire_timeout
-	// (504) in one full run of three.
+	// serve on a free port until the context is canceled, with the
+	// defaults: /readyz answers 200 once every pool holds a warmed
+	// connection (database.warm_conns 1). With none, the first request to
+	// a shard opened and warmed one inside its acquire, which on a machine
+	// loaded by the rest of the suite outlasted acquire_timeout (504) in
+	// one full run of three.
 	sctx, cancel := context.WithCancel(ctx)
 	logs := &clitest.Buffer{}
 	done := make(chan error, 1)
-	warmed := func(key string) string {
-		if key == "DMSROUTER_DATABASE_WARM_CONNS" {
-			return "1"
-		}
-		return ""
-	}
 	go func() {
-		done <- run(sctx, []string{"serve", "--config", path, "--addr", "127.0.0.1:0"}, warmed, &out, logs)
+		done <- run(sctx, []string{"serve", "--config", path, "--addr", "127.0.0.1:0"}, clitest.NoEnv, &out, logs)
 	}()
 	addr := waitForAddr(t, logs)
 	// Ready as a load balancer sees it: /readyz polled until it answers

@@ -50,13 +50,14 @@ const (
 func TestRegionMove(t *testing.T) {
 	begin := time.Now()
 	env := newMoveEnv(t, "mv")
-	// Each router warms a connection per pool before it is ready, and the
-	// load waits for that: without it the load's first requests opened
-	// and warmed the connections inside their acquire, which on a machine
-	// loaded by the rest of the suite outlasted acquire_timeout (a 504
-	// before the move began, in one full run of four).
-	r1 := startRouter(t, env.path, map[string]string{"DMSROUTER_CONTROL_ROUTER_ID": "r1", "DMSROUTER_DATABASE_WARM_CONNS": "1"})
-	r2 := startRouter(t, env.path, map[string]string{"DMSROUTER_CONTROL_ROUTER_ID": "r2", "DMSROUTER_DATABASE_WARM_CONNS": "1"})
+	// Each router warms a connection per pool before it is ready
+	// (database.warm_conns 1, the default), and the load waits for that:
+	// routers without it opened and warmed the connections inside the
+	// load's first requests' acquire, which on a machine loaded by the
+	// rest of the suite outlasted acquire_timeout (a 504 before the move
+	// began, in one full run of four).
+	r1 := startRouter(t, env.path, map[string]string{"DMSROUTER_CONTROL_ROUTER_ID": "r1"})
+	r2 := startRouter(t, env.path, map[string]string{"DMSROUTER_CONTROL_ROUTER_ID": "r2"})
 	for _, r := range []*router{r1, r2} {
 		r.waitEpoch(t, env.national, 1, string(movedRegion), moveSource)
 		waitFor(t, "router "+r.addr+" is ready", func() bool { return r.readyz(t).status == http.StatusOK })
@@ -133,14 +134,13 @@ func TestRegionMove(t *testing.T) {
 		ctlDB := quotedDB(t, env.ctlDSN)
 		execSQL(t, env.a.AdminDSN, "ALTER DATABASE "+ctlDB+" ALLOW_CONNECTIONS false")
 		pgtest.Exec(t, env.a.AdminDSN, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", strings.Trim(ctlDB, `"`))
-		// r3 warms a connection of each pool before it is used, as a
-		// production router does (database.warm_conns): its first check-in
+		// r3 warms a connection of each pool before it is used, as every
+		// router does by default (database.warm_conns 1): its first check-in
 		// below meets the source's fence and then the target, and with
 		// cold pools it opened and warmed a connection of each inside the
 		// request, which on a machine loaded by the rest of the suite
 		// outlasted the acquire timeout three times in a row.
-		r3 := startRouter(t, env.path, map[string]string{"DMSROUTER_CONTROL_ROUTER_ID": "r3", "DMSROUTER_CONTROL_POLL_INTERVAL": "1m",
-			"DMSROUTER_DATABASE_WARM_CONNS": "1"})
+		r3 := startRouter(t, env.path, map[string]string{"DMSROUTER_CONTROL_ROUTER_ID": "r3", "DMSROUTER_CONTROL_POLL_INTERVAL": "1m"})
 		waitForLog(t, r3.logs, "CONTROL DATABASE UNREACHABLE AT START")
 		waitForLog(t, r3.logs, `"conns_per_pool":1`) // "pools warmed"
 		execSQL(t, env.a.AdminDSN, "ALTER DATABASE "+ctlDB+" ALLOW_CONNECTIONS true")
