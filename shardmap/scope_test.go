@@ -48,3 +48,47 @@ func TestReadScopeStatement(t *testing.T) {
 		t.Errorf("readScopeStatement allocates %v times, want 0", n)
 	}
 }
+
+// TestPrimaryScopeStatement checks the texts that open a transaction or a
+// batch on the primary: the write's fence for a write and the read's for
+// a read-only transaction, the frozen database's check always, the role
+// RowWriter only when asked, and none of a read's settings; and that
+// choosing one allocates nothing.
+func TestPrimaryScopeStatement(t *testing.T) {
+	for _, tc := range []struct {
+		sc                                  regions.Scope
+		forWrite, asWriter                  bool
+		wantWriteFence, wantReadFence, role bool
+	}{
+		{regions.Scope{}, true, false, false, false, false},
+		{regions.Scope{}, false, false, false, false, false},
+		{regions.Scope{Region: "03"}, true, false, true, false, false},
+		{regions.Scope{Region: "03", Comune: "015146"}, true, true, true, false, true},
+		{regions.Scope{Region: "03", Market: 7}, false, false, false, true, false},
+	} {
+		text := primaryScopeStatement(tc.sc, tc.forWrite, tc.asWriter)
+		for _, part := range []struct {
+			name, sql string
+			want      bool
+		}{
+			{"the write fence", fenceWriteSQL, tc.wantWriteFence},
+			{"the read fence", fenceReadSQL, tc.wantReadFence},
+			{"the role RowWriter", rowWriterSQL, tc.role},
+			{"the frozen database's check", frozenDatabaseSQL, true},
+			{"read-only", readOnlySQL, false},
+			{"the role switch of reads", regionReaderSQL, false},
+			{"generic plans", genericPlansSQL, false},
+		} {
+			if got := strings.Contains(text, part.sql); got != part.want {
+				t.Errorf("primaryScopeStatement(%+v, %v, %v) has %s: %v, want %v\n%s", tc.sc, tc.forWrite, tc.asWriter, part.name, got, part.want, text)
+			}
+		}
+		if !strings.Contains(text, "set_config('dms.user', $5, true)") {
+			t.Errorf("primaryScopeStatement(%+v, %v, %v) sets no scope:\n%s", tc.sc, tc.forWrite, tc.asWriter, text)
+		}
+	}
+	sc := regions.Scope{Region: "03", Comune: "015146"}
+	if n := testing.AllocsPerRun(100, func() { primaryScopeStatement(sc, true, true) }); n != 0 {
+		t.Errorf("primaryScopeStatement allocates %v times, want 0", n)
+	}
+}

@@ -600,6 +600,33 @@ var readScopes = func() (t [2][2][2]string) {
 	return t
 }()
 
+// primaryScopeStatement returns the statement that opens a transaction or
+// a batch on the primary scoped to sc: the write's fence when forWrite,
+// the read's otherwise, then frozenDatabaseSQL, and rowWriterSQL when
+// asWriter. It is one of eight texts, built once (primaryScopes), as the
+// reads' are.
+func primaryScopeStatement(sc regions.Scope, forWrite, asWriter bool) string {
+	return primaryScopes[index(sc.Region != "")][index(forWrite)][index(asWriter)]
+}
+
+// primaryScopes are primaryScopeStatement's texts, indexed by whether the
+// scope names a region, whether the call writes, and whether it runs as
+// the role RowWriter.
+var primaryScopes = func() (t [2][2][2]string) {
+	for _, fenced := range []bool{false, true} {
+		for _, forWrite := range []bool{false, true} {
+			for _, asWriter := range []bool{false, true} {
+				rest := []string{frozenDatabaseSQL}
+				if asWriter {
+					rest = append(rest, rowWriterSQL)
+				}
+				t[index(fenced)][index(forWrite)][index(asWriter)] = scopeStatement(fenced, forWrite, rest...)
+			}
+		}
+	}
+	return t
+}()
+
 // index is 1 for true and 0 for false.
 func index(b bool) int {
 	if b {
@@ -638,7 +665,7 @@ func (s *Shard) Tx(ctx context.Context, sc regions.Scope, mode pgx.TxAccessMode,
 				tx.Rollback(ctx) // also after a panic in fn
 			}
 		}()
-		if _, err := tx.Exec(ctx, scopeStatement(sc.Region != "", mode != pgx.ReadOnly, frozenDatabaseSQL), scopeArgs(sc)...); err != nil {
+		if _, err := tx.Exec(ctx, primaryScopeStatement(sc, mode != pgx.ReadOnly, false), scopeArgs(sc)...); err != nil {
 			return err
 		}
 		if err := fn(tx); err != nil {
@@ -709,7 +736,7 @@ func (s *Shard) recordPosition(c *Consistency, rows [][][]byte) error {
 // statements run between an explicit BEGIN and COMMIT, and positionSQL
 // follows the COMMIT.
 func (s *Shard) Batch(ctx context.Context, sc regions.Scope, queue func(b *pgx.Batch)) error {
-	return s.batch(ctx, sc, "", queue)
+	return s.batch(ctx, sc, false, queue)
 }
 
 // BatchAsWriter is Batch with its statements run as the role RowWriter,
@@ -718,18 +745,18 @@ func (s *Shard) Batch(ctx context.Context, sc regions.Scope, queue func(b *pgx.B
 // stalls, concessions and vendors read; presences, audit rows and
 // Idempotency-Keys inserted).
 func (s *Shard) BatchAsWriter(ctx context.Context, sc regions.Scope, queue func(b *pgx.Batch)) error {
-	return s.batch(ctx, sc, rowWriterSQL, queue)
+	return s.batch(ctx, sc, true, queue)
 }
 
-// batch is Batch, with settings appended to the scope statement.
-func (s *Shard) batch(ctx context.Context, sc regions.Scope, settings string, queue func(b *pgx.Batch)) error {
+// batch is Batch, run as the role RowWriter when asWriter.
+func (s *Shard) batch(ctx context.Context, sc regions.Scope, asWriter bool, queue func(b *pgx.Batch)) error {
 	c := s.tracking(ctx)
 	return s.do(ctx, "batch", sc, s.primary, func(ctx context.Context, conn *pgxpool.Conn) error {
 		b := &pgx.Batch{}
 		if c != nil {
 			b.Queue("BEGIN")
 		}
-		b.Queue(scopeStatement(sc.Region != "", true, frozenDatabaseSQL, settings), scopeArgs(sc)...)
+		b.Queue(primaryScopeStatement(sc, true, asWriter), scopeArgs(sc)...)
 		queue(b)
 		if c == nil {
 			return conn.SendBatch(ctx, b).Close()
