@@ -154,6 +154,9 @@ func TestControl(t *testing.T) {
 	r3 := startRouter(t, path, map[string]string{"DMSROUTER_CONTROL_ROUTER_ID": "r3"})
 	waitForLog(t, r3.logs, "CONTROL DATABASE UNREACHABLE AT START: serving the file's regions")
 	r3.waitEpoch(t, token, 0, "03", "a")
+	// Until its pools are warm (database.warm_conns) r3's /readyz answers
+	// 503 {"status":"warming"} alone; then 200, saying where it stands.
+	waitFor(t, "r3 is ready", func() bool { return r3.readyz(t).status == http.StatusOK })
 	if st := r3.readyz(t); st.Control.Status != "unreachable" || st.Control.Epoch != 0 {
 		t.Errorf("r3 /readyz = %+v, want control unreachable at epoch 0", st.Control)
 	}
