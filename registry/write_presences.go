@@ -46,6 +46,11 @@ const (
 		AND r.date BETWEEN c.valid_from AND coalesce(c.extended_to, c.valid_to)
 		AND c.status IN ('ATTIVA', 'SCADUTA', 'SOSPESA', 'REVOCATA', 'DECADUTA')`
 	concessionOrderSQL = `c.stall_id = r.stall_id DESC NULLS LAST, c.status IN ('ATTIVA', 'SCADUTA') DESC, c.id`
+	// rowConcessionSQL joins r with the concession that counts, c.
+	rowConcessionSQL = `LEFT JOIN LATERAL (
+		SELECT c.status, c.stall_id FROM concessions c WHERE ` + concessionOfRowSQL + `
+		ORDER BY ` + concessionOrderSQL + ` LIMIT 1
+	) c ON true`
 
 	// rowColumnsSQL are the columns rowCodeSQL reads, but partition_ok,
 	// with c the row's concession (NULL columns when none): its market's
@@ -60,16 +65,41 @@ const (
 		CASE WHEN r.kind = 'CONCESSION' THEN coalesce(r.stall_id, c.stall_id) ELSE r.stall_id END AS stall_id`
 )
 
-// rowJoinsSQL returns the joins of r with its market, market day, vendor
-// and stall in region @region (and in the scope, by row-level security),
-// with days (SQL, "" or starting with AND) added to the market day's join
-// condition.
-func rowJoinsSQL(days string) string {
-	return `LEFT JOIN markets m ON m.id = r.market_id AND m.region_id = @region
-	LEFT JOIN market_days md ON md.market_id = r.market_id AND md.date = r.date AND md.region_id = @region` + days + `
+// rowJoinsSQL joins the row r of a check-in with its market, market day,
+// vendor and stall in region @region (and in the scope, by row-level
+// security), and its concession (rowConcessionSQL).
+const rowJoinsSQL = `LEFT JOIN markets m ON m.id = r.market_id AND m.region_id = @region
+	LEFT JOIN market_days md ON md.market_id = r.market_id AND md.date = r.date AND md.region_id = @region
 	LEFT JOIN vendors vd ON vd.id = r.vendor_id AND vd.region_id = @region
-	LEFT JOIN stalls sl ON sl.id = r.stall_id AND sl.region_id = @region`
-}
+	LEFT JOIN stalls sl ON sl.id = r.stall_id AND sl.region_id = @region
+	` + rowConcessionSQL
+
+// rowProbesSQL is rowJoinsSQL for the many rows r of a batch: each row's
+// market, market day, vendor and stall is looked up by its key, as its
+// concession is, in a LATERAL subquery that OFFSET 0 keeps the planner
+// from turning back into a join. The login role's policies narrow these tables by
+// province, comune and market (coalesce(<scope>, column)), which the
+// planner cannot estimate: it expects one row of each in the region, and
+// the generic plan, built once per connection for the size of its first
+// batch, compared every row with every stall and market of the region in
+// nested loops (41 million comparisons and 3.4-3.8 s for 2,000 rows on
+// Lombardia at full scale; a batch of 10,000 would outlast the router's
+// bound) where its first batch was small or the scope a comune's. Looked
+// up by key the statement costs the same per row whatever the estimates:
+// 54-58 ms for those 2,000 rows, and 313-350 ms for 10,000 against
+// 169-203 ms with the hash joins a lucky plan chose (BENCHMARKS.md, "The
+// batch statement looks rows up by key"). The vendors' policy compares the
+// region alone, which the planner estimates well, but a join's plan
+// depends on it staying so; looked up, a vendor costs the same either way.
+const rowProbesSQL = `LEFT JOIN LATERAL (SELECT m.id, m.comune FROM markets m
+		WHERE m.id = r.market_id AND m.region_id = @region OFFSET 0) m ON true
+	LEFT JOIN LATERAL (SELECT md.status, md.reason, md.call_at FROM market_days md
+		WHERE md.market_id = r.market_id AND md.date = r.date AND md.region_id = @region OFFSET 0) md ON true
+	LEFT JOIN LATERAL (SELECT vd.status FROM vendors vd
+		WHERE vd.id = r.vendor_id AND vd.region_id = @region OFFSET 0) vd ON true
+	LEFT JOIN LATERAL (SELECT sl.market_id FROM stalls sl
+		WHERE sl.id = r.stall_id AND sl.region_id = @region OFFSET 0) sl ON true
+	` + rowConcessionSQL
 
 // outcomeSQL returns the outcome of a new presence of a row of v checked
 // in at checkin: LATE for a spuntista after the day's call (appello),
@@ -104,11 +134,7 @@ func checkInStatement(extra string) string {
 	SELECT ` + rowColumnsSQL + `,
 		to_regclass('public.' || ` + migrations.PresencePartitionSQL("r.date") + `) IS NOT NULL AS partition_ok
 	FROM r
-	` + rowJoinsSQL("") + `
-	LEFT JOIN LATERAL (
-		SELECT c.status, c.stall_id FROM concessions c WHERE ` + concessionOfRowSQL + `
-		ORDER BY ` + concessionOrderSQL + ` LIMIT 1
-	) c ON true
+	` + rowJoinsSQL + `
 ), v AS (
 	SELECT s.*, ` + rowCodeSQL + ` AS code, ` + rowDetailSQL + ` AS detail FROM s
 ), ins AS (
@@ -332,6 +358,21 @@ func (e *RejectedError) Error() string {
 	return fmt.Sprintf("batch rejected: %d of %d rows", e.Outcome.Rejected, e.Outcome.Rows)
 }
 
+// batchSetupSQL opens a batch's transaction, before its rows are copied
+// to the staging table (stagingSQL).
+//
+// One statement validates and writes up to 10,000 rows: more than the
+// shard's per-statement timeout, sized for reads, may allow on a busy
+// server, and a timeout would count against the breaker. Its plan is the
+// generic one from the first run on a connection: the custom plans
+// PostgreSQL makes for a prepared statement's first five runs were 2 to 7
+// times slower, and slower as the table grew (BENCHMARKS.md, "The batch
+// endpoint as JSON and CSV"), much of it JIT compilation, which the
+// router's connections no longer do; without it they still cost more
+// ("JIT").
+const batchSetupSQL = `SET LOCAL statement_timeout = '` + batchStatementTimeout + `';
+	SET LOCAL plan_cache_mode = force_generic_plan; ` + stagingSQL
+
 // stagingSQL creates the session's staging table once per connection. Its
 // rows last until the end of the transaction.
 const stagingSQL = `CREATE TEMP TABLE IF NOT EXISTS presence_staging_v1 (
@@ -351,22 +392,12 @@ const stagingSQL = `CREATE TEMP TABLE IF NOT EXISTS presence_staging_v1 (
 // month has a partition: all of them do when every month from @first to
 // @last has one, the common case, checked once) and the stall it takes, for
 // a CONCESSION row without one its concession's. Its statement needs
-// @region, @first and @last (the batch's first and last days). The market
-// days it reads are those from @first to @last: row-level security's
-// narrowing terms make the planner expect one market day in the region,
-// and without the bound the generic plan read all of them (408,000 for
-// Lombardia at full scale) into a hash join, and compared every row with
-// every market of the region in a nested loop (5.4 million comparisons
-// for 10,000 rows). With the bound the statement cost about 45% less of
-// the server's CPU, and where every market day is recorded a batch of
-// 6,800 rows no longer outlasts the router's bound (BENCHMARKS.md, "The
-// batch statement's plan at full scale").
-var stagedSQL = `conc AS (
-	SELECT DISTINCT ON (r.row_no) r.row_no, c.status, c.stall_id
-	FROM presence_staging_v1 r
-	JOIN concessions c ON ` + concessionOfRowSQL + `
-	ORDER BY r.row_no, ` + concessionOrderSQL + `
-), s AS (
+// @region, @first and @last (the batch's first and last days). Each row's
+// records are looked up by key (rowProbesSQL): joined, they were read in
+// plans whose cost grew with the region, not the batch (BENCHMARKS.md,
+// "The batch statement's plan at full scale" and "The batch statement
+// looks rows up by key").
+var stagedSQL = `s AS (
 	SELECT r.row_no, r.checkin_at AS given_checkin, ` + rowColumnsSQL + `,
 		CASE WHEN (SELECT bool_and(to_regclass('public.' || ` + migrations.PresencePartitionSQL("mo") + `) IS NOT NULL)
 				FROM generate_series(date_trunc('month', @first::date), @last::date, interval '1 month') mo)
@@ -374,8 +405,7 @@ var stagedSQL = `conc AS (
 			ELSE to_regclass('public.' || ` + migrations.PresencePartitionSQL("r.date") + `) IS NOT NULL
 		END AS partition_ok
 	FROM presence_staging_v1 r
-	` + rowJoinsSQL(" AND md.date BETWEEN @first AND @last") + `
-	LEFT JOIN conc c ON c.row_no = r.row_no
+	` + rowProbesSQL + `
 )`
 
 // rowCodeSQL is why a row of s is refused on its own, or NULL.
@@ -565,17 +595,7 @@ func IngestPresences(ctx context.Context, sh *shardmap.Shard, sc regions.Scope, 
 	ctx = shardmap.WithQueryTimeout(ctx, batchQueryTimeout)
 	return write(ctx, sh, sc, w, func(tx pgx.Tx) (BatchOutcome, bool, error) {
 		out := BatchOutcome{Rows: len(rows)}
-		// One statement validates and writes up to 10,000 rows: more than
-		// the shard's per-statement timeout, sized for reads, may allow on a
-		// busy server, and a timeout would count against the breaker. Its
-		// plan is the generic one from the first run on a connection: the
-		// custom plans PostgreSQL makes for a prepared statement's first
-		// five runs were 2 to 7 times slower, and slower as the table
-		// grew (BENCHMARKS.md, "The batch endpoint as JSON and CSV"), much
-		// of it JIT compilation, which the router's connections no longer
-		// do; without it they still cost more ("JIT").
-		if _, err := tx.Exec(ctx, `SET LOCAL statement_timeout = '`+batchStatementTimeout+`';
-			SET LOCAL plan_cache_mode = force_generic_plan; `+stagingSQL); err != nil {
+		if _, err := tx.Exec(ctx, batchSetupSQL); err != nil {
 			return out, false, err
 		}
 		_, err := tx.CopyFrom(ctx, pgx.Identifier{"presence_staging_v1"},
