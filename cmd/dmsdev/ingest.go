@@ -146,7 +146,7 @@ func ingestCmd(ctx context.Context, args []string, getenv func(string) string, s
 	if err := recordMarketDays(ctx, admin, ingestRegion, first, prefillDays+measured); err != nil {
 		return err
 	}
-	if _, err := admin.Exec(ctx, `VACUUM ANALYZE`); err != nil {
+	if err := vacuumAsAutovacuum(ctx, admin); err != nil {
 		return err
 	}
 	fmt.Fprintf(stderr, "data ready in %s\n", time.Since(t0).Round(time.Second))
