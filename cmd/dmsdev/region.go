@@ -326,17 +326,18 @@ func machineLine() string {
 		time.Now().Format(time.DateOnly), runtime.NumCPU(), strings.TrimPrefix(runtime.Version(), "go"), strings.Join(avg[:min(3, len(avg))], " "))
 }
 
-// vacuumAsAutovacuum vacuums every table of the database and analyzes those
-// autovacuum would: the tables and partitions holding rows. A partitioned
-// table's parent is never analyzed by autovacuum, and an empty partition
-// (a month ahead) is left never analyzed, so that the planner assumes it
-// holds some rows. ANALYZE of the whole database instead recorded the
-// measured months' partitions as empty, and the batches' generic plans,
-// built while they were, read each month partition by whatever index for
-// every market day as it filled, until autovacuum analyzed it (2.3-18 s a
-// batch of 10,000 rows; BENCHMARKS.md, "The batch statement looks rows up
-// by key"): not the state of a region whose month partitions autovacuum
-// analyzes as they fill.
+// vacuumAsAutovacuum vacuums and analyzes the tables autovacuum would: the
+// tables and partitions holding rows. A partitioned table's parent is
+// never processed by autovacuum, and an empty partition (a month ahead) is
+// left untouched, never vacuumed nor analyzed, so that the planner assumes
+// it holds some rows (reltuples -1). VACUUM ANALYZE of the whole database
+// instead recorded the measured months' partitions as empty (reltuples 0,
+// as plain VACUUM does too), and the batches' generic plans, built while
+// they were, read each month partition by whatever index for every market
+// day as it filled, until autovacuum analyzed it (2.3-18 s a batch of
+// 10,000 rows; BENCHMARKS.md, "The batch statement looks rows up by key"):
+// not the state of a region whose month partitions autovacuum analyzes as
+// they fill.
 func vacuumAsAutovacuum(ctx context.Context, admin *pgx.Conn) error {
 	rows, _ := admin.Query(ctx, `SELECT c.oid::regclass::text, c.relispartition
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -353,16 +354,16 @@ func vacuumAsAutovacuum(ctx context.Context, admin *pgx.Conn) error {
 		return fmt.Errorf("list tables: %w", err)
 	}
 	for _, t := range tables {
-		stmt := "VACUUM (ANALYZE) " + t.name
 		if t.partition {
 			var empty bool
 			if err := admin.QueryRow(ctx, "SELECT NOT EXISTS (SELECT FROM "+t.name+")").Scan(&empty); err != nil {
 				return err
 			}
 			if empty {
-				stmt = "VACUUM " + t.name
+				continue
 			}
 		}
+		stmt := "VACUUM (ANALYZE) " + t.name
 		if _, err := admin.Exec(ctx, stmt); err != nil {
 			return fmt.Errorf("%s: %w", stmt, err)
 		}
