@@ -77,17 +77,18 @@ const rowJoinsSQL = `LEFT JOIN markets m ON m.id = r.market_id AND m.region_id =
 // rowProbesSQL is rowJoinsSQL for the many rows r of a batch: each row's
 // market, market day, vendor and stall is looked up by its key, as its
 // concession is, in a LATERAL subquery that OFFSET 0 keeps the planner
-// from turning back into a join. The login role's policies narrow these tables by
-// province, comune and market (coalesce(<scope>, column)), which the
-// planner cannot estimate: it expects one row of each in the region, and
-// the generic plan, built once per connection for the size of its first
-// batch, compared every row with every stall and market of the region in
-// nested loops (41 million comparisons and 3.4-3.8 s for 2,000 rows on
-// Lombardia at full scale; a batch of 10,000 would outlast the router's
-// bound) where its first batch was small or the scope a comune's. Looked
-// up by key the statement costs the same per row whatever the estimates:
-// 54-58 ms for those 2,000 rows, and 313-350 ms for 10,000 against
-// 169-203 ms with the hash joins a lucky plan chose (BENCHMARKS.md, "The
+// from turning back into a join. The login role's policies narrow these
+// tables by province, comune and market (coalesce(<scope>, column)), which
+// the planner cannot estimate: it expects one row of each in the region,
+// and the generic plan, built once per connection for the size of its
+// first batch, compared every row with every stall and market of the
+// region in nested loops (41 million comparisons and 3.4-3.8 s for 2,000
+// rows on Lombardia at full scale; a batch of 10,000 would outlast the
+// router's bound) where its first batch was small or the scope a comune's.
+// Looked up by key the statement costs the same per row whatever the
+// estimates: 54-58 ms for those 2,000 rows; where the joins' plan was
+// lucky (hash joins, a whole region's batches), 46-80 ms more of the
+// server's CPU per 10,000 rows, about a quarter more (BENCHMARKS.md, "The
 // batch statement looks rows up by key"). The vendors' policy compares the
 // region alone, which the planner estimates well, but a join's plan
 // depends on it staying so; looked up, a vendor costs the same either way.
