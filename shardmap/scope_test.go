@@ -1,6 +1,7 @@
 package shardmap
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -24,24 +25,13 @@ func TestReadScopeStatement(t *testing.T) {
 		{regions.Scope{Region: "03", Province: "015"}, true, true, false, true},
 		{regions.Scope{Region: "03", Market: 7}, false, true, false, false},
 	} {
-		text := readScopeStatement(tc.sc, tc.generic)
-		for _, part := range []struct {
-			name, sql string
-			want      bool
-		}{
+		checkParts(t, fmt.Sprintf("readScopeStatement(%+v, %v)", tc.sc, tc.generic), readScopeStatement(tc.sc, tc.generic), []part{
 			{"the read fence", fenceReadSQL, tc.wantFence},
 			{"the role switch", regionReaderSQL, tc.wantRole},
 			{"generic plans", genericPlansSQL, tc.wantGeneric},
 			{"read-only", readOnlySQL, true},
 			{"the write fence", "dms.fence($1, true)", false},
-		} {
-			if got := strings.Contains(text, part.sql); got != part.want {
-				t.Errorf("readScopeStatement(%+v, %v) has %s: %v, want %v\n%s", tc.sc, tc.generic, part.name, got, part.want, text)
-			}
-		}
-		if !strings.Contains(text, "set_config('dms.user', $5, true)") {
-			t.Errorf("readScopeStatement(%+v, %v) sets no scope:\n%s", tc.sc, tc.generic, text)
-		}
+		})
 	}
 	sc := regions.Scope{Region: "03", Comune: "015146"}
 	if n := testing.AllocsPerRun(100, func() { readScopeStatement(sc, true) }); n != 0 {
@@ -66,11 +56,8 @@ func TestPrimaryScopeStatement(t *testing.T) {
 		{regions.Scope{Region: "03", Comune: "015146"}, true, true, true, false, true},
 		{regions.Scope{Region: "03", Market: 7}, false, false, false, true, false},
 	} {
-		text := primaryScopeStatement(tc.sc, tc.forWrite, tc.asWriter)
-		for _, part := range []struct {
-			name, sql string
-			want      bool
-		}{
+		name := fmt.Sprintf("primaryScopeStatement(%+v, %v, %v)", tc.sc, tc.forWrite, tc.asWriter)
+		checkParts(t, name, primaryScopeStatement(tc.sc, tc.forWrite, tc.asWriter), []part{
 			{"the write fence", fenceWriteSQL, tc.wantWriteFence},
 			{"the read fence", fenceReadSQL, tc.wantReadFence},
 			{"the role RowWriter", rowWriterSQL, tc.role},
@@ -78,17 +65,30 @@ func TestPrimaryScopeStatement(t *testing.T) {
 			{"read-only", readOnlySQL, false},
 			{"the role switch of reads", regionReaderSQL, false},
 			{"generic plans", genericPlansSQL, false},
-		} {
-			if got := strings.Contains(text, part.sql); got != part.want {
-				t.Errorf("primaryScopeStatement(%+v, %v, %v) has %s: %v, want %v\n%s", tc.sc, tc.forWrite, tc.asWriter, part.name, got, part.want, text)
-			}
-		}
-		if !strings.Contains(text, "set_config('dms.user', $5, true)") {
-			t.Errorf("primaryScopeStatement(%+v, %v, %v) sets no scope:\n%s", tc.sc, tc.forWrite, tc.asWriter, text)
-		}
+		})
 	}
 	sc := regions.Scope{Region: "03", Comune: "015146"}
 	if n := testing.AllocsPerRun(100, func() { primaryScopeStatement(sc, true, true) }); n != 0 {
 		t.Errorf("primaryScopeStatement allocates %v times, want 0", n)
+	}
+}
+
+// part is a piece of SQL a scope statement must hold (want) or not.
+type part struct {
+	name, sql string
+	want      bool
+}
+
+// checkParts checks that text, the statement named name, holds the parts
+// it should and none it should not, and sets the scope.
+func checkParts(t *testing.T, name, text string, parts []part) {
+	t.Helper()
+	for _, p := range parts {
+		if got := strings.Contains(text, p.sql); got != p.want {
+			t.Errorf("%s has %s: %v, want %v\n%s", name, p.name, got, p.want, text)
+		}
+	}
+	if !strings.Contains(text, "set_config('dms.user', $5, true)") {
+		t.Errorf("%s sets no scope:\n%s", name, text)
 	}
 }

@@ -582,23 +582,16 @@ func readScopeStatement(sc regions.Scope, generic bool) string {
 // readScopes are readScopeStatement's texts, indexed by whether the scope
 // names a region (and so meets the fence), whether it is a whole region,
 // and whether the read uses generic plans.
-var readScopes = func() (t [2][2][2]string) {
-	for _, fenced := range []bool{false, true} {
-		for _, whole := range []bool{false, true} {
-			for _, generic := range []bool{false, true} {
-				rest := []string{readOnlySQL}
-				if whole {
-					rest = append(rest, regionReaderSQL)
-				}
-				if generic {
-					rest = append(rest, genericPlansSQL)
-				}
-				t[index(fenced)][index(whole)][index(generic)] = scopeStatement(fenced, false, rest...)
-			}
-		}
+var readScopes = scopeTexts(func(fenced, whole, generic bool) string {
+	rest := []string{readOnlySQL}
+	if whole {
+		rest = append(rest, regionReaderSQL)
 	}
-	return t
-}()
+	if generic {
+		rest = append(rest, genericPlansSQL)
+	}
+	return scopeStatement(fenced, false, rest...)
+})
 
 // primaryScopeStatement returns the statement that opens a transaction or
 // a batch on the primary scoped to sc: the write's fence when forWrite,
@@ -612,20 +605,27 @@ func primaryScopeStatement(sc regions.Scope, forWrite, asWriter bool) string {
 // primaryScopes are primaryScopeStatement's texts, indexed by whether the
 // scope names a region, whether the call writes, and whether it runs as
 // the role RowWriter.
-var primaryScopes = func() (t [2][2][2]string) {
-	for _, fenced := range []bool{false, true} {
-		for _, forWrite := range []bool{false, true} {
-			for _, asWriter := range []bool{false, true} {
-				rest := []string{frozenDatabaseSQL}
-				if asWriter {
-					rest = append(rest, rowWriterSQL)
-				}
-				t[index(fenced)][index(forWrite)][index(asWriter)] = scopeStatement(fenced, forWrite, rest...)
+var primaryScopes = scopeTexts(func(fenced, forWrite, asWriter bool) string {
+	rest := []string{frozenDatabaseSQL}
+	if asWriter {
+		rest = append(rest, rowWriterSQL)
+	}
+	return scopeStatement(fenced, forWrite, rest...)
+})
+
+// scopeTexts returns the table of the texts build gives for every three
+// choices, indexed by them (index), so that a call picks its scope
+// statement instead of building it.
+func scopeTexts(build func(a, b, c bool) string) (t [2][2][2]string) {
+	for _, a := range []bool{false, true} {
+		for _, b := range []bool{false, true} {
+			for _, c := range []bool{false, true} {
+				t[index(a)][index(b)][index(c)] = build(a, b, c)
 			}
 		}
 	}
 	return t
-}()
+}
 
 // index is 1 for true and 0 for false.
 func index(b bool) int {
