@@ -192,6 +192,39 @@ func (e *moveEnv) checkRollups(t *testing.T, name string) {
 	}
 }
 
+// checkCounted fails t when the copy left an empty table or partition of
+// shard name counted (pg_class.reltuples 0 rather than never counted, -1:
+// VacuumAnalyze), or counted none of the presences' partitions that hold
+// rows.
+func (e *moveEnv) checkCounted(t *testing.T, name string) {
+	t.Helper()
+	ctx := context.Background()
+	counted := 0
+	for _, table := range Tables {
+		rows, _ := e.admin[name].Query(ctx, leavesSQL, table.Name)
+		leaves, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, leaf := range leaves {
+			var holds bool
+			var tuples float64
+			if err := e.admin[name].QueryRow(ctx, "SELECT EXISTS (SELECT FROM "+leaf+"), (SELECT reltuples FROM pg_class WHERE oid = $1::regclass)", leaf).Scan(&holds, &tuples); err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case !holds && tuples != -1:
+				t.Errorf("shard %s: the empty %s is counted (reltuples %v), want never counted (-1)", name, leaf, tuples)
+			case holds && tuples > 0 && table.Partitioned:
+				counted++
+			}
+		}
+	}
+	if counted == 0 {
+		t.Errorf("shard %s: no partition of the presences holding rows is counted", name)
+	}
+}
+
 // settled waits until shard to has applied what shard from committed.
 func (e *moveEnv) settled(t *testing.T, from, to string) {
 	t.Helper()
@@ -442,6 +475,7 @@ func TestMoveRollbackMoveComplete(t *testing.T) {
 		t.Fatalf("after the move epoch %d assigns region 05 to %s, want epoch %d, dst", epoch, shard, epoch0+1)
 	}
 	e.checkOwner(t, "after the move", "dst")
+	e.checkCounted(t, "dst")
 	if _, err := e.admin["src"].Exec(ctx, `SELECT dms.fence($1, false)`, string(region)); !isCode(err, "DMF01") {
 		t.Errorf("a read of region 05 on the source after the move: %v, want SQLSTATE DMF01", err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/control"
 	"github.com/dmshub/dmsrouter/internal/pgcluster"
+	"github.com/dmshub/dmsrouter/move"
 	"github.com/dmshub/dmsrouter/national"
 	"github.com/dmshub/dmsrouter/regions"
 	"github.com/dmshub/dmsrouter/registry"
@@ -326,47 +327,25 @@ func machineLine() string {
 		time.Now().Format(time.DateOnly), runtime.NumCPU(), strings.TrimPrefix(runtime.Version(), "go"), strings.Join(avg[:min(3, len(avg))], " "))
 }
 
-// vacuumAsAutovacuum vacuums and analyzes the tables autovacuum would: the
-// tables and partitions holding rows. A partitioned table's parent is
-// never processed by autovacuum, and an empty partition (a month ahead) is
-// left untouched, never vacuumed nor analyzed, so that the planner assumes
-// it holds some rows (reltuples -1). VACUUM ANALYZE of the whole database
-// instead recorded the measured months' partitions as empty (reltuples 0,
-// as plain VACUUM does too), and the batches' generic plans, built while
-// they were, read each month partition by whatever index for every market
-// day as it filled, until autovacuum analyzed it (2.3-18 s a batch of
-// 10,000 rows; BENCHMARKS.md, "The batch statement looks rows up by key"):
-// not the state of a region whose month partitions autovacuum analyzes as
+// vacuumAsAutovacuum vacuums and analyzes the database's tables as a
+// region move does after its copy and autovacuum would
+// (move.VacuumAnalyze): the tables and partitions holding rows. VACUUM
+// ANALYZE of the whole database instead recorded the measured months'
+// partitions as empty, and the batches' generic plans, built while they
+// were, read each month partition by whatever index for every market day
+// as it filled, until autovacuum analyzed it (2.3-18 s a batch of 10,000
+// rows; BENCHMARKS.md, "The batch statement looks rows up by key"): not
+// the state of a region whose month partitions autovacuum analyzes as
 // they fill.
 func vacuumAsAutovacuum(ctx context.Context, admin *pgx.Conn) error {
-	rows, _ := admin.Query(ctx, `SELECT c.oid::regclass::text, c.relispartition
+	rows, _ := admin.Query(ctx, `SELECT c.oid::regclass::text
 		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+		WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+		  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
 		ORDER BY 1`)
-	type table struct {
-		name      string
-		partition bool
-	}
-	tables, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (t table, err error) {
-		return t, row.Scan(&t.name, &t.partition)
-	})
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
 		return fmt.Errorf("list tables: %w", err)
 	}
-	for _, t := range tables {
-		if t.partition {
-			var empty bool
-			if err := admin.QueryRow(ctx, "SELECT NOT EXISTS (SELECT FROM "+t.name+")").Scan(&empty); err != nil {
-				return err
-			}
-			if empty {
-				continue
-			}
-		}
-		stmt := "VACUUM (ANALYZE) " + t.name
-		if _, err := admin.Exec(ctx, stmt); err != nil {
-			return fmt.Errorf("%s: %w", stmt, err)
-		}
-	}
-	return nil
+	return move.VacuumAnalyze(ctx, admin, tables)
 }
