@@ -315,5 +315,10 @@ func TestIngestLooksRowsUpByKey(t *testing.T) {
 				t.Errorf("in scope %+v the batch's plan has %q:\n%s", sc, bad, text)
 			}
 		}
+		// A row's concession is looked up by its vendor and market at once
+		// (migration 00024), not through all the vendor's concessions.
+		if want := "Index Cond: ((vendor_id = r.vendor_id) AND (market_id = r.market_id))"; !strings.Contains(text, want) {
+			t.Errorf("in scope %+v the batch's plan does not look the concession up by %q:\n%s", sc, want, text)
+		}
 	}
 }
