@@ -6,9 +6,11 @@
 -- read every concession of the vendor through a bitmap and each one's row
 -- in the table (two rows on two pages per batch row at full scale),
 -- about a fifth of the batch statement's CPU on Lombardia (30 of 155 ms
--- for 10,000 rows, the lookup removed, BENCHMARKS.md "The batch's
--- concession lookup"). With both keys in one index the lookup reads only
--- the vendor's concessions in that market, usually none or one.
+-- for 10,000 rows, the lookup removed; BENCHMARKS.md, "Issue 14 on a
+-- quiet machine, again"). With both keys in one index the lookup reads
+-- only the vendor's concessions in that market, usually none or one: the
+-- statement cost 15-18 ms less there. Where each vendor holds a single
+-- concession (dmsdev ingest's data) it gains nothing.
 -- concessions_vendor stays: it orders a vendor's concessions by id for
 -- the vendor's list.
 --
