@@ -472,6 +472,47 @@ func (g *generator) finish(ctx context.Context, conn *pgx.Conn, sh *shard) error
 	if _, err := conn.Exec(ctx, "ANALYZE "+strings.Join(regional, ", ")); err != nil {
 		return fmt.Errorf("analyze: %w", err)
 	}
+	return uncountEmptyPartitions(ctx, conn)
+}
+
+// uncountEmptyPartitions returns the shard's empty partitions, which the
+// ANALYZE of their partitioned table has just recorded as empty
+// (pg_class.reltuples 0), to never counted (-1), as a database that only
+// autovacuum analyzes keeps the months created ahead until their first
+// rows. The planner takes a partition recorded empty for one row, and the
+// generic plans a connection builds while it is so read it by a
+// sequential scan or any index for every market day long after it fills,
+// until autovacuum analyzes it again; a partition never counted is planned
+// as ten pages of rows (BENCHMARKS.md, "The batch statement looks rows up
+// by key"; move.VacuumAnalyze does the same for a region move). ANALYZE of
+// the partitioned tables is kept for their own statistics, which
+// PostgreSQL 15 collects only through every partition. TRUNCATE gives a
+// partition a new, empty file, which PostgreSQL records as never counted;
+// it runs only on a partition found empty under its exclusive lock.
+func uncountEmptyPartitions(ctx context.Context, conn *pgx.Conn) error {
+	rows, _ := conn.Query(ctx, `SELECT c.oid::regclass::text FROM pg_class c
+		WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' AND c.relispartition AND c.reltuples = 0
+		ORDER BY 1`)
+	empty, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("list empty partitions: %w", err)
+	}
+	for _, name := range empty {
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, "LOCK TABLE "+name+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+				return err
+			}
+			var holds bool
+			if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT FROM "+name+")").Scan(&holds); err != nil || holds {
+				return err
+			}
+			_, err := tx.Exec(ctx, "TRUNCATE "+name)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("uncount the empty %s: %w", name, err)
+		}
+	}
 	return nil
 }
 

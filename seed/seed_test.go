@@ -167,6 +167,46 @@ func TestSeed(t *testing.T) {
 
 	t.Run("invariants", func(t *testing.T) { checkInvariants(t, d, stats) })
 
+	t.Run("empty partitions are never counted", func(t *testing.T) {
+		// uncountEmptyPartitions: the months ahead stay as autovacuum
+		// leaves them, and the partitioned table keeps its statistics.
+		ctx := context.Background()
+		d.each(func(sh shardmap.ShardConfig, conn *pgx.Conn) {
+			rows, _ := conn.Query(ctx, `SELECT t.relid::regclass::text, c.reltuples FROM pg_partition_tree('vendor_presences') t
+				JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf`)
+			type leaf struct {
+				Name      string
+				Reltuples float64
+			}
+			leaves, err := pgx.CollectRows(rows, pgx.RowToStructByPos[leaf])
+			if err != nil {
+				t.Fatal(err)
+			}
+			uncounted := 0
+			for _, l := range leaves {
+				var holds bool
+				if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT FROM "+l.Name+")").Scan(&holds); err != nil {
+					t.Fatal(err)
+				}
+				switch {
+				case !holds && l.Reltuples != -1:
+					t.Errorf("shard %s: the empty %s is counted (reltuples %v), want never counted (-1)", sh.Name, l.Name, l.Reltuples)
+				case !holds:
+					uncounted++
+				}
+			}
+			var inherited int64
+			if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stats
+				WHERE schemaname = 'public' AND tablename = 'vendor_presences' AND inherited`).Scan(&inherited); err != nil {
+				t.Fatal(err)
+			}
+			if uncounted == 0 || inherited == 0 {
+				t.Errorf("shard %s: %d empty presence partitions, %d columns of the partitioned table's statistics; want some of each",
+					sh.Name, uncounted, inherited)
+			}
+		})
+	})
+
 	t.Run("presence indexes are valid on every partition", func(t *testing.T) {
 		// The big regions' shards dropped and rebuilt them.
 		if n := count(t, d, `SELECT count(*) AS n FROM pg_index WHERE NOT indisvalid`); n != 0 {
