@@ -31,9 +31,9 @@ const leavesSQL = `
 // it fills: batches of 10,000 rows grew from 0.5 to 18 s in
 // BENCHMARKS.md, "The batch statement looks rows up by key". A partition
 // never counted is planned as ten pages of rows, which keeps its index
-// scans. A region move's target holds every month of the schema, so a
-// VACUUM (ANALYZE) of vendor_presences after the copy recorded two years
-// of months ahead as empty.
+// scans. A region move's target holds every month partition of the
+// schema, and a VACUUM (ANALYZE) of vendor_presences after the copy
+// recorded each empty one, the months ahead among them, as empty.
 //
 // The partitioned tables' own statistics (over all their partitions) are
 // left as they were: PostgreSQL before 18 (ANALYZE ONLY) collects them
