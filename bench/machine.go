@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/dmshub/dmsrouter/internal/pgcluster"
 	"github.com/dmshub/dmsrouter/shardmap"
 )
 
@@ -209,9 +210,6 @@ func postmaster(ctx context.Context, dsn string) int {
 	return pid
 }
 
-// clockTick is the unit of /proc/<pid>/stat CPU times (USER_HZ, 100 on Linux).
-const clockTick = 10 * time.Millisecond
-
 // serverCPU returns the CPU time used so far by the servers whose
 // postmasters are pids and by their live children (backends, background
 // workers), from /proc/<pid>/stat.
@@ -220,32 +218,16 @@ func serverCPU(pids map[int]bool) time.Duration {
 		return 0
 	}
 	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	var ticks int64
+	var total time.Duration
 	for _, path := range stats {
-		b, err := os.ReadFile(path)
-		if err != nil {
+		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(path)))
+		st, err := pgcluster.ProcessStat(pid)
+		if err != nil || (!pids[pid] && !pids[st.PPID]) {
 			continue
 		}
-		// pid (comm) state ppid ... utime stime: fields 14 and 15; comm
-		// may hold spaces and parentheses, so split after the last ')'.
-		i := strings.LastIndexByte(string(b), ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 13 {
-			continue
-		}
-		pid, _ := strconv.Atoi(strings.Fields(string(b))[0])
-		ppid, _ := strconv.Atoi(f[1])
-		if !pids[pid] && !pids[ppid] {
-			continue
-		}
-		u, _ := strconv.ParseInt(f[11], 10, 64)
-		s, _ := strconv.ParseInt(f[12], 10, 64)
-		ticks += u + s
+		total += st.CPU
 	}
-	return time.Duration(ticks) * clockTick
+	return total
 }
 
 // CPUMeter reads the CPU time used so far by this process and by a

@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/dmshub/dmsrouter/internal/pgcluster"
 	"github.com/dmshub/dmsrouter/pgtest"
 	"github.com/dmshub/dmsrouter/seed"
 )
@@ -51,17 +51,24 @@ func BenchmarkBatchCost(b *testing.B) {
 		}
 		adminDSN = cfg.Shards[0].AdminDSN()
 	}
-	owner := pgtest.Connect(b, adminDSN+dsnJoin(adminDSN)+"jit=off")
-	appCfg, err := pgx.ParseConfig(adminDSN + dsnJoin(adminDSN) + "jit=off")
-	if err != nil {
-		b.Fatal(err)
+	// Both connections run without JIT, as the router's do.
+	connect := func(user string) *pgx.Conn {
+		cfg, err := pgx.ParseConfig(adminDSN)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg.RuntimeParams["jit"] = "off"
+		if user != "" {
+			cfg.User, cfg.Password = user, ""
+		}
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { conn.Close(context.Background()) })
+		return conn
 	}
-	appCfg.User, appCfg.Password = "dms_app", ""
-	app, err := pgx.ConnectConfig(ctx, appCfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { app.Close(context.Background()) })
+	owner, app := connect(""), connect("dms_app")
 
 	first := time.Now().UTC().AddDate(0, 1, 0)
 	first = time.Date(first.Year(), first.Month(), 5, 0, 0, 0, 0, time.UTC)
@@ -205,12 +212,21 @@ func BenchmarkBatchCost(b *testing.B) {
 	vacuum := "VACUUM " + strings.Join(partitions, ", ")
 	for _, arm := range arms {
 		b.Run(arm.name, func(b *testing.B) {
-			pid := arm.conn.PgConn().PID()
+			pid := int(arm.conn.PgConn().PID())
+			// backendCPU reads the CPU time the backend has used so far
+			// (the server runs on this machine).
+			backendCPU := func() time.Duration {
+				st, err := pgcluster.ProcessStat(pid)
+				if err != nil {
+					b.Fatalf("the backend's CPU: %v (the server must run on this machine)", err)
+				}
+				return st.CPU
+			}
 			write := func() time.Duration {
 				if _, err := owner.Exec(ctx, vacuum); err != nil {
 					b.Fatal(err)
 				}
-				before := backendCPU(b, pid)
+				before := backendCPU()
 				tx, err := arm.conn.Begin(ctx)
 				if err != nil {
 					b.Fatal(err)
@@ -222,7 +238,7 @@ func BenchmarkBatchCost(b *testing.B) {
 				if err := tx.Rollback(ctx); err != nil {
 					b.Fatal(err)
 				}
-				return backendCPU(b, pid) - before
+				return backendCPU() - before
 			}
 			write() // prepares the statements and builds their plans
 			var cpu time.Duration
@@ -234,27 +250,4 @@ func BenchmarkBatchCost(b *testing.B) {
 			b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "pg-cpu-ms/op")
 		})
 	}
-}
-
-// dsnJoin returns the separator that appends a parameter to dsn, a URL.
-func dsnJoin(dsn string) string {
-	if strings.Contains(dsn, "?") {
-		return "&"
-	}
-	return "?"
-}
-
-// backendCPU returns the CPU time the PostgreSQL backend pid has used, from
-// /proc (the server on this machine).
-func backendCPU(tb testing.TB, pid uint32) time.Duration {
-	tb.Helper()
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		tb.Fatalf("the backend's CPU: %v (the server must run on this machine)", err)
-	}
-	s := string(stat)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	user, _ := strconv.ParseInt(f[11], 10, 64)
-	system, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(user+system) * 10 * time.Millisecond // USER_HZ is 100 on Linux
 }

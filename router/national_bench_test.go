@@ -25,6 +25,7 @@ import (
 
 	"github.com/dmshub/dmsrouter/auth"
 	"github.com/dmshub/dmsrouter/config"
+	"github.com/dmshub/dmsrouter/internal/pgcluster"
 	"github.com/dmshub/dmsrouter/jobs"
 	"github.com/dmshub/dmsrouter/national"
 	"github.com/dmshub/dmsrouter/pgtest"
@@ -474,20 +475,9 @@ func backendsCPU(role string, dbs []string) map[int]time.Duration {
 		if len(f) == 0 || !slices.Contains(dbs, f[0]) {
 			continue
 		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			continue
-		}
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		fields := strings.Fields(string(b[i+1:]))
-		if len(fields) > 12 {
-			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(path)))
-			u, _ := strconv.ParseInt(fields[11], 10, 64)
-			s, _ := strconv.ParseInt(fields[12], 10, 64)
-			out[pid] = time.Duration(u+s) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(path)))
+		if st, err := pgcluster.ProcessStat(pid); err == nil {
+			out[pid] = st.CPU
 		}
 	}
 	return out

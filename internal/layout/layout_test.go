@@ -40,7 +40,7 @@ var allowed = map[string][]string{
 	"internal/clitest":           {"pgtest", "shardmap"},
 	"pgtest":                     {"internal/pgcluster", "migrations", "regions", "shardmap"},
 	"seed":                       {"migrations", "regions", "shardmap", "taxcode"},
-	"bench":                      {"auth", "config", "logbucket", "regions", "registry", "shardmap"},
+	"bench":                      {"auth", "config", "internal/pgcluster", "logbucket", "regions", "registry", "shardmap"},
 	"cmd/dmsrouter":              {"auth", "config", "control", "internal/cli", "migrations", "move", "regions", "shardmap"},
 	"cmd/dmsdev": {"auth", "bench", "config", "control", "internal/cli", "internal/pgcluster", "migrations", "move",
 		"national", "regions", "registry", "router", "seed", "shardmap"},

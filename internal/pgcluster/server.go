@@ -368,20 +368,10 @@ func (s *Server) signalAll(sig syscall.Signal) error {
 	}
 	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
 	for _, path := range stats {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			continue // the process is gone
-		}
-		// The fields after the parenthesised command name: state, then ppid.
-		i := strings.LastIndexByte(string(b), ')')
-		if i < 0 {
-			continue
-		}
-		fields := strings.Fields(string(b[i+1:]))
-		if len(fields) < 2 || fields[1] != strconv.Itoa(pm) {
-			continue
-		}
 		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(path)))
+		if st, err := ProcessStat(pid); err != nil || st.PPID != pm {
+			continue // another process, or gone
+		}
 		if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
 			return fmt.Errorf("pgcluster: signal backend %d: %w", pid, err)
 		}
