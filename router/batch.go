@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"reflect"
 	"strconv"
 	"unicode/utf8"
 
@@ -89,6 +90,9 @@ func decodeBatchJSON(body []byte) ([]batchRowBody, error) {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, badField("body", "unexpected data after the JSON object")
+	}
+	if key := inexactKey(body, reflect.TypeOf(&b)); key != "" {
+		return nil, badField(key, "unknown field")
 	}
 	return b.Rows, nil
 }

@@ -226,6 +226,8 @@ func TestPresenceBatch(t *testing.T) {
 		{"time on another day", batchBody(milano, "2026-06-12", 3, 3, fmt.Sprintf(`{"market_id":%d,"vendor_id":%d,"date":"2026-06-12","kind":"SPUNTA","checkin_at":"2026-06-11T23:30:00+02:00"}`, milano, vendorFB)), "rows[1].checkin_at"},
 		{"no rows", `{"rows":[]}`, "rows"},
 		{"unknown field", `{"rows":[],"more":1}`, "more"},
+		{"row field in another case", batchBody(milano, "2026-06-12", 3, 3, fmt.Sprintf(`{"market_id":%d,"vendor_id":%d,"date":"2026-06-12","Kind":"SPUNTA"}`, milano, vendorFB)), "rows[1].Kind"},
+		{"rows in another case", fmt.Sprintf(`{"Rows":[{"market_id":%d,"vendor_id":%d,"date":"2026-06-12","kind":"SPUNTA"}]}`, milano, vendorFB), "Rows"},
 		{"two regions", batchBody(milano, "2026-06-12", 3, 3, fmt.Sprintf(`{"market_id":%d,"vendor_id":%d,"date":"2026-06-12","kind":"SPUNTA"}`, roma, regions.MakeID("12", 1))), "rows[1].market_id"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -137,7 +137,7 @@ func FuzzWrite(f *testing.F) {
 		{fuzzRoute{"lombardia", "POST", "/v1/markets"}, []string{
 			`{"code":"MI009","name":"Nuovo","comune":"015146"}`,
 			`{"code":"MI010","name":"Nuovo","comune":"015146","comune_name":"Milano","region":"03","days":[1,6],"status":"active","cost_per_sqm":1.5}`,
-			`{"code":"MI009","name":"x","comune":"015146","colour":"red"}`, `{"code":"MI009","name":"x","comune":15146}`,
+			`{"code":"MI009","name":"x","comune":"015146","colour":"red"}`, `{"Code":"AA110","comune":"015146","name":"o"}`, `{"code":"MI009","name":"x","comune":15146}`,
 			`{"code":"mi9","name":"x","comune":"015146"}`, `{"code":"MI009","name":"x","comune":"015999"}`,
 			`{"code":"MI009","name":"x","comune":"015146","days":[0,8]}`, `{"code":"MI009","name":"x","comune":"015146","cost_per_sqm":-1}`,
 			`{"code":`, ` `, `{"code":"MI011","name":"Mercato\u0000","comune":"015146"}`, "{\"code\":\"MI012\",\"name\":\"\xff\",\"comune\":\"015146\"}",

@@ -12,6 +12,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"reflect"
 	"regexp"
 	"strings"
 
@@ -260,7 +261,8 @@ func isUTF8Type(ct, want string) bool {
 }
 
 // decodeBody decodes the JSON object in data into dst, refusing unknown
-// fields, values of the wrong type and anything after the object.
+// fields (and known ones spelt in another case), values of the wrong type
+// and anything after the object.
 func decodeBody(data []byte, dst any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -269,6 +271,9 @@ func decodeBody(data []byte, dst any) error {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return badField("body", "unexpected data after the JSON object")
+	}
+	if key := inexactKey(data, reflect.TypeOf(dst)); key != "" {
+		return badField(key, "unknown field")
 	}
 	return nil
 }

@@ -34,6 +34,9 @@ func TestWriteRolesAndBadInput(t *testing.T) {
 	piva := partitaIVA("0123987654")
 	tests := []struct{ name, who, method, path, body, field string }{
 		{"unknown field", "lombardia", "POST", "/v1/markets", `{"code":"MI009","name":"x","comune":"015146","colour":"red"}`, "colour"},
+		{"field in another case", "lombardia", "POST", "/v1/markets", `{"Code":"MI009","name":"x","comune":"015146"}`, "Code"},
+		{"field twice, once in another case", "lombardia", "POST", "/v1/markets", `{"code":"MI009","name":"x","comune":"015146","NAME":"y"}`, "NAME"},
+		{"patch field in another case", "lombardia", "PATCH", "/v1/markets/" + ids(milano), `{"Name":"Mercato nuovo"}`, "Name"},
 		{"wrong type", "lombardia", "POST", "/v1/markets", `{"code":"MI009","name":"x","comune":15146}`, "comune"},
 		{"missing field", "lombardia", "POST", "/v1/markets", `{"code":"MI009","comune":"015146"}`, "name"},
 		{"bad code", "lombardia", "POST", "/v1/markets", `{"code":"mi9","name":"x","comune":"015146"}`, "code"},
