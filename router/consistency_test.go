@@ -18,8 +18,9 @@ func (e *env) withReplica(t *testing.T, name string) (*pgtest.Server, *shardmap.
 	t.Helper()
 	primary := pgtest.StartOwned(t)
 	replica := pgtest.StartReplica(t, primary)
-	own := pgtest.Shard(t, pgtest.NewDeployment(t, primary, name, layout()), "nw")
-	exec(t, own.AdminDSN(), fmt.Sprintf(fixtureSQL, milano, bergamo, stallMI1, vendor03, stallBG1, vendor03+1))
+	deployed := pgtest.NewDeployment(t, primary, name, layout())
+	loadFixture(t, deployed)
+	own := pgtest.Shard(t, deployed, "nw")
 	dsn, err := replica.Moved(own.Primary)
 	if err != nil {
 		t.Fatal(err)
