@@ -91,7 +91,7 @@ func decodeBatchJSON(body []byte) ([]batchRowBody, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, badField("body", "unexpected data after the JSON object")
 	}
-	if key := inexactKey(body, reflect.TypeOf(&b)); key != "" {
+	if key, ok := inexactKey(body, reflect.TypeOf(&b)); ok {
 		return nil, badField(key, "unknown field")
 	}
 	return b.Rows, nil

@@ -272,7 +272,7 @@ func decodeBody(data []byte, dst any) error {
 	if _, err := dec.Token(); err != io.EOF {
 		return badField("body", "unexpected data after the JSON object")
 	}
-	if key := inexactKey(data, reflect.TypeOf(dst)); key != "" {
+	if key, ok := inexactKey(data, reflect.TypeOf(dst)); ok {
 		return badField(key, "unknown field")
 	}
 	return nil
