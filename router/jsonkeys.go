@@ -3,6 +3,7 @@ package router
 import (
 	"encoding/json"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -22,64 +23,40 @@ var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
 // for the problem's field.
 //
 // data must already have decoded into t without error: it is valid JSON,
-// which keyScanner reads without checking it, and without allocating
-// unless a key holds an escape or is inexact.
+// which keyScanner reads without checking it. It allocates the field
+// names of each struct type it meets, and an inexact key's path.
 func inexactKey(data []byte, t reflect.Type) (string, bool) {
 	s := keyScanner{data: data}
 	return s.value(t)
 }
 
-// keyScanner reads valid JSON from data, at pos.
+// keyScanner reads valid JSON from data, at pos. structs holds the fields
+// of the struct types it has met, so that a batch's thousand rows look
+// their type's fields up once.
 type keyScanner struct {
-	data []byte
-	pos  int
+	data    []byte
+	pos     int
+	structs []structFields
+}
+
+// structFields are the JSON names of a struct type's fields and their
+// types.
+type structFields struct {
+	t     reflect.Type
+	names []string
+	types []reflect.Type
 }
 
 // value reads the next JSON value as a value of type t (nil: of no type
 // whose keys are checked) and returns the path of its first inexact key,
 // and whether there is one.
 func (s *keyScanner) value(t reflect.Type) (string, bool) {
-	for t != nil && t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if t != nil && reflect.PointerTo(t).Implements(unmarshalerType) {
-		t = nil
-	}
 	s.space()
 	switch s.data[s.pos] {
 	case '{':
-		s.pos++
-		for s.more() {
-			key := s.str()
-			s.space()
-			s.pos++ // the colon
-			var elem reflect.Type
-			switch {
-			case t == nil:
-			case t.Kind() == reflect.Struct:
-				f, ok := fieldNamed(t, key)
-				if !ok {
-					return string(key), true
-				}
-				elem = f.Type
-			case t.Kind() == reflect.Map:
-				elem = t.Elem()
-			}
-			if bad, ok := s.value(elem); ok {
-				return joinPath(string(key), bad), true
-			}
-		}
+		return s.object(keyed(t))
 	case '[':
-		s.pos++
-		var elem reflect.Type
-		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
-			elem = t.Elem()
-		}
-		for i := 0; s.more(); i++ {
-			if bad, ok := s.value(elem); ok {
-				return joinPath("["+strconv.Itoa(i)+"]", bad), true
-			}
-		}
+		return s.array(keyed(t))
 	case '"':
 		s.str()
 	default: // a number, true, false or null
@@ -88,6 +65,61 @@ func (s *keyScanner) value(t reflect.Type) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// object is value for an object: its keys must name fields of t when t is
+// a struct; a map's keys are free.
+func (s *keyScanner) object(t reflect.Type) (string, bool) {
+	s.pos++
+	for s.more() {
+		key := s.str()
+		s.space()
+		s.pos++ // the colon
+		var elem reflect.Type
+		switch {
+		case t == nil:
+		case t.Kind() == reflect.Struct:
+			var ok bool
+			if elem, ok = s.field(t, key); !ok {
+				return string(key), true
+			}
+		case t.Kind() == reflect.Map:
+			elem = t.Elem()
+		}
+		if bad, ok := s.value(elem); ok {
+			return joinPath(string(key), bad), true
+		}
+	}
+	return "", false
+}
+
+// array is value for an array, of t's elements when t is a slice or an
+// array.
+func (s *keyScanner) array(t reflect.Type) (string, bool) {
+	s.pos++
+	var elem reflect.Type
+	if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+		elem = t.Elem()
+	}
+	for i := 0; s.more(); i++ {
+		if bad, ok := s.value(elem); ok {
+			return joinPath("["+strconv.Itoa(i)+"]", bad), true
+		}
+	}
+	return "", false
+}
+
+// keyed returns the type whose keys an object or array decoded into t
+// must spell exactly: t without its pointers, or nil when t decodes itself
+// (json.Unmarshaler) or is nil.
+func keyed(t reflect.Type) reflect.Type {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil || reflect.PointerTo(t).Implements(unmarshalerType) {
+		return nil
+	}
+	return t
 }
 
 // more skips the space and comma before the next member or element and
@@ -132,23 +164,40 @@ func (s *keyScanner) space() {
 	}
 }
 
-// fieldNamed returns the exported field of the struct t whose JSON name is
-// exactly name.
-func fieldNamed(t reflect.Type, name []byte) (reflect.StructField, bool) {
-	for i := range t.NumField() {
-		f := t.Field(i)
-		tag := f.Tag.Get("json")
-		if !f.IsExported() || tag == "-" {
+// field returns the type of the field of the struct t whose JSON name is
+// exactly name, and whether there is one.
+func (s *keyScanner) field(t reflect.Type, name []byte) (reflect.Type, bool) {
+	i := slices.IndexFunc(s.structs, func(f structFields) bool { return f.t == t })
+	if i < 0 {
+		s.structs = append(s.structs, fieldsOf(t))
+		i = len(s.structs) - 1
+	}
+	f := &s.structs[i]
+	for j, n := range f.names {
+		if n == string(name) {
+			return f.types[j], true
+		}
+	}
+	return nil, false
+}
+
+// fieldsOf returns the JSON names and types of the struct t's exported
+// fields, as encoding/json names them.
+func fieldsOf(t reflect.Type) structFields {
+	n := t.NumField()
+	f := structFields{t: t, names: make([]string, 0, n), types: make([]reflect.Type, 0, n)}
+	for i := range n {
+		sf := t.Field(i)
+		tag := sf.Tag.Get("json")
+		if !sf.IsExported() || tag == "-" {
 			continue
 		}
 		if tag, _, _ = strings.Cut(tag, ","); tag == "" {
-			tag = f.Name
+			tag = sf.Name
 		}
-		if tag == string(name) {
-			return f, true
-		}
+		f.names, f.types = append(f.names, tag), append(f.types, sf.Type)
 	}
-	return reflect.StructField{}, false
+	return f
 }
 
 // joinPath joins a key or index to the path below it: "rows" and "[3].Kind"

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -106,7 +107,14 @@ func tokenKeys(dec *json.Decoder, t reflect.Type) (string, bool, error) {
 			key := tok.(string)
 			var elem reflect.Type
 			if t != nil && t.Kind() == reflect.Struct {
-				f, ok := fieldNamed(t, []byte(key))
+				f, ok := t.FieldByNameFunc(func(name string) bool {
+					sf, _ := t.FieldByName(name)
+					tag, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
+					if tag == "" {
+						tag = name
+					}
+					return sf.IsExported() && tag != "-" && tag == key
+				})
 				if !ok {
 					return key, true, nil
 				}
