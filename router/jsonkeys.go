@@ -58,7 +58,7 @@ func (s *keyScanner) value(t reflect.Type) (string, bool) {
 	case '[':
 		return s.array(keyed(t))
 	case '"':
-		s.str()
+		s.skipStr()
 	default: // a number, true, false or null
 		for s.pos < len(s.data) && !strings.ContainsRune(",]} \t\r\n", rune(s.data[s.pos])) {
 			s.pos++
@@ -141,7 +141,18 @@ func (s *keyScanner) more() bool {
 // when they hold no escape and are UTF-8, else its text as encoding/json
 // decodes it.
 func (s *keyScanner) str() []byte {
-	start, escaped := s.pos, false
+	start := s.pos
+	escaped := s.skipStr()
+	if raw := s.data[start+1 : s.pos-1]; !escaped && utf8.Valid(raw) {
+		return raw
+	}
+	var text string
+	_ = json.Unmarshal(s.data[start:s.pos], &text)
+	return []byte(text)
+}
+
+// skipStr reads a string and reports whether it holds an escape.
+func (s *keyScanner) skipStr() (escaped bool) {
 	for s.pos++; s.data[s.pos] != '"'; s.pos++ {
 		if s.data[s.pos] == '\\' {
 			escaped = true
@@ -149,12 +160,7 @@ func (s *keyScanner) str() []byte {
 		}
 	}
 	s.pos++
-	if raw := s.data[start+1 : s.pos-1]; !escaped && utf8.Valid(raw) {
-		return raw
-	}
-	var text string
-	_ = json.Unmarshal(s.data[start:s.pos], &text)
-	return []byte(text)
+	return escaped
 }
 
 // space skips white space.

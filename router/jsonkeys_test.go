@@ -142,3 +142,34 @@ func tokenKeys(dec *json.Decoder, t reflect.Type) (string, bool, error) {
 	_, err = dec.Token()
 	return "", false, err
 }
+
+// BenchmarkDecodeBody measures decoding with the exact keys' check: a
+// check-in's body (decodeBody), and a 1,000-row batch in a form
+// decodeBatchFast leaves to encoding/json (decodeBatchJSON: its strings
+// hold escapes). No database.
+func BenchmarkDecodeBody(b *testing.B) {
+	checkIn := []byte(`{"vendor_id":844424930131969,"stall_id":844424930131970,"kind":"CONCESSION","checkin_at":"2026-06-15T07:00:00+02:00"}`)
+	row := `{"kind":"SP\u0055NTA","market_id":844424930131969,"vendor_id":844424930131970,"stall_id":null,"date":"2026-06-15","checkin_at":"2026-06-15T07:00:00+02:00"}`
+	batch := []byte(`{"rows":[` + strings.Repeat(row+",", 999) + row + `]}`)
+	if _, ok := decodeBatchFast(batch); ok {
+		b.Fatal("decodeBatchFast takes the batch: it would not measure encoding/json's path")
+	}
+	b.Run("check-in", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var v checkInBody
+			if err := decodeBody(checkIn, &v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("batch of 1,000 rows through encoding/json", func(b *testing.B) {
+		b.SetBytes(int64(len(batch)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := decodeBatchJSON(batch); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
