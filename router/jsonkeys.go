@@ -188,22 +188,40 @@ func (s *keyScanner) field(t reflect.Type, name []byte) (reflect.Type, bool) {
 }
 
 // fieldsOf returns the JSON names and types of the struct t's exported
-// fields, as encoding/json names them.
+// fields, as encoding/json names them, with those of the structs it embeds
+// without naming them.
 func fieldsOf(t reflect.Type) structFields {
-	n := t.NumField()
-	f := structFields{t: t, names: make([]string, 0, n), types: make([]reflect.Type, 0, n)}
-	for i := range n {
+	f := structFields{t: t}
+	f.add(t)
+	return f
+}
+
+// add adds the fields of the struct t to f.
+func (f *structFields) add(t reflect.Type) {
+	for i := range t.NumField() {
 		sf := t.Field(i)
 		tag := sf.Tag.Get("json")
-		if !sf.IsExported() || tag == "-" {
+		if tag == "-" {
 			continue
 		}
-		if tag, _, _ = strings.Cut(tag, ","); tag == "" {
+		tag, _, _ = strings.Cut(tag, ",")
+		if inner := sf.Type; sf.Anonymous && tag == "" {
+			if inner.Kind() == reflect.Pointer {
+				inner = inner.Elem()
+			}
+			if inner.Kind() == reflect.Struct {
+				f.add(inner)
+				continue
+			}
+		}
+		if !sf.IsExported() {
+			continue
+		}
+		if tag == "" {
 			tag = sf.Name
 		}
 		f.names, f.types = append(f.names, tag), append(f.types, sf.Type)
 	}
-	return f
 }
 
 // joinPath joins a key or index to the path below it: "rows" and "[3].Kind"

@@ -27,6 +27,13 @@ type keysBody struct {
 type keysRow struct {
 	Kind string `json:"kind"`
 	N    int    `json:"n"`
+	keysEmbedded
+}
+
+// keysEmbedded is embedded in keysRow without a name: its fields are
+// keysRow's.
+type keysEmbedded struct {
+	At string `json:"at"`
 }
 
 func TestInexactKey(t *testing.T) {
@@ -42,6 +49,8 @@ func TestInexactKey(t *testing.T) {
 		{`{"code":"MI009","CODE":"MI010"}`, "CODE", false},
 		{`{"\u0043ode":"MI009"}`, "Code", false},
 		{`{"plain":1}`, "plain", false},
+		{`{"ptr":{"kind":"B","at":"x"}}`, "", true},
+		{`{"ptr":{"At":"x"}}`, "ptr.At", false},
 		{`{"rows":[{"\u212Aind":"x"}]}`, "rows[0].\u212Aind", false}, // the Kelvin sign, which encoding/json folds to k
 		{`{"colour":"red"}`, "colour", false},                        // unknown: DisallowUnknownFields refuses it first
 		{`{"rows":[{"":1}]}`, "rows[0].", false},
