@@ -75,7 +75,8 @@ func decodeBatch(body []byte) ([]batchRowBody, error) {
 	return rows, nil
 }
 
-// decodeBatchJSON decodes {"rows": [...]} with encoding/json.
+// decodeBatchJSON decodes {"rows": [...]} with encoding/json, refusing
+// keys that do not spell a field exactly (inexactKey).
 func decodeBatchJSON(body []byte) ([]batchRowBody, error) {
 	var b struct {
 		Rows []batchRowBody `json:"rows"`

@@ -31,10 +31,10 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &pg)) }
 var fixedNow = time.Date(2026, 6, 15, 8, 0, 0, 0, time.UTC)
 
 // fixedCalendarSQL makes the presence partitions that migration 00001 makes
-// when run on fixedNow's day (the same in UTC and Rome): 13 months back
-// to 3 ahead. A deployment
-// migrated today has those around today, and without these the fixture's
-// presences would find no partition once today is 13 months past fixedNow.
+// when run on fixedNow's day (the same in UTC and Rome): 13 months back to
+// 3 ahead. A deployment migrated today has those around today, and without
+// these the fixture's presences would find no partition once today is 13
+// months past fixedNow.
 func fixedCalendarSQL() string {
 	return fmt.Sprintf(`SELECT dms.ensure_presence_partitions('%s', '%s')`,
 		fixedNow.AddDate(0, -13, 0).Format(time.DateOnly), fixedNow.AddDate(0, 3, 0).Format(time.DateOnly))
