@@ -49,6 +49,7 @@ func TestInexactKey(t *testing.T) {
 		{`{"code":"MI009","CODE":"MI010"}`, "CODE", false},
 		{`{"\u0043ode":"MI009"}`, "Code", false},
 		{`{"plain":1}`, "plain", false},
+		{`{"Skipped":"x"}`, "Skipped", false}, // json:"-": encoding/json never fills it
 		{`{"ptr":{"kind":"B","at":"x"}}`, "", true},
 		{`{"ptr":{"At":"x"}}`, "ptr.At", false},
 		{`{"rows":[{"\u212Aind":"x"}]}`, "rows[0].\u212Aind", false}, // the Kelvin sign, which encoding/json folds to k
