@@ -81,14 +81,18 @@ func TestFence(t *testing.T) {
 		}
 	}
 	// move moves 03 to shard to: its database owns it, and a new epoch
-	// (written without a NOTIFY) names it.
+	// (written without a NOTIFY) names it. The epoch and its assignments
+	// are one statement, as control.write_epoch writes them in one
+	// transaction: a follower that read the epoch between two would find
+	// it without assignments, refuse it, and never apply it.
 	move := func(t *testing.T, to string) {
 		t.Helper()
 		own(t, to, false)
-		pgtest.Exec(t, ctl, `INSERT INTO control.epochs (epoch, note) SELECT max(epoch) + 1, 'move 03' FROM control.epochs`)
-		pgtest.Exec(t, ctl, `INSERT INTO control.assignments (epoch, region_id, shard)
-			SELECT epoch + 1, region_id, CASE WHEN region_id = '03' THEN $1 ELSE shard END
-			FROM control.assignments WHERE epoch = (SELECT max(epoch) - 1 FROM control.epochs)`, to)
+		pgtest.Exec(t, ctl, `WITH e AS (
+				INSERT INTO control.epochs (epoch, note) SELECT max(epoch) + 1, 'move 03' FROM control.epochs RETURNING epoch)
+			INSERT INTO control.assignments (epoch, region_id, shard)
+			SELECT e.epoch, a.region_id, CASE WHEN a.region_id = '03' THEN $1 ELSE a.shard END
+			FROM e JOIN control.assignments a ON a.epoch = e.epoch - 1`, to)
 	}
 	serving := func(t *testing.T, want string) {
 		t.Helper()
